@@ -1,0 +1,25 @@
+"""panelglm: generalized linear models for panel data, fitted in factored form.
+
+The public names are the estimators, the design transformer and the data
+container it produces.
+"""
+
+from ._design import PanelDesign
+from ._estimators import (
+    PanelExponentialRegressor,
+    PanelLinearRegressor,
+    PanelLogitRegressor,
+    PanelPoissonRegressor,
+)
+from ._panel import PanelData
+from ._version import __version__
+
+__all__ = [
+    "PanelData",
+    "PanelDesign",
+    "PanelExponentialRegressor",
+    "PanelLinearRegressor",
+    "PanelLogitRegressor",
+    "PanelPoissonRegressor",
+    "__version__",
+]

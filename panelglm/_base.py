@@ -1,0 +1,246 @@
+"""The estimator base shared by every panelglm model.
+
+It turns whatever ``fit`` receives (a :class:`PanelData`, a long DataFrame with
+``dims``, or a plain array) into a factored design, builds the penalized
+objective of the subclass's family and hands it to the Newton solver.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._design import PanelDesign
+from ._families import Family, full_loglik
+from ._newton import newton_solve
+from ._objective import PanelProblem, PenalizedObjective, null_intercept
+from ._panel import PanelData
+from ._terms import ModelSpec, build_design, build_model_spec
+
+
+class PanelGLMBase(RegressorMixin, BaseEstimator):
+    """Shared machinery of the panel GLM estimators; not for direct use.
+
+    Subclasses set :attr:`family` and name their auxiliary columns; see
+    :class:`PanelPoissonRegressor` for the parameters.
+    """
+
+    family: Family
+
+    _parameter_constraints: dict = {
+        "alpha": [Interval(Real, 0.0, None, closed="left")],
+        "fit_intercept": ["boolean"],
+        "tol": [Interval(Real, 0.0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+        "dims": [list, tuple, None],
+        "fixed_effects": [list, tuple, None],
+    }
+
+    # ------------------------------------------------------------- hooks
+    def _aux_columns(self) -> dict[str, str]:
+        """Columns used other than as covariates, by role."""
+        roles = {
+            "offset": getattr(self, "offset", None),
+            "trials": getattr(self, "trials", None),
+            "event": getattr(self, "event", None),
+        }
+        return {role: col for role, col in roles.items() if col is not None}
+
+    def _problem(
+        self, data: PanelData, y: np.ndarray | None, w: np.ndarray | None
+    ) -> PanelProblem:
+        """Response, trials, weights and offset on the grid (``y`` is None at predict)."""
+        offset = getattr(self, "offset", None)
+        return PanelProblem(
+            shape=data.shape,
+            y=None if y is None else data.to_grid(y),
+            w=None if w is None else data.to_grid(w),
+            offset=None if offset is None else data.numeric(offset, "offset"),
+        )
+
+    def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
+        """What ``predict`` reports; the family's mean unless a subclass says otherwise."""
+        return self.family.mean(eta, problem.m)
+
+    # ------------------------------------------------------------- input
+    def _as_panel(self, X: Any, y: Any, *, reset: bool) -> tuple[PanelData, Any]:
+        """The data as a panel, and ``y`` (validated with ``X`` for a cross-section)."""
+        if isinstance(X, PanelData):
+            return X, y
+        if isinstance(X, pd.DataFrame) and self.dims is not None:
+            if reset:
+                self.design_ = PanelDesign(self.dims, self.fixed_effects)
+                return self.design_.fit_transform(X, y), y
+            check_is_fitted(self, "design_")
+            return self.design_.transform(X), y
+        # A plain array (or a frame without dims) is a cross-section: D = 1.
+        if reset:
+            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        else:
+            X = validate_data(self, X, reset=False, dtype=np.float64)
+        names = getattr(self, "feature_names_in_", None)
+        return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
+
+    def _check_y(self, y: Any, n: int) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.ndim != 1 or len(y) != n:
+            raise ValueError(
+                f"y must be one-dimensional with {n} values (one per row), "
+                f"got shape {np.shape(y)}."
+            )
+        if not np.all(np.isfinite(y)):
+            raise ValueError("The target y has NaN or infinite values.")
+        return y
+
+    def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
+        if w.sum() <= 0:
+            raise ValueError("sample_weight sums to zero.")
+        return w
+
+    # --------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> PanelGLMBase:
+        """Fit the model by Newton-Raphson on the factored design.
+
+        Parameters
+        ----------
+        X : PanelData, DataFrame or array-like of shape (n_samples, n_features)
+            A :class:`PanelData` from :class:`PanelDesign`; a long-format
+            DataFrame (with ``dims`` set on the estimator); or a plain 2-D
+            array, treated as a cross-section.
+        y : array-like of shape (n_samples,)
+            Target, one value per row of ``X`` in its row order.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights, one per row.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._validate_params()
+        data, y = self._as_panel(X, y, reset=True)
+        y = self._check_y(y, data.n_rows)
+        w = self._check_weights(sample_weight, data.n_rows)
+        aux = self._aux_columns()
+        spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
+        design, order = build_design(spec, data)
+        problem = self._problem(data, y, w)
+        reason = self.family.check_y(problem.y, problem.m)
+        if reason:
+            raise ValueError(f"The target y {reason}.")
+
+        penalized = np.ones(design.n_coef)
+        if spec.has_intercept:
+            penalized[0] = 0.0  # the intercept is always the first internal coefficient
+        objective = PenalizedObjective(design, self.family, problem, self.alpha, penalized)
+        coef0 = np.zeros(design.n_coef)
+        if spec.has_intercept:
+            coef0[0] = null_intercept(self.family, problem)
+        result = newton_solve(
+            objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
+        )
+        self._set_results(spec, order, objective, result, problem)
+        return self
+
+    def _set_results(
+        self,
+        spec: ModelSpec,
+        order: np.ndarray,
+        objective: PenalizedObjective,
+        result: Any,
+        problem: PanelProblem,
+    ) -> None:
+        beta = result.coef
+        self._spec = spec
+        self._order = order
+        self._beta = beta
+        user = beta[order]
+        names = spec.names
+        if spec.has_intercept:
+            self.intercept_ = float(user[0])
+            self.coef_, self.coef_names_ = user[1:], names[1:]
+        else:
+            self.intercept_ = 0.0
+            self.coef_, self.coef_names_ = user, names
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        eta = objective.eta(beta)
+        self.deviance_ = problem.deviance(self.family, eta)
+        self.loglik_ = self._loglik(problem, eta)
+        self.scale_ = self._scale(problem.sum_w, len(names))
+        self._hessian = result.hess  # of the penalized objective at the solution
+
+    def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
+        w = 1.0 if problem.w is None else problem.w
+        return full_loglik(self.family, problem.y, eta, problem.m, w)
+
+    def _scale(self, n_eff: float, n_coef: int) -> float:
+        return 1.0
+
+    # ----------------------------------------------------------- predict
+    def _eta_on(
+        self, X: Any, y: Any = None, sample_weight: Any = None
+    ) -> tuple[PanelData, PanelProblem, np.ndarray]:
+        check_is_fitted(self, "coef_")
+        data, _ = self._as_panel(X, None, reset=False)
+        if y is not None:
+            y = self._check_y(y, data.n_rows)
+        problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))
+        design, _ = build_design(self._spec, data)
+        return data, problem, design.linear_predictor(self._beta, problem.offset)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predict the mean response of every row of ``X``, in ``X``'s row order.
+
+        Offsets, trials and exposures are read from ``X`` itself.
+
+        Parameters
+        ----------
+        X : PanelData, DataFrame or array-like
+            Data laid out like the training data.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
+        data, problem, eta = self._eta_on(X)
+        return data.from_grid(self._prediction(eta, problem))
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Fraction of deviance explained, D^2 (R^2 for the linear model).
+
+        The reference is the intercept-only model with the same offset and
+        trials, fitted to ``y``: with neither, the weighted mean of ``y``,
+        as in scikit-learn.
+
+        Parameters
+        ----------
+        X : PanelData, DataFrame or array-like
+            Data laid out like the training data.
+        y : array-like of shape (n_samples,)
+            True responses, in ``X``'s row order.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+
+        Returns
+        -------
+        float
+        """
+        _, problem, eta = self._eta_on(X, y, sample_weight)
+        reason = self.family.check_y(problem.y, problem.m)
+        if reason:
+            raise ValueError(f"The target y {reason}.")
+        eta0 = null_intercept(self.family, problem) + problem.offset_grid()
+        return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

@@ -1,0 +1,348 @@
+"""The public estimators: each names its family and its auxiliary columns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._base import PanelGLMBase
+from ._families import BINOMIAL, GAUSSIAN, POISSON
+from ._objective import PanelProblem
+from ._panel import PanelData
+
+_COMMON_PARAMS = """alpha : float, default=0.0
+        L2 penalty strength, scikit-learn's GLM convention: the objective is
+        ``mean_w(-loglik) + alpha / 2 * ||coef||^2``; the intercept is not
+        penalized. ``alpha=0`` is maximum likelihood.
+    fit_intercept : bool, default=True
+        Whether to fit an intercept (and drop the first level of every
+        categorical covariate and fixed effect).
+    tol : float, default=1e-10
+        Stop when the decrease a Newton step predicts is at most
+        ``tol * max(1, |objective|)``; the final step makes the coefficients
+        accurate to roughly ``tol`` relative.
+    max_iter : int, default=100
+        Maximum number of Newton iterations.
+    verbose : int, default=0
+        Print the objective at every iteration if positive.
+    dims : list of str, default=None
+        Dimension columns, used when ``fit`` receives a long DataFrame
+        directly (a :class:`PanelDesign` is then fitted internally).
+    fixed_effects : list of str or tuple of str, default=None
+        Fixed effects, used with ``dims``; see :class:`PanelDesign`."""
+
+_COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
+        Coefficients, without the intercept, aligned with ``coef_names_``.
+    coef_names_ : list of str
+        Name of every coefficient.
+    intercept_ : float
+        The intercept (0.0 when not fitted).
+    n_iter_ : int
+        Newton iterations performed.
+    converged_ : bool
+        Whether Newton converged within ``max_iter``.
+    loglik_ : float
+        Full log-likelihood at the solution, as statsmodels reports ``llf``.
+    deviance_ : float
+        Deviance at the solution.
+    scale_ : float
+        Dispersion: ``1`` for the Poisson, binomial and exponential models."""
+
+
+def _doc(cls: type) -> type:
+    cls.__doc__ = cls.__doc__.format(common_params=_COMMON_PARAMS, common_attrs=_COMMON_ATTRS)
+    return cls
+
+
+@_doc
+class PanelPoissonRegressor(PanelGLMBase):
+    """Poisson regression (log link) for counts, rates and PPML on panels.
+
+    The response may be any non-negative number (Poisson pseudo-maximum
+    likelihood). An offset column turns counts into rates: with
+    ``offset="log_exposure"`` the expected count is
+    ``exposure * exp(X @ coef)``.
+
+    Parameters
+    ----------
+    offset : str, default=None
+        Column added to the linear predictor with coefficient one, such as
+        the log of exposure; read from the data at fit, predict and score.
+    {common_params}
+
+    Attributes
+    ----------
+    {common_attrs}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from panelglm import PanelPoissonRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2))
+    >>> y = rng.poisson(np.exp(0.5 + X @ [0.3, -0.2]))
+    >>> est = PanelPoissonRegressor().fit(X, y)
+    >>> est.coef_.round(1)
+    array([ 0.3, -0.2])
+    """
+
+    family = POISSON
+    _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "offset": [str, None]}
+
+    def __init__(
+        self,
+        *,
+        offset=None,
+        alpha=0.0,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        verbose=0,
+        dims=None,
+        fixed_effects=None,
+    ):
+        self.offset = offset
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.dims = dims
+        self.fixed_effects = fixed_effects
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+
+@_doc
+class PanelLinearRegressor(PanelGLMBase):
+    """Linear regression (Gaussian, identity link) on panels.
+
+    Parameters
+    ----------
+    {common_params}
+
+    Attributes
+    ----------
+    {common_attrs}
+        For this model, the residual variance ``SSR / (n - p)``, as
+        statsmodels' GLM reports it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from panelglm import PanelLinearRegressor
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    >>> est = PanelLinearRegressor().fit(X, [1.0, 3.0, 5.0, 7.0])
+    >>> round(est.intercept_, 6), est.coef_.round(6)
+    (1.0, array([2.]))
+    """
+
+    family = GAUSSIAN
+
+    def __init__(
+        self,
+        *,
+        alpha=0.0,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        verbose=0,
+        dims=None,
+        fixed_effects=None,
+    ):
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.dims = dims
+        self.fixed_effects = fixed_effects
+
+    def _scale(self, n_eff: float, n_coef: int) -> float:
+        return self.deviance_ / (n_eff - n_coef) if n_eff > n_coef else np.nan
+
+
+@_doc
+class PanelLogitRegressor(PanelGLMBase):
+    """Binomial regression (logit link) for successes out of trials on panels.
+
+    ``y`` counts successes out of ``M`` trials (``M = 1`` without a
+    ``trials`` column, so ``y`` is a 0/1 outcome or a fraction in [0, 1]).
+    ``predict`` gives the expected number of successes ``M * p`` (the
+    probability ``p`` when there is no trials column).
+
+    Parameters
+    ----------
+    trials : str, default=None
+        Column holding the number of trials ``M`` of each cell.
+    {common_params}
+
+    Attributes
+    ----------
+    {common_attrs}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from panelglm import PanelLogitRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 1))
+    >>> y = rng.binomial(1, 1 / (1 + np.exp(-(0.5 + 1.0 * X[:, 0]))))
+    >>> PanelLogitRegressor().fit(X, y).coef_.round(0)
+    array([1.])
+    """
+
+    family = BINOMIAL
+    _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "trials": [str, None]}
+
+    def __init__(
+        self,
+        *,
+        trials=None,
+        alpha=0.0,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        verbose=0,
+        dims=None,
+        fixed_effects=None,
+    ):
+        self.trials = trials
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.dims = dims
+        self.fixed_effects = fixed_effects
+
+    def _problem(self, data: PanelData, y, w) -> PanelProblem:
+        problem = super()._problem(data, y, w)
+        if self.trials is not None:
+            m, axes = data.numeric(self.trials, "trials")
+            if np.any(m <= 0):
+                raise ValueError(f"The trials column {self.trials!r} must be positive.")
+            problem.m = m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
+        return problem
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
+
+
+@dataclass
+class _DurationProblem(PanelProblem):
+    """A Poisson problem on event indicators that remembers ``log T``."""
+
+    log_t: np.ndarray | None = None
+
+
+@_doc
+class PanelExponentialRegressor(PanelGLMBase):
+    """Exponential duration model with censoring, on panels.
+
+    ``y`` holds durations ``T > 0``; the hazard is ``exp(X @ coef)``. A
+    duration whose event was not observed (censored, e.g. at the end of the
+    study) has ``0`` in the ``event`` column. The model is fitted as a
+    Poisson regression of the event indicator with offset ``log T``, which
+    has the same likelihood up to a constant. ``predict`` gives the expected
+    duration ``exp(-X @ coef)``.
+
+    Parameters
+    ----------
+    event : str, default=None
+        Column of 0/1 event indicators (1: the event happened at ``T``;
+        0: censored at ``T``). Without it every duration is an event.
+    offset : str, default=None
+        Column added to the log hazard with coefficient one.
+    {common_params}
+
+    Attributes
+    ----------
+    {common_attrs}
+        ``loglik_`` is the exponential model's own log-likelihood
+        ``sum(event * log(hazard) - hazard * T)``; ``deviance_`` is the
+        Poisson deviance of the event indicators.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from panelglm import PanelExponentialRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(2000, 1))
+    >>> T = rng.exponential(1 / np.exp(-1.0 + 0.5 * X[:, 0]))
+    >>> est = PanelExponentialRegressor().fit(X, T)
+    >>> round(est.intercept_, 1), est.coef_.round(1)
+    (-1.0, array([0.5]))
+    """
+
+    family = POISSON
+    _parameter_constraints: dict = {
+        **PanelGLMBase._parameter_constraints,
+        "event": [str, None],
+        "offset": [str, None],
+    }
+
+    def __init__(
+        self,
+        *,
+        event=None,
+        offset=None,
+        alpha=0.0,
+        fit_intercept=True,
+        tol=1e-10,
+        max_iter=100,
+        verbose=0,
+        dims=None,
+        fixed_effects=None,
+    ):
+        self.event = event
+        self.offset = offset
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.verbose = verbose
+        self.dims = dims
+        self.fixed_effects = fixed_effects
+
+    def _problem(self, data: PanelData, y, w) -> PanelProblem:
+        base = super()._problem(data, None, w)
+        if y is None:
+            return base
+        t = data.to_grid(y)
+        if np.any(t <= 0):
+            raise ValueError("The durations y must be positive.")
+        if self.event is None:
+            d = np.ones(data.shape)
+        else:
+            ev, axes = data.numeric(self.event, "event")
+            if not np.all((ev == 0) | (ev == 1)):
+                raise ValueError(f"The event column {self.event!r} must hold only 0 and 1.")
+            d = np.broadcast_to(
+                ev.reshape([n if k in axes else 1 for k, n in enumerate(data.shape)]), data.shape
+            ).copy()
+        log_t = np.log(t)
+        offset = log_t + base.offset_grid() if base.offset is not None else log_t
+        return _DurationProblem(
+            shape=data.shape,
+            y=d,
+            w=base.w,
+            offset=(offset, tuple(range(len(data.shape)))),
+            log_t=log_t,
+        )
+
+    def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            return np.exp(-eta)
+
+    def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
+        # The Poisson likelihood of the indicators carries an extra
+        # sum(event * log T), constant in the coefficients; remove it.
+        w = 1.0 if problem.w is None else problem.w
+        return super()._loglik(problem, eta) - float(np.sum(w * problem.y * problem.log_t))

@@ -1,0 +1,244 @@
+"""PanelData: a long frame seen as a panel, with its columns laid out on demand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ._layout import Grid, lay_out
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one column is laid out: the axes it varies along, and its categories.
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    axes : tuple of int
+        Sorted panel axes the column varies along.
+    categories : pandas.Index or None
+        Sorted levels of a categorical column; ``None`` for a numeric one.
+    """
+
+    name: str
+    axes: tuple[int, ...]
+    categories: pd.Index | None = None
+
+    @property
+    def is_categorical(self) -> bool:
+        """Whether the column enters as treatment-coded dummies."""
+        return self.categories is not None
+
+
+def is_categorical_dtype(series: pd.Series) -> bool:
+    """Whether a column is coded as dummies rather than used as a number."""
+    dt = series.dtype
+    return (
+        isinstance(dt, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(dt)
+        or pd.api.types.is_object_dtype(dt)
+        or pd.api.types.is_string_dtype(dt)
+    )
+
+
+def numeric_values(series: pd.Series, name: str) -> np.ndarray:
+    """A column as finite float64 values, or an error that names it."""
+    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        raise TypeError(f"Column {name!r} has dtype {series.dtype}; a numeric column is needed.")
+    if series.isna().any():
+        raise ValueError(f"Column {name!r} has missing values (NaN).")
+    values = series.to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"Column {name!r} has infinite values.")
+    return values
+
+
+class PanelData:
+    """A long-format frame laid out as a panel, as :class:`PanelDesign` returns it.
+
+    Columns are placed on the grid only when a model asks for them, at the
+    level they vary along, so unused columns cost nothing.
+
+    Parameters
+    ----------
+    grid : Grid
+        Dimensions, levels and the cell of every row.
+    frame : DataFrame
+        The rows; never modified.
+    spec : dict of str to ColumnSpec
+        Layout of every usable column.
+    covariates : sequence of str
+        Columns that enter a model by default.
+    fixed_effects : sequence of tuple of str
+        Fixed effects, each a tuple of dimension names.
+
+    Attributes
+    ----------
+    dims : tuple of str
+        Names of the panel dimensions.
+    levels : tuple of pandas.Index
+        Sorted levels of each dimension.
+    shape : tuple of int
+        Number of levels of each dimension.
+    index : pandas.Index
+        The index of the rows, in the caller's order.
+    """
+
+    def __init__(
+        self,
+        grid: Grid,
+        frame: pd.DataFrame,
+        spec: dict[str, ColumnSpec],
+        covariates: list[str] | tuple[str, ...],
+        fixed_effects: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
+    ) -> None:
+        self.grid = grid
+        self._frame = frame
+        self.spec = dict(spec)
+        self.covariates = tuple(covariates)
+        self.fixed_effects = tuple(tuple(fe) for fe in fixed_effects)
+        self._cells = grid.cells()
+        self._cache: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_array(cls, X: np.ndarray, names: list[str] | None = None) -> PanelData:
+        """A cross-section (one dimension, ``row``) from a 2-D numeric array.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            Covariates, one row per observation.
+        names : list of str, optional
+            Column names; ``x0, x1, ...`` by default.
+
+        Returns
+        -------
+        PanelData
+        """
+        n, p = X.shape
+        names = [f"x{i}" for i in range(p)] if names is None else list(names)
+        grid = Grid(
+            dims=("row",),
+            levels=(pd.RangeIndex(n, name="row"),),
+            codes=(np.arange(n, dtype=np.intp),),
+        )
+        frame = pd.DataFrame(X, columns=names, copy=False)
+        spec = {c: ColumnSpec(c, (0,)) for c in names}
+        return cls(grid, frame, spec, names)
+
+    # ------------------------------------------------------------ geometry
+    @property
+    def dims(self) -> tuple[str, ...]:
+        """Names of the panel dimensions."""
+        return self.grid.dims
+
+    @property
+    def levels(self) -> tuple[pd.Index, ...]:
+        """Sorted levels of each dimension."""
+        return self.grid.levels
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Number of levels of each dimension."""
+        return self.grid.shape
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows (observed cells)."""
+        return self.grid.n_rows
+
+    @property
+    def index(self) -> pd.Index:
+        """Row index of the frame, in the caller's order."""
+        return self._frame.index
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __repr__(self) -> str:
+        dims = " x ".join(f"{d}={n}" for d, n in zip(self.dims, self.shape, strict=True))
+        return f"PanelData({dims}; {len(self.covariates)} covariates)"
+
+    # ------------------------------------------------------------- columns
+    def has_column(self, name: str) -> bool:
+        """Whether ``name`` is a usable column of this data."""
+        return name in self.spec and name in self._frame.columns
+
+    def _require(self, name: str, role: str) -> ColumnSpec:
+        if name not in self.spec:
+            raise ValueError(
+                f"Unknown column {name!r} named as {role}; known columns: {sorted(self.spec)}."
+            )
+        if name not in self._frame.columns:
+            raise ValueError(f"Column {name!r} ({role}) is missing from the data.")
+        return self.spec[name]
+
+    def numeric(self, name: str, role: str = "covariate") -> tuple[np.ndarray, tuple[int, ...]]:
+        """A numeric column laid out over the axes it varies along.
+
+        Parameters
+        ----------
+        name : str
+            Column name.
+        role : str
+            What the column is used as, for error messages.
+
+        Returns
+        -------
+        values : ndarray
+            Shape ``tuple(shape[a] for a in axes)``.
+        axes : tuple of int
+        """
+        spec = self._require(name, role)
+        if spec.is_categorical:
+            raise TypeError(
+                f"Column {name!r} ({role}) is categorical; a numeric column is needed."
+            )
+        if name not in self._cache:
+            values = numeric_values(self._frame[name], name)
+            self._cache[name] = lay_out(values, self.grid, spec.axes, name)
+        return self._cache[name], spec.axes
+
+    def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Positions of a categorical column's values among its fitted categories.
+
+        Returns
+        -------
+        codes : ndarray of int
+            Shape ``tuple(shape[a] for a in axes)``.
+        axes : tuple of int
+
+        Raises
+        ------
+        ValueError
+            If a value is not one of the categories seen when fitting.
+        """
+        spec = self._require(name, "covariate")
+        key = "\0codes:" + name
+        if key not in self._cache:
+            col = self._frame[name]
+            if col.isna().any():
+                raise ValueError(f"Column {name!r} has missing values.")
+            codes = spec.categories.get_indexer(col.to_numpy())
+            if np.any(codes < 0):
+                unseen = pd.unique(col.to_numpy()[codes < 0])
+                raise ValueError(
+                    f"Column {name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
+                )
+            self._cache[key] = lay_out(codes, self.grid, spec.axes, name)
+        return self._cache[key], spec.axes
+
+    # ------------------------------------------------------- row <-> grid
+    def to_grid(self, values: np.ndarray) -> np.ndarray:
+        """Place one value per row (in row order) on the full grid."""
+        out = np.empty(int(np.prod(self.shape)), dtype=np.float64)
+        out[self._cells] = values
+        return out.reshape(self.shape)
+
+    def from_grid(self, arr: np.ndarray) -> np.ndarray:
+        """Read a full-grid array back in the rows' order."""
+        return np.broadcast_to(arr, self.shape).reshape(-1)[self._cells]

@@ -1,0 +1,203 @@
+"""Model terms: which columns and fixed effects enter, and how they become blocks.
+
+A :class:`ModelSpec` is fixed when an estimator is fitted. It lists the terms in
+the order users see the coefficients and remembers the levels of categorical
+columns and fixed effects, so that :func:`build_design` lays out the training
+data and any new data with the same coefficients in the same places.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+import numpy as np
+import pandas as pd
+
+from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
+from ._panel import PanelData
+
+INTERCEPT = "Intercept"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of the model.
+
+    Attributes
+    ----------
+    kind : {"intercept", "numeric", "categorical", "fixed_effect"}
+        What the term is.
+    source : tuple of str
+        The column (numeric, categorical) or the dimensions (fixed effect).
+    names : tuple of str
+        Its coefficient names.
+    levels : tuple of pandas.Index
+        Fixed effects: the fitted levels of each dimension.
+    drop_first : bool
+        Whether the first level is the reference (no coefficient).
+    """
+
+    kind: str
+    source: tuple[str, ...]
+    names: tuple[str, ...]
+    levels: tuple[pd.Index, ...] = ()
+    drop_first: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The fitted terms of a model, in the order coefficients are reported."""
+
+    dims: tuple[str, ...]
+    terms: tuple[Term, ...]
+
+    @property
+    def names(self) -> list[str]:
+        """Coefficient names in user order (intercept first when fitted)."""
+        return [n for t in self.terms for n in t.names]
+
+    @property
+    def has_intercept(self) -> bool:
+        """Whether the first term is the intercept."""
+        return bool(self.terms) and self.terms[0].kind == "intercept"
+
+
+def _fe_names(dims: tuple[str, ...], levels: tuple[pd.Index, ...]) -> list[str]:
+    label = ":".join(dims)
+    return [f"{label}[{':'.join(str(v) for v in combo)}]" for combo in product(*levels)]
+
+
+def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) -> ModelSpec:
+    """Choose the terms of a model from the data's covariates and fixed effects.
+
+    Parameters
+    ----------
+    data : PanelData
+        Training data.
+    fit_intercept : bool
+        Whether to include an intercept.
+    exclude : set of str
+        Columns used otherwise (offset, trials, event).
+
+    Returns
+    -------
+    ModelSpec
+    """
+    terms: list[Term] = []
+    # As in patsy's full-rank coding: every categorical term drops its first
+    # level, except the first one when there is no intercept to absorb it.
+    reference_needed = fit_intercept
+    if fit_intercept:
+        terms.append(Term("intercept", (), (INTERCEPT,)))
+    for name in data.covariates:
+        if name in exclude:
+            continue
+        spec = data.spec[name]
+        if spec.is_categorical:
+            cats = [str(c) for c in spec.categories]
+            kept = cats[1:] if reference_needed else cats
+            terms.append(
+                Term(
+                    "categorical",
+                    (name,),
+                    tuple(f"{name}[{c}]" for c in kept),
+                    (spec.categories,),
+                    reference_needed,
+                )
+            )
+            reference_needed = True
+        else:
+            terms.append(Term("numeric", (name,), (name,)))
+    for fe in data.fixed_effects:
+        levels = tuple(data.levels[data.dims.index(d)] for d in fe)
+        names = _fe_names(fe, levels)
+        terms.append(
+            Term(
+                "fixed_effect",
+                fe,
+                tuple(names[1:] if reference_needed else names),
+                levels,
+                reference_needed,
+            )
+        )
+        reference_needed = True
+    return ModelSpec(dims=data.dims, terms=tuple(terms))
+
+
+def _fe_codes(term: Term, data: PanelData) -> tuple[tuple[int, ...], np.ndarray]:
+    axes = tuple(data.dims.index(d) for d in term.source)
+    positions = []
+    for d, a, fitted in zip(term.source, axes, term.levels, strict=True):
+        pos = fitted.get_indexer(data.levels[a])
+        if np.any(pos < 0):
+            unseen = list(data.levels[a][pos < 0])
+            raise ValueError(
+                f"Level(s) {unseen[:10]} of dimension {d!r} were not seen in fit, and the "
+                f"model has a fixed effect on {d!r}, so it cannot predict for them."
+            )
+        positions.append(pos)
+    flat = np.ravel_multi_index(
+        np.meshgrid(*positions, indexing="ij"), tuple(len(lv) for lv in term.levels)
+    )
+    return axes, flat - 1 if term.drop_first else flat
+
+
+def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.ndarray]:
+    """Lay out the model's blocks on ``data``.
+
+    Numeric columns that vary along the same axes share one block, so the
+    kernels contract them in one matrix product.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The fitted terms.
+    data : PanelData
+        Training or new data with the same dimensions.
+
+    Returns
+    -------
+    design : FactoredDesign
+        Blocks in internal coefficient order.
+    order : ndarray of int
+        ``coef_user = coef_internal[order]``.
+    """
+    if tuple(data.dims) != tuple(spec.dims):
+        raise ValueError(
+            f"The data has dims {list(data.dims)}; the model was fitted on {list(spec.dims)}."
+        )
+    blocks: list = []
+    user_index: list[int] = []  # the user position of each internal coefficient
+    numeric: dict[tuple[int, ...], tuple[list[np.ndarray], list[str], list[int]]] = {}
+    pos = 0
+    for term in spec.terms:
+        k = len(term.names)
+        idx = list(range(pos, pos + k))
+        pos += k
+        if term.kind == "intercept":
+            blocks.append(DenseBlock((), np.ones(1), term.names))
+            user_index += idx
+        elif term.kind == "numeric":
+            values, axes = data.numeric(term.source[0])
+            vals, names, where = numeric.setdefault(axes, ([], [], []))
+            vals.append(values)
+            names.append(term.names[0])
+            where += idx
+        elif term.kind == "categorical":
+            codes, axes = data.category_codes(term.source[0])
+            blocks.append(
+                IndicatorBlock(axes, codes - 1 if term.drop_first else codes, term.names)
+            )
+            user_index += idx
+        else:
+            axes, codes = _fe_codes(term, data)
+            blocks.append(IndicatorBlock(axes, codes, term.names))
+            user_index += idx
+    n_lead = 1 if spec.has_intercept else 0
+    for axes, (vals, names, where) in numeric.items():
+        blocks.insert(n_lead, DenseBlock(axes, np.stack(vals, axis=-1), tuple(names)))
+        user_index[n_lead:n_lead] = where
+        n_lead += 1
+    design = FactoredDesign(shape=tuple(data.shape), blocks=blocks)
+    return design, np.argsort(np.asarray(user_index, dtype=np.intp))
