@@ -4,18 +4,37 @@ A :class:`Grid` records, for the rows of a long frame, which cell of the
 ``n_1 x ... x n_D`` panel each row is. Columns are then laid out at the level
 they vary along (:func:`detect_axes`, :func:`lay_out`) without ever building
 a full ``N``-sized array per column.
+
+Memory matters here: a panel of 1e8 cells must not cost an ``int64`` array per
+dimension. Level codes use the smallest integer type that holds them, and rows
+that already come in the grid's C order (the usual case for data written out
+by a program) need no permutation at all: a cell-level column is then laid
+out as a view of the caller's array.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+# Cells per chunk when a pass over all N cells is split along the first axis:
+# 2**18 float64 values are 2 MiB, so a chunk and its temporaries stay in cache.
+CHUNK_CELLS = 1 << 18
+
 
 def _fmt_levels(dims: tuple[str, ...], levels: tuple) -> str:
     return ", ".join(f"{d}={v!r}" for d, v in zip(dims, levels, strict=True))
+
+
+def code_dtype(n: int) -> np.dtype:
+    """The smallest signed integer type that holds ``0 .. n`` (and ``-1``)."""
+    for dt in (np.int8, np.int16, np.int32):
+        if n <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -29,7 +48,7 @@ class Grid:
     levels : tuple of pandas.Index
         Sorted levels of each dimension.
     codes : tuple of ndarray of int
-        For each dimension, the level position of every row.
+        For each dimension, the level position of every row (smallest int type).
     """
 
     dims: tuple[str, ...]
@@ -45,6 +64,13 @@ class Grid:
     def n_rows(self) -> int:
         """Number of rows of the frame the grid was built from."""
         return len(self.codes[0]) if self.codes else 0
+
+    @cached_property
+    def row_of_cell(self) -> np.ndarray | None:
+        """The row of every cell (C order), or ``None`` if row ``c`` is cell ``c``."""
+        if in_c_order(self.codes, self.shape):
+            return None
+        return _permutation(self.cells(), int(np.prod(self.shape)))
 
     def flat_index(self, axes: tuple[int, ...]) -> np.ndarray:
         """Flat (C order) index of each row's level combination over ``axes``."""
@@ -66,6 +92,85 @@ class Grid:
             tuple(self.dims[a] for a in axes),
             tuple(self.levels[a][p] for a, p in zip(axes, pos, strict=True)),
         )
+
+    # ------------------------------------------------- rows <-> cells
+    def chunks(self, cells: int = CHUNK_CELLS) -> list[tuple[int, int]]:
+        """Ranges of the first axis holding about ``cells`` cells each."""
+        n0, rest = self.shape[0], int(np.prod(self.shape[1:]))
+        step = max(1, cells // max(rest, 1))
+        return [(s, min(s + step, n0)) for s in range(0, n0, step)]
+
+    def gather(self, values: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Row values of the cells whose first-axis position is in ``[start, stop)``."""
+        rest = int(np.prod(self.shape[1:]))
+        sl = slice(start * rest, stop * rest)
+        order = self.row_of_cell
+        out = values[sl] if order is None else values[order[sl]]
+        return out.reshape((stop - start, *self.shape[1:]))
+
+    def to_grid(self, values: np.ndarray) -> np.ndarray:
+        """One value per row placed on the full grid (a view when rows are in C order)."""
+        order = self.row_of_cell
+        return (values if order is None else values[order]).reshape(self.shape)
+
+    def from_grid(self, arr: np.ndarray) -> np.ndarray:
+        """A full-grid array read back in the rows' order."""
+        flat = np.broadcast_to(arr, self.shape).reshape(-1)
+        order = self.row_of_cell
+        if order is None:
+            return flat
+        out = np.empty(self.n_rows, dtype=flat.dtype)
+        out[order] = flat
+        return out
+
+
+def in_c_order(codes: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> bool:
+    """Whether row ``c`` is cell ``c`` of the grid, for every cell, checked slab by slab."""
+    n_cells = int(np.prod(shape))
+    if not codes or len(codes[0]) != n_cells:
+        return False
+    rest = int(np.prod(shape[1:]))
+    ramps = [np.arange(n, dtype=c.dtype) for n, c in zip(shape, codes, strict=True)]
+    step = max(1, CHUNK_CELLS // max(rest, 1))
+    for s in range(0, shape[0], step):
+        e = min(s + step, shape[0])
+        sub = (e - s, *shape[1:])
+        for a, c in enumerate(codes):
+            expect = ramps[a][s:e] if a == 0 else ramps[a]
+            view = expect.reshape([-1 if b == a else 1 for b in range(len(shape))])
+            if not np.array_equal(c[s * rest : e * rest].reshape(sub), np.broadcast_to(view, sub)):
+                return False
+    return True
+
+
+def _permutation(cells: np.ndarray, n_cells: int) -> np.ndarray:
+    order = np.empty(n_cells, dtype=np.int32 if n_cells < 2**31 else np.int64)
+    order[cells] = np.arange(len(cells), dtype=order.dtype)
+    return order
+
+
+def _factorize(col: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
+    """Codes (smallest int type) and sorted levels of a dimension column."""
+    dt = col.dtype
+    if isinstance(dt, np.dtype) and dt.kind in "iu" and len(col):
+        # Integer dimensions (the common, large case): a presence table over
+        # the value range replaces hashing, and no int64 array of N is made.
+        values = col.to_numpy()
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < 4 * len(values) + 1024:
+            present = np.zeros(hi - lo + 1, dtype=bool)
+            for s in range(0, len(values), CHUNK_CELLS):
+                present[values[s : s + CHUNK_CELLS].astype(np.intp) - lo] = True
+            uniq = np.flatnonzero(present) + lo
+            lut = (np.cumsum(present) - 1).astype(code_dtype(len(uniq)))
+            codes = np.empty(len(values), dtype=lut.dtype)
+            for s in range(0, len(values), CHUNK_CELLS):
+                codes[s : s + CHUNK_CELLS] = lut[values[s : s + CHUNK_CELLS].astype(np.intp) - lo]
+            return codes, pd.Index(uniq.astype(dt), name=name)
+    if col.isna().any():
+        raise ValueError(f"Dimension column {name!r} has missing values.")
+    code, uniq = pd.factorize(col, sort=True)
+    return code.astype(code_dtype(len(uniq)), copy=False), pd.Index(uniq, name=name)
 
 
 def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
@@ -96,14 +201,15 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
         raise ValueError(f"Dimension column(s) {missing} not found in the data.")
     levels, codes = [], []
     for d in dims:
-        col = frame[d]
-        if col.isna().any():
-            raise ValueError(f"Dimension column {d!r} has missing values.")
-        code, uniq = pd.factorize(col, sort=True)
-        levels.append(pd.Index(uniq, name=d))
-        codes.append(code.astype(np.intp, copy=False))
+        code, lv = _factorize(frame[d], d)
+        levels.append(lv)
+        codes.append(code)
     grid = Grid(dims=dims, levels=tuple(levels), codes=tuple(codes))
-    counts = np.bincount(grid.cells(), minlength=int(np.prod(grid.shape)))
+    if in_c_order(grid.codes, grid.shape):
+        grid.__dict__["row_of_cell"] = None  # prime the cached property
+        return grid
+    cells = grid.cells()
+    counts = np.bincount(cells, minlength=int(np.prod(grid.shape)))
     dup = np.flatnonzero(counts > 1)
     if dup.size:
         raise ValueError(
@@ -118,15 +224,23 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
             f"{empty.size} have no row, e.g. ({grid.describe_cell(int(empty[0]))}). "
             "Only balanced panels are supported."
         )
+    del counts
+    grid.__dict__["row_of_cell"] = _permutation(cells, len(cells))
     return grid
 
 
+def _first_along(arr: np.ndarray, axis: int) -> np.ndarray:
+    return arr[(slice(None),) * axis + (slice(0, 1),)]
+
+
 def _varies_along(values: np.ndarray, grid: Grid, axis: int) -> bool:
-    others = tuple(a for a in range(len(grid.dims)) if a != axis)
-    key = grid.flat_index(others)
-    first = np.empty(int(np.prod([grid.shape[a] for a in others])), dtype=values.dtype)
-    first[key] = values
-    return not np.array_equal(first[key], values)
+    ref = grid.gather(values, 0, 1) if axis == 0 else None
+    for s, e in grid.chunks():
+        chunk = grid.gather(values, s, e)
+        first = _first_along(chunk, axis) if ref is None else ref
+        if not np.array_equal(chunk, np.broadcast_to(first, chunk.shape)):
+            return True
+    return False
 
 
 def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
@@ -151,6 +265,10 @@ def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
 def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) -> np.ndarray:
     """Place a column's row values on the grid over ``axes``.
 
+    A column over every axis in C-ordered rows comes back as a read-only view
+    of ``values``; otherwise one value per level combination of ``axes`` is
+    read, and every other row is checked against it, one chunk at a time.
+
     Parameters
     ----------
     values : ndarray
@@ -171,15 +289,31 @@ def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) ->
     ValueError
         If the column varies along an axis not in ``axes``.
     """
-    sub_shape = tuple(grid.shape[a] for a in axes)
-    key = grid.flat_index(axes)
-    out = np.empty(int(np.prod(sub_shape)), dtype=values.dtype)
-    out[key] = values
-    bad = np.flatnonzero(out[key] != values)
-    if bad.size:
-        varying = [grid.dims[a] for a in range(len(grid.dims)) if a not in axes]
-        raise ValueError(
-            f"Column {name!r} was fitted as varying only along {[grid.dims[a] for a in axes]} "
-            f"but varies along {varying} here, e.g. at row {int(bad[0])}."
-        )
-    return out.reshape(sub_shape)
+    ndim = len(grid.dims)
+    if tuple(axes) == tuple(range(ndim)):
+        return grid.to_grid(values)
+    shape = grid.shape
+    sub_shape = tuple(shape[a] for a in axes)
+    # The cell at position 0 of every axis not in `axes` represents its level combination.
+    strides = np.cumprod((1, *shape[::-1]))[:-1][::-1]
+    flat = np.zeros(sub_shape, dtype=np.intp)
+    for k, a in enumerate(axes):
+        ramp = np.arange(shape[a], dtype=np.intp) * strides[a]
+        flat += ramp.reshape([-1 if j == k else 1 for j in range(len(axes))])
+    order = grid.row_of_cell
+    out = values[flat if order is None else order[flat]]
+    full_view = out.reshape([shape[a] if a in axes else 1 for a in range(ndim)])
+    for s, e in grid.chunks():
+        chunk = grid.gather(values, s, e)
+        expect = full_view[s:e] if 0 in axes else full_view
+        bad = chunk != expect
+        if bad.any():
+            cell = s * int(np.prod(shape[1:])) + int(np.flatnonzero(bad)[0])
+            row = cell if order is None else int(order[cell])
+            varying = [grid.dims[a] for a in range(ndim) if a not in axes]
+            raise ValueError(
+                f"Column {name!r} was fitted as varying only along "
+                f"{[grid.dims[a] for a in axes]} but varies along {varying} here, "
+                f"e.g. at row {row}."
+            )
+    return out

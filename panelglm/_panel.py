@@ -46,12 +46,14 @@ def is_categorical_dtype(series: pd.Series) -> bool:
 
 
 def numeric_values(series: pd.Series, name: str) -> np.ndarray:
-    """A column as finite float64 values, or an error that names it."""
+    """A column as finite float64 (or float32, if stored so) values, or an error naming it."""
     if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         raise TypeError(f"Column {name!r} has dtype {series.dtype}; a numeric column is needed.")
     if series.isna().any():
         raise ValueError(f"Column {name!r} has missing values (NaN).")
-    values = series.to_numpy(dtype=np.float64)
+    # float32 columns stay float32: the caller chose half the memory.
+    dtype = np.float32 if series.dtype == np.float32 else np.float64
+    values = series.to_numpy(dtype=dtype)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"Column {name!r} has infinite values.")
     return values
@@ -101,7 +103,6 @@ class PanelData:
         self.spec = dict(spec)
         self.covariates = tuple(covariates)
         self.fixed_effects = tuple(tuple(fe) for fe in fixed_effects)
-        self._cells = grid.cells()
         self._cache: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -234,11 +235,12 @@ class PanelData:
 
     # ------------------------------------------------------- row <-> grid
     def to_grid(self, values: np.ndarray) -> np.ndarray:
-        """Place one value per row (in row order) on the full grid."""
-        out = np.empty(int(np.prod(self.shape)), dtype=np.float64)
-        out[self._cells] = values
-        return out.reshape(self.shape)
+        """Place one value per row (in row order) on the full grid.
+
+        A read-only view of ``values`` when the rows are in the grid's C order.
+        """
+        return self.grid.to_grid(values)
 
     def from_grid(self, arr: np.ndarray) -> np.ndarray:
         """Read a full-grid array back in the rows' order."""
-        return np.broadcast_to(arr, self.shape).reshape(-1)[self._cells]
+        return self.grid.from_grid(arr)
