@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._layout import build_grid, detect_axes
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
+from ._tables import TableColumns, join_tables, table_keys
 
 
 def normalize_fixed_effects(
@@ -56,8 +57,20 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     covariates : list of str, default=None
         Columns that enter the model. By default every column that is neither
         a dimension nor the target (a ``y`` Series named like a column) and
-        that the estimator does not use as offset, trials or event. Columns
-        that are not covariates stay available by name.
+        that the estimator does not use as offset, trials or event, then every
+        non-key column of the tables. Columns that are not covariates stay
+        available by name.
+    tables : dict, default=None
+        Dimension tables (a star schema), so that covariates that vary along
+        only some dimensions need not be repeated on every cell. Each key is a
+        dimension name or a tuple of them; each value a DataFrame with those
+        key columns, one row per level combination, and the covariates that
+        vary at that level. The frame passed to ``fit`` and ``transform`` then
+        holds the dimension columns and the cell-level columns only. Tables
+        are joined by key without expanding to one row per cell; levels absent
+        from the frame are ignored (so a cross-validation fold of the cells
+        works with the full tables), a level present in the frame but not in
+        its table, or a key that appears twice, is an error.
 
     Attributes
     ----------
@@ -85,18 +98,27 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     PanelData(firm=2 x year=2; 2 covariates)
     >>> data.numeric("size")[1], data.numeric("rate")[1]
     ((0,), (1,))
+
+    The firm-level column can come from a firm table instead:
+
+    >>> firms = pd.DataFrame({"firm": [0, 1, 2], "size": [3.0, 5.0, 9.0]})
+    >>> design = PanelDesign(dims=["firm", "year"], tables={"firm": firms})
+    >>> design.fit_transform(df[["firm", "year", "rate"]]).numeric("size")
+    (array([3., 5.]), (0,))
     """
 
     _parameter_constraints: dict = {
         "dims": [list, tuple],
         "fixed_effects": [list, tuple, None],
         "covariates": [list, tuple, None],
+        "tables": [dict, None],
     }
 
-    def __init__(self, dims, fixed_effects=None, covariates=None):
+    def __init__(self, dims, fixed_effects=None, covariates=None, tables=None):
         self.dims = dims
         self.fixed_effects = fixed_effects
         self.covariates = covariates
+        self.tables = tables
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
         """Learn the layout of every column of ``X``.
@@ -122,15 +144,20 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         dims = tuple(self.dims)
         if len(set(dims)) != len(dims) or not dims:
             raise ValueError(f"dims must be distinct column names, got {list(dims)}.")
+        table_keys(self.tables, dims)  # bad keys fail before any N-sized work
         grid = build_grid(X, dims)
+        tables = TableColumns(join_tables(self.tables, grid, X.columns))
         target = y.name if isinstance(y, pd.Series) and y.name in X.columns else None
-        candidates = [c for c in X.columns if c not in dims and c != target]
+        frame_cols = [c for c in X.columns if c not in dims and c != target]
+        candidates = frame_cols + tables.names()
         if self.covariates is not None:
             unknown = [c for c in self.covariates if c not in candidates]
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
         spec = {}
-        for name in candidates:
+        for name in tables.names():
+            spec[name] = tables.fit_spec(name, is_categorical_dtype(self._table_column(name)))
+        for name in frame_cols:
             col = X[name]
             if is_categorical_dtype(col):
                 if col.isna().any():
@@ -139,12 +166,19 @@ class PanelDesign(TransformerMixin, BaseEstimator):
                 spec[name] = ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
             else:
                 spec[name] = ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
-        self.spec_ = spec
+        self.spec_ = {c: spec[c] for c in candidates}
+        spec = self.spec_
         self.covariates_ = list(self.covariates) if self.covariates is not None else candidates
         self.fixed_effects_ = normalize_fixed_effects(self.fixed_effects, dims)
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        return PanelData(grid, X, spec, self.covariates_, self.fixed_effects_)
+        return PanelData(grid, X, spec, self.covariates_, self.fixed_effects_, tables)
+
+    def _table_column(self, name: str) -> pd.Series:
+        for table in self.tables.values():
+            if name in table.columns:
+                return table[name]
+        raise KeyError(name)
 
     def transform(self, X: pd.DataFrame) -> PanelData:
         """Lay out ``X`` as the fitted data was laid out.
@@ -163,7 +197,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "spec_")
         X = self._check_frame(X)
         grid = build_grid(X, tuple(self.dims))
-        return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_)
+        tables = TableColumns(join_tables(self.tables, grid, X.columns))
+        return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_, tables)
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:
         """Fit the layout and lay out ``X`` (the grid is built once).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,6 +78,9 @@ class PanelData:
         Columns that enter a model by default.
     fixed_effects : sequence of tuple of str
         Fixed effects, each a tuple of dimension names.
+    tables : TableColumns, optional
+        Columns of dimension tables (see :class:`PanelDesign`), laid out from
+        the tables' own rows.
 
     Attributes
     ----------
@@ -97,12 +101,14 @@ class PanelData:
         spec: dict[str, ColumnSpec],
         covariates: list[str] | tuple[str, ...],
         fixed_effects: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
+        tables: Any = None,
     ) -> None:
         self.grid = grid
         self._frame = frame
         self.spec = dict(spec)
         self.covariates = tuple(covariates)
         self.fixed_effects = tuple(tuple(fe) for fe in fixed_effects)
+        self._tables = tables if tables is not None else ()
         self._cache: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -167,14 +173,14 @@ class PanelData:
     # ------------------------------------------------------------- columns
     def has_column(self, name: str) -> bool:
         """Whether ``name`` is a usable column of this data."""
-        return name in self.spec and name in self._frame.columns
+        return name in self.spec and (name in self._frame.columns or name in self._tables)
 
     def _require(self, name: str, role: str) -> ColumnSpec:
         if name not in self.spec:
             raise ValueError(
                 f"Unknown column {name!r} named as {role}; known columns: {sorted(self.spec)}."
             )
-        if name not in self._frame.columns:
+        if name not in self._frame.columns and name not in self._tables:
             raise ValueError(f"Column {name!r} ({role}) is missing from the data.")
         return self.spec[name]
 
@@ -199,6 +205,8 @@ class PanelData:
             raise TypeError(
                 f"Column {name!r} ({role}) is categorical; a numeric column is needed."
             )
+        if name not in self._cache and name in self._tables:
+            self._cache[name] = self._tables.numeric(spec)
         if name not in self._cache:
             values = numeric_values(self._frame[name], name)
             self._cache[name] = lay_out(values, self.grid, spec.axes, name)
@@ -220,6 +228,8 @@ class PanelData:
         """
         spec = self._require(name, "covariate")
         key = "\0codes:" + name
+        if key not in self._cache and name in self._tables:
+            self._cache[key] = self._tables.category_codes(spec)
         if key not in self._cache:
             col = self._frame[name]
             if col.isna().any():
