@@ -17,7 +17,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._design import PanelDesign
-from ._families import Family, full_loglik
+from ._families import Family, full_loglik, profiled_gaussian_loglik
 from ._newton import newton_solve
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
@@ -41,6 +41,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         "verbose": ["verbose"],
         "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
+        "dtype": [type, str],
     }
 
     # ------------------------------------------------------------- hooks
@@ -144,7 +145,9 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
-        objective = PenalizedObjective(design, self.family, problem, self.alpha, penalized)
+        objective = PenalizedObjective(
+            design, self.family, problem, self.alpha, penalized, dtype=self._work_dtype()
+        )
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
@@ -176,11 +179,23 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
             self.coef_, self.coef_names_ = user, names
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        eta = objective.eta(beta)
-        self.deviance_ = problem.deviance(self.family, eta)
-        self.loglik_ = self._loglik(problem, eta)
+        # Chunk by chunk, so no array of N cells is made for these statistics.
+        additive = self.family.loglik_const is not None
+
+        def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, float]:
+            return sub.deviance(self.family, eta), self._loglik(sub, eta) if additive else 0.0
+
+        self.deviance_, self.loglik_ = objective.chunk_sums(beta, stats)
+        if not additive:  # the Gaussian likelihood profiles out the variance
+            self.loglik_ = profiled_gaussian_loglik(self.deviance_, problem.sum_w)
         self.scale_ = self._scale(problem.sum_w, len(names))
         self._hessian = result.hess  # of the penalized objective at the solution
+
+    def _work_dtype(self) -> np.dtype:
+        dtype = np.dtype(getattr(self, "dtype", np.float64))
+        if dtype not in (np.float64, np.float32):
+            raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype}.")
+        return dtype
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         w = 1.0 if problem.w is None else problem.w

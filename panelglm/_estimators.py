@@ -30,7 +30,15 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Dimension columns, used when ``fit`` receives a long DataFrame
         directly (a :class:`PanelDesign` is then fitted internally).
     fixed_effects : list of str or tuple of str, default=None
-        Fixed effects, used with ``dims``; see :class:`PanelDesign`."""
+        Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+    dtype : {np.float64, np.float32}, default=np.float64
+        Precision of the work over the cells (the linear predictor, the
+        family's derivatives and their sums within a chunk of the panel);
+        every accumulated sum, the coefficients and the Newton solve stay in
+        float64. ``np.float32`` halves the memory of what panelglm itself
+        holds per cell and uses float32 covariate, response and weight
+        columns without copying them; coefficients then agree with float64
+        to about 1e-5 relative (see ``benchmarks/PERF_NOTES.md``)."""
 
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.
@@ -101,6 +109,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        dtype=np.float64,
     ):
         self.offset = offset
         self.alpha = alpha
@@ -110,6 +119,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.dtype = dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -153,6 +163,7 @@ class PanelLinearRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        dtype=np.float64,
     ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -161,6 +172,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.dtype = dtype
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
         return self.deviance_ / (n_eff - n_coef) if n_eff > n_coef else np.nan
@@ -210,6 +222,7 @@ class PanelLogitRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        dtype=np.float64,
     ):
         self.trials = trials
         self.alpha = alpha
@@ -219,6 +232,7 @@ class PanelLogitRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.dtype = dtype
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         problem = super()._problem(data, y, w)
@@ -300,6 +314,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        dtype=np.float64,
     ):
         self.event = event
         self.offset = offset
@@ -310,6 +325,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.dtype = dtype
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         base = super()._problem(data, None, w)

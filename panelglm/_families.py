@@ -100,6 +100,28 @@ def _poisson_null(y: Array, off: Array, m: Array, w: Array) -> float:
     return float(np.log(swy / denom)) if swy > 0 and np.isfinite(denom) else 0.0
 
 
+def _wsum(x: Array, scratch: Array | None = None) -> float:
+    """A sum accumulated in float64 whatever the dtype of ``x``."""
+    return float(np.sum(x, dtype=np.float64))
+
+
+def _poisson_fused(y, eta, m, w, curv, resid, derivs) -> float:
+    """``sum(w f)`` of one chunk; writes the curvature ``w exp(eta)`` into ``curv``.
+
+    The mean equals the curvature, so no residual is written: the gradient is
+    ``X'(w y) - X'(curv)``. Everything happens in the two given buffers.
+    """
+    np.multiply(y, eta, out=curv)
+    if w is not None:
+        curv *= w
+    lin = _wsum(curv)
+    with np.errstate(over="ignore"):
+        np.exp(eta, out=curv)
+    if w is not None:
+        curv *= w
+    return lin - _wsum(curv)
+
+
 # --- Binomial (logit link) with m trials --------------------------------------
 
 
@@ -172,6 +194,14 @@ class Family:
         ``0.0`` where it is infinite).
     check_y : callable
         ``check_y(y, m)``: ``None`` if ``y`` is admissible, else the reason why not.
+    curvature_is_mean : bool
+        Whether ``-h`` equals the mean (Poisson), so the score needs no array
+        of its own: ``X'(y - mean) = X'y - X'(-h)``.
+    fused : callable or None
+        ``fused(y, eta, m, w, curv, resid, derivs)``: the weighted
+        log-likelihood sum of one chunk, writing ``-w h`` into ``curv`` (and
+        ``w g`` into ``resid`` unless it is ``None``) in place; ``None`` means
+        the kernels use :attr:`loglik` and :attr:`grad_hess`.
     """
 
     name: str
@@ -182,6 +212,8 @@ class Family:
     loglik_const: Callable[[Array, Array], Array] | None
     null_intercept: Callable[[Array, Array, Array, Array], float]
     check_y: Callable[[Array, Array], str | None]
+    curvature_is_mean: bool = False
+    fused: Callable[..., float] | None = None
 
 
 GAUSSIAN = Family(
@@ -204,6 +236,8 @@ POISSON = Family(
     loglik_const=_poisson_const,
     null_intercept=_poisson_null,
     check_y=_poisson_check,
+    curvature_is_mean=True,
+    fused=_poisson_fused,
 )
 
 BINOMIAL = Family(
@@ -242,9 +276,13 @@ def full_loglik(family: Family, y: Array, eta: Array, m: Array, w: Array | float
     sum_w = float(w_b.sum())
     if family.loglik_const is None:
         ssr = float(np.sum(w_b * family.unit_deviance(y, eta, m)))
-        sigma2 = ssr / sum_w
-        return -0.5 * sum_w * (np.log(2.0 * np.pi * sigma2) + 1.0)
+        return profiled_gaussian_loglik(ssr, sum_w)
     terms = family.loglik(y, eta, m) + family.loglik_const(y, m)
     # Cells of zero weight (missing cells) may hold any value, even one that
     # makes their term nan; they must contribute exactly nothing.
     return float(np.sum(np.where(w_b > 0, w_b * terms, 0.0)))
+
+
+def profiled_gaussian_loglik(ssr: float, sum_w: float) -> float:
+    """Gaussian log-likelihood with the variance at its maximum ``ssr / sum_w``."""
+    return -0.5 * sum_w * (np.log(2.0 * np.pi * ssr / sum_w) + 1.0)

@@ -124,9 +124,15 @@ def newton_solve(
         decrement = float(-grad @ step)  # lambda^2 = g' H^-1 g
         done = 0.5 * decrement <= tol * max(1.0, abs(loss))
         t, accepted = 1.0, False
-        for _ in range(MAX_HALVINGS):
+        for k in range(MAX_HALVINGS):
             trial = coef + t * step
-            trial_loss = objective.loss(trial)
+            # The full step is almost always taken, so it is evaluated with its
+            # gradient and Hessian in one pass over the data; shorter steps
+            # only need the loss.
+            if k == 0:
+                trial_loss, trial_grad, trial_hess = objective.loss_grad_hess(trial)
+            else:
+                trial_loss = objective.loss(trial)
             # Near the optimum the predicted decrease is below rounding noise,
             # so only "not worse" is asked of the final step.
             bound = (
@@ -144,9 +150,11 @@ def newton_solve(
             )
         if accepted:
             coef = trial
+            if t == 1.0:
+                loss, grad, hess = trial_loss, trial_grad, trial_hess
+            else:
+                loss, grad, hess = objective.loss_grad_hess(coef)
         if done:
-            if accepted:
-                loss, grad, hess = trial_loss, *objective.loss_grad_hess(coef)[1:]
             return NewtonResult(coef, loss, grad, hess, it, True)
         if not accepted:
             warnings.warn(
@@ -157,7 +165,6 @@ def newton_solve(
                 stacklevel=2,
             )
             return NewtonResult(coef, loss, grad, hess, it, False)
-        loss, grad, hess = objective.loss_grad_hess(coef)
     warnings.warn(
         f"Newton did not converge in max_iter={max_iter} iterations (gradient max-norm "
         f"{np.max(np.abs(grad)):.3e}); increase max_iter or tol.",

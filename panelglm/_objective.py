@@ -10,12 +10,16 @@ where ``f_c`` is the family's log-likelihood of cell ``c``.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._factored import Axes, FactoredDesign
 from ._families import Family
+from ._kernels import ChunkKernels
+from ._plan import make_plan
 
 
 @dataclass
@@ -64,6 +68,22 @@ class PanelProblem:
         """``w * arr`` (``arr`` itself when there are no weights)."""
         return arr if self.w is None else arr * self.w
 
+    def rows(self, start: int, stop: int) -> PanelProblem:
+        """The sub-problem of first-axis positions ``start:stop`` (views, no copies)."""
+        n0 = self.shape[0]
+
+        def cut(value):
+            if isinstance(value, np.ndarray) and value.ndim == len(self.shape):
+                return value[start:stop] if value.shape[0] == n0 and n0 > 1 else value
+            if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
+                arr, axes = value
+                return (arr[start:stop], axes) if 0 in axes else value
+            return value
+
+        changes = {f.name: cut(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        changes["shape"] = (stop - start, *self.shape[1:])
+        return dataclasses.replace(self, **changes)
+
 
 class PenalizedObjective:
     """Loss, gradient and Hessian of a penalized GLM as functions of ``beta``.
@@ -80,6 +100,15 @@ class PenalizedObjective:
         L2 penalty strength.
     penalized : ndarray of bool
         Which coefficients are penalized (all but the intercept).
+    dtype : numpy dtype, default=np.float64
+        Precision of the work over the cells (float64 or float32).
+
+    Notes
+    -----
+    Loss, gradient and Hessian come from one fused, chunked pass over the
+    cells (:class:`~panelglm._kernels.ChunkKernels`) whenever the design has
+    a plan (:func:`~panelglm._plan.make_plan`); otherwise from the plain
+    kernels of :class:`~panelglm._factored.FactoredDesign`.
     """
 
     def __init__(
@@ -89,6 +118,7 @@ class PenalizedObjective:
         problem: PanelProblem,
         alpha: float,
         penalized: np.ndarray,
+        dtype: type | np.dtype = np.float64,
     ) -> None:
         self.design = design
         self.family = family
@@ -96,6 +126,14 @@ class PenalizedObjective:
         self.alpha = float(alpha)
         self.pen = np.asarray(penalized, dtype=np.float64)
         self._scale = 1.0 / problem.sum_w
+        plan = make_plan(design) if problem.y is not None else None
+        self.kernels = (
+            None
+            if plan is None
+            else ChunkKernels(
+                design, plan, problem.y, problem.w, problem.m, problem.offset, dtype, family
+            )
+        )
 
     def eta(self, beta: np.ndarray) -> np.ndarray:
         """The linear predictor on the grid."""
@@ -106,15 +144,28 @@ class PenalizedObjective:
 
     def loss(self, beta: np.ndarray) -> float:
         """Objective value at ``beta`` (``inf`` where it overflows)."""
-        p = self.problem
-        f = self.family.loglik(p.y, self.eta(beta), p.m)
-        total = float(np.sum(f) if p.w is None else np.vdot(p.w, f))
+        if self.kernels is not None:
+            total = self.kernels.loss_sum(beta)
+        else:
+            p = self.problem
+            f = self.family.loglik(p.y, self.eta(beta), p.m)
+            total = float(np.sum(f) if p.w is None else np.vdot(p.w, f))
         if not np.isfinite(total):
             return np.inf
         return -self._scale * total + self._penalty(beta)
 
     def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Objective, gradient and Hessian at ``beta``."""
+        if self.kernels is not None:
+            acc = self.kernels.full_pass(beta)
+            total = acc.lsum
+            if not np.isfinite(total):
+                n = self.design.n_coef
+                return np.inf, np.full(n, np.nan), np.full((n, n), np.nan)
+            grad = -self._scale * self.kernels.gradient(acc) + self.alpha * self.pen * beta
+            hess = self._scale * self.kernels.hessian(acc)
+            hess[np.diag_indices_from(hess)] += self.alpha * self.pen
+            return -self._scale * total + self._penalty(beta), grad, hess
         p = self.problem
         eta = self.eta(beta)
         f = self.family.loglik(p.y, eta, p.m)
@@ -127,6 +178,35 @@ class PenalizedObjective:
         hess[np.diag_indices_from(hess)] += self.alpha * self.pen
         loss = -self._scale * total + self._penalty(beta) if np.isfinite(total) else np.inf
         return loss, grad, hess
+
+    def chunk_sums(
+        self, beta: np.ndarray, fn: Callable[[PanelProblem, np.ndarray], tuple[float, ...]]
+    ) -> tuple[float, ...]:
+        """Sum ``fn(sub_problem, eta)`` over chunks of the first axis (eta in float64).
+
+        For statistics at the solution (deviance, log-likelihood) without
+        any array of size N.
+        """
+        totals = None
+        for sub, eta in self._eta_chunks(beta):
+            vals = fn(sub, eta)
+            if totals is not None:
+                vals = tuple(a + b for a, b in zip(totals, vals, strict=True))
+            totals = vals
+        return totals
+
+    def _eta_chunks(self, beta: np.ndarray) -> Iterator[tuple[PanelProblem, np.ndarray]]:
+        kern = self.kernels
+        if kern is None:
+            yield self.problem, self.eta(beta)
+            return
+        small, cell = kern.eta_parts(beta)
+        small = [np.asarray(a, dtype=np.float64) for a in small]
+        cell = [np.asarray(b, dtype=np.float64) for b in cell]
+        for s, e in kern.chunks:
+            eta = np.empty((e - s, *self.problem.shape[1:]))
+            kern.fill_eta(eta, s, e, small, cell)
+            yield self.problem.rows(s, e), eta
 
 
 def null_intercept(family: Family, problem: PanelProblem) -> float:

@@ -9,7 +9,7 @@ data and any new data with the same coefficients in the same places.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import product
+from itertools import pairwise, product
 
 import numpy as np
 import pandas as pd
@@ -143,6 +143,35 @@ def _fe_codes(term: Term, data: PanelData) -> tuple[tuple[int, ...], np.ndarray]
     return axes, flat - 1 if term.drop_first else flat
 
 
+def stack_columns(columns: list[np.ndarray]) -> np.ndarray:
+    """Columns side by side on a last axis, stored column by column.
+
+    Each column stays contiguous, as the kernels read them one at a time.
+    When the columns already sit at equal distances in one buffer (as pandas
+    keeps the columns of a frame built from one 2-D block), the result is a
+    read-only view of that buffer instead of a copy: for a cell-level block
+    of a large panel, that copy would be the largest array of the fit.
+    """
+    first = columns[0]
+    if len(columns) > 1 and all(
+        c.shape == first.shape and c.dtype == first.dtype and c.flags.c_contiguous for c in columns
+    ):
+        ptrs = [c.__array_interface__["data"][0] for c in columns]
+        gap = ptrs[1] - ptrs[0]
+        root = first
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        lo = root.__array_interface__["data"][0]
+        inside = lo <= min(ptrs) and max(ptrs) + first.nbytes <= lo + root.nbytes
+        same_root = all(np.shares_memory(c, root) for c in columns)
+        if gap > 0 and inside and same_root and all(b - a == gap for a, b in pairwise(ptrs)):
+            view = np.lib.stride_tricks.as_strided(
+                first, (*first.shape, len(columns)), (*first.strides, gap), writeable=False
+            )
+            return view
+    return np.moveaxis(np.stack(columns, axis=0), 0, -1)
+
+
 def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.ndarray]:
     """Lay out the model's blocks on ``data``.
 
@@ -196,7 +225,7 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
             user_index += idx
     n_lead = 1 if spec.has_intercept else 0
     for axes, (vals, names, where) in numeric.items():
-        blocks.insert(n_lead, DenseBlock(axes, np.stack(vals, axis=-1), tuple(names)))
+        blocks.insert(n_lead, DenseBlock(axes, stack_columns(vals), tuple(names)))
         user_index[n_lead:n_lead] = where
         n_lead += 1
     design = FactoredDesign(shape=tuple(data.shape), blocks=blocks)

@@ -1,0 +1,567 @@
+"""Fused, chunked passes over the cells: loss, gradient and Hessian in one sweep.
+
+One pass walks the first axis in chunks of about :data:`CHUNK_CELLS` cells. For
+each chunk it builds the linear predictor into a reused buffer, lets the family
+write the curvature (and, unless the family's mean equals its curvature, the
+residual) into a reused stack of rows, and turns the stack into the small
+arrays a :class:`~panelglm._plan.KernelPlan` asks for: reductions by matrix
+products with vectors of ones, contractions with blocks by batched BLAS
+products, and the cell-level products by one matrix product. Only these small
+arrays survive a chunk, accumulated in float64; nothing of size ``N`` is
+allocated, so temporaries stay in cache and memory stays flat. The small
+arrays are then assembled into the gradient and the Hessian.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from concurrent.futures import ThreadPoolExecutor
+from itertools import combinations_with_replacement
+
+import numpy as np
+
+from ._factored import Axes, DenseBlock
+from ._layout import CHUNK_CELLS
+from ._plan import Group
+
+_IDX = string.ascii_letters
+# Worker threads per pass: the passes are bound by memory and cache
+# bandwidth, which more than a few cores do not add.
+MAX_THREADS = 4
+
+
+def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
+    return tuple(shape[a] for a in axes)
+
+
+def _expand(arr: np.ndarray, axes: Axes, shape: tuple[int, ...]) -> np.ndarray:
+    return arr.reshape([n if d in axes else 1 for d, n in enumerate(shape)])
+
+
+def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
+    """Rows ``s:e`` of the first axis of an array broadcastable to the grid."""
+    return arr[s:e] if arr.ndim and arr.shape[0] > 1 else arr
+
+
+class _Seeded:
+    """Sums of one row over axis subsets, served from the smallest cached superset."""
+
+    def __init__(self, seeds: dict[Axes, np.ndarray]) -> None:
+        self._cache = dict(seeds)
+
+    def get(self, axes: Axes) -> np.ndarray:
+        if axes not in self._cache:
+            src = min((k for k in self._cache if set(axes) <= set(k)), key=len)
+            drop = tuple(i for i, a in enumerate(src) if a not in axes)
+            self._cache[axes] = self._cache[src].sum(axis=drop)
+        return self._cache[axes]
+
+
+_CONTROLLER = None
+
+
+def _blas_limit():
+    """Hold BLAS to one thread (a cheap context once the controller exists)."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def _default_threads() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, MAX_THREADS))
+
+
+def _merge(accs: list[Accumulators]) -> Accumulators:
+    out = accs[0]
+    for acc in accs[1:]:
+        out.lsum += acc.lsum
+        for m in out.red:
+            out.red[m] += acc.red[m]
+        for a, b in zip(out.grp + out.cell, acc.grp + acc.cell, strict=True):
+            a += b
+    return out
+
+
+class Accumulators:
+    """The small float64 arrays one pass produces."""
+
+    def __init__(self, kern: ChunkKernels) -> None:
+        shape, n_rows = kern.shape, kern.n_rows
+        self.lsum = 0.0
+        self.red = {m: np.zeros((n_rows, *_sub(shape, m))) for m in kern.plan.targets}
+        self.grp = [
+            np.zeros((*_sub(shape, g_out), kern.design.blocks[g.block].n_cols))
+            for g, g_out in zip(kern.plan.groups, kern.group_out, strict=True)
+        ]
+        self.cell = [np.zeros((n_rows, kern.design.blocks[i].n_cols)) for i in kern.plan.full]
+
+
+class ChunkKernels:
+    """Loss, gradient and Hessian of a GLM on a factored design, in chunked passes.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The blocks.
+    plan : KernelPlan
+        What a pass computes (from :func:`~panelglm._plan.make_plan`).
+    y, w : ndarray or None
+        Response and weights on the full grid.
+    m : float or ndarray
+        Trials, broadcastable to the grid.
+    offset : (ndarray, axes) or None
+        The offset.
+    dtype : numpy dtype
+        Working precision of the N-sized work (float64 or float32); the small
+        accumulated arrays are always float64.
+    curvature_is_mean : bool
+        Whether the family's mean equals its curvature (Poisson). The gradient
+        is then ``X'(w y) - X'(curvature)``, and ``X'(w y)`` is computed once.
+    fused : callable or None
+        ``fused(y, eta, m, w, curv, resid, scratch) -> sum of w * f`` on one
+        chunk, in place; ``None`` uses the family's plain functions.
+    """
+
+    def __init__(
+        self, design, plan, y, w, m, offset, dtype, family, chunk_cells=CHUNK_CELLS, n_threads=None
+    ):
+        self.design, self.plan, self.family = design, plan, family
+        self.shape = tuple(design.shape)
+        self.dtype = np.dtype(dtype)
+        self.every = tuple(range(design.ndim))
+        cast = self._cast
+        self.y = None if y is None else cast(y)
+        self.w = None if w is None else cast(w)
+        self.m = cast(m) if isinstance(m, np.ndarray) else m
+        self.offset_full = None
+        self.offset_part = None
+        if offset is not None:
+            if tuple(offset[1]) == self.every:
+                self.offset_full = cast(offset[0])
+            else:
+                self.offset_part = offset
+        self.mean_trick = bool(family.curvature_is_mean)
+        # Rows of the stack: curvature, residual (unless the mean trick
+        # applies), then h times each cell-level column and each spread column.
+        self.row_blocks = (*plan.full, *plan.spread)
+        self.first_u = 1 if self.mean_trick else 2
+        n_u = sum(design.blocks[i].n_cols for i in self.row_blocks)
+        self.n_rows = self.first_u + n_u
+        # Rows up to here need every reduction; a spread block's rows only
+        # those its full-union partners live in. Dot products with the
+        # cell-level columns: the residual and the cell-level rows only.
+        self.n_all_rows = self.first_u + sum(design.blocks[i].n_cols for i in plan.full)
+        self.dot_rows = range(0 if self.mean_trick else 1, self.n_all_rows)
+        self.spread_rows, self.spread_partners = {}, {}
+        r = self.n_all_rows
+        every = tuple(range(design.ndim))
+        for x in plan.spread:
+            sx = set(design.blocks[x].axes)
+            partners = [
+                a for a in plan.rest if a != x and sx | set(design.blocks[a].axes) == set(every)
+            ]
+            needed = {
+                next(m for m in plan.targets if set(design.blocks[a].axes) <= set(m))
+                for a in partners
+            }
+            self.spread_partners[x] = partners
+            self.spread_rows[x] = (r, r + design.blocks[x].n_cols, tuple(sorted(needed)))
+            r += design.blocks[x].n_cols
+        self.values = {
+            i: cast(b.values) for i, b in enumerate(design.blocks) if isinstance(b, DenseBlock)
+        }
+        # Spread blocks as views broadcastable against a chunk (column last).
+        self.spread_views = {
+            i: self.values[i].reshape(
+                [n if a in design.blocks[i].axes else 1 for a, n in enumerate(self.shape)]
+                + [design.blocks[i].n_cols]
+            )
+            for i in plan.spread
+        }
+        self.group_out = [tuple(a for a in self.every if a not in g.contract) for g in plan.groups]
+        n0, rest = self.shape[0], int(np.prod(self.shape[1:]))
+        step = max(1, chunk_cells // max(rest, 1))
+        self.chunks = [(s, min(s + step, n0)) for s in range(0, n0, step)]
+        self._max_cells = step * rest
+        self._ones: dict[int, np.ndarray] = {}
+        self._buffers: list = []
+        self.n_threads = n_threads if n_threads is not None else _default_threads()
+        self._wy_grad = None
+
+    def _cast(self, arr: np.ndarray) -> np.ndarray:
+        return np.asarray(arr, dtype=self.dtype)
+
+    def _one(self, n: int) -> np.ndarray:
+        if n not in self._ones:
+            self._ones[n] = np.ones(n, dtype=self.dtype)
+        return self._ones[n]
+
+    def _bufs(self, k: int = 0):
+        """Worker ``k``'s reused chunk buffers: eta, the row stack, scratch."""
+        while len(self._buffers) <= k:
+            n = self._max_cells
+            self._buffers.append(
+                (
+                    np.empty(n, self.dtype),
+                    np.empty((self.n_rows, n), self.dtype),
+                    np.empty(n, self.dtype),
+                )
+            )
+        return self._buffers[k]
+
+    def _run(self, work, make_state) -> list:
+        """Run ``work(state, k, s, e)`` over every chunk; one state per worker thread.
+
+        numpy's ufuncs, reductions and BLAS calls release the GIL, so chunks
+        run in parallel on threads, each with its own buffers and
+        accumulators; BLAS itself is held to one thread meanwhile, since its
+        calls here are many and small.
+        """
+        n = max(1, min(self.n_threads, len(self.chunks)))
+        states = [make_state() for _ in range(n)]
+        bounds = np.linspace(0, len(self.chunks), n + 1).astype(int)
+
+        def job(k):
+            for s, e in self.chunks[bounds[k] : bounds[k + 1]]:
+                work(states[k], k, s, e)
+
+        with _blas_limit():
+            if n == 1:
+                job(0)
+            else:
+                with ThreadPoolExecutor(n) as pool:
+                    list(pool.map(job, range(n)))
+        return states
+
+    # ------------------------------------------------------------ eta
+    def eta_parts(self, beta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The linear predictor as folded small parts plus cell-level coefficient vectors."""
+        design, parts = self.design, {}
+
+        def add(axes, arr):
+            parts[axes] = parts[axes] + arr if axes in parts else np.asarray(arr, np.float64)
+
+        sls = design.slices()
+        for i in self.plan.rest:
+            blk, b = design.blocks[i], beta[sls[i]]
+            if isinstance(blk, DenseBlock):
+                add(blk.axes, blk.values @ b)
+            else:
+                add(blk.axes, np.append(b, 0.0)[blk.codes])
+        if self.offset_part is not None:
+            add(tuple(self.offset_part[1]), self.offset_part[0])
+        # Fold each part into one over a superset of its axes while both are
+        # small, so that only parts over maximal axis sets touch every cell.
+        for axes in sorted(parts, key=len):
+            sups = [t for t in parts if set(axes) < set(t)]
+            if sups:
+                t = max(sups, key=len)
+                local = [a for a in t if a in axes]
+                shape = [self.shape[a] if a in local else 1 for a in t]
+                parts[t] = parts[t] + parts.pop(axes).reshape(shape)
+        small = [self._cast(_expand(arr, axes, self.shape)) for axes, arr in parts.items()]
+        cell = [self._cast(beta[sls[i]]) for i in self.plan.full]
+        return small, cell
+
+    def fill_eta(self, eta, s, e, small, cell, scratch=None):
+        """Write the linear predictor of first-axis positions ``s:e`` into ``eta``."""
+        first = True
+        for i, b in zip(self.plan.full, cell, strict=True):
+            # Column by column: a matrix-vector product with a handful of
+            # columns is far slower than these passes.
+            vals = self.values[i]
+            for q in range(vals.shape[-1]):
+                if first:
+                    np.multiply(vals[s:e, ..., q], b[q], out=eta)
+                    first = False
+                elif scratch is None:
+                    eta += vals[s:e, ..., q] * b[q]
+                else:
+                    tmp = scratch[: eta.size].reshape(eta.shape)
+                    np.multiply(vals[s:e, ..., q], b[q], out=tmp)
+                    eta += tmp
+        if self.offset_full is not None:
+            if first:
+                np.copyto(eta, self.offset_full[s:e])
+            else:
+                eta += self.offset_full[s:e]
+            first = False
+        for part in small:
+            if first:
+                np.copyto(eta, _rows(part, s, e))
+                first = False
+            else:
+                eta += _rows(part, s, e)
+        if first:
+            eta.fill(0.0)
+
+    # ----------------------------------------------------------- passes
+    def loss_sum(self, beta: np.ndarray) -> float:
+        """``sum_c w_c f_c`` at ``beta``."""
+        small, cell = self.eta_parts(beta)
+
+        def work(state, k, s, e):
+            eta_buf, stack, scratch = self._bufs(k)
+            csh = (e - s, *self.shape[1:])
+            eta = eta_buf[: int(np.prod(csh))].reshape(csh)
+            self.fill_eta(eta, s, e, small, cell, scratch)
+            state[0] += self._family_chunk(eta, s, e, stack[0], None, False)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            return sum(st[0] for st in self._run(work, lambda: [0.0]))
+
+    def _family_chunk(self, eta, s, e, curv_flat, resid_flat, derivs) -> float:
+        y = _rows(self.y, s, e)
+        w = None if self.w is None else self.w[s:e]
+        m = _rows(self.m, s, e) if isinstance(self.m, np.ndarray) else self.m
+        curv = curv_flat[: eta.size].reshape(eta.shape)
+        resid = None if resid_flat is None else resid_flat[: eta.size].reshape(eta.shape)
+        fused = self.family.fused
+        if fused is not None:
+            return fused(y, eta, m, w, curv, resid, derivs)
+        f = self.family.loglik(y, eta, m)
+        if w is not None:
+            f = f * w
+        total = float(np.sum(f, dtype=np.float64))
+        if derivs:
+            g, h = self.family.grad_hess(y, eta, m)
+            np.negative(h, out=curv)
+            if w is not None:
+                curv *= w
+            if resid is not None:
+                np.copyto(resid, g)
+                if w is not None:
+                    resid *= w
+        return total
+
+    def full_pass(self, beta: np.ndarray) -> Accumulators:
+        """Loss sum and every small array of the plan at ``beta``."""
+        small, cell = self.eta_parts(beta)
+
+        def work(acc, k, s, e):
+            eta_buf, stack, scratch = self._bufs(k)
+            csh = (e - s, *self.shape[1:])
+            n = int(np.prod(csh))
+            eta = eta_buf[:n].reshape(csh)
+            self.fill_eta(eta, s, e, small, cell, scratch)
+            resid = None if self.mean_trick else stack[1]
+            acc.lsum += self._family_chunk(eta, s, e, stack[0], resid, True)
+            rows = stack[:, :n].reshape((self.n_rows, *csh))
+            r = self.first_u
+            for i in self.plan.full:
+                vals = self.values[i]
+                for q in range(vals.shape[-1]):
+                    np.multiply(rows[0], vals[s:e, ..., q], out=rows[r])
+                    r += 1
+            for i in self.plan.spread:
+                view = _rows(self.spread_views[i], s, e)
+                for q in range(view.shape[-1]):
+                    np.multiply(rows[0], view[..., q], out=rows[r])
+                    r += 1
+            self._accumulate(rows, s, e, acc)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            return _merge(self._run(work, lambda: Accumulators(self)))
+
+    def rows_pass(self, row_fn) -> Accumulators:
+        """Reductions and cell-level products of one given row (e.g. ``w * y``)."""
+
+        def work(acc, k, s, e):
+            _, stack, _ = self._bufs(k)
+            csh = (e - s, *self.shape[1:])
+            rows = stack[:1, : int(np.prod(csh))].reshape((1, *csh))
+            row_fn(rows[0], s, e)
+            self._accumulate(rows, s, e, acc, groups=False, dot_rows=(0,))
+
+        return _merge(self._run(work, lambda: Accumulators(self)))
+
+    def _accumulate(self, rows, s, e, acc, groups=True, dot_rows=None):
+        n_all = min(rows.shape[0], self.n_all_rows)
+        for m, out in acc.red.items():
+            red = self._reduce(rows[:n_all], m)
+            if 0 in m:
+                out[:n_all, s:e] += red
+            else:
+                out[:n_all] += red
+        if groups:
+            for r0, r1, needed in self.spread_rows.values():
+                for m in needed:
+                    red = self._reduce(rows[r0:r1], m)
+                    if 0 in m:
+                        acc.red[m][r0:r1, s:e] += red
+                    else:
+                        acc.red[m][r0:r1] += red
+            for g, g_out, out in zip(self.plan.groups, self.group_out, acc.grp, strict=True):
+                self._group(g, g_out, rows[0], s, e, out)
+        flat = rows.reshape(rows.shape[0], -1)
+        for i, out in zip(self.plan.full, acc.cell, strict=True):
+            vals = self.values[i]
+            for q in range(vals.shape[-1]):
+                col = vals[s:e, ..., q].reshape(-1)
+                for r in self.dot_rows if dot_rows is None else dot_rows:
+                    out[r, q] += float(np.dot(flat[r], col))
+
+    def _reduce(self, rows: np.ndarray, keep: Axes) -> np.ndarray:
+        """Sum the chunk's rows over the axes not in ``keep`` (BLAS with ones when contiguous)."""
+        csh = rows.shape[1:]
+        summed = [a for a in self.every if a not in keep]
+        out_shape = (rows.shape[0], *(csh[a] for a in keep))
+        if summed != list(range(summed[0], summed[-1] + 1)):
+            return rows.sum(axis=tuple(a + 1 for a in summed)).reshape(out_shape)
+        lo, hi = summed[0], summed[-1] + 1
+        pre = rows.shape[0] * int(np.prod(csh[:lo]))
+        mid, post = int(np.prod(csh[lo:hi])), int(np.prod(csh[hi:]))
+        view = rows.reshape(pre, mid, post)
+        if mid < 8:  # a product with a handful of ones is slower than plain adds
+            return view.sum(axis=1).reshape(out_shape)
+        if post == 1:
+            res = view.reshape(pre, mid) @ self._one(mid)
+        else:
+            res = np.matmul(self._one(mid), view)
+        return res.reshape(out_shape)
+
+    def _group(self, g: Group, out_axes: Axes, h, s, e, out):
+        """Accumulate ``sum over g.contract of h * X_b`` as one batched BLAS product."""
+        blk_axes = self.design.blocks[g.block].axes
+        x = self.values[g.block]
+        x = x[s:e] if 0 in blk_axes else x
+        csh = h.shape
+        ncol = x.shape[-1]
+        free = [a for a in self.every if a not in blk_axes]
+        nc, nf = int(np.prod(_sub(csh, g.contract))), int(np.prod(_sub(csh, free)))
+        if blk_axes[0] == 0 and 0 not in g.contract:  # batched over the chunk's first axis
+            x3 = x.reshape(csh[0], nc, ncol)
+            if free[0] < g.contract[0]:
+                res = np.matmul(h.reshape(csh[0], nf, nc), x3)
+            else:
+                res = np.matmul(x3.transpose(0, 2, 1), h.reshape(csh[0], nc, nf))
+                res = res.transpose(0, 2, 1)
+            out[s:e] += res.reshape(out[s:e].shape)
+            return
+        x2 = x.reshape(nc, ncol)
+        if free[0] < g.contract[0]:
+            res = h.reshape(nf, nc) @ x2
+        else:
+            res = (x2.T @ h.reshape(nc, nf)).T
+        if 0 in out_axes:
+            out[s:e] += res.reshape(out[s:e].shape)
+        else:
+            out += res.reshape(out.shape)
+
+    # --------------------------------------------------------- assembly
+    def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
+        return _Seeded({m: red[r] for m, red in acc.red.items()})
+
+    def _rest_grad(self, red: _Seeded, out: np.ndarray, blocks=None) -> None:
+        design, sls = self.design, self.design.slices()
+        for i in self.plan.rest if blocks is None else blocks:
+            blk = design.blocks[i]
+            t = red.get(blk.axes)
+            if isinstance(blk, DenseBlock):
+                idx = "".join(_IDX[a] for a in blk.axes)
+                out[sls[i]] = np.einsum(f"{idx},{idx}z->z", t, blk.values)
+            else:
+                codes = blk.codes.ravel()
+                ok = codes >= 0
+                out[sls[i]] = np.bincount(codes[ok], weights=t.ravel()[ok], minlength=blk.n_cols)
+
+    def row_gradient(self, acc: Accumulators, r: int, h_row: bool = False) -> np.ndarray:
+        """``X' row`` for row ``r`` of a pass (a row reduced to every target).
+
+        The curvature row of a full pass (``h_row``) has no dot products with
+        the cell-level columns: ``sum h X_q`` is the total of the row ``h X_q``.
+        """
+        out = np.zeros(self.design.n_coef)
+        if self.plan.targets:
+            self._rest_grad(self._seeded(acc, r), out)
+        sls = self.design.slices()
+        u = self.first_u
+        for i, cell in zip(self.plan.full, acc.cell, strict=True):
+            if h_row:
+                cols = range(u, u + cell.shape[1])
+                out[sls[i]] = [acc.red[self.plan.targets[0]][c].sum() for c in cols]
+            else:
+                out[sls[i]] = cell[r]
+            u += cell.shape[1]
+        return out
+
+    def gradient(self, acc: Accumulators) -> np.ndarray:
+        """``X' (w g)``: the family's score summed into coefficient space."""
+        if not self.mean_trick:
+            return self.row_gradient(acc, 1)
+        if self._wy_grad is None:
+            w = self.w
+
+            def wy(row, s, e):
+                np.copyto(row, _rows(self.y, s, e))
+                if w is not None:
+                    row *= w[s:e]
+
+            self._wy_grad = self.row_gradient(self.rows_pass(wy), 0)
+        return self._wy_grad - self.row_gradient(acc, 0, h_row=True)
+
+    def hessian(self, acc: Accumulators) -> np.ndarray:
+        """``X' diag(curvature) X`` from the pass's small arrays."""
+        design, plan = self.design, self.plan
+        sls = design.slices()
+        out = np.zeros((design.n_coef, design.n_coef))
+        red = self._seeded(acc, 0) if plan.targets else None
+        for ia, ib in combinations_with_replacement(plan.rest, 2):
+            a, b = design.blocks[ia], design.blocks[ib]
+            u = tuple(sorted(set(a.axes) | set(b.axes)))
+            if u == self.every and (ia in plan.spread or ib in plan.spread):
+                continue  # filled from the spread rows below
+            if u != self.every:
+                if not isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
+                    (ia, a), (ib, b) = (ib, b), (ia, a)
+                blk = design._pair(ia, ib, a, b, u, red.get(u))
+            else:
+                grp, partner = plan.group_of(ia, ib)
+                k = plan.groups.index(grp)
+                blk = self._partner(self.group_out[k], acc.grp[k], partner)
+                ia, ib = partner, grp.block
+            out[sls[ia], sls[ib]] = blk
+            out[sls[ib], sls[ia]] = blk.T
+        # A spread column's row h * X_q, reduced, gives its full-union pairs.
+        for x, (r0, r1, _) in self.spread_rows.items():
+            partners = self.spread_partners[x]
+            for q, r in enumerate(range(r0, r1)):
+                row = np.zeros(design.n_coef)
+                self._rest_grad(self._seeded(acc, r), row, partners)
+                col = sls[x].start + q
+                for a in partners:
+                    out[col, sls[a]] = row[sls[a]]
+                    out[sls[a], col] = row[sls[a]]
+        # A cell-level column's row h * X_q gives its whole row of the Hessian.
+        r = self.first_u
+        for i in plan.full:
+            for q in range(design.blocks[i].n_cols):
+                row = self.row_gradient(acc, r)
+                col = sls[i].start + q
+                out[col, :] = row
+                out[:, col] = row
+                r += 1
+        return out
+
+    def _partner(self, g_out: Axes, res: np.ndarray, partner: int) -> np.ndarray:
+        """Hessian block (partner, group block) from a group's result."""
+        blk = self.design.blocks[partner]
+        drop = tuple(i for i, a in enumerate(g_out) if a not in blk.axes)
+        t = res.sum(axis=drop) if drop else res
+        if isinstance(blk, DenseBlock):
+            idx = "".join(_IDX[a] for a in blk.axes)
+            return np.einsum(f"{idx}z,{idx}y->yz", t, blk.values)
+        codes = blk.codes.ravel()
+        ok = codes >= 0
+        flat = t.reshape(codes.size, -1)
+        out = np.zeros((blk.n_cols, flat.shape[1]))
+        np.add.at(out, codes[ok], flat[ok])
+        return out
