@@ -131,7 +131,7 @@ class ChunkKernels:
     """
 
     def __init__(
-        self, design, plan, y, w, m, offset, dtype, family, chunk_cells=CHUNK_CELLS, n_threads=None
+        self, design, plan, y, w, m, offset, dtype, family, chunk_cells=None, n_threads=None
     ):
         self.design, self.plan, self.family = design, plan, family
         self.shape = tuple(design.shape)
@@ -188,6 +188,7 @@ class ChunkKernels:
         }
         self.group_out = [tuple(a for a in self.every if a not in g.contract) for g in plan.groups]
         n0, rest = self.shape[0], int(np.prod(self.shape[1:]))
+        chunk_cells = CHUNK_CELLS if chunk_cells is None else chunk_cells
         step = max(1, chunk_cells // max(rest, 1))
         self.chunks = [(s, min(s + step, n0)) for s in range(0, n0, step)]
         self._max_cells = step * rest

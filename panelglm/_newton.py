@@ -37,6 +37,9 @@ class SmoothObjective(Protocol):
     def loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Objective value, gradient and Hessian."""
 
+    # Optional: ``roundoff``, the relative resolution of ``loss`` when it is
+    # coarser than double precision's (e.g. computed from float32 arrays).
+
 
 @dataclass(frozen=True)
 class NewtonResult:
@@ -116,6 +119,9 @@ def newton_solve(
         objective before convergence.
     """
     coef = np.array(coef0, dtype=np.float64)
+    # Below the loss's own resolution no decrease can be seen: stop there.
+    roundoff = max(ROUNDOFF, float(getattr(objective, "roundoff", 0.0)))
+    tol = max(tol, roundoff)
     loss, grad, hess = objective.loss_grad_hess(coef)
     if not np.isfinite(loss):
         raise FloatingPointError("The objective is not finite at the starting point.")
@@ -136,7 +142,7 @@ def newton_solve(
             # Near the optimum the predicted decrease is below rounding noise,
             # so only "not worse" is asked of the final step.
             bound = (
-                loss + ROUNDOFF * max(1.0, abs(loss)) if done else (loss - ARMIJO * t * decrement)
+                loss + roundoff * max(1.0, abs(loss)) if done else (loss - ARMIJO * t * decrement)
             )
             if trial_loss <= bound:
                 accepted = True

@@ -126,6 +126,9 @@ class PenalizedObjective:
         self.alpha = float(alpha)
         self.pen = np.asarray(penalized, dtype=np.float64)
         self._scale = 1.0 / problem.sum_w
+        # A float32 linear predictor makes the loss noisy at about float32's
+        # resolution; the solver must not chase decreases below it.
+        self.roundoff = 0.0 if np.dtype(dtype) == np.float64 else float(np.finfo(np.float32).eps)
         plan = make_plan(design) if problem.y is not None else None
         self.kernels = (
             None

@@ -223,10 +223,13 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
             axes, codes = _fe_codes(term, data)
             blocks.append(IndicatorBlock(axes, codes, term.names))
             user_index += idx
-    n_lead = 1 if spec.has_intercept else 0
+    # Numeric blocks go after the intercept: n_lead counts blocks, n_coef
+    # coefficients (a block may hold several columns).
+    n_lead = n_coef = 1 if spec.has_intercept else 0
     for axes, (vals, names, where) in numeric.items():
         blocks.insert(n_lead, DenseBlock(axes, stack_columns(vals), tuple(names)))
-        user_index[n_lead:n_lead] = where
+        user_index[n_coef:n_coef] = where
         n_lead += 1
+        n_coef += len(names)
     design = FactoredDesign(shape=tuple(data.shape), blocks=blocks)
     return design, np.argsort(np.asarray(user_index, dtype=np.intp))

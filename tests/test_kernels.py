@@ -1,0 +1,167 @@
+"""The fused, chunked kernels against the dense matrix, chunk by chunk and on threads."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_panel
+from test_estimators import SIZES, sm_fit
+
+import panelglm._kernels as kernels
+from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
+from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
+from panelglm._families import BINOMIAL, GAUSSIAN, POISSON
+from panelglm._objective import PanelProblem, PenalizedObjective
+from panelglm._plan import make_plan
+
+FAMILIES = {"poisson": POISSON, "binomial": BINOMIAL, "gaussian": GAUSSIAN}
+
+
+def random_design(shape, rng, indicators=True):
+    """Dense blocks at every axis subset (every block layout the kernels must handle)."""
+    D = len(shape)
+    blocks = [DenseBlock((), np.ones(1), ("1",))]
+    for r in range(1, D + 1):
+        for axes in combinations(range(D), r):
+            k = int(rng.integers(1, 3))
+            vals = rng.uniform(-1, 1, size=(*[shape[a] for a in axes], k))
+            blocks.append(DenseBlock(axes, vals, tuple(f"x{axes}{c}" for c in range(k))))
+    if indicators and D >= 2:
+        # A fixed effect on the last axis (first level the reference) and one on
+        # the last two axes, as PanelDesign would code them.
+        n = shape[-1]
+        blocks.append(
+            IndicatorBlock((D - 1,), np.arange(n) - 1, tuple(f"fe{c}" for c in range(1, n)))
+        )
+    if indicators and D >= 3:
+        m = shape[1] * shape[2]
+        codes = (np.arange(m) - 1).reshape(shape[1], shape[2])
+        blocks.append(IndicatorBlock((1, 2), codes, tuple(f"fe2_{c}" for c in range(1, m))))
+    return FactoredDesign(tuple(shape), blocks)
+
+
+def reference(design, family, y, m, w, off, beta):
+    X = design.to_dense()
+    eta = X @ beta + off.ravel()
+    f = family.loglik(y.ravel(), eta, m.ravel())
+    g, h = family.grad_hess(y.ravel(), eta, m.ravel())
+    ww = w.ravel()
+    return float(np.sum(ww * f)), X.T @ (ww * g), X.T @ (X * (ww * h)[:, None])
+
+
+@pytest.mark.parametrize("shape", [(23,), (5, 4), (4, 3, 5), (3, 4, 2, 3)])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+def test_fused_pass_matches_dense(shape, family):
+    rng = np.random.default_rng(len(shape))
+    design = random_design(shape, rng, indicators=family != "gaussian")
+    fam = FAMILIES[family]
+    beta = rng.normal(scale=0.2, size=design.n_coef)
+    m = rng.integers(1, 4, size=shape).astype(float)
+    w = rng.uniform(0.5, 2.0, size=shape)
+    off = rng.normal(scale=0.1, size=shape)
+    eta = design.to_dense() @ beta + off.ravel()
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta)).astype(float).reshape(shape)
+    elif family == "binomial":
+        y = rng.binomial(m.astype(int).ravel(), 1 / (1 + np.exp(-eta))).astype(float)
+        y = y.reshape(shape)
+    else:
+        y = rng.normal(size=shape)
+    problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
+    obj = PenalizedObjective(design, fam, problem, 0.0, np.ones(design.n_coef))
+    assert obj.kernels is not None
+    # Many chunks of the first axis, on two threads: every accumulation path runs.
+    obj.kernels = kernels.ChunkKernels(
+        design, obj.kernels.plan, y, w, m, problem.offset, np.float64, fam, 1, 2
+    )
+    assert len(obj.kernels.chunks) == shape[0]
+    lsum, grad, hess = reference(design, fam, y, m, w, off, beta)
+    loss, g_obj, h_obj = obj.loss_grad_hess(beta)
+    scale = 1.0 / w.sum()
+    np.testing.assert_allclose(loss, -scale * lsum, rtol=1e-12)
+    np.testing.assert_allclose(obj.loss(beta), -scale * lsum, rtol=1e-12)
+    np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+
+
+def test_plan_covers_every_pair_once():
+    """Pairs whose axes cover the grid: each served by a BLAS group or a spread block."""
+    rng = np.random.default_rng(0)
+    design = random_design((4, 3, 5), rng)
+    plan = make_plan(design)
+    ax = [b.axes for b in design.blocks]
+    for a, b in combinations(plan.rest, 2):
+        if set(ax[a]) | set(ax[b]) == {0, 1, 2}:
+            assert a in plan.spread or b in plan.spread or plan.group_of(a, b) is not None
+    # Two fixed effects covering every axis have a Hessian block as large as the
+    # panel: no plan, the plain kernels take over.
+    fe = [
+        IndicatorBlock((0, 1), np.zeros((2, 3), int), ("a",)),
+        IndicatorBlock((2,), np.zeros(4, int), ("b",)),
+    ]
+    assert make_plan(FactoredDesign((2, 3, 4), fe)) is None
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+def test_chunked_threaded_fit_matches_statsmodels(family, monkeypatch):
+    monkeypatch.setattr(kernels, "CHUNK_CELLS", 13)  # 3 x 6 x 5 cells: one slab per chunk
+    df, dims, names, y = make_panel((6, 5, 4), seed=21, family=family)
+    est = (
+        PanelPoissonRegressor(offset="off")
+        if family == "poisson"
+        else PanelLogitRegressor(trials="m")
+    )
+    cols = [*dims, *names, "off" if family == "poisson" else "m"]
+    est.fit(PanelDesign(dims=dims).fit_transform(df[cols]), y, sample_weight=df["w"].to_numpy())
+    ref = sm_fit(
+        family, df, names, y, offset=family == "poisson", trials=family == "binomial", weights=True
+    )
+    ours = pd.Series(np.r_[est.intercept_, est.coef_], index=["const", *est.coef_names_])
+    np.testing.assert_allclose(ours[["const", *names]], ref.params, rtol=1e-8, atol=1e-10)
+    assert est.loglik_ == pytest.approx(ref.llf, rel=1e-10)
+    assert est.deviance_ == pytest.approx(ref.deviance, rel=1e-9)
+
+
+@pytest.mark.parametrize("D", [1, 3])
+def test_float32_close_to_float64(D):
+    df, dims, names, y = make_panel(SIZES[D], seed=30 + D)
+    data = PanelDesign(dims=dims).fit_transform(df[[*dims, *names]])
+    e64 = PanelPoissonRegressor().fit(data, y)
+    e32 = PanelPoissonRegressor(dtype=np.float32).fit(data, y)
+    assert e32.converged_
+    np.testing.assert_allclose(e32.coef_, e64.coef_, rtol=1e-4, atol=1e-5)
+    assert e32.loglik_ == pytest.approx(e64.loglik_, rel=1e-7)
+
+
+def test_float32_columns_are_used_without_copies():
+    df, dims, names, y = make_panel((6, 5, 4), seed=3, shuffle=False)
+    df = df[[*dims, *names]].astype({n: np.float32 for n in names})
+    data = PanelDesign(dims=dims).fit_transform(df)
+    cell = data.numeric("x_012")[0]
+    assert cell.dtype == np.float32
+    assert np.shares_memory(cell, df["x_012"].to_numpy())
+    est = PanelPoissonRegressor(dtype=np.float32).fit(data, y)
+    ref = PanelPoissonRegressor().fit(data, y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_dtype():
+    with pytest.raises(ValueError, match="dtype must be"):
+        PanelPoissonRegressor(dtype=np.int32).fit(np.ones((5, 1)), np.ones(5))
+
+
+def test_blocks_with_several_columns_keep_their_names():
+    """Several numeric columns per level share a block; each keeps its own name."""
+    df, dims, names, y = make_panel((5, 4, 3), seed=9, scale=0.2)
+    twins = [n + "b" for n in names]
+    for name, twin in zip(names, twins, strict=True):
+        # A nonlinear function of the column: same level, not collinear.
+        df[twin] = np.tanh(df[name]) + 0.3 * df[name] ** 2
+    covs = [*names, *twins]
+    est = PanelPoissonRegressor().fit(PanelDesign(dims=dims).fit_transform(df[[*dims, *covs]]), y)
+    ref = sm_fit("poisson", df, covs, y)
+    ours = pd.Series(np.r_[est.intercept_, est.coef_], index=["const", *est.coef_names_])
+    np.testing.assert_allclose(ours[["const", *covs]], ref.params, rtol=1e-7, atol=1e-9)
