@@ -26,7 +26,9 @@ CHUNK_CELLS = 1 << 18
 
 
 def _fmt_levels(dims: tuple[str, ...], levels: tuple) -> str:
-    return ", ".join(f"{d}={v!r}" for d, v in zip(dims, levels, strict=True))
+    # numpy scalars print as their Python values (5, not np.int16(5)).
+    plain = [v.item() if isinstance(v, np.generic) else v for v in levels]
+    return ", ".join(f"{d}={v!r}" for d, v in zip(dims, plain, strict=True))
 
 
 def code_dtype(n: int) -> np.dtype:

@@ -1,0 +1,82 @@
+"""The lean grid: small codes, no copies for C-ordered rows, the same results in any order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_panel
+
+from panelglm import PanelDesign, PanelPoissonRegressor
+from panelglm._layout import build_grid, detect_axes, lay_out
+
+
+def c_ordered_frame(shape=(7, 5, 4), seed=0):
+    rng = np.random.default_rng(seed)
+    idx = pd.MultiIndex.from_product([np.arange(n, dtype=np.int16) * 3 + 5 for n in shape])
+    df = idx.to_frame(index=False, name=["a", "b", "c"])
+    df["cell"] = rng.normal(size=len(df))
+    df["ab"] = np.repeat(rng.normal(size=shape[0] * shape[1]), shape[2])
+    df["c_only"] = np.tile(rng.normal(size=shape[2]), shape[0] * shape[1])
+    return df, rng.poisson(1.0, size=len(df)).astype(float)
+
+
+def test_integer_dims_factorize_like_pandas_into_small_codes():
+    df, _ = c_ordered_frame()
+    grid = build_grid(df, ["a", "b", "c"])
+    for d, codes, levels in zip(["a", "b", "c"], grid.codes, grid.levels, strict=True):
+        ref_codes, ref_levels = pd.factorize(df[d], sort=True)
+        assert codes.dtype == np.int8
+        np.testing.assert_array_equal(codes, ref_codes)
+        pd.testing.assert_index_equal(levels, pd.Index(ref_levels, name=d))
+
+
+def test_c_ordered_rows_need_no_permutation_and_no_copy():
+    df, _ = c_ordered_frame()
+    grid = build_grid(df, ["a", "b", "c"])
+    assert grid.row_of_cell is None
+    values = df["cell"].to_numpy()
+    laid = lay_out(values, grid, (0, 1, 2), "cell")
+    assert np.shares_memory(laid, values)
+    assert detect_axes(df["ab"].to_numpy(), grid) == (0, 1)
+    assert detect_axes(df["c_only"].to_numpy(), grid) == (2,)
+    np.testing.assert_array_equal(
+        lay_out(df["ab"].to_numpy(), grid, (0, 1), "ab").ravel(), df["ab"].to_numpy()[::4]
+    )
+    with pytest.raises(
+        ValueError, match=r"Column 'cell' .* varies along \['c'\] here, e.g. at row 1"
+    ):
+        lay_out(values, grid, (0, 1), "cell")
+
+
+def test_any_row_order_gives_the_same_fit_and_predictions_in_caller_order():
+    df, y = c_ordered_frame()
+    dims = ["a", "b", "c"]
+    base = PanelPoissonRegressor(dims=dims).fit(df, y)
+    perm = np.random.default_rng(1).permutation(len(df))
+    shuffled = df.iloc[perm]
+    grid = build_grid(shuffled, dims)
+    assert grid.row_of_cell is not None
+    np.testing.assert_array_equal(
+        grid.from_grid(grid.to_grid(np.arange(len(df)))), np.arange(len(df))
+    )
+    est = PanelPoissonRegressor(dims=dims).fit(shuffled, y[perm])
+    np.testing.assert_allclose(est.coef_, base.coef_, rtol=1e-12)
+    np.testing.assert_allclose(est.predict(shuffled), base.predict(df)[perm], rtol=1e-12)
+
+
+def test_duplicate_and_missing_cells_still_named():
+    df, _ = c_ordered_frame()
+    with pytest.raises(ValueError, match=r"Duplicate cells: .*\(a=5, b=5, c=5\) appears 2 times"):
+        build_grid(pd.concat([df, df.iloc[:1]]), ["a", "b", "c"])
+    with pytest.raises(
+        ValueError, match=r"Missing cells: .*1 have no row, e.g. \(a=5, b=5, c=8\)"
+    ):
+        build_grid(df.drop(index=1), ["a", "b", "c"])
+
+
+def test_string_dims_and_caller_data_untouched():
+    df, dims, names, y = make_panel((4, 3, 2), seed=0)
+    before = df.copy()
+    PanelPoissonRegressor().fit(PanelDesign(dims=dims).fit_transform(df[[*dims, *names]]), y)
+    pd.testing.assert_frame_equal(df, before)
