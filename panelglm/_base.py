@@ -18,10 +18,14 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._design import PanelDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
+from ._kernels import blas_threads
 from ._newton import newton_solve
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
 from ._terms import ModelSpec, build_design, build_model_spec
+
+# Up to this many coefficients the Newton solve runs on one BLAS thread.
+SMALL_SOLVE = 1000
 
 
 class PanelGLMBase(RegressorMixin, BaseEstimator):
@@ -151,9 +155,12 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
-        result = newton_solve(
-            objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
-        )
+        # Small P x P solves gain nothing from BLAS threads, and their spin-waits
+        # cost far more than the solve on a busy machine.
+        with blas_threads(1 if design.n_coef <= SMALL_SOLVE else None):
+            result = newton_solve(
+                objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
+            )
         self._set_results(spec, order, objective, result, problem)
         return self
 

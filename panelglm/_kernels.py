@@ -14,6 +14,7 @@ arrays are then assembled into the gradient and the Hessian.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import string
 from concurrent.futures import ThreadPoolExecutor
@@ -61,14 +62,21 @@ class _Seeded:
 _CONTROLLER = None
 
 
-def _blas_limit():
-    """Hold BLAS to one thread (a cheap context once the controller exists)."""
+def blas_threads(n: int | None):
+    """Hold BLAS to ``n`` threads (``None``: leave it alone); cheap after the first call."""
     global _CONTROLLER
+    if n is None:
+        return contextlib.nullcontext()
     if _CONTROLLER is None:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+    return _CONTROLLER.limit(limits=n, user_api="blas")
+
+
+def _blas_limit():
+    """Hold BLAS to one thread: its calls in a pass are many and small."""
+    return blas_threads(1)
 
 
 def _default_threads() -> int:
