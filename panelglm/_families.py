@@ -58,9 +58,21 @@ def _gaussian_check(y: Array, m: Array) -> str | None:
     return None
 
 
+def _bsum(w: Array | float, x: Array | float, shape: tuple[int, ...]) -> float:
+    """``sum(w * x)`` over ``shape`` (both broadcast to it).
+
+    With a scalar weight no array of that shape is made: each value of ``x``
+    occurs ``prod(shape) / x.size`` times. A panel of 1e8 cells must not
+    allocate a gigabyte to find its starting intercept.
+    """
+    if np.ndim(w) == 0:
+        x = np.asarray(x)
+        return float(w) * float(np.sum(x, dtype=np.float64)) * (np.prod(shape) / x.size)
+    return float(np.sum(np.asarray(w) * x, dtype=np.float64))
+
+
 def _gaussian_null(y: Array, off: Array, m: Array, w: Array) -> float:
-    w = np.broadcast_to(w, y.shape)
-    return float(np.sum(w * (y - off)) / np.sum(w))
+    return (_bsum(w, y, y.shape) - _bsum(w, off, y.shape)) / _bsum(w, 1.0, y.shape)
 
 
 # --- Poisson (log link) ------------------------------------------------------
@@ -94,9 +106,8 @@ def _poisson_check(y: Array, m: Array) -> str | None:
 
 
 def _poisson_null(y: Array, off: Array, m: Array, w: Array) -> float:
-    w = np.broadcast_to(w, y.shape)
-    swy = float(np.sum(w * y))
-    denom = float(np.sum(w * _safe_exp(np.broadcast_to(off, y.shape))))
+    swy = _bsum(w, y, y.shape)
+    denom = _bsum(w, _safe_exp(np.asarray(off, dtype=np.float64)), y.shape)
     return float(np.log(swy / denom)) if swy > 0 and np.isfinite(denom) else 0.0
 
 
@@ -151,9 +162,8 @@ def _binomial_const(y: Array, m: Array) -> Array:
 
 def _binomial_null(y: Array, off: Array, m: Array, w: Array) -> float:
     # The logit model takes no offset, so the closed form ignores it.
-    w = np.broadcast_to(w, y.shape)
-    swy = float(np.sum(w * y))
-    swm = float(np.sum(w * np.broadcast_to(m, y.shape)))
+    swy = _bsum(w, y, y.shape)
+    swm = _bsum(w, m, y.shape)
     return float(np.log(swy / (swm - swy))) if 0 < swy < swm else 0.0
 
 
