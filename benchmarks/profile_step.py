@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import datagen  # noqa: E402
+import datagen
 
 
 def best(fn, repeat):
@@ -55,7 +55,6 @@ def main(argv=None):
     a = np.full(n, 0.5)
     b = np.empty_like(a)
     exp_s = best(lambda: np.exp(a, out=b), args.repeat)
-    del a, b
 
     est = PanelPoissonRegressor(dtype=np.dtype(args.dtype).type, max_iter=1)
     captured = {}
