@@ -188,12 +188,17 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         self.converged_ = result.converged
         # Chunk by chunk, so no array of N cells is made for these statistics.
         additive = self.family.loglik_const is not None
+        plain = type(self)._loglik is PanelGLMBase._loglik
+        fast = objective.fit_statistics(beta) if plain else None
 
         def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, float]:
             return sub.deviance(self.family, eta), self._loglik(sub, eta) if additive else 0.0
 
-        self.deviance_, self.loglik_ = objective.chunk_sums(beta, stats)
-        if not additive:  # the Gaussian likelihood profiles out the variance
+        if fast is not None:
+            self.deviance_, self.loglik_ = fast
+        else:
+            self.deviance_, self.loglik_ = objective.chunk_sums(beta, stats)
+        if fast is None and not additive:  # the Gaussian likelihood profiles out the variance
             self.loglik_ = profiled_gaussian_loglik(self.deviance_, problem.sum_w)
         self.scale_ = self._scale(problem.sum_w, len(names))
         self._hessian = result.hess  # of the penalized objective at the solution

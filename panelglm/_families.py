@@ -54,6 +54,10 @@ def _gaussian_dev(y: Array, mu: Array, m: Array) -> Array:
     return r * r
 
 
+def _gaussian_saturated(y: Array, m: Array) -> Array:
+    return np.zeros_like(y)
+
+
 def _gaussian_check(y: Array, m: Array) -> str | None:
     return None
 
@@ -93,6 +97,10 @@ def _poisson_mean(eta: Array, m: Array) -> Array:
 
 def _poisson_dev(y: Array, mu: Array, m: Array) -> Array:
     return 2.0 * (xlogy(y, y) - xlogy(y, mu) - y + mu)
+
+
+def _poisson_saturated(y: Array, m: Array) -> Array:
+    return xlogy(y, y) - y
 
 
 def _poisson_const(y: Array, m: Array) -> Array:
@@ -156,6 +164,11 @@ def _binomial_dev(y: Array, mu: Array, m: Array) -> Array:
     return 2.0 * (xlogy(y, y) - xlogy(y, mu) + xlogy(m - y, m - y) - xlogy(m - y, m - mu))
 
 
+def _binomial_saturated(y: Array, m: Array) -> Array:
+    # f at the saturated fit p = y / m: y log y + (m - y) log(m - y) - m log m.
+    return xlogy(y, y) + xlogy(m - y, m - y) - xlogy(m, m)
+
+
 def _binomial_const(y: Array, m: Array) -> Array:
     return gammaln(m + 1.0) - gammaln(y + 1.0) - gammaln(m - y + 1.0)
 
@@ -212,6 +225,9 @@ class Family:
         log-likelihood sum of one chunk, writing ``-w h`` into ``curv`` (and
         ``w g`` into ``resid`` unless it is ``None``) in place; ``None`` means
         the kernels use :attr:`loglik` and :attr:`grad_hess`.
+    saturated : callable or None
+        ``saturated(y, m)``: :attr:`loglik` of the saturated model (the mean
+        equal to ``y``), so the deviance is ``2 sum w (saturated - loglik)``.
     """
 
     name: str
@@ -224,6 +240,7 @@ class Family:
     check_y: Callable[[Array, Array], str | None]
     curvature_is_mean: bool = False
     fused: Callable[..., float] | None = None
+    saturated: Callable[[Array, Array], Array] | None = None
 
 
 GAUSSIAN = Family(
@@ -235,6 +252,7 @@ GAUSSIAN = Family(
     loglik_const=None,
     null_intercept=_gaussian_null,
     check_y=_gaussian_check,
+    saturated=_gaussian_saturated,
 )
 
 POISSON = Family(
@@ -248,6 +266,7 @@ POISSON = Family(
     check_y=_poisson_check,
     curvature_is_mean=True,
     fused=_poisson_fused,
+    saturated=_poisson_saturated,
 )
 
 BINOMIAL = Family(
@@ -259,6 +278,7 @@ BINOMIAL = Family(
     loglik_const=_binomial_const,
     null_intercept=_binomial_null,
     check_y=_binomial_check,
+    saturated=_binomial_saturated,
 )
 
 
