@@ -128,12 +128,16 @@ def _poisson_fused(y, eta, m, w, curv, resid, derivs) -> float:
     """``sum(w f)`` of one chunk; writes the curvature ``w exp(eta)`` into ``curv``.
 
     The mean equals the curvature, so no residual is written: the gradient is
-    ``X'(w y) - X'(curv)``. Everything happens in the two given buffers.
+    ``X'(w y) - X'(curv)``. Everything happens in the two given buffers; in
+    float64, ``sum(w y eta)`` is one BLAS dot product.
     """
-    np.multiply(y, eta, out=curv)
-    if w is not None:
-        curv *= w
-    lin = _wsum(curv)
+    if w is None and eta.dtype == np.float64 and y.dtype == np.float64:
+        lin = float(np.dot(y.reshape(-1), eta.reshape(-1)))
+    else:
+        np.multiply(y, eta, out=curv)
+        if w is not None:
+            curv *= w
+        lin = _wsum(curv)
     with np.errstate(over="ignore"):
         np.exp(eta, out=curv)
     if w is not None:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations_with_replacement
 
 import numpy as np
+import scipy.linalg.blas
 
 from ._factored import Axes, DenseBlock
 from ._layout import CHUNK_CELLS
@@ -60,6 +61,7 @@ class _Seeded:
 
 
 _CONTROLLER = None
+_AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
 
 
 def blas_threads(n: int | None):
@@ -167,7 +169,7 @@ class ChunkKernels:
         # those its full-union partners live in. Dot products with the
         # cell-level columns: the residual and the cell-level rows only.
         self.n_all_rows = self.first_u + sum(design.blocks[i].n_cols for i in plan.full)
-        self.dot_rows = range(0 if self.mean_trick else 1, self.n_all_rows)
+        self.dot_rows = range(1, self.n_all_rows)
         self.spread_rows, self.spread_partners = {}, {}
         r = self.n_all_rows
         every = tuple(range(design.ndim))
@@ -281,36 +283,37 @@ class ChunkKernels:
         return small, cell
 
     def fill_eta(self, eta, s, e, small, cell, scratch=None):
-        """Write the linear predictor of first-axis positions ``s:e`` into ``eta``."""
-        first = True
+        """Write the linear predictor of first-axis positions ``s:e`` into ``eta``.
+
+        The small parts first (the first two in one broadcast add), then each
+        cell-level column by one BLAS axpy: a matrix-vector product with a
+        handful of columns, or a multiply and an add, cost more passes.
+        """
+        parts = [_rows(part, s, e) for part in small]
+        if self.offset_full is not None:
+            parts.append(self.offset_full[s:e])
+        if len(parts) >= 2:
+            np.add(parts[0], parts[1], out=eta)
+        elif parts:
+            np.copyto(eta, parts[0])
+        else:
+            eta.fill(0.0)
+        for part in parts[2:]:
+            eta += part
+        flat = eta.reshape(-1)
+        axpy = _AXPY.get(eta.dtype.char)
         for i, b in zip(self.plan.full, cell, strict=True):
-            # Column by column: a matrix-vector product with a handful of
-            # columns is far slower than these passes.
             vals = self.values[i]
             for q in range(vals.shape[-1]):
-                if first:
-                    np.multiply(vals[s:e, ..., q], b[q], out=eta)
-                    first = False
+                col = vals[s:e, ..., q].reshape(-1)
+                if axpy is not None and col.flags.c_contiguous and col.dtype == eta.dtype:
+                    axpy(col, flat, a=b[q])  # in place: flat is contiguous and of its type
                 elif scratch is None:
-                    eta += vals[s:e, ..., q] * b[q]
+                    flat += col * b[q]
                 else:
-                    tmp = scratch[: eta.size].reshape(eta.shape)
-                    np.multiply(vals[s:e, ..., q], b[q], out=tmp)
-                    eta += tmp
-        if self.offset_full is not None:
-            if first:
-                np.copyto(eta, self.offset_full[s:e])
-            else:
-                eta += self.offset_full[s:e]
-            first = False
-        for part in small:
-            if first:
-                np.copyto(eta, _rows(part, s, e))
-                first = False
-            else:
-                eta += _rows(part, s, e)
-        if first:
-            eta.fill(0.0)
+                    tmp = scratch[: flat.size]
+                    np.multiply(col, b[q], out=tmp)
+                    flat += tmp
 
     # ----------------------------------------------------------- passes
     def loss_sum(self, beta: np.ndarray) -> float:
@@ -395,19 +398,11 @@ class ChunkKernels:
     def _accumulate(self, rows, s, e, acc, groups=True, dot_rows=None):
         n_all = min(rows.shape[0], self.n_all_rows)
         for m, out in acc.red.items():
-            red = self._reduce(rows[:n_all], m)
-            if 0 in m:
-                out[:n_all, s:e] += red
-            else:
-                out[:n_all] += red
+            self._reduce_into(rows[:n_all], m, s, e, out[:n_all])
         if groups:
             for r0, r1, needed in self.spread_rows.values():
                 for m in needed:
-                    red = self._reduce(rows[r0:r1], m)
-                    if 0 in m:
-                        acc.red[m][r0:r1, s:e] += red
-                    else:
-                        acc.red[m][r0:r1] += red
+                    self._reduce_into(rows[r0:r1], m, s, e, acc.red[m][r0:r1])
             for g, g_out, out in zip(self.plan.groups, self.group_out, acc.grp, strict=True):
                 self._group(g, g_out, rows[0], s, e, out)
         flat = rows.reshape(rows.shape[0], -1)
@@ -417,6 +412,16 @@ class ChunkKernels:
                 col = vals[s:e, ..., q].reshape(-1)
                 for r in self.dot_rows if dot_rows is None else dot_rows:
                     out[r, q] += float(np.dot(flat[r], col))
+
+    def _reduce_into(self, rows, keep: Axes, s: int, e: int, out: np.ndarray) -> None:
+        """Add the chunk's rows, summed to ``keep``, into the accumulator ``out``."""
+        if 0 in keep:
+            out[:, s:e] += self._reduce(rows, keep)
+        elif keep == self.every[1:] and rows.shape[1] < 8:
+            for i in range(rows.shape[1]):  # a few slabs: add them, no temporary
+                out += rows[:, i]
+        else:
+            out += self._reduce(rows, keep)
 
     def _reduce(self, rows: np.ndarray, keep: Axes) -> np.ndarray:
         """Sum the chunk's rows over the axes not in ``keep`` (BLAS with ones when contiguous)."""
