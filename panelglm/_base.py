@@ -18,11 +18,11 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._design import PanelDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
-from ._kernels import blas_threads
 from ._newton import newton_solve
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
 from ._terms import ModelSpec, build_design, build_model_spec
+from ._threads import blas_threads
 
 # Up to this many coefficients the Newton solve runs on one BLAS thread.
 SMALL_SOLVE = 1000

@@ -14,23 +14,16 @@ arrays are then assembled into the gradient and the Hessian.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import string
 from concurrent.futures import ThreadPoolExecutor
-from itertools import combinations_with_replacement
 
 import numpy as np
 import scipy.linalg.blas
 
+from ._assemble import Assembly
 from ._factored import Axes, DenseBlock
 from ._layout import CHUNK_CELLS
 from ._plan import Group
-
-_IDX = string.ascii_letters
-# Worker threads per pass: the passes are bound by memory and cache
-# bandwidth, which more than a few cores do not add.
-MAX_THREADS = 4
+from ._threads import blas_limit, default_threads
 
 
 def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
@@ -46,47 +39,7 @@ def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
     return arr[s:e] if arr.ndim and arr.shape[0] > 1 else arr
 
 
-class _Seeded:
-    """Sums of one row over axis subsets, served from the smallest cached superset."""
-
-    def __init__(self, seeds: dict[Axes, np.ndarray]) -> None:
-        self._cache = dict(seeds)
-
-    def get(self, axes: Axes) -> np.ndarray:
-        if axes not in self._cache:
-            src = min((k for k in self._cache if set(axes) <= set(k)), key=len)
-            drop = tuple(i for i, a in enumerate(src) if a not in axes)
-            self._cache[axes] = self._cache[src].sum(axis=drop)
-        return self._cache[axes]
-
-
-_CONTROLLER = None
 _AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
-
-
-def blas_threads(n: int | None):
-    """Hold BLAS to ``n`` threads (``None``: leave it alone); cheap after the first call."""
-    global _CONTROLLER
-    if n is None:
-        return contextlib.nullcontext()
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=n, user_api="blas")
-
-
-def _blas_limit():
-    """Hold BLAS to one thread: its calls in a pass are many and small."""
-    return blas_threads(1)
-
-
-def _default_threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_THREADS))
 
 
 def _merge(accs: list[Accumulators]) -> Accumulators:
@@ -114,7 +67,7 @@ class Accumulators:
         self.cell = [np.zeros((n_rows, kern.design.blocks[i].n_cols)) for i in kern.plan.full]
 
 
-class ChunkKernels:
+class ChunkKernels(Assembly):
     """Loss, gradient and Hessian of a GLM on a factored design, in chunked passes.
 
     Parameters
@@ -204,7 +157,7 @@ class ChunkKernels:
         self._max_cells = step * rest
         self._ones: dict[int, np.ndarray] = {}
         self._buffers: list = []
-        self.n_threads = n_threads if n_threads is not None else _default_threads()
+        self.n_threads = n_threads if n_threads is not None else default_threads()
         self._wy_grad = None
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
@@ -244,7 +197,7 @@ class ChunkKernels:
             for s, e in self.chunks[bounds[k] : bounds[k + 1]]:
                 work(states[k], k, s, e)
 
-        with _blas_limit():
+        with blas_limit():
             if n == 1:
                 job(0)
             else:
@@ -471,42 +424,6 @@ class ChunkKernels:
             out += res.reshape(out.shape)
 
     # --------------------------------------------------------- assembly
-    def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
-        return _Seeded({m: red[r] for m, red in acc.red.items()})
-
-    def _rest_grad(self, red: _Seeded, out: np.ndarray, blocks=None) -> None:
-        design, sls = self.design, self.design.slices()
-        for i in self.plan.rest if blocks is None else blocks:
-            blk = design.blocks[i]
-            t = red.get(blk.axes)
-            if isinstance(blk, DenseBlock):
-                idx = "".join(_IDX[a] for a in blk.axes)
-                out[sls[i]] = np.einsum(f"{idx},{idx}z->z", t, blk.values)
-            else:
-                codes = blk.codes.ravel()
-                ok = codes >= 0
-                out[sls[i]] = np.bincount(codes[ok], weights=t.ravel()[ok], minlength=blk.n_cols)
-
-    def row_gradient(self, acc: Accumulators, r: int, h_row: bool = False) -> np.ndarray:
-        """``X' row`` for row ``r`` of a pass (a row reduced to every target).
-
-        The curvature row of a full pass (``h_row``) has no dot products with
-        the cell-level columns: ``sum h X_q`` is the total of the row ``h X_q``.
-        """
-        out = np.zeros(self.design.n_coef)
-        if self.plan.targets:
-            self._rest_grad(self._seeded(acc, r), out)
-        sls = self.design.slices()
-        u = self.first_u
-        for i, cell in zip(self.plan.full, acc.cell, strict=True):
-            if h_row:
-                cols = range(u, u + cell.shape[1])
-                out[sls[i]] = [acc.red[self.plan.targets[0]][c].sum() for c in cols]
-            else:
-                out[sls[i]] = cell[r]
-            u += cell.shape[1]
-        return out
-
     def gradient(self, acc: Accumulators) -> np.ndarray:
         """``X' (w g)``: the family's score summed into coefficient space."""
         if not self.mean_trick:
@@ -521,61 +438,3 @@ class ChunkKernels:
 
             self._wy_grad = self.row_gradient(self.rows_pass(wy), 0)
         return self._wy_grad - self.row_gradient(acc, 0, h_row=True)
-
-    def hessian(self, acc: Accumulators) -> np.ndarray:
-        """``X' diag(curvature) X`` from the pass's small arrays."""
-        design, plan = self.design, self.plan
-        sls = design.slices()
-        out = np.zeros((design.n_coef, design.n_coef))
-        red = self._seeded(acc, 0) if plan.targets else None
-        for ia, ib in combinations_with_replacement(plan.rest, 2):
-            a, b = design.blocks[ia], design.blocks[ib]
-            u = tuple(sorted(set(a.axes) | set(b.axes)))
-            if u == self.every and (ia in plan.spread or ib in plan.spread):
-                continue  # filled from the spread rows below
-            if u != self.every:
-                if not isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
-                    (ia, a), (ib, b) = (ib, b), (ia, a)
-                blk = design._pair(ia, ib, a, b, u, red.get(u))
-            else:
-                grp, partner = plan.group_of(ia, ib)
-                k = plan.groups.index(grp)
-                blk = self._partner(self.group_out[k], acc.grp[k], partner)
-                ia, ib = partner, grp.block
-            out[sls[ia], sls[ib]] = blk
-            out[sls[ib], sls[ia]] = blk.T
-        # A spread column's row h * X_q, reduced, gives its full-union pairs.
-        for x, (r0, r1, _) in self.spread_rows.items():
-            partners = self.spread_partners[x]
-            for q, r in enumerate(range(r0, r1)):
-                row = np.zeros(design.n_coef)
-                self._rest_grad(self._seeded(acc, r), row, partners)
-                col = sls[x].start + q
-                for a in partners:
-                    out[col, sls[a]] = row[sls[a]]
-                    out[sls[a], col] = row[sls[a]]
-        # A cell-level column's row h * X_q gives its whole row of the Hessian.
-        r = self.first_u
-        for i in plan.full:
-            for q in range(design.blocks[i].n_cols):
-                row = self.row_gradient(acc, r)
-                col = sls[i].start + q
-                out[col, :] = row
-                out[:, col] = row
-                r += 1
-        return out
-
-    def _partner(self, g_out: Axes, res: np.ndarray, partner: int) -> np.ndarray:
-        """Hessian block (partner, group block) from a group's result."""
-        blk = self.design.blocks[partner]
-        drop = tuple(i for i, a in enumerate(g_out) if a not in blk.axes)
-        t = res.sum(axis=drop) if drop else res
-        if isinstance(blk, DenseBlock):
-            idx = "".join(_IDX[a] for a in blk.axes)
-            return np.einsum(f"{idx}z,{idx}y->yz", t, blk.values)
-        codes = blk.codes.ravel()
-        ok = codes >= 0
-        flat = t.reshape(codes.size, -1)
-        out = np.zeros((blk.n_cols, flat.shape[1]))
-        np.add.at(out, codes[ok], flat[ok])
-        return out

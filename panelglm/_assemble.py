@@ -1,0 +1,135 @@
+"""From the small arrays of a pass to the gradient and the Hessian.
+
+A pass (:mod:`panelglm._kernels`) leaves, per row of its stack, the row summed
+to a few maximal axis sets, the batched contractions of the plan's groups and
+the dot products with the cell-level columns. These few, small arrays are
+contracted with the blocks here: a dense block by ``einsum``, a fixed effect
+or categorical by summing within its codes.
+"""
+
+from __future__ import annotations
+
+import string
+from itertools import combinations_with_replacement
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._factored import Axes, DenseBlock
+
+if TYPE_CHECKING:
+    from ._kernels import Accumulators
+
+_IDX = string.ascii_letters
+
+
+class _Seeded:
+    """Sums of one row over axis subsets, served from the smallest cached superset."""
+
+    def __init__(self, seeds: dict[Axes, np.ndarray]) -> None:
+        self._cache = dict(seeds)
+
+    def get(self, axes: Axes) -> np.ndarray:
+        if axes not in self._cache:
+            src = min((k for k in self._cache if set(axes) <= set(k)), key=len)
+            drop = tuple(i for i, a in enumerate(src) if a not in axes)
+            self._cache[axes] = self._cache[src].sum(axis=drop)
+        return self._cache[axes]
+
+
+class Assembly:
+    """Gradient and Hessian assembly, mixed into :class:`~panelglm._kernels.ChunkKernels`."""
+
+    def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
+        return _Seeded({m: red[r] for m, red in acc.red.items()})
+
+    def _rest_grad(self, red: _Seeded, out: np.ndarray, blocks=None) -> None:
+        design, sls = self.design, self.design.slices()
+        for i in self.plan.rest if blocks is None else blocks:
+            blk = design.blocks[i]
+            t = red.get(blk.axes)
+            if isinstance(blk, DenseBlock):
+                idx = "".join(_IDX[a] for a in blk.axes)
+                out[sls[i]] = np.einsum(f"{idx},{idx}z->z", t, blk.values)
+            else:
+                codes = blk.codes.ravel()
+                ok = codes >= 0
+                out[sls[i]] = np.bincount(codes[ok], weights=t.ravel()[ok], minlength=blk.n_cols)
+
+    def row_gradient(self, acc: Accumulators, r: int, h_row: bool = False) -> np.ndarray:
+        """``X' row`` for row ``r`` of a pass (a row reduced to every target).
+
+        The curvature row of a full pass (``h_row``) has no dot products with
+        the cell-level columns: ``sum h X_q`` is the total of the row ``h X_q``.
+        """
+        out = np.zeros(self.design.n_coef)
+        if self.plan.targets:
+            self._rest_grad(self._seeded(acc, r), out)
+        sls = self.design.slices()
+        u = self.first_u
+        for i, cell in zip(self.plan.full, acc.cell, strict=True):
+            if h_row:
+                cols = range(u, u + cell.shape[1])
+                out[sls[i]] = [acc.red[self.plan.targets[0]][c].sum() for c in cols]
+            else:
+                out[sls[i]] = cell[r]
+            u += cell.shape[1]
+        return out
+
+    def hessian(self, acc: Accumulators) -> np.ndarray:
+        """``X' diag(curvature) X`` from the pass's small arrays."""
+        design, plan = self.design, self.plan
+        sls = design.slices()
+        out = np.zeros((design.n_coef, design.n_coef))
+        red = self._seeded(acc, 0) if plan.targets else None
+        for ia, ib in combinations_with_replacement(plan.rest, 2):
+            a, b = design.blocks[ia], design.blocks[ib]
+            u = tuple(sorted(set(a.axes) | set(b.axes)))
+            if u == self.every and (ia in plan.spread or ib in plan.spread):
+                continue  # filled from the spread rows below
+            if u != self.every:
+                if not isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
+                    (ia, a), (ib, b) = (ib, b), (ia, a)
+                blk = design._pair(ia, ib, a, b, u, red.get(u))
+            else:
+                grp, partner = plan.group_of(ia, ib)
+                k = plan.groups.index(grp)
+                blk = self._partner(self.group_out[k], acc.grp[k], partner)
+                ia, ib = partner, grp.block
+            out[sls[ia], sls[ib]] = blk
+            out[sls[ib], sls[ia]] = blk.T
+        # A spread column's row h * X_q, reduced, gives its full-union pairs.
+        for x, (r0, r1, _) in self.spread_rows.items():
+            partners = self.spread_partners[x]
+            for q, r in enumerate(range(r0, r1)):
+                row = np.zeros(design.n_coef)
+                self._rest_grad(self._seeded(acc, r), row, partners)
+                col = sls[x].start + q
+                for a in partners:
+                    out[col, sls[a]] = row[sls[a]]
+                    out[sls[a], col] = row[sls[a]]
+        # A cell-level column's row h * X_q gives its whole row of the Hessian.
+        r = self.first_u
+        for i in plan.full:
+            for q in range(design.blocks[i].n_cols):
+                row = self.row_gradient(acc, r)
+                col = sls[i].start + q
+                out[col, :] = row
+                out[:, col] = row
+                r += 1
+        return out
+
+    def _partner(self, g_out: Axes, res: np.ndarray, partner: int) -> np.ndarray:
+        """Hessian block (partner, group block) from a group's result."""
+        blk = self.design.blocks[partner]
+        drop = tuple(i for i, a in enumerate(g_out) if a not in blk.axes)
+        t = res.sum(axis=drop) if drop else res
+        if isinstance(blk, DenseBlock):
+            idx = "".join(_IDX[a] for a in blk.axes)
+            return np.einsum(f"{idx}z,{idx}y->yz", t, blk.values)
+        codes = blk.codes.ravel()
+        ok = codes >= 0
+        flat = t.reshape(codes.size, -1)
+        out = np.zeros((blk.n_cols, flat.shape[1]))
+        np.add.at(out, codes[ok], flat[ok])
+        return out
