@@ -21,6 +21,7 @@ from ._families import Family, profiled_gaussian_loglik
 from ._kernels import ChunkKernels
 from ._plan import make_plan
 from ._summary import y_sums
+from ._threads import blas_limit
 
 
 @dataclass
@@ -192,11 +193,12 @@ class PenalizedObjective:
         any array of size N.
         """
         totals = None
-        for sub, eta in self._eta_chunks(beta):
-            vals = fn(sub, eta)
-            if totals is not None:
-                vals = tuple(a + b for a, b in zip(totals, vals, strict=True))
-            totals = vals
+        with blas_limit():  # many small BLAS calls: more threads would only spin
+            for sub, eta in self._eta_chunks(beta):
+                vals = fn(sub, eta)
+                if totals is not None:
+                    vals = tuple(a + b for a, b in zip(totals, vals, strict=True))
+                totals = vals
         return totals
 
     def fit_statistics(self, beta: np.ndarray) -> tuple[float, float] | None:
