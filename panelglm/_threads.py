@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 
-# Worker threads per pass: the passes are bound by memory and cache
-# bandwidth, which more than a few cores do not add.
-MAX_THREADS = 4
+# Worker threads per pass. The passes are bound by memory and cache
+# bandwidth: on the 2-core benchmark machine a second thread made fits 10-20 %
+# slower (see benchmarks/PERF_NOTES.md), and one thread also fixes the order of
+# every sum. Raise it where more cores and memory channels are free.
+MAX_THREADS = 1
 
 _CONTROLLER = None
 
