@@ -13,18 +13,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._design import PanelDesign
 from ._families import Family, full_loglik
+from ._inference import COV_TYPES
 from ._newton import newton_solve
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
+from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 
 
-class PanelGLMBase(RegressorMixin, BaseEstimator):
+class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
     """Shared machinery of the panel GLM estimators; not for direct use.
 
     Subclasses set :attr:`family` and name their auxiliary columns; see
@@ -41,6 +43,9 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         "verbose": ["verbose"],
         "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
+        "cov_type": [StrOptions(set(COV_TYPES))],
+        "cluster": [str, tuple, list, None],
+        "small_sample": ["boolean"],
     }
 
     # ------------------------------------------------------------- hooks
@@ -135,6 +140,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         w = self._check_weights(sample_weight, data.n_rows)
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
+        self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
         design, order = build_design(spec, data)
         problem = self._problem(data, y, w)
         reason = self.family.check_y(problem.y, problem.m)
@@ -181,6 +187,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         self.loglik_ = self._loglik(problem, eta)
         self.scale_ = self._scale(problem.sum_w, len(names))
         self._hessian = result.hess  # of the penalized objective at the solution
+        self._set_inference(objective, result, problem, eta)
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         w = 1.0 if problem.w is None else problem.w

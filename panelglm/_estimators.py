@@ -30,7 +30,24 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Dimension columns, used when ``fit`` receives a long DataFrame
         directly (a :class:`PanelDesign` is then fitted internally).
     fixed_effects : list of str or tuple of str, default=None
-        Fixed effects, used with ``dims``; see :class:`PanelDesign`."""
+        Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+    cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
+        Covariance of the coefficients, computed at fit time from the factored
+        design: ``"nonrobust"`` the inverse Fisher information (times the
+        scale for the linear model); ``"robust"`` the heteroskedasticity-robust
+        sandwich (HC1, or HC0 with ``small_sample=False``); ``"cluster"`` the
+        cluster-robust sandwich over ``cluster``.
+    cluster : str, tuple of str or list of (str or tuple of str), default=None
+        With ``cov_type="cluster"``: a panel dimension (clusters are its
+        levels), a tuple of dimensions (clusters are their level combinations,
+        e.g. exporter-importer pairs), or a list of those for multiway
+        clustering (Cameron-Gelbach-Miller), e.g. ``["exporter", "importer"]``.
+    small_sample : bool, default=True
+        Small-sample factors of the robust covariances, as statsmodels:
+        ``n / (n - k)`` for ``"robust"`` (HC1) and, as statsmodels'
+        ``use_correction=True``, ``G / (G - 1) * (n - 1) / (n - k)`` for each
+        term of a cluster covariance (``n`` observations of positive weight,
+        ``k`` coefficients, ``G`` clusters). ``False`` applies none."""
 
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.
@@ -46,6 +63,21 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Full log-likelihood at the solution, as statsmodels reports ``llf``.
     deviance_ : float
         Deviance at the solution.
+    cov_params_ : DataFrame of shape (n_params, n_params)
+        Covariance of the estimates chosen by ``cov_type``, indexed by name
+        both ways, ``"Intercept"`` first when fitted (then ``coef_names_``).
+        Warns when ``alpha > 0``: penalized estimates have no valid one.
+    bse_ : Series of shape (n_params,)
+        Standard errors, indexed like ``cov_params_``; see :meth:`summary`.
+    null_deviance_ : float
+        Deviance of the intercept-only model with the same offset, trials and
+        weights (as statsmodels, also when ``fit_intercept=False``).
+    aic_ : float
+        ``-2 * loglik_ + 2 * k``, ``k`` the number of coefficients with the
+        intercept (statsmodels' GLM ``aic``; the scale is not counted).
+    bic_ : float
+        ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
+        GLM ``bic_llf``).
     scale_ : float
         Dispersion: ``1`` for the Poisson, binomial and exponential models."""
 
@@ -74,6 +106,9 @@ class PanelPoissonRegressor(PanelGLMBase):
     Attributes
     ----------
     {common_attrs}
+    pseudo_r2_ : float
+        McFadden's pseudo R^2, ``1 - loglik_ / loglik(null model)``, the null
+        model as for ``null_deviance_`` (statsmodels' ``prsquared``).
 
     Examples
     --------
@@ -88,6 +123,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     """
 
     family = POISSON
+    _discrete_likelihood = True
     _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "offset": [str, None]}
 
     def __init__(
@@ -101,6 +137,9 @@ class PanelPoissonRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
     ):
         self.offset = offset
         self.alpha = alpha
@@ -110,6 +149,9 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -153,6 +195,9 @@ class PanelLinearRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
     ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -161,6 +206,9 @@ class PanelLinearRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
         return self.deviance_ / (n_eff - n_coef) if n_eff > n_coef else np.nan
@@ -184,6 +232,9 @@ class PanelLogitRegressor(PanelGLMBase):
     Attributes
     ----------
     {common_attrs}
+    pseudo_r2_ : float
+        McFadden's pseudo R^2, ``1 - loglik_ / loglik(null model)``, the null
+        model as for ``null_deviance_`` (statsmodels' ``prsquared``).
 
     Examples
     --------
@@ -197,6 +248,7 @@ class PanelLogitRegressor(PanelGLMBase):
     """
 
     family = BINOMIAL
+    _discrete_likelihood = True
     _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "trials": [str, None]}
 
     def __init__(
@@ -210,6 +262,9 @@ class PanelLogitRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
     ):
         self.trials = trials
         self.alpha = alpha
@@ -219,6 +274,9 @@ class PanelLogitRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         problem = super()._problem(data, y, w)
@@ -300,6 +358,9 @@ class PanelExponentialRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
     ):
         self.event = event
         self.offset = offset
@@ -310,6 +371,9 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         base = super()._problem(data, None, w)
