@@ -17,7 +17,6 @@ matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
 from sklearn.base import clone
 
 from panelglm import PanelDesign, PanelPoissonRegressor
