@@ -301,7 +301,8 @@ def _sandwich(bread: np.ndarray, meat: np.ndarray, description: str, why: str) -
         # The fit itself is fine (e.g. more coefficients than observations
         # under a penalty); only its robust covariance is undefined.
         warnings.warn(
-            f"The {description} covariance is undefined ({why}); it is set to NaN.",
+            f"The {description} covariance is undefined ({why or 'non-finite scores'}); "
+            "it is set to NaN.",
             RuntimeWarning,
             stacklevel=4,
         )
