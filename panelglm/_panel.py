@@ -86,6 +86,30 @@ class PanelData:
         Number of levels of each dimension.
     index : pandas.Index
         The index of the rows, in the caller's order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from panelglm import PanelDesign
+    >>> df = pd.DataFrame({
+    ...     "firm": ["b", "b", "a", "a"], "year": [2001, 2000, 2001, 2000],
+    ...     "size": [5.0, 5.0, 3.0, 3.0], "rate": [0.2, 0.1, 0.2, 0.1],
+    ... })
+    >>> data = PanelDesign(dims=["firm", "year"]).fit_transform(df)
+    >>> data.dims, data.shape
+    (('firm', 'year'), (2, 2))
+
+    Each column is stored once per level of the dimensions it varies along:
+
+    >>> data.numeric("size")
+    (array([3., 5.]), (0,))
+    >>> data.numeric("rate")
+    (array([0.1, 0.2]), (1,))
+
+    Values on the full grid are read back in the caller's row order:
+
+    >>> data.from_grid(data.to_grid(df["size"] * 10))
+    array([50., 50., 30., 30.])
     """
 
     def __init__(
