@@ -189,7 +189,17 @@ class PanelData:
 
     # ------------------------------------------------------------- columns
     def has_column(self, name: str) -> bool:
-        """Whether ``name`` is a usable column of this data."""
+        """Whether ``name`` is a usable column of this data.
+
+        Parameters
+        ----------
+        name : str
+            Column name.
+
+        Returns
+        -------
+        bool
+        """
         return name in self.spec and name in self._frame.columns
 
     def _require(self, name: str, role: str) -> ColumnSpec:
@@ -230,6 +240,11 @@ class PanelData:
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.
 
+        Parameters
+        ----------
+        name : str
+            Name of a categorical column.
+
         Returns
         -------
         codes : ndarray of int
@@ -258,11 +273,31 @@ class PanelData:
 
     # ------------------------------------------------------- row <-> grid
     def to_grid(self, values: np.ndarray) -> np.ndarray:
-        """Place one value per row (in row order) on the full grid."""
+        """Place one value per row (in row order) on the full grid.
+
+        Parameters
+        ----------
+        values : array-like of shape (n_rows,)
+            One value per row, in the rows' order.
+
+        Returns
+        -------
+        ndarray of shape ``shape``
+        """
         out = np.empty(int(np.prod(self.shape)), dtype=np.float64)
         out[self._cells] = values
         return out.reshape(self.shape)
 
     def from_grid(self, arr: np.ndarray) -> np.ndarray:
-        """Read a full-grid array back in the rows' order."""
+        """Read a full-grid array back in the rows' order.
+
+        Parameters
+        ----------
+        arr : ndarray
+            An array over the full grid, or one that broadcasts to it.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+        """
         return np.broadcast_to(arr, self.shape).reshape(-1)[self._cells]
