@@ -148,7 +148,6 @@ ppml_coef = pd.Series(ppml.coef_, index=ppml.coef_names_)[list(truth)]
 # specification ``fixed_effects=["exporter", "importer", "year"]`` is
 # identified as it stands.
 #
-# %%
 # The log-linear alternative
 # --------------------------
 # Least squares on ``log(trade)`` cannot use the zero flows; a common
