@@ -31,7 +31,7 @@ from sklearn.linear_model import PoissonRegressor
 from panelglm import PanelDesign, PanelPoissonRegressor
 
 SMALL = os.environ.get("PANELGLM_EXAMPLE_SMALL") == "1"
-n_customers, n_products, n_weeks = (60, 10, 8) if SMALL else (400, 40, 26)
+n_customers, n_products, n_weeks = (60, 10, 8) if SMALL else (300, 30, 26)
 rng = np.random.default_rng(0)
 
 # %%
