@@ -13,6 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Document the checkout the docs live in, even if another copy is installed.
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))  # for gallery_order
 
 import panelglm  # noqa: E402
 
@@ -54,7 +55,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     # Run every plot_*.py script and the README's quickstart.py.
     "filename_pattern": r"/(plot_.*|quickstart)\.py$",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "gallery_order.QuickstartFirst",
     "download_all_examples": False,
     "remove_config_comments": True,
     "image_scrapers": ("matplotlib",),
