@@ -115,7 +115,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     >>> import numpy as np
     >>> from panelglm import PanelPoissonRegressor
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 2))
+    >>> X = rng.normal(size=(2000, 2))
     >>> y = rng.poisson(np.exp(0.5 + X @ [0.3, -0.2]))
     >>> est = PanelPoissonRegressor().fit(X, y)
     >>> est.coef_.round(1)
@@ -177,10 +177,10 @@ class PanelLinearRegressor(PanelGLMBase):
     --------
     >>> import numpy as np
     >>> from panelglm import PanelLinearRegressor
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    >>> est = PanelLinearRegressor().fit(X, [1.0, 3.0, 5.0, 7.0])
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    >>> est = PanelLinearRegressor().fit(X, [1.1, 2.9, 5.0, 7.1, 8.9])
     >>> round(est.intercept_, 6), est.coef_.round(6)
-    (1.0, array([2.]))
+    (1.04, array([1.98]))
     """
 
     family = GAUSSIAN
