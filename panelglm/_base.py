@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -115,6 +115,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         return w
 
     # --------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> PanelGLMBase:
         """Fit the model by Newton-Raphson on the factored design.
 
@@ -134,7 +135,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         data, y = self._as_panel(X, y, reset=True)
         y = self._check_y(y, data.n_rows)
         w = self._check_weights(sample_weight, data.n_rows)

@@ -405,6 +405,11 @@ class PanelExponentialRegressor(PanelGLMBase):
         with np.errstate(over="ignore"):
             return np.exp(-eta)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # durations
+        return tags
+
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         # The Poisson likelihood of the indicators carries an extra
         # sum(event * log T), constant in the coefficients; remove it.
