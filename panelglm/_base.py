@@ -7,6 +7,7 @@ objective of the subclass's family and hands it to the Newton solver.
 
 from __future__ import annotations
 
+import dataclasses
 from numbers import Integral, Real
 from typing import Any
 
@@ -69,6 +70,10 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             w=None if w is None else data.to_grid(w),
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
+
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        """The offset of :meth:`score`'s reference model: none of the user's."""
+        return None
 
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         """What ``predict`` reports; the family's mean unless a subclass says otherwise."""
@@ -228,9 +233,14 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Fraction of deviance explained, D^2 (R^2 for the linear model).
 
-        The reference is the intercept-only model with the same offset and
-        trials, fitted to ``y``: with neither, the weighted mean of ``y``,
-        as in scikit-learn.
+        The model's deviance on ``(X, y)``, offsets and trials read from
+        ``X``, is compared with that of a constant: the intercept-only model
+        fitted to ``y`` without the offset column (the weighted mean of
+        ``y``; a constant probability with trials; a constant hazard for
+        durations), as scikit-learn's ``d2_tweedie_score`` and glum do. The
+        reference thus does not depend on the hyper-parameters, so models
+        with and without an offset are ranked by their deviance, as a
+        search over ``offset`` needs.
 
         Parameters
         ----------
@@ -249,5 +259,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         reason = self.family.check_y(problem.y, problem.m)
         if reason:
             raise ValueError(f"The target y {reason}.")
-        eta0 = null_intercept(self.family, problem) + problem.offset_grid()
+        reference = dataclasses.replace(problem, offset=self._reference_offset(problem))
+        eta0 = null_intercept(self.family, reference) + reference.offset_grid()
         return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

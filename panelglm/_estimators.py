@@ -401,6 +401,10 @@ class PanelExponentialRegressor(PanelGLMBase):
             log_t=log_t,
         )
 
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        # The constant-hazard model still has exposure log T.
+        return (problem.log_t, tuple(range(len(problem.shape))))
+
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         with np.errstate(over="ignore"):
             return np.exp(-eta)
