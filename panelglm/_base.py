@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._cd import prox_newton_solve
 from ._design import PanelDesign
 from ._families import Family, full_loglik
 from ._inference import COV_TYPES
@@ -38,6 +39,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0.0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0.0, 1.0, closed="both")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -155,13 +157,18 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
-        objective = PenalizedObjective(design, self.family, problem, self.alpha, penalized)
+        # Elastic net: the L2 part stays in the smooth objective, the L1 part
+        # goes to proximal Newton; without it the plain Newton path is unchanged.
+        l1 = self.alpha * self.l1_ratio
+        objective = PenalizedObjective(design, self.family, problem, self.alpha - l1, penalized)
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
-        result = newton_solve(
-            objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
-        )
+        solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
+        if l1 > 0:
+            result = prox_newton_solve(objective, l1 * penalized, coef0, **solve_kw)
+        else:
+            result = newton_solve(objective, coef0, **solve_kw)
         self._set_results(spec, order, objective, result, problem)
         return self
 

@@ -125,6 +125,7 @@ ESTIMATORS = [
     LogitOnRealTargets(alpha=ALPHA),
     PanelLinearRegressor(alpha=ALPHA),
     PanelExponentialRegressor(alpha=ALPHA),
+    PanelPoissonRegressor(alpha=0.01, l1_ratio=0.5),  # the proximal-Newton path
     PanelDesign(dims=["d"]),
 ]
 
