@@ -131,6 +131,10 @@ ESTIMATORS = [
 
 
 # Strict: a listed check that starts passing must be taken off the list.
+# The fit-time covariance (the unpenalized information) is singular in the
+# checks' fit of 30 features on 15 samples, and says so; the checks test the
+# coefficients and predictions, which the penalty keeps well defined.
+@pytest.mark.filterwarnings("ignore:The information matrix is singular:RuntimeWarning")
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures, xfail_strict=True)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
