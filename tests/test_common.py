@@ -73,7 +73,7 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
     "PanelLinearRegressor": {},
     "PanelExponentialRegressor": {},
     # Every check that fits PanelDesign on a bare array stops at its TypeError.
-    # The frame-based tests below check the same properties on long frames.
+    # The frame-based tests below check the properties that apply on long frames.
     "PanelDesign": {
         "check_fit_score_takes_y": _NEEDS_FRAME,
         "check_estimators_overwrite_params": _NEEDS_FRAME,
