@@ -7,15 +7,17 @@ objective of the subclass's family and hands it to the Newton solver.
 
 from __future__ import annotations
 
+import dataclasses
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._cd import prox_newton_solve
 from ._design import PanelDesign
 from ._families import Family, full_loglik
 from ._inference import COV_TYPES
@@ -37,6 +39,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0.0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0.0, 1.0, closed="both")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -69,6 +72,10 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             w=None if w is None else data.to_grid(w),
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
+
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        """The offset of :meth:`score`'s reference model: none of the user's."""
+        return None
 
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         """What ``predict`` reports; the family's mean unless a subclass says otherwise."""
@@ -115,6 +122,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         return w
 
     # --------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> PanelGLMBase:
         """Fit the model by Newton-Raphson on the factored design.
 
@@ -134,7 +142,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         data, y = self._as_panel(X, y, reset=True)
         y = self._check_y(y, data.n_rows)
         w = self._check_weights(sample_weight, data.n_rows)
@@ -150,13 +157,18 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
-        objective = PenalizedObjective(design, self.family, problem, self.alpha, penalized)
+        # Elastic net: the L2 part stays in the smooth objective, the L1 part
+        # goes to proximal Newton; without it the plain Newton path is unchanged.
+        l1 = self.alpha * self.l1_ratio
+        objective = PenalizedObjective(design, self.family, problem, self.alpha - l1, penalized)
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
-        result = newton_solve(
-            objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
-        )
+        solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
+        if l1 > 0:
+            result = prox_newton_solve(objective, l1 * penalized, coef0, **solve_kw)
+        else:
+            result = newton_solve(objective, coef0, **solve_kw)
         self._set_results(spec, order, objective, result, problem)
         return self
 
@@ -228,9 +240,14 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Fraction of deviance explained, D^2 (R^2 for the linear model).
 
-        The reference is the intercept-only model with the same offset and
-        trials, fitted to ``y``: with neither, the weighted mean of ``y``,
-        as in scikit-learn.
+        The model's deviance on ``(X, y)``, offsets and trials read from
+        ``X``, is compared with that of a constant: the intercept-only model
+        fitted to ``y`` without the offset column (the weighted mean of
+        ``y``; a constant probability with trials; a constant hazard for
+        durations), as scikit-learn's ``d2_tweedie_score`` and glum do. The
+        reference thus does not depend on the hyper-parameters, so models
+        with and without an offset are ranked by their deviance, as a
+        search over ``offset`` needs.
 
         Parameters
         ----------
@@ -249,5 +266,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         reason = self.family.check_y(problem.y, problem.m)
         if reason:
             raise ValueError(f"The target y {reason}.")
-        eta0 = null_intercept(self.family, problem) + problem.offset_grid()
+        reference = dataclasses.replace(problem, offset=self._reference_offset(problem))
+        eta0 = null_intercept(self.family, reference) + reference.offset_grid()
         return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

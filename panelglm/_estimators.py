@@ -12,9 +12,15 @@ from ._objective import PanelProblem
 from ._panel import PanelData
 
 _COMMON_PARAMS = """alpha : float, default=0.0
-        L2 penalty strength, scikit-learn's GLM convention: the objective is
-        ``mean_w(-loglik) + alpha / 2 * ||coef||^2``; the intercept is not
-        penalized. ``alpha=0`` is maximum likelihood.
+        Penalty strength, scikit-learn's (and glum's) GLM convention: the
+        objective is ``mean_w(-loglik) + alpha * (l1_ratio * ||coef||_1 +
+        (1 - l1_ratio) / 2 * ||coef||^2)``; the intercept is not penalized.
+        ``alpha=0`` is maximum likelihood.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing, in [0, 1]: ``0`` is the ridge (L2) penalty,
+        ``1`` the lasso (L1). With an L1 part the model is fitted by proximal
+        Newton (coordinate descent on each Newton model) and coefficients the
+        penalty removes are exactly zero.
     fit_intercept : bool, default=True
         Whether to fit an intercept (and drop the first level of every
         categorical covariate and fixed effect).
@@ -131,6 +137,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         *,
         offset=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -143,6 +150,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     ):
         self.offset = offset
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -189,6 +197,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self,
         *,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -200,6 +209,7 @@ class PanelLinearRegressor(PanelGLMBase):
         small_sample=True,
     ):
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -256,6 +266,7 @@ class PanelLogitRegressor(PanelGLMBase):
         *,
         trials=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -268,6 +279,7 @@ class PanelLogitRegressor(PanelGLMBase):
     ):
         self.trials = trials
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -352,6 +364,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         event=None,
         offset=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -365,6 +378,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.event = event
         self.offset = offset
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -401,9 +415,18 @@ class PanelExponentialRegressor(PanelGLMBase):
             log_t=log_t,
         )
 
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        # The constant-hazard model still has exposure log T.
+        return (problem.log_t, tuple(range(len(problem.shape))))
+
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         with np.errstate(over="ignore"):
             return np.exp(-eta)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # durations
+        return tags
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         # The Poisson likelihood of the indicators carries an extra
