@@ -138,11 +138,14 @@ print(
 
 # %%
 # The product effects are estimated relative to the first product (the
-# reference level the intercept absorbs), so compare them with the true
-# effects relative to that product.
+# reference level the intercept absorbs), so every one of them carries the
+# estimation error of that product's own effect. To compare them with the
+# truth without that shared error, centre both sets, the reference included
+# (at zero), on their mean.
 fe_names = [n for n in est.coef_names_ if n.startswith("product[")]
-fe_hat = summary.loc[fe_names, "coef"].to_numpy()
-fe_true = product_effect[1:] - product_effect[0]
+fe_hat = np.r_[0.0, summary.loc[fe_names, "coef"].to_numpy()]
+fe_true = product_effect - product_effect[0]
+fe_hat, fe_true = fe_hat - fe_hat.mean(), fe_true - fe_true.mean()
 
 # %%
 # Estimates against the truth
@@ -174,9 +177,9 @@ ax1.legend(loc="lower left", fontsize="small")
 lim = [min(fe_true.min(), fe_hat.min()) - 0.1, max(fe_true.max(), fe_hat.max()) + 0.1]
 ax2.plot(lim, lim, "--", color="0.6", lw=1)
 ax2.scatter(fe_true, fe_hat, s=20, color="C1")
-ax2.set_xlabel("true product effect (vs first product)")
-ax2.set_ylabel("estimated")
-ax2.set_title(f"{len(fe_hat)} product fixed effects")
+ax2.set_xlabel("true product effect (centred)")
+ax2.set_ylabel("estimated (centred)")
+ax2.set_title(f"product fixed effects, {len(fe_hat)} products")
 fig.tight_layout()
 
 if os.environ.get("PANELGLM_SAVE_FIGURES"):
