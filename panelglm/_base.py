@@ -7,20 +7,24 @@ objective of the subclass's family and hands it to the Newton solver.
 
 from __future__ import annotations
 
+import dataclasses
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._cd import prox_newton_solve
 from ._design import PanelDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
+from ._inference import COV_TYPES
 from ._newton import newton_solve
-from ._objective import PanelProblem, PenalizedObjective, null_intercept
+from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
+from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
 
@@ -28,7 +32,7 @@ from ._threads import blas_threads
 SMALL_SOLVE = 1000
 
 
-class PanelGLMBase(RegressorMixin, BaseEstimator):
+class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
     """Shared machinery of the panel GLM estimators; not for direct use.
 
     Subclasses set :attr:`family` and name their auxiliary columns; see
@@ -39,13 +43,21 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0.0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0.0, 1.0, closed="both")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
         "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
-        "dtype": [type, str],
+        "cov_type": [StrOptions(set(COV_TYPES))],
+        "cluster": [str, tuple, list, None],
+        "small_sample": ["boolean"],
+        "dtype": [
+            Options(type, {np.float64, np.float32}),
+            Options(np.dtype, {np.dtype(np.float64), np.dtype(np.float32)}),
+            StrOptions({"float64", "float32"}),
+        ],
     }
 
     # ------------------------------------------------------------- hooks
@@ -69,6 +81,10 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
             w=None if w is None else data.to_grid(w),
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
+
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        """The offset of :meth:`score`'s reference model: none of the user's."""
+        return None
 
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         """What ``predict`` reports; the family's mean unless a subclass says otherwise."""
@@ -115,6 +131,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         return w
 
     # --------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> PanelGLMBase:
         """Fit the model by Newton-Raphson on the factored design.
 
@@ -134,12 +151,12 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         data, y = self._as_panel(X, y, reset=True)
         y = self._check_y(y, data.n_rows)
         w = self._check_weights(sample_weight, data.n_rows)
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
+        self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
         design, order = build_design(spec, data)
         problem = self._problem(data, y, w)
         reason = self.family.check_y(problem.y, problem.m)
@@ -149,18 +166,23 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
+        # Elastic net: the L2 part stays in the smooth objective, the L1 part
+        # goes to proximal Newton; without it the plain Newton path is unchanged.
+        l1 = self.alpha * self.l1_ratio
         objective = PenalizedObjective(
-            design, self.family, problem, self.alpha, penalized, dtype=self._work_dtype()
+            design, self.family, problem, self.alpha - l1, penalized, dtype=np.dtype(self.dtype)
         )
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
+        solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
         # Small P x P solves gain nothing from BLAS threads, and their spin-waits
         # cost far more than the solve on a busy machine.
         with blas_threads(1 if design.n_coef <= SMALL_SOLVE else None):
-            result = newton_solve(
-                objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
-            )
+            if l1 > 0:
+                result = prox_newton_solve(objective, l1 * penalized, coef0, **solve_kw)
+            else:
+                result = newton_solve(objective, coef0, **solve_kw)
         self._set_results(spec, order, objective, result, problem)
         return self
 
@@ -186,28 +208,40 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
             self.coef_, self.coef_names_ = user, names
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        # Chunk by chunk, so no array of N cells is made for these statistics.
-        additive = self.family.loglik_const is not None
-        plain = type(self)._loglik is PanelGLMBase._loglik
-        fast = objective.fit_statistics(beta) if plain else None
-
-        def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, float]:
-            return sub.deviance(self.family, eta), self._loglik(sub, eta) if additive else 0.0
-
-        if fast is not None:
-            self.deviance_, self.loglik_ = fast
-        else:
-            self.deviance_, self.loglik_ = objective.chunk_sums(beta, stats)
-        if fast is None and not additive:  # the Gaussian likelihood profiles out the variance
-            self.loglik_ = profiled_gaussian_loglik(self.deviance_, problem.sum_w)
+        stats = self._statistics(objective, beta, problem)
+        self.deviance_, self.loglik_ = stats.deviance, stats.loglik
         self.scale_ = self._scale(problem.sum_w, len(names))
-        self._hessian = result.hess  # of the penalized objective at the solution
+        self._set_inference(objective, result, problem, stats)
 
-    def _work_dtype(self) -> np.dtype:
-        dtype = np.dtype(getattr(self, "dtype", np.float64))
-        if dtype not in (np.float64, np.float32):
-            raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype}.")
-        return dtype
+    def _statistics(
+        self, objective: PenalizedObjective, beta: np.ndarray, problem: PanelProblem
+    ) -> FitStatistics:
+        """Deviance and log-likelihood of the fit and of the intercept-only model.
+
+        Chunk by chunk, so no array of N cells is made for them. The null
+        model is the intercept alone, with the same offset, trials and weights,
+        whether or not the model has an intercept (as statsmodels).
+        """
+        intercept0 = null_intercept(self.family, problem)
+        if type(self)._loglik is PanelGLMBase._loglik:
+            fast = objective.fit_statistics(beta, intercept0)
+            if fast is not None:
+                return fast
+        additive = self.family.loglik_const is not None
+
+        def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, ...]:
+            eta0 = np.broadcast_to(intercept0 + sub.offset_grid(), sub.shape)
+            return tuple(
+                v
+                for e in (eta, eta0)
+                for v in (sub.deviance(self.family, e), self._loglik(sub, e) if additive else 0.0)
+            )
+
+        dev, loglik, dev0, loglik0 = objective.chunk_sums(beta, stats)
+        if not additive:  # the Gaussian likelihood profiles out the variance
+            loglik = profiled_gaussian_loglik(dev, problem.sum_w)
+            loglik0 = profiled_gaussian_loglik(dev0, problem.sum_w)
+        return FitStatistics(dev, loglik, dev0, loglik0)
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         w = 1.0 if problem.w is None else problem.w
@@ -248,9 +282,14 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Fraction of deviance explained, D^2 (R^2 for the linear model).
 
-        The reference is the intercept-only model with the same offset and
-        trials, fitted to ``y``: with neither, the weighted mean of ``y``,
-        as in scikit-learn.
+        The model's deviance on ``(X, y)``, offsets and trials read from
+        ``X``, is compared with that of a constant: the intercept-only model
+        fitted to ``y`` without the offset column (the weighted mean of
+        ``y``; a constant probability with trials; a constant hazard for
+        durations), as scikit-learn's ``d2_tweedie_score`` and glum do. The
+        reference thus does not depend on the hyper-parameters, so models
+        with and without an offset are ranked by their deviance, as a
+        search over ``offset`` needs.
 
         Parameters
         ----------
@@ -269,5 +308,6 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         reason = self.family.check_y(problem.y, problem.m)
         if reason:
             raise ValueError(f"The target y {reason}.")
-        eta0 = null_intercept(self.family, problem) + problem.offset_grid()
+        reference = dataclasses.replace(problem, offset=self._reference_offset(problem))
+        eta0 = null_intercept(self.family, reference) + reference.offset_grid()
         return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

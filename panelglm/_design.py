@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+import scipy.sparse
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._layout import build_grid, detect_axes
@@ -120,6 +121,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.covariates = covariates
         self.tables = tables
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
         """Learn the layout of every column of ``X``.
 
@@ -139,7 +141,6 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         return self
 
     def _fit(self, X: pd.DataFrame, y: Any) -> PanelData:
-        self._validate_params()
         X = self._check_frame(X)
         dims = tuple(self.dims)
         if len(set(dims)) != len(dims) or not dims:
@@ -200,6 +201,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
         return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_, tables)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:
         """Fit the layout and lay out ``X`` (the grid is built once).
 
@@ -220,6 +222,11 @@ class PanelDesign(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _check_frame(X: Any) -> pd.DataFrame:
+        if scipy.sparse.issparse(X):
+            raise TypeError(
+                "PanelDesign does not accept sparse matrices; it needs a pandas DataFrame "
+                "in long format."
+            )
         if not isinstance(X, pd.DataFrame):
             raise TypeError(
                 f"PanelDesign needs a pandas DataFrame in long format, got {type(X).__name__}."

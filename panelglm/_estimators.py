@@ -12,9 +12,15 @@ from ._objective import PanelProblem
 from ._panel import PanelData
 
 _COMMON_PARAMS = """alpha : float, default=0.0
-        L2 penalty strength, scikit-learn's GLM convention: the objective is
-        ``mean_w(-loglik) + alpha / 2 * ||coef||^2``; the intercept is not
-        penalized. ``alpha=0`` is maximum likelihood.
+        Penalty strength, scikit-learn's (and glum's) GLM convention: the
+        objective is ``mean_w(-loglik) + alpha * (l1_ratio * ||coef||_1 +
+        (1 - l1_ratio) / 2 * ||coef||^2)``; the intercept is not penalized.
+        ``alpha=0`` is maximum likelihood.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing, in [0, 1]: ``0`` is the ridge (L2) penalty,
+        ``1`` the lasso (L1). With an L1 part the model is fitted by proximal
+        Newton (coordinate descent on each Newton model) and coefficients the
+        penalty removes are exactly zero.
     fit_intercept : bool, default=True
         Whether to fit an intercept (and drop the first level of every
         categorical covariate and fixed effect).
@@ -31,6 +37,23 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         directly (a :class:`PanelDesign` is then fitted internally).
     fixed_effects : list of str or tuple of str, default=None
         Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+    cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
+        Covariance of the coefficients, computed at fit time from the factored
+        design: ``"nonrobust"`` the inverse Fisher information (times the
+        scale for the linear model); ``"robust"`` the heteroskedasticity-robust
+        sandwich (HC1, or HC0 with ``small_sample=False``); ``"cluster"`` the
+        cluster-robust sandwich over ``cluster``.
+    cluster : str, tuple of str or list of (str or tuple of str), default=None
+        With ``cov_type="cluster"``: a panel dimension (clusters are its
+        levels), a tuple of dimensions (clusters are their level combinations,
+        e.g. exporter-importer pairs), or a list of those for multiway
+        clustering (Cameron-Gelbach-Miller), e.g. ``["exporter", "importer"]``.
+    small_sample : bool, default=True
+        Small-sample factors of the robust covariances, as statsmodels:
+        ``n / (n - k)`` for ``"robust"`` (HC1) and, as statsmodels'
+        ``use_correction=True``, ``G / (G - 1) * (n - 1) / (n - k)`` for each
+        term of a cluster covariance (``n`` observations of positive weight,
+        ``k`` coefficients, ``G`` clusters). ``False`` applies none.
     dtype : {np.float64, np.float32}, default=np.float64
         Precision of the work over the cells (the linear predictor, the
         family's derivatives and their sums within a chunk of the panel);
@@ -54,6 +77,21 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Full log-likelihood at the solution, as statsmodels reports ``llf``.
     deviance_ : float
         Deviance at the solution.
+    cov_params_ : DataFrame of shape (n_params, n_params)
+        Covariance of the estimates chosen by ``cov_type``, indexed by name
+        both ways, ``"Intercept"`` first when fitted (then ``coef_names_``).
+        Warns when ``alpha > 0``: penalized estimates have no valid one.
+    bse_ : Series of shape (n_params,)
+        Standard errors, indexed like ``cov_params_``; see :meth:`summary`.
+    null_deviance_ : float
+        Deviance of the intercept-only model with the same offset, trials and
+        weights (as statsmodels, also when ``fit_intercept=False``).
+    aic_ : float
+        ``-2 * loglik_ + 2 * k``, ``k`` the number of coefficients with the
+        intercept (statsmodels' GLM ``aic``; the scale is not counted).
+    bic_ : float
+        ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
+        GLM ``bic_llf``).
     scale_ : float
         Dispersion: ``1`` for the Poisson, binomial and exponential models."""
 
@@ -82,13 +120,16 @@ class PanelPoissonRegressor(PanelGLMBase):
     Attributes
     ----------
     {common_attrs}
+    pseudo_r2_ : float
+        McFadden's pseudo R^2, ``1 - loglik_ / loglik(null model)``, the null
+        model as for ``null_deviance_`` (statsmodels' ``prsquared``).
 
     Examples
     --------
     >>> import numpy as np
     >>> from panelglm import PanelPoissonRegressor
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 2))
+    >>> X = rng.normal(size=(2000, 2))
     >>> y = rng.poisson(np.exp(0.5 + X @ [0.3, -0.2]))
     >>> est = PanelPoissonRegressor().fit(X, y)
     >>> est.coef_.round(1)
@@ -96,6 +137,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     """
 
     family = POISSON
+    _discrete_likelihood = True
     _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "offset": [str, None]}
 
     def __init__(
@@ -103,22 +145,30 @@ class PanelPoissonRegressor(PanelGLMBase):
         *,
         offset=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         dtype=np.float64,
     ):
         self.offset = offset
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.dtype = dtype
 
     def __sklearn_tags__(self):
@@ -145,10 +195,10 @@ class PanelLinearRegressor(PanelGLMBase):
     --------
     >>> import numpy as np
     >>> from panelglm import PanelLinearRegressor
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    >>> est = PanelLinearRegressor().fit(X, [1.0, 3.0, 5.0, 7.0])
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    >>> est = PanelLinearRegressor().fit(X, [1.1, 2.9, 5.0, 7.1, 8.9])
     >>> round(est.intercept_, 6), est.coef_.round(6)
-    (1.0, array([2.]))
+    (1.04, array([1.98]))
     """
 
     family = GAUSSIAN
@@ -157,21 +207,29 @@ class PanelLinearRegressor(PanelGLMBase):
         self,
         *,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         dtype=np.float64,
     ):
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.dtype = dtype
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
@@ -196,6 +254,9 @@ class PanelLogitRegressor(PanelGLMBase):
     Attributes
     ----------
     {common_attrs}
+    pseudo_r2_ : float
+        McFadden's pseudo R^2, ``1 - loglik_ / loglik(null model)``, the null
+        model as for ``null_deviance_`` (statsmodels' ``prsquared``).
 
     Examples
     --------
@@ -209,6 +270,7 @@ class PanelLogitRegressor(PanelGLMBase):
     """
 
     family = BINOMIAL
+    _discrete_likelihood = True
     _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "trials": [str, None]}
 
     def __init__(
@@ -216,22 +278,30 @@ class PanelLogitRegressor(PanelGLMBase):
         *,
         trials=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         dtype=np.float64,
     ):
         self.trials = trials
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.dtype = dtype
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
@@ -308,23 +378,31 @@ class PanelExponentialRegressor(PanelGLMBase):
         event=None,
         offset=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         dtype=np.float64,
     ):
         self.event = event
         self.offset = offset
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.dtype = dtype
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
@@ -353,9 +431,18 @@ class PanelExponentialRegressor(PanelGLMBase):
             log_t=log_t,
         )
 
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        # The constant-hazard model still has exposure log T.
+        return (problem.log_t, tuple(range(len(problem.shape))))
+
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         with np.errstate(over="ignore"):
             return np.exp(-eta)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # durations
+        return tags
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         # The Poisson likelihood of the indicators carries an extra

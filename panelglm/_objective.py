@@ -20,7 +20,7 @@ from ._factored import Axes, FactoredDesign
 from ._families import Family, profiled_gaussian_loglik
 from ._kernels import ChunkKernels
 from ._plan import make_plan
-from ._summary import y_sums
+from ._statistics import y_sums
 from ._threads import blas_limit
 
 
@@ -72,19 +72,38 @@ class PanelProblem:
 
     def rows(self, start: int, stop: int) -> PanelProblem:
         """The sub-problem of first-axis positions ``start:stop`` (views, no copies)."""
-        n0 = self.shape[0]
+        return self.along(0, start, stop)
 
-        def cut(value):
+    def along(self, axis: int, start: int, stop: int) -> PanelProblem:
+        """The sub-problem of positions ``start:stop`` of ``axis`` (views, no copies)."""
+        n = self.shape[axis]
+        cut = (slice(None),) * axis + (slice(start, stop),)
+
+        def part(value):
             if isinstance(value, np.ndarray) and value.ndim == len(self.shape):
-                return value[start:stop] if value.shape[0] == n0 and n0 > 1 else value
+                return value[cut] if value.shape[axis] == n and n > 1 else value
             if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], np.ndarray):
                 arr, axes = value
-                return (arr[start:stop], axes) if 0 in axes else value
+                if axis not in axes:
+                    return value
+                return (arr[(slice(None),) * axes.index(axis) + (slice(start, stop),)], axes)
             return value
 
-        changes = {f.name: cut(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        changes["shape"] = (stop - start, *self.shape[1:])
+        changes = {f.name: part(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        shape = list(self.shape)
+        shape[axis] = stop - start
+        changes["shape"] = tuple(shape)
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FitStatistics:
+    """Deviance and log-likelihood of a fit and of its intercept-only (null) model."""
+
+    deviance: float
+    loglik: float
+    null_deviance: float
+    null_loglik: float
 
 
 class PenalizedObjective:
@@ -201,27 +220,46 @@ class PenalizedObjective:
                 totals = vals
         return totals
 
-    def fit_statistics(self, beta: np.ndarray) -> tuple[float, float] | None:
-        """``(deviance, log-likelihood)`` at ``beta``, or None where the family cannot say.
+    def information(self, beta: np.ndarray) -> np.ndarray:
+        """Fisher information ``X' diag(-w h) X`` of the unpenalized log-likelihood at ``beta``.
 
-        One float64 pass for ``sum w f``, then sums over the response alone
-        (see :mod:`panelglm._summary`).
+        One fused pass when the design has a plan (as a Newton step costs);
+        otherwise the plain kernels on the full grid.
+        """
+        if self.kernels is not None:
+            return self.kernels.hessian(self.kernels.full_pass(beta))
+        p = self.problem
+        h = self.family.grad_hess(p.y, self.eta(beta), p.m)[1]
+        return self.design.hessian(p.weighted(-np.broadcast_to(h, p.shape)))
+
+    def fit_statistics(self, beta: np.ndarray, intercept0: float) -> FitStatistics | None:
+        """Statistics of the fit at ``beta`` and of the null model, or None if unavailable.
+
+        The null model's linear predictor is ``intercept0`` plus the offset.
+        One float64 pass for ``sum w f`` of both models, then sums over the
+        response alone (see :mod:`panelglm._statistics`).
         """
         fam, p = self.family, self.problem
         if self.kernels is None or fam.saturated is None:
             return None
 
-        def lsum(sub: PanelProblem, eta: np.ndarray) -> tuple[float]:
-            f = fam.loglik(sub.y, eta, sub.m)
-            return (float(np.sum(f) if sub.w is None else np.vdot(sub.w, f)),)
+        def wsum(sub: PanelProblem, f: np.ndarray) -> float:
+            return float(np.sum(f) if sub.w is None else np.vdot(sub.w, f))
 
-        (total,) = self.chunk_sums(beta, lsum)
+        def lsums(sub: PanelProblem, eta: np.ndarray) -> tuple[float, float]:
+            eta0 = np.broadcast_to(intercept0 + sub.offset_grid(), sub.shape)
+            return wsum(sub, fam.loglik(sub.y, eta, sub.m)), wsum(
+                sub, fam.loglik(sub.y, eta0, sub.m)
+            )
+
+        total, total0 = self.chunk_sums(beta, lsums)
         funcs = [fam.saturated] + ([fam.loglik_const] if fam.loglik_const else [])
         sums = y_sums(funcs, p.y, p.m, p.w)
-        deviance = 2.0 * (sums[0] - total)
+        dev, dev0 = 2.0 * (sums[0] - total), 2.0 * (sums[0] - total0)
         if fam.loglik_const is None:  # Gaussian: the variance is profiled out
-            return deviance, profiled_gaussian_loglik(deviance, p.sum_w)
-        return deviance, total + sums[1]
+            ll, ll0 = (profiled_gaussian_loglik(d, p.sum_w) for d in (dev, dev0))
+            return FitStatistics(dev, ll, dev0, ll0)
+        return FitStatistics(dev, total + sums[1], dev0, total0 + sums[1])
 
     def _eta_chunks(self, beta: np.ndarray) -> Iterator[tuple[PanelProblem, np.ndarray]]:
         kern = self.kernels

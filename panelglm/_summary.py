@@ -1,65 +1,205 @@
-"""Statistics at the solution (deviance, log-likelihood) without special functions per cell.
+"""What a fitted estimator reports for inference: standard errors, fit statistics, summary.
 
-Both are the weighted log-likelihood sum ``sum w f`` at the solution (one
-chunked pass of the kernels) plus sums over the response alone:
-``deviance = 2 (sum w f_saturated(y) - sum w f)`` and
-``loglik = sum w f + sum w const(y)``. Those two terms of ``y`` need ``log`` and
-``gammaln``, some tens of nanoseconds a cell; for counts (the usual response of
-a large panel) each distinct value is evaluated once and weighted by how often
-it occurs, which costs three cheap passes instead.
+:class:`InferenceMixin` is mixed into the estimator base. At the end of
+``fit`` the base hands it the objective and the solution; it computes the
+covariance chosen by ``cov_type`` (see :mod:`panelglm._inference`) and the fit
+statistics, and keeps only small arrays (``P x P``) after that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from typing import Any
 
 import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.utils.validation import check_is_fitted
 
-from ._layout import CHUNK_CELLS
+from ._factored import Axes
+from ._inference import ScoreFactors, coef_covariance, invert_information, normalize_cluster
+from ._objective import FitStatistics, PanelProblem, PenalizedObjective
 
-# Counts up to this value are tallied by value (a table of this many floats).
-MAX_TALLY = 1 << 20
 
+class InferenceMixin:
+    """Standard errors, fit statistics and the summary table of a panel GLM."""
 
-def _tally(y: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
-    """Weighted counts of each integer value of ``y``, or None if ``y`` is not small counts."""
-    flat, wf = y.reshape(-1), None if w is None else w.reshape(-1)
-    counts = None
-    for s in range(0, flat.size, CHUNK_CELLS):
-        part = flat[s : s + CHUNK_CELLS]
-        ints = part.astype(np.int64)
-        if not np.array_equal(ints, part) or ints.min() < 0 or ints.max() > MAX_TALLY:
+    # Whether McFadden's pseudo R^2 applies: it needs a likelihood of discrete
+    # outcomes, whose value does not depend on the units of y (set per estimator).
+    _discrete_likelihood: bool = False
+
+    # ------------------------------------------------------------ at fit
+    def _cluster_axes(self, dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[Axes, ...]:
+        """Check ``cov_type`` and ``cluster`` against the data's dims; the cluster axes."""
+        if self.cov_type != "cluster":
+            if self.cluster is not None:
+                raise ValueError(
+                    f"cluster={self.cluster!r} is only used with cov_type='cluster', "
+                    f"got cov_type={self.cov_type!r}."
+                )
+            return ()
+        if self.cluster is None:
+            raise ValueError(
+                "cov_type='cluster' needs cluster: a panel dimension, a tuple of "
+                f"dimensions or a list of those; the dimensions are {list(dims)}."
+            )
+        return normalize_cluster(self.cluster, dims, shape)
+
+    def _set_inference(
+        self,
+        objective: PenalizedObjective,
+        result: Any,
+        problem: PanelProblem,
+        stats: FitStatistics,
+    ) -> None:
+        """Covariance of the coefficients and fit statistics at the solution."""
+        design = objective.design
+        if objective.alpha == 0:
+            # With no L2 penalty the smooth objective is -loglik / sum(w) (the
+            # L1 part of an elastic net has no curvature): its Hessian at the
+            # solution, already computed by the solver, is the information.
+            info = problem.sum_w * result.hess
+        else:
+            info = objective.information(result.coef)
+        scores = None
+        if self.cov_type != "nonrobust":
+            scores = ScoreFactors(design, objective.family, problem, result.coef)
+        cov = coef_covariance(
+            design,
+            problem,
+            invert_information(info),
+            scores,
+            cov_type=self.cov_type,
+            clusters=self._cluster_axes(self._spec.dims, problem.shape),
+            small_sample=self.small_sample,
+            scale=self.scale_,
+            dims=self._spec.dims,
+        )
+        order = self._order
+        c = cov.cov[np.ix_(order, order)]
+        self._cov = 0.5 * (c + c.T)  # exact symmetry, lost to rounding in the sandwich
+        self._cov_description = cov.description
+        self._set_fit_statistics(problem, design.n_coef, stats)
+
+    def _set_fit_statistics(
+        self, problem: PanelProblem, n_coef: int, stats: FitStatistics
+    ) -> None:
+        # The null model is the intercept alone, with the same offset, trials
+        # and weights, whether or not the model has an intercept (statsmodels).
+        self.null_deviance_ = stats.null_deviance
+        # AIC and BIC as statsmodels' GLM: k counts the mean parameters only
+        # (not the Gaussian scale) and n is the total weight.
+        self.aic_ = -2.0 * self.loglik_ + 2.0 * n_coef
+        self.bic_ = -2.0 * self.loglik_ + np.log(problem.sum_w) * n_coef
+        if self._discrete_likelihood:
+            self.pseudo_r2_ = 1.0 - self.loglik_ / stats.null_loglik
+
+    # ------------------------------------------------------------ access
+    def _all_names(self) -> list[str]:
+        return list(self._spec.names)
+
+    def _warn_if_penalized(self) -> str | None:
+        if self.alpha == 0:
             return None
-        c = np.bincount(ints, weights=None if wf is None else wf[s : s + CHUNK_CELLS])
-        if counts is None:
-            counts = c.astype(np.float64)
-            continue
-        if len(c) > len(counts):
-            counts = np.pad(counts, (0, len(c) - len(counts)))
-        counts[: len(c)] += c
-    return counts
+        note = (
+            f"alpha={self.alpha!r} > 0: the coefficients are penalized, so standard errors, "
+            "z, p-values and confidence intervals computed as for maximum likelihood are "
+            "not valid."
+        )
+        warnings.warn(note, UserWarning, stacklevel=3)
+        return note
 
+    @property
+    def cov_params_(self) -> pd.DataFrame:
+        """Covariance of the coefficients, labelled ``"Intercept"`` first when fitted."""
+        check_is_fitted(self, "coef_")
+        self._warn_if_penalized()
+        names = self._all_names()
+        return pd.DataFrame(self._cov.copy(), index=names, columns=names)
 
-def y_sums(
-    funcs: list[Callable[[np.ndarray, np.ndarray | float], np.ndarray]],
-    y: np.ndarray,
-    m: np.ndarray | float,
-    w: np.ndarray | None,
-) -> list[float]:
-    """``sum w func(y, m)`` for each function of the response (and scalar trials)."""
-    if np.ndim(m) == 0:
-        counts = _tally(y, w)
-        if counts is not None:
-            values = np.arange(len(counts), dtype=np.float64)
-            return [float(np.dot(counts, f(values, m))) for f in funcs]
-    totals = [0.0] * len(funcs)
-    n0 = y.shape[0]
-    step = max(1, CHUNK_CELLS // max(y.size // max(n0, 1), 1))
-    for s in range(0, n0, step):
-        ys = np.asarray(y[s : s + step], dtype=np.float64)
-        ms = m[s : s + step] if np.ndim(m) and np.shape(m)[0] == n0 and n0 > 1 else m
-        ws = None if w is None else w[s : s + step]
-        for k, f in enumerate(funcs):
-            vals = np.broadcast_to(f(ys, ms), ys.shape)
-            totals[k] += float(np.sum(vals) if ws is None else np.vdot(ws, vals))
-    return totals
+    @property
+    def bse_(self) -> pd.Series:
+        """Standard errors, labelled ``"Intercept"`` first when fitted."""
+        check_is_fitted(self, "coef_")
+        self._warn_if_penalized()
+        return pd.Series(self._standard_errors(), index=self._all_names(), name="std_err")
+
+    def _standard_errors(self) -> np.ndarray:
+        var = np.diag(self._cov)
+        if np.any(var < 0):
+            # A multiway (inclusion-exclusion) covariance need not be positive
+            # semi-definite; a negative variance has no standard error.
+            bad = [n for n, v in zip(self._all_names(), var, strict=True) if v < 0]
+            shown = f"{bad[:5]}{' and others' if len(bad) > 5 else ''}"
+            warnings.warn(
+                f"The {self._cov_description} covariance has negative variances for "
+                f"{len(bad)} coefficient(s), e.g. {shown}; their standard errors are NaN.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return np.sqrt(np.where(var >= 0, var, np.nan))
+
+    def summary(self, ci_level: float = 0.95) -> pd.DataFrame:
+        """Coefficient table: estimates, standard errors, z, p-values, confidence intervals.
+
+        Inference is asymptotic normal (z, as statsmodels' GLM by default).
+        The table's ``attrs`` record the covariance type and, when the fit is
+        penalized, a ``"note"`` that the standard errors are not valid.
+
+        Parameters
+        ----------
+        ci_level : float, default=0.95
+            Coverage of the confidence intervals, in (0, 1).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by coefficient name (``"Intercept"`` first when fitted),
+            with columns ``coef``, ``std_err``, ``z``, ``p_value``,
+            ``ci_low`` and ``ci_high``.
+
+        Warns
+        -----
+        UserWarning
+            If ``alpha > 0``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from panelglm import PanelPoissonRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(500, 1))
+        >>> y = rng.poisson(np.exp(0.5 + 0.3 * X[:, 0]))
+        >>> table = PanelPoissonRegressor(cov_type="robust").fit(X, y).summary()
+        >>> list(table.columns)
+        ['coef', 'std_err', 'z', 'p_value', 'ci_low', 'ci_high']
+        >>> table.index.tolist()
+        ['Intercept', 'x0']
+        >>> bool(table.loc["x0", "ci_low"] < 0.3 < table.loc["x0", "ci_high"])
+        True
+        """
+        check_is_fitted(self, "coef_")
+        if not 0.0 < ci_level < 1.0:
+            raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}.")
+        note = self._warn_if_penalized()
+        coef = np.r_[self.intercept_, self.coef_] if self._spec.has_intercept else self.coef_
+        se = self._standard_errors()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = coef / se
+        half = norm.ppf(0.5 + ci_level / 2.0) * se
+        table = pd.DataFrame(
+            {
+                "coef": coef,
+                "std_err": se,
+                "z": z,
+                "p_value": 2.0 * norm.sf(np.abs(z)),
+                "ci_low": coef - half,
+                "ci_high": coef + half,
+            },
+            index=self._all_names(),
+        )
+        table.attrs["cov_type"] = self._cov_description
+        table.attrs["ci_level"] = ci_level
+        if note is not None:
+            table.attrs["note"] = note
+        return table

@@ -149,8 +149,12 @@ def test_float32_columns_are_used_without_copies():
 
 
 def test_bad_dtype():
-    with pytest.raises(ValueError, match="dtype must be"):
+    # The parameter constraints answer (InvalidParameterError is a ValueError).
+    with pytest.raises(ValueError, match="'dtype' parameter of PanelPoissonRegressor must be"):
         PanelPoissonRegressor(dtype=np.int32).fit(np.ones((5, 1)), np.ones(5))
+    for ok in (np.float32, np.dtype("float32"), "float32", "float64"):
+        X = np.arange(5.0).reshape(-1, 1)
+        assert PanelPoissonRegressor(dtype=ok).fit(X, np.arange(5.0)).converged_
 
 
 def test_blocks_with_several_columns_keep_their_names():
