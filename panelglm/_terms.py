@@ -153,7 +153,11 @@ def stack_columns(columns: list[np.ndarray]) -> np.ndarray:
     of a large panel, that copy would be the largest array of the fit.
     """
     first = columns[0]
-    if len(columns) > 1 and all(
+    if len(columns) == 1:  # one column: a view with a last axis of one
+        view = first[..., np.newaxis]
+        view.flags.writeable = False
+        return view
+    if all(
         c.shape == first.shape and c.dtype == first.dtype and c.flags.c_contiguous for c in columns
     ):
         ptrs = [c.__array_interface__["data"][0] for c in columns]
