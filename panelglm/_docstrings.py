@@ -1,0 +1,98 @@
+"""Docstring sections the four estimators share, written once.
+
+Each estimator's docstring holds ``{common_params}`` and ``{common_attrs}``
+where its own Parameters and Attributes sections continue; :func:`fill_doc`
+fills them in.
+"""
+
+from __future__ import annotations
+
+_COMMON_PARAMS = """alpha : float, default=0.0
+        Penalty strength, scikit-learn's (and glum's) GLM convention: the
+        objective is ``mean_w(-loglik) + alpha * (l1_ratio * ||coef||_1 +
+        (1 - l1_ratio) / 2 * ||coef||^2)``; the intercept is not penalized.
+        ``alpha=0`` is maximum likelihood.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing, in [0, 1]: ``0`` is the ridge (L2) penalty,
+        ``1`` the lasso (L1). With an L1 part the model is fitted by proximal
+        Newton (coordinate descent on each Newton model) and coefficients the
+        penalty removes are exactly zero.
+    fit_intercept : bool, default=True
+        Whether to fit an intercept (and drop the first level of every
+        categorical covariate and fixed effect).
+    tol : float, default=1e-10
+        Stop when the decrease a Newton step predicts is at most
+        ``tol * max(1, |objective|)``; the final step makes the coefficients
+        accurate to roughly ``tol`` relative.
+    max_iter : int, default=100
+        Maximum number of Newton iterations.
+    verbose : int, default=0
+        Print the objective at every iteration if positive.
+    dims : list of str, default=None
+        Dimension columns, used when ``fit`` receives a long DataFrame
+        directly (a :class:`PanelDesign` is then fitted internally).
+    fixed_effects : list of str or tuple of str, default=None
+        Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+    cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
+        Covariance of the coefficients, computed at fit time from the factored
+        design: ``"nonrobust"`` the inverse Fisher information (times the
+        scale for the linear model); ``"robust"`` the heteroskedasticity-robust
+        sandwich (HC1, or HC0 with ``small_sample=False``); ``"cluster"`` the
+        cluster-robust sandwich over ``cluster``.
+    cluster : str, tuple of str or list of (str or tuple of str), default=None
+        With ``cov_type="cluster"``: a panel dimension (clusters are its
+        levels), a tuple of dimensions (clusters are their level combinations,
+        e.g. exporter-importer pairs), or a list of those for multiway
+        clustering (Cameron-Gelbach-Miller), e.g. ``["exporter", "importer"]``.
+    small_sample : bool, default=True
+        Small-sample factors of the robust covariances, as statsmodels:
+        ``n / (n - k)`` for ``"robust"`` (HC1) and, as statsmodels'
+        ``use_correction=True``, ``G / (G - 1) * (n - 1) / (n - k)`` for each
+        term of a cluster covariance (``n`` observations of positive weight,
+        ``k`` coefficients, ``G`` clusters). ``False`` applies none.
+    dtype : {np.float64, np.float32}, default=np.float64
+        Precision of the work over the cells (the linear predictor, the
+        family's derivatives and their sums within a chunk of the panel);
+        every accumulated sum, the coefficients and the Newton solve stay in
+        float64. ``np.float32`` halves the memory of what panelglm itself
+        holds per cell and uses float32 covariate, response and weight
+        columns without copying them; coefficients then agree with float64
+        to about 1e-5 relative (see ``benchmarks/PERF_NOTES.md``)."""
+
+_COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
+        Coefficients, without the intercept, aligned with ``coef_names_``.
+    coef_names_ : list of str
+        Name of every coefficient.
+    intercept_ : float
+        The intercept (0.0 when not fitted).
+    n_iter_ : int
+        Newton iterations performed.
+    converged_ : bool
+        Whether Newton converged within ``max_iter``.
+    loglik_ : float
+        Full log-likelihood at the solution, as statsmodels reports ``llf``.
+    deviance_ : float
+        Deviance at the solution.
+    cov_params_ : DataFrame of shape (n_params, n_params)
+        Covariance of the estimates chosen by ``cov_type``, indexed by name
+        both ways, ``"Intercept"`` first when fitted (then ``coef_names_``).
+        Warns when ``alpha > 0``: penalized estimates have no valid one.
+    bse_ : Series of shape (n_params,)
+        Standard errors, indexed like ``cov_params_``; see :meth:`summary`.
+    null_deviance_ : float
+        Deviance of the intercept-only model with the same offset, trials and
+        weights (as statsmodels, also when ``fit_intercept=False``).
+    aic_ : float
+        ``-2 * loglik_ + 2 * k``, ``k`` the number of coefficients with the
+        intercept (statsmodels' GLM ``aic``; the scale is not counted).
+    bic_ : float
+        ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
+        GLM ``bic_llf``).
+    scale_ : float
+        Dispersion: ``1`` for the Poisson, binomial and exponential models."""
+
+
+def fill_doc(cls: type) -> type:
+    """Fill the shared parameter and attribute sections into a class docstring."""
+    cls.__doc__ = cls.__doc__.format(common_params=_COMMON_PARAMS, common_attrs=_COMMON_ATTRS)
+    return cls
