@@ -29,7 +29,7 @@ Small-sample factors follow statsmodels (see :func:`coef_covariance`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -194,12 +194,21 @@ class ScoreFactors:
         Response, trials, weights and offset of the fit.
     coef : ndarray of shape (n_coef,)
         The estimate, in internal coefficient order.
+    outer : callable or None
+        ``outer()`` computes ``X' diag(u^2) X`` by other means (the fused
+        kernels), or returns None; used for the meat over all axes.
     """
 
     def __init__(
-        self, design: FactoredDesign, family: Family, problem: PanelProblem, coef: np.ndarray
+        self,
+        design: FactoredDesign,
+        family: Family,
+        problem: PanelProblem,
+        coef: np.ndarray,
+        outer: Callable[[], np.ndarray | None] | None = None,
     ) -> None:
         self.design, self.family, self.problem, self.coef = design, family, problem, coef
+        self._outer = outer
         self._whole: np.ndarray | None = None
 
     def _factors(self, design: FactoredDesign, sub: PanelProblem) -> np.ndarray:
@@ -222,6 +231,10 @@ class ScoreFactors:
 
     def meat(self, keep: Axes) -> np.ndarray:
         """:func:`cluster_meat` over the clusters of ``keep`` (all axes: every cell)."""
+        if len(keep) == self.design.ndim and self._outer is not None:
+            meat = self._outer()
+            if meat is not None:
+                return meat
         # Clusters never straddle two levels of an axis in ``keep``, so the
         # meat is a sum over slices along one (the first axis if it can).
         axis = 0 if 0 in keep else max(keep, key=lambda a: self.design.shape[a])

@@ -307,8 +307,13 @@ class ChunkKernels(Assembly):
                     resid *= w
         return total
 
-    def full_pass(self, beta: np.ndarray) -> Accumulators:
-        """Loss sum and every small array of the plan at ``beta``."""
+    def full_pass(self, beta: np.ndarray, weight_fn=None) -> Accumulators:
+        """Loss sum and every small array of the plan at ``beta``.
+
+        With ``weight_fn(y, eta, m, w, out)``, the pass uses the cell weights
+        it writes into ``out`` in place of the curvature (and no loss): the
+        Hessian assembled from it is then ``X' diag(out) X``.
+        """
         small, cell = self.eta_parts(beta)
 
         def work(acc, k, s, e):
@@ -318,7 +323,14 @@ class ChunkKernels(Assembly):
             eta = eta_buf[:n].reshape(csh)
             self.fill_eta(eta, s, e, small, cell, scratch)
             resid = None if self.mean_trick else stack[1]
-            acc.lsum += self._family_chunk(eta, s, e, stack[0], resid, True)
+            if weight_fn is None:
+                acc.lsum += self._family_chunk(eta, s, e, stack[0], resid, True)
+            else:
+                m = _rows(self.m, s, e) if isinstance(self.m, np.ndarray) else self.m
+                w = None if self.w is None else self.w[s:e]
+                weight_fn(_rows(self.y, s, e), eta, m, w, stack[0, :n].reshape(csh))
+                if resid is not None:
+                    resid[:n] = 0.0  # no gradient is asked of this pass
             rows = stack[:, :n].reshape((self.n_rows, *csh))
             r = self.first_u
             for i in self.plan.full:

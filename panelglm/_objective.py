@@ -232,6 +232,24 @@ class PenalizedObjective:
         h = self.family.grad_hess(p.y, self.eta(beta), p.m)[1]
         return self.design.hessian(p.weighted(-np.broadcast_to(h, p.shape)))
 
+    def score_outer(self, beta: np.ndarray) -> np.ndarray | None:
+        """``X' diag(u^2) X`` with ``u = w g`` at ``beta`` (the HC meat), or None.
+
+        One fused pass with ``u^2`` in place of the curvature; None when the
+        design has no plan (the caller then uses the plain kernels).
+        """
+        if self.kernels is None:
+            return None
+        family = self.family
+
+        def squared_scores(y, eta, m, w, out):
+            g = family.grad_hess(y, eta, m)[0]
+            if w is not None:
+                g = g * w
+            np.multiply(g, g, out=out)
+
+        return self.kernels.hessian(self.kernels.full_pass(beta, squared_scores))
+
     def fit_statistics(self, beta: np.ndarray, intercept0: float) -> FitStatistics | None:
         """Statistics of the fit at ``beta`` and of the null model, or None if unavailable.
 

@@ -63,7 +63,13 @@ class InferenceMixin:
             info = objective.information(result.coef)
         scores = None
         if self.cov_type != "nonrobust":
-            scores = ScoreFactors(design, objective.family, problem, result.coef)
+            scores = ScoreFactors(
+                design,
+                objective.family,
+                problem,
+                result.coef,
+                outer=lambda: objective.score_outer(result.coef),
+            )
         cov = coef_covariance(
             design,
             problem,
