@@ -265,10 +265,11 @@ class PenalizedObjective:
             return float(np.sum(f) if sub.w is None else np.vdot(sub.w, f))
 
         def lsums(sub: PanelProblem, eta: np.ndarray) -> tuple[float, float]:
-            eta0 = np.broadcast_to(intercept0 + sub.offset_grid(), sub.shape)
-            return wsum(sub, fam.loglik(sub.y, eta, sub.m)), wsum(
-                sub, fam.loglik(sub.y, eta0, sub.m)
-            )
+            # The null model's eta stays at the offset's own shape (a scalar
+            # without one): the family's exp or log runs on that, not per cell.
+            eta0 = intercept0 + sub.offset_grid()
+            f0 = np.broadcast_to(fam.loglik(sub.y, eta0, sub.m), sub.shape)
+            return wsum(sub, fam.loglik(sub.y, eta, sub.m)), wsum(sub, f0)
 
         total, total0 = self.chunk_sums(beta, lsums)
         funcs = [fam.saturated] + ([fam.loglik_const] if fam.loglik_const else [])
