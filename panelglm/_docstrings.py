@@ -57,7 +57,9 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         float64. ``np.float32`` halves the memory of what panelglm itself
         holds per cell and uses float32 covariate, response and weight
         columns without copying them; coefficients then agree with float64
-        to about 1e-5 relative (see ``benchmarks/PERF_NOTES.md``)."""
+        to about 1e-5 relative (see ``benchmarks/PERF_NOTES.md``). Every
+        ``cov_type`` and the elastic net (``l1_ratio > 0``) work in either
+        precision; standard errors in float32 agree to about 1e-5 relative."""
 
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.
