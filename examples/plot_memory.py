@@ -6,9 +6,10 @@ A general GLM library fits a panel model from the dense design matrix: one
 row per cell, one column per coefficient, ``N x P`` float64 numbers. With
 fixed effects, ``P`` runs into the hundreds or thousands and that matrix no
 longer fits in memory. panelglm stores each covariate once per level of the
-dimensions it varies along, a fixed effect as one integer code per level, and
-needs only a handful of ``N``-sized arrays (the response, the linear predictor
-and its derivatives), whatever ``P`` is.
+dimensions it varies along and a fixed effect as one integer code per level;
+per cell it keeps only the data it is given (the response, cell-level
+columns) and a small integer code per dimension, and it computes the linear
+predictor and its derivatives in chunks of cells, whatever ``P`` is.
 
 This example first **measures** both at a size where the dense approach still
 runs: the peak memory (with :mod:`tracemalloc`) of scikit-learn's
@@ -34,39 +35,45 @@ SMALL = os.environ.get("PANELGLM_EXAMPLE_SMALL") == "1"
 n_customers, n_products, n_weeks = (60, 10, 8) if SMALL else (300, 30, 26)
 rng = np.random.default_rng(0)
 
+
 # %%
 # A customer x product x week panel
 # ---------------------------------
 # Income by customer, price by product-week, loyalty by customer-product, and
 # product and week fixed effects.
-c, p, w = (
-    a.ravel()
-    for a in np.meshgrid(
-        np.arange(n_customers), np.arange(n_products), np.arange(n_weeks), indexing="ij"
+def make_panel(n_customers):
+    """The long frame of a balanced panel, and a Poisson response."""
+    c, p, w = (
+        a.ravel()
+        for a in np.meshgrid(
+            np.arange(n_customers), np.arange(n_products), np.arange(n_weeks), indexing="ij"
+        )
     )
-)
-income = rng.normal(size=n_customers)
-price = rng.normal(size=(n_products, n_weeks))
-loyalty = rng.normal(size=(n_customers, n_products))
-eta = (
-    -1.0
-    + 0.3 * income[c]
-    - 0.5 * price[p, w]
-    + 0.2 * loyalty[c, p]
-    + rng.normal(scale=0.3, size=n_products)[p]
-    + rng.normal(scale=0.3, size=n_weeks)[w]
-)
-df = pd.DataFrame(
-    {
-        "customer": c,
-        "product": p,
-        "week": w,
-        "income": income[c],
-        "price": price[p, w],
-        "loyalty": loyalty[c, p],
-    }
-)
-y = rng.poisson(np.exp(eta)).astype(float)
+    income = rng.normal(size=n_customers)
+    price = rng.normal(size=(n_products, n_weeks))
+    loyalty = rng.normal(size=(n_customers, n_products))
+    eta = (
+        -1.0
+        + 0.3 * income[c]
+        - 0.5 * price[p, w]
+        + 0.2 * loyalty[c, p]
+        + rng.normal(scale=0.3, size=n_products)[p]
+        + rng.normal(scale=0.3, size=n_weeks)[w]
+    )
+    df = pd.DataFrame(
+        {
+            "customer": c,
+            "product": p,
+            "week": w,
+            "income": income[c],
+            "price": price[p, w],
+            "loyalty": loyalty[c, p],
+        }
+    )
+    return df, rng.poisson(np.exp(eta)).astype(float)
+
+
+df, y = make_panel(n_customers)
 n_cells = len(df)
 
 
@@ -109,12 +116,12 @@ def fit_dense():
 # Lay out the same long frame and fit the same model.
 
 
-def fit_factored():
+def fit_factored(df, y):
     design = PanelDesign(dims=["customer", "product", "week"], fixed_effects=["product", "week"])
     return PanelPoissonRegressor().fit(design.fit_transform(df), y)
 
 
-ours, ours_peak = peak_bytes(fit_factored)
+ours, ours_peak = peak_bytes(lambda: fit_factored(df, y))
 n_coef = len(ours.coef_) + 1
 diff = np.max(np.abs(np.r_[ours.intercept_, ours.coef_] - np.r_[dense.intercept_, dense.coef_]))
 print(f"{n_cells:,} cells, {n_coef} coefficients; largest coefficient difference {diff:.1e}")
@@ -123,11 +130,15 @@ print(f"scikit-learn fit, peak:  {dense_peak / 1e6:8.1f} MB")
 print(f"panelglm fit, peak:      {ours_peak / 1e6:8.1f} MB")
 
 # %%
-# panelglm's peak is a fixed number of ``N``-sized arrays (the dimension codes
-# of every row, the response, the linear predictor and its derivatives) plus
-# small blocks; express it per cell to project it to other sizes.
-arrays_per_cell = ours_peak / (8 * n_cells)
-print(f"panelglm's peak is about {arrays_per_cell:.1f} float64 values per cell")
+# panelglm's peak has a part that grows with ``N`` (the dimension codes of
+# every row, and whatever the data hold per cell) and a fixed part (buffers
+# for one chunk of cells, the blocks, the ``P x P`` Hessian). Measure again on
+# a panel with four times the customers: the difference is the cost per cell.
+df4, y4 = make_panel(4 * n_customers)
+_, ours_peak4 = peak_bytes(lambda: fit_factored(df4, y4))
+per_cell = (ours_peak4 - ours_peak) / (len(df4) - n_cells)
+fixed = max(ours_peak - per_cell * n_cells, 0.0)
+print(f"panelglm: {per_cell:.1f} bytes per cell plus {fixed / 1e6:.1f} MB")
 
 # %%
 # A retailer's full panel, computed from the shapes
@@ -136,11 +147,10 @@ print(f"panelglm's peak is about {arrays_per_cell:.1f} float64 values per cell")
 # models: the covariates alone; with product and week fixed effects; and with
 # customer fixed effects as well (which absorb income). The dense matrix has
 # ``N x P`` float64 entries. panelglm holds the covariate blocks, one integer
-# code per level of a fixed effect, the ``N``-sized arrays measured above, and
+# code per level of a fixed effect, the per-cell memory measured above, and
 # the ``P x P`` Hessian with its Cholesky factor. The dense matrix alone is a
 # lower bound for the dense route: scikit-learn's peak above was about twice
-# its size, and it needs its own ``N``-sized arrays too. With only a few
-# coefficients, though, panelglm's fixed ``N``-sized overhead is the larger.
+# its size, and it needs its own ``N``-sized arrays too.
 n_cust, n_prod, n_week = 10_000, 200, 52
 N = n_cust * n_prod * n_week
 blocks = {"income": n_cust, "price": n_prod * n_week, "loyalty": n_cust * n_prod}
@@ -161,7 +171,7 @@ for label, (covs, fes) in specs.items():
             "P": P,
             "dense N x P matrix": 8.0 * N * P,
             "panelglm blocks": 8.0 * (sum(blocks[v] for v in covs) + sum(fes.values())),
-            "panelglm N-sized arrays": 8.0 * N * arrays_per_cell,
+            "panelglm per-cell memory": per_cell * N + fixed,
             "panelglm P x P Hessian": 2 * 8.0 * P * P,
         }
     )
@@ -190,7 +200,7 @@ ax1.set_title(f"measured: {n_cells:,} cells, P = {n_coef}", fontsize="medium")
 cols = [
     "dense N x P matrix",
     "panelglm blocks",
-    "panelglm N-sized arrays",
+    "panelglm per-cell memory",
     "panelglm P x P Hessian",
 ]
 colors = ["C3", "C2", "C0", "C9"]
