@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._layout import build_grid, detect_axes
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
+from ._validation import check_dtype, check_levels, warn_if_sparse
 
 
 def normalize_fixed_effects(
@@ -58,6 +59,15 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         a dimension nor the target (a ``y`` Series named like a column) and
         that the estimator does not use as offset, trials or event. Columns
         that are not covariates stay available by name.
+    balanced : bool, default=True
+        Whether :meth:`fit` requires every cell of the full grid (every level
+        combination of ``dims``) to have a row. With ``balanced=False`` the
+        rows are laid out on the full grid and the cells without a row get
+        weight zero, so a model fits exactly the observed rows; memory and
+        time are those of the full grid, and a ``SparsePanelWarning`` says
+        when fewer than 10 % of its cells are observed. :meth:`transform`
+        accepts any subset of cells either way (predictions are made for the
+        given rows only).
 
     Attributes
     ----------
@@ -91,12 +101,14 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         "dims": [list, tuple],
         "fixed_effects": [list, tuple, None],
         "covariates": [list, tuple, None],
+        "balanced": ["boolean"],
     }
 
-    def __init__(self, dims, fixed_effects=None, covariates=None):
+    def __init__(self, dims, fixed_effects=None, covariates=None, balanced=True):
         self.dims = dims
         self.fixed_effects = fixed_effects
         self.covariates = covariates
+        self.balanced = balanced
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
         """Learn the layout of every column of ``X``.
@@ -122,7 +134,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         dims = tuple(self.dims)
         if len(set(dims)) != len(dims) or not dims:
             raise ValueError(f"dims must be distinct column names, got {list(dims)}.")
-        grid = build_grid(X, dims)
+        grid = self._grid(X, balanced=self.balanced)
+        check_levels(grid.levels)
         target = y.name if isinstance(y, pd.Series) and y.name in X.columns else None
         candidates = [c for c in X.columns if c not in dims and c != target]
         if self.covariates is not None:
@@ -132,6 +145,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         spec = {}
         for name in candidates:
             col = X[name]
+            check_dtype(col, name)
             if is_categorical_dtype(col):
                 if col.isna().any():
                     raise ValueError(f"Column {name!r} has missing values.")
@@ -154,7 +168,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         X : DataFrame
             Long-format data with the dimension columns and the covariates.
             New levels of a dimension are allowed; whether a model can
-            predict for them depends on its fixed effects.
+            predict for them depends on its fixed effects. Any subset of
+            cells may be given, whatever ``balanced`` is.
 
         Returns
         -------
@@ -162,7 +177,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "spec_")
         X = self._check_frame(X)
-        grid = build_grid(X, tuple(self.dims))
+        grid = self._grid(X, balanced=False)
         return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_)
 
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:
@@ -182,6 +197,16 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         PanelData
         """
         return self._fit(X, y)
+
+    def _grid(self, X: pd.DataFrame, balanced: bool):
+        dims = tuple(self.dims)
+        for d in dims:
+            if d in X.columns:
+                check_dtype(X[d], d, "dimension")
+        grid = build_grid(X, dims, balanced=balanced)
+        if grid.n_rows < np.prod(grid.shape, dtype=np.float64):
+            warn_if_sparse(grid.n_rows, grid.shape, dims)
+        return grid
 
     @staticmethod
     def _check_frame(X: Any) -> pd.DataFrame:

@@ -14,8 +14,13 @@ import numpy as np
 import pandas as pd
 
 
+def show_value(value: object) -> str:
+    """``repr`` of a level or value as the user wrote it (``3``, not ``np.int64(3)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _fmt_levels(dims: tuple[str, ...], levels: tuple) -> str:
-    return ", ".join(f"{d}={v!r}" for d, v in zip(dims, levels, strict=True))
+    return ", ".join(f"{d}={show_value(v)}" for d, v in zip(dims, levels, strict=True))
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,9 @@ class Grid:
         )
 
 
-def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
+def build_grid(
+    frame: pd.DataFrame, dims: list[str] | tuple[str, ...], balanced: bool = True
+) -> Grid:
     """Factorize the dimension columns of ``frame`` and check it is a full panel.
 
     Parameters
@@ -77,6 +84,9 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
         Long-format data, one row per cell, rows in any order.
     dims : sequence of str
         Columns that identify a cell.
+    balanced : bool, default=True
+        Whether every cell of the full grid must have a row. If False, cells
+        without a row are allowed (they get weight zero in a fit).
 
     Returns
     -------
@@ -86,7 +96,8 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
     ------
     ValueError
         If a dimension column is missing or has missing values, if a cell
-        appears twice, or if a cell of the full grid has no row.
+        appears twice, or (when ``balanced``) if a cell of the full grid has
+        no row.
     """
     dims = tuple(dims)
     if len(frame) == 0:
@@ -112,11 +123,11 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
             f"{int(counts[dup[0]])} times."
         )
     empty = np.flatnonzero(counts == 0)
-    if empty.size:
+    if empty.size and balanced:
         raise ValueError(
             f"Missing cells: the panel over {list(dims)} has {counts.size} cells but "
             f"{empty.size} have no row, e.g. ({grid.describe_cell(int(empty[0]))}). "
-            "Only balanced panels are supported."
+            "Pass balanced=False to PanelDesign to fit an unbalanced panel."
         )
     return grid
 
@@ -148,7 +159,9 @@ def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
     return tuple(a for a in range(len(grid.dims)) if _varies_along(values, grid, a))
 
 
-def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) -> np.ndarray:
+def lay_out(
+    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float = 0
+) -> np.ndarray:
     """Place a column's row values on the grid over ``axes``.
 
     Parameters
@@ -161,6 +174,8 @@ def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) ->
         The axes the column is stored along.
     name : str
         Column name, for error messages.
+    fill : float, default=0
+        Value of the level combinations that no row has (unbalanced panels).
 
     Returns
     -------
@@ -173,7 +188,9 @@ def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) ->
     """
     sub_shape = tuple(grid.shape[a] for a in axes)
     key = grid.flat_index(axes)
-    out = np.empty(int(np.prod(sub_shape)), dtype=values.dtype)
+    # In an unbalanced panel some level combinations have no row; they get
+    # ``fill``, a harmless finite value, since only weight-zero cells use it.
+    out = np.full(int(np.prod(sub_shape)), fill, dtype=values.dtype)
     out[key] = values
     bad = np.flatnonzero(out[key] != values)
     if bad.size:

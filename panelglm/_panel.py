@@ -152,6 +152,16 @@ class PanelData:
         return self.grid.n_rows
 
     @property
+    def n_cells(self) -> int:
+        """Number of cells of the full grid (``n_rows`` when balanced)."""
+        return int(np.prod(self.shape))
+
+    @property
+    def is_balanced(self) -> bool:
+        """Whether every cell of the grid has a row."""
+        return self.n_rows == self.n_cells
+
+    @property
     def index(self) -> pd.Index:
         """Row index of the frame, in the caller's order."""
         return self._frame.index
@@ -177,7 +187,9 @@ class PanelData:
             raise ValueError(f"Column {name!r} ({role}) is missing from the data.")
         return self.spec[name]
 
-    def numeric(self, name: str, role: str = "covariate") -> tuple[np.ndarray, tuple[int, ...]]:
+    def numeric(
+        self, name: str, role: str = "covariate", fill: float = 0.0
+    ) -> tuple[np.ndarray, tuple[int, ...]]:
         """A numeric column laid out over the axes it varies along.
 
         Parameters
@@ -186,6 +198,8 @@ class PanelData:
             Column name.
         role : str
             What the column is used as, for error messages.
+        fill : float, default=0.0
+            Value at level combinations without a row (unbalanced panels).
 
         Returns
         -------
@@ -198,10 +212,11 @@ class PanelData:
             raise TypeError(
                 f"Column {name!r} ({role}) is categorical; a numeric column is needed."
             )
-        if name not in self._cache:
+        key = name if fill == 0 else f"\0fill{fill!r}:{name}"
+        if key not in self._cache:
             values = numeric_values(self._frame[name], name)
-            self._cache[name] = lay_out(values, self.grid, spec.axes, name)
-        return self._cache[name], spec.axes
+            self._cache[key] = lay_out(values, self.grid, spec.axes, name, fill)
+        return self._cache[key], spec.axes
 
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.
@@ -233,9 +248,15 @@ class PanelData:
         return self._cache[key], spec.axes
 
     # ------------------------------------------------------- row <-> grid
-    def to_grid(self, values: np.ndarray) -> np.ndarray:
-        """Place one value per row (in row order) on the full grid."""
-        out = np.empty(int(np.prod(self.shape)), dtype=np.float64)
+    def to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """Place one value per row (in row order) on the full grid.
+
+        Cells without a row (unbalanced panels) get ``fill``.
+        """
+        if self.is_balanced:  # every cell is written below
+            out = np.empty(self.n_cells, dtype=np.float64)
+        else:
+            out = np.full(self.n_cells, fill, dtype=np.float64)
         out[self._cells] = values
         return out.reshape(self.shape)
 
