@@ -13,15 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._design import PanelDesign
+from ._factored import FactoredDesign
 from ._families import Family, full_loglik
-from ._newton import newton_solve
+from ._identification import Identifier
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
+from ._separation import limit_signs
 from ._terms import ModelSpec, build_design, build_model_spec
+from ._validation import check_response, check_target
 
 
 class PanelGLMBase(RegressorMixin, BaseEstimator):
@@ -41,6 +44,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         "verbose": ["verbose"],
         "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
+        "collinear": [StrOptions({"drop", "raise"})],
     }
 
     # ------------------------------------------------------------- hooks
@@ -61,7 +65,10 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         return PanelProblem(
             shape=data.shape,
             y=None if y is None else data.to_grid(y),
-            w=None if w is None else data.to_grid(w),
+            # Cells without a row (unbalanced panels) weigh nothing.
+            w=None
+            if w is None and data.is_balanced
+            else data.to_grid(np.ones(data.n_rows) if w is None else w),
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
 
@@ -87,19 +94,6 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
             X = validate_data(self, X, reset=False, dtype=np.float64)
         names = getattr(self, "feature_names_in_", None)
         return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
-
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1 or len(y) != n:
-            raise ValueError(
-                f"y must be one-dimensional with {n} values (one per row), "
-                f"got shape {np.shape(y)}."
-            )
-        if not np.all(np.isfinite(y)):
-            raise ValueError("The target y has NaN or infinite values.")
-        return y
 
     def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
@@ -131,16 +125,39 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         """
         self._validate_params()
         data, y = self._as_panel(X, y, reset=True)
-        y = self._check_y(y, data.n_rows)
+        y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows)
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
         design, order = build_design(spec, data)
         problem = self._problem(data, y, w)
-        reason = self.family.check_y(problem.y, problem.m)
-        if reason:
-            raise ValueError(f"The target y {reason}.")
+        check_response(self.family, data.from_grid(problem.y), data.from_grid(problem.m), data)
+        # Separated cells and collinear coefficients are dropped around the solve.
+        ident = Identifier(
+            spec,
+            order,
+            design,
+            data,
+            self.family,
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+            collinear=self.collinear,
+        )
+        objective, result = ident.fit(
+            problem,
+            lambda: self._objective(design, spec, problem),
+            tol=self.tol,
+            max_iter=self.max_iter,
+            verbose=self.verbose,
+        )
+        self._set_identification(ident, data, spec, order)
+        self._set_results(spec, order, objective, result, problem)
+        return self
 
+    def _objective(
+        self, design: FactoredDesign, spec: ModelSpec, problem: PanelProblem
+    ) -> tuple[PenalizedObjective, np.ndarray]:
+        """The penalized objective of ``problem`` and Newton's starting point."""
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
@@ -148,11 +165,22 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
-        result = newton_solve(
-            objective, coef0, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
+        return objective, coef0
+
+    def _set_identification(
+        self, ident: Identifier, data: PanelData, spec: ModelSpec, order: np.ndarray
+    ) -> None:
+        """Record what was dropped: coefficients (NaN in ``coef_``) and separated rows."""
+        self._kept = ident.kept  # internal order; False: not estimated
+        self._separated_levels = ident.levels
+        self.collinear_names_ = [
+            n for n, k in zip(spec.names, ident.kept[order], strict=True) if not k
+        ]
+        self.separated_rows_ = (
+            np.zeros(data.n_rows, dtype=bool)
+            if ident.separated is None
+            else data.from_grid(ident.separated).astype(bool)
         )
-        self._set_results(spec, order, objective, result, problem)
-        return self
 
     def _set_results(
         self,
@@ -165,8 +193,8 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         beta = result.coef
         self._spec = spec
         self._order = order
-        self._beta = beta
-        user = beta[order]
+        self._beta = beta  # zero where not estimated, so predictions ignore those columns
+        user = np.where(self._kept[order], beta[order], np.nan)
         names = spec.names
         if spec.has_intercept:
             self.intercept_ = float(user[0])
@@ -179,8 +207,10 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         eta = objective.eta(beta)
         self.deviance_ = problem.deviance(self.family, eta)
         self.loglik_ = self._loglik(problem, eta)
-        self.scale_ = self._scale(problem.sum_w, len(names))
-        self._hessian = result.hess  # of the penalized objective at the solution
+        self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()))
+        # Of the penalized objective at the solution; rows and columns of
+        # coefficients not estimated (``~self._kept``) are NaN.
+        self._hessian = result.hess
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         w = 1.0 if problem.w is None else problem.w
@@ -196,10 +226,15 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         data, _ = self._as_panel(X, None, reset=False)
         if y is not None:
-            y = self._check_y(y, data.n_rows)
+            y = check_target(y, data)
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))
         design, _ = build_design(self._spec, data)
-        return data, problem, design.linear_predictor(self._beta, problem.offset)
+        eta = design.linear_predictor(self._beta, problem.offset)
+        # At a separated level the maximum likelihood mean is the boundary itself.
+        limits = limit_signs(self._separated_levels, self._spec, data)
+        if limits is not None:
+            eta = np.where(limits < 0, -np.inf, np.where(limits > 0, np.inf, eta))
+        return data, problem, eta
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict the mean response of every row of ``X``, in ``X``'s row order.
@@ -238,9 +273,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         -------
         float
         """
-        _, problem, eta = self._eta_on(X, y, sample_weight)
-        reason = self.family.check_y(problem.y, problem.m)
-        if reason:
-            raise ValueError(f"The target y {reason}.")
+        data, problem, eta = self._eta_on(X, y, sample_weight)
+        check_response(self.family, data.from_grid(problem.y), data.from_grid(problem.m), data)
         eta0 = null_intercept(self.family, problem) + problem.offset_grid()
         return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

@@ -10,6 +10,7 @@ from ._base import PanelGLMBase
 from ._families import BINOMIAL, GAUSSIAN, POISSON
 from ._objective import PanelProblem
 from ._panel import PanelData
+from ._validation import first_bad_row
 
 _COMMON_PARAMS = """alpha : float, default=0.0
         L2 penalty strength, scikit-learn's GLM convention: the objective is
@@ -30,7 +31,17 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Dimension columns, used when ``fit`` receives a long DataFrame
         directly (a :class:`PanelDesign` is then fitted internally).
     fixed_effects : list of str or tuple of str, default=None
-        Fixed effects, used with ``dims``; see :class:`PanelDesign`."""
+        Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+    collinear : {"drop", "raise"}, default="drop"
+        What to do, when ``alpha=0``, with a coefficient that is a linear
+        combination of others on the observed rows (for example a covariate
+        that varies by customer only, next to a customer fixed effect):
+        ``"drop"`` leaves it out of the fit with a ``CollinearityWarning``
+        naming it and reports it as NaN, as fixest does; ``"raise"`` raises a
+        ValueError instead. The intercept, then fixed effects, then covariates
+        in their order claim the column space first, so the later of two
+        collinear covariates is the one dropped. Fixed-effect levels with no
+        observed row are always NaN, without a warning."""
 
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.
@@ -47,7 +58,18 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
     deviance_ : float
         Deviance at the solution.
     scale_ : float
-        Dispersion: ``1`` for the Poisson, binomial and exponential models."""
+        Dispersion: ``1`` for the Poisson, binomial and exponential models.
+    collinear_names_ : list of str
+        Coefficients not estimated (NaN in ``coef_``): collinear with the
+        intercept, fixed effects or earlier covariates, or without any
+        observed row of positive weight.
+    separated_rows_ : ndarray of bool of shape (n_rows,)
+        Rows dropped from the fit as separated (``alpha=0`` only): rows of a
+        fixed-effect level whose ``y`` are all 0 (or all equal to the trials),
+        or rows that a covariate fits perfectly as its coefficient goes to
+        infinity. The fit is the maximum likelihood fit of the other rows; a
+        ``SeparationWarning`` names the levels or covariates, and predictions
+        at a separated fixed-effect level are its limit (0 or the trials)."""
 
 
 def _doc(cls: type) -> type:
@@ -101,6 +123,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        collinear="drop",
     ):
         self.offset = offset
         self.alpha = alpha
@@ -110,6 +133,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.collinear = collinear
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -153,6 +177,7 @@ class PanelLinearRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        collinear="drop",
     ):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -161,6 +186,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.collinear = collinear
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
         return self.deviance_ / (n_eff - n_coef) if n_eff > n_coef else np.nan
@@ -210,6 +236,7 @@ class PanelLogitRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        collinear="drop",
     ):
         self.trials = trials
         self.alpha = alpha
@@ -219,13 +246,20 @@ class PanelLogitRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.collinear = collinear
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         problem = super()._problem(data, y, w)
         if self.trials is not None:
-            m, axes = data.numeric(self.trials, "trials")
+            m, axes = data.numeric(self.trials, "trials", fill=1.0)
             if np.any(m <= 0):
-                raise ValueError(f"The trials column {self.trials!r} must be positive.")
+                rows = data.from_grid(
+                    m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
+                )
+                raise ValueError(
+                    f"The trials column {self.trials!r} must be positive"
+                    f"{first_bad_row(data, rows > 0)}."
+                )
             problem.m = m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
         return problem
 
@@ -300,6 +334,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        collinear="drop",
     ):
         self.event = event
         self.offset = offset
@@ -310,20 +345,27 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.collinear = collinear
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         base = super()._problem(data, None, w)
         if y is None:
             return base
-        t = data.to_grid(y)
+        t = data.to_grid(y, fill=1.0)  # log 1 = 0 at cells without a row
         if np.any(t <= 0):
-            raise ValueError("The durations y must be positive.")
+            raise ValueError(f"The durations y must be positive{first_bad_row(data, y > 0)}.")
         if self.event is None:
             d = np.ones(data.shape)
         else:
             ev, axes = data.numeric(self.event, "event")
             if not np.all((ev == 0) | (ev == 1)):
-                raise ValueError(f"The event column {self.event!r} must hold only 0 and 1.")
+                rows = data.from_grid(
+                    ev.reshape([n if k in axes else 1 for k, n in enumerate(data.shape)])
+                )
+                raise ValueError(
+                    f"The event column {self.event!r} must hold only 0 and 1"
+                    f"{first_bad_row(data, (rows == 0) | (rows == 1))}."
+                )
             d = np.broadcast_to(
                 ev.reshape([n if k in axes else 1 for k, n in enumerate(data.shape)]), data.shape
             ).copy()
