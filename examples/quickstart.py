@@ -17,6 +17,7 @@ matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
 from panelglm import PanelDesign, PanelPoissonRegressor
 
@@ -31,6 +32,9 @@ income = rng.normal(size=n_customers)
 price = rng.normal(size=(n_products, n_weeks))
 loyalty = rng.normal(size=(n_customers, n_products))
 days_open = rng.integers(5, 8, size=n_weeks)  # exposure: shop days in the week
+# Customers also differ in ways no covariate records: a frailty whose
+# exponential has mean one, so one customer's purchases are correlated.
+frailty = rng.normal(scale=0.4, size=n_customers) - 0.4**2 / 2
 
 c, p, w = np.meshgrid(
     np.arange(n_customers), np.arange(n_products), np.arange(n_weeks), indexing="ij"
@@ -43,6 +47,7 @@ eta = (
     + truth["price"] * price[p, w]
     + truth["loyalty"] * loyalty[c, p]
     + np.log(days_open[w])
+    + frailty[c]
 )
 df = pd.DataFrame(
     {
@@ -66,14 +71,21 @@ for name, spec in design.spec_.items():
     print(f"  {name:9s} varies along {[design.dims[a] for a in spec.axes]}")
 
 # %%
-# Fit the Poisson model with the log of shop days as offset.
-est = PanelPoissonRegressor(offset="log_days").fit(data, df["purchases"])
-table = pd.DataFrame(
-    {"estimate": est.coef_, "truth": [truth[n] for n in est.coef_names_]}, index=est.coef_names_
-)
-print(table.round(3))
+# Fit the Poisson model with the log of shop days as offset. The frailty makes
+# a customer's purchases correlated across products and weeks, so the standard
+# errors are clustered by customer; they come from the same factored blocks.
+est = PanelPoissonRegressor(offset="log_days", cov_type="cluster", cluster="customer")
+est.fit(data, df["purchases"])
+table = est.summary()
+table["truth"] = pd.Series({"Intercept": -1.0, **truth})
+# Standard errors that ignore the clustering are too small for the
+# customer-level covariate (income) and the intercept.
+naive = clone(est).set_params(cov_type="nonrobust", cluster=None).fit(data, df["purchases"])
+table["std_err_nonrobust"] = naive.bse_
+print(table.round(4).to_string())
+print(f"standard errors: {table.attrs['cov_type']}")
 print(
-    f"intercept {est.intercept_:.3f}, log-likelihood {est.loglik_:.2f}, "
+    f"log-likelihood {est.loglik_:.2f}, AIC {est.aic_:.1f}, pseudo R^2 {est.pseudo_r2_:.3f}, "
     f"Newton iterations {est.n_iter_}, D^2 {est.score(data, df['purchases']):.3f}"
 )
 

@@ -19,15 +19,17 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._design import PanelDesign
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik
-from ._identification import Identifier
+from ._identification import Identifier, embed, expand
+from ._inference import COV_TYPES
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
 from ._separation import limit_signs
+from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._validation import check_response, check_target
 
 
-class PanelGLMBase(RegressorMixin, BaseEstimator):
+class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
     """Shared machinery of the panel GLM estimators; not for direct use.
 
     Subclasses set :attr:`family` and name their auxiliary columns; see
@@ -44,6 +46,9 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         "verbose": ["verbose"],
         "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
+        "cov_type": [StrOptions(set(COV_TYPES))],
+        "cluster": [str, tuple, list, None],
+        "small_sample": ["boolean"],
         "collinear": [StrOptions({"drop", "raise"})],
     }
 
@@ -129,6 +134,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         w = self._check_weights(sample_weight, data.n_rows)
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
+        self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
         design, order = build_design(spec, data)
         problem = self._problem(data, y, w)
         check_response(self.family, data.from_grid(problem.y), data.from_grid(problem.m), data)
@@ -145,7 +151,7 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         )
         objective, result = ident.fit(
             problem,
-            lambda: self._objective(design, spec, problem),
+            lambda d: self._objective(d, spec, problem),
             tol=self.tol,
             max_iter=self.max_iter,
             verbose=self.verbose,
@@ -190,7 +196,8 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
         result: Any,
         problem: PanelProblem,
     ) -> None:
-        beta = result.coef
+        # ``objective`` and ``result`` are over the kept coefficients only.
+        beta = expand(self._kept, result.coef)
         self._spec = spec
         self._order = order
         self._beta = beta  # zero where not estimated, so predictions ignore those columns
@@ -204,13 +211,14 @@ class PanelGLMBase(RegressorMixin, BaseEstimator):
             self.coef_, self.coef_names_ = user, names
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        eta = objective.eta(beta)
+        eta = objective.eta(result.coef)
         self.deviance_ = problem.deviance(self.family, eta)
         self.loglik_ = self._loglik(problem, eta)
         self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()))
         # Of the penalized objective at the solution; rows and columns of
         # coefficients not estimated (``~self._kept``) are NaN.
-        self._hessian = result.hess
+        self._hessian = embed(self._kept, result.hess)
+        self._set_inference(objective, result, problem, eta)
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         w = 1.0 if problem.w is None else problem.w

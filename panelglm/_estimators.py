@@ -32,6 +32,23 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         directly (a :class:`PanelDesign` is then fitted internally).
     fixed_effects : list of str or tuple of str, default=None
         Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+    cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
+        Covariance of the coefficients, computed at fit time from the factored
+        design: ``"nonrobust"`` the inverse Fisher information (times the
+        scale for the linear model); ``"robust"`` the heteroskedasticity-robust
+        sandwich (HC1, or HC0 with ``small_sample=False``); ``"cluster"`` the
+        cluster-robust sandwich over ``cluster``.
+    cluster : str, tuple of str or list of (str or tuple of str), default=None
+        With ``cov_type="cluster"``: a panel dimension (clusters are its
+        levels), a tuple of dimensions (clusters are their level combinations,
+        e.g. exporter-importer pairs), or a list of those for multiway
+        clustering (Cameron-Gelbach-Miller), e.g. ``["exporter", "importer"]``.
+    small_sample : bool, default=True
+        Small-sample factors of the robust covariances, as statsmodels:
+        ``n / (n - k)`` for ``"robust"`` (HC1) and, as statsmodels'
+        ``use_correction=True``, ``G / (G - 1) * (n - 1) / (n - k)`` for each
+        term of a cluster covariance (``n`` observations of positive weight,
+        ``k`` coefficients, ``G`` clusters). ``False`` applies none.
     collinear : {"drop", "raise"}, default="drop"
         What to do, when ``alpha=0``, with a coefficient that is a linear
         combination of others on the observed rows (for example a covariate
@@ -57,6 +74,21 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Full log-likelihood at the solution, as statsmodels reports ``llf``.
     deviance_ : float
         Deviance at the solution.
+    cov_params_ : DataFrame of shape (n_params, n_params)
+        Covariance of the estimates chosen by ``cov_type``, indexed by name
+        both ways, ``"Intercept"`` first when fitted (then ``coef_names_``).
+        Warns when ``alpha > 0``: penalized estimates have no valid one.
+    bse_ : Series of shape (n_params,)
+        Standard errors, indexed like ``cov_params_``; see :meth:`summary`.
+    null_deviance_ : float
+        Deviance of the intercept-only model with the same offset, trials and
+        weights (as statsmodels, also when ``fit_intercept=False``).
+    aic_ : float
+        ``-2 * loglik_ + 2 * k``, ``k`` the number of coefficients with the
+        intercept (statsmodels' GLM ``aic``; the scale is not counted).
+    bic_ : float
+        ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
+        GLM ``bic_llf``).
     scale_ : float
         Dispersion: ``1`` for the Poisson, binomial and exponential models.
     collinear_names_ : list of str
@@ -96,6 +128,9 @@ class PanelPoissonRegressor(PanelGLMBase):
     Attributes
     ----------
     {common_attrs}
+    pseudo_r2_ : float
+        McFadden's pseudo R^2, ``1 - loglik_ / loglik(null model)``, the null
+        model as for ``null_deviance_`` (statsmodels' ``prsquared``).
 
     Examples
     --------
@@ -110,6 +145,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     """
 
     family = POISSON
+    _discrete_likelihood = True
     _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "offset": [str, None]}
 
     def __init__(
@@ -123,6 +159,9 @@ class PanelPoissonRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         collinear="drop",
     ):
         self.offset = offset
@@ -133,6 +172,9 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.collinear = collinear
 
     def __sklearn_tags__(self):
@@ -177,6 +219,9 @@ class PanelLinearRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         collinear="drop",
     ):
         self.alpha = alpha
@@ -186,6 +231,9 @@ class PanelLinearRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.collinear = collinear
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
@@ -210,6 +258,9 @@ class PanelLogitRegressor(PanelGLMBase):
     Attributes
     ----------
     {common_attrs}
+    pseudo_r2_ : float
+        McFadden's pseudo R^2, ``1 - loglik_ / loglik(null model)``, the null
+        model as for ``null_deviance_`` (statsmodels' ``prsquared``).
 
     Examples
     --------
@@ -223,6 +274,7 @@ class PanelLogitRegressor(PanelGLMBase):
     """
 
     family = BINOMIAL
+    _discrete_likelihood = True
     _parameter_constraints: dict = {**PanelGLMBase._parameter_constraints, "trials": [str, None]}
 
     def __init__(
@@ -236,6 +288,9 @@ class PanelLogitRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         collinear="drop",
     ):
         self.trials = trials
@@ -246,6 +301,9 @@ class PanelLogitRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.collinear = collinear
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
@@ -334,6 +392,9 @@ class PanelExponentialRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        cov_type="nonrobust",
+        cluster=None,
+        small_sample=True,
         collinear="drop",
     ):
         self.event = event
@@ -345,6 +406,9 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.cov_type = cov_type
+        self.cluster = cluster
+        self.small_sample = small_sample
         self.collinear = collinear
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:

@@ -9,7 +9,7 @@ elsewhere). :class:`Identifier` runs the Newton solve inside both guards:
    dropped (weight zero) with a :class:`~panelglm.exceptions.SeparationWarning`;
 2. collinear coefficients: dropped (reported as NaN) with a
    :class:`~panelglm.exceptions.CollinearityWarning`, or an error;
-3. Newton on the remaining coefficients;
+3. Newton on the remaining coefficients (a design without the dropped columns);
 4. separation by any other direction, certified exactly: those cells are
    dropped, the covariates involved named, and steps 2-4 repeated.
 
@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
 from ._collinearity import describe_dropped, independent_columns, priority_order
-from ._factored import FactoredDesign
+from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._families import Family
 from ._newton import NewtonResult, newton_solve
 from ._objective import PanelProblem
@@ -47,28 +47,42 @@ from .exceptions import CollinearityWarning, SeparationWarning
 MAX_ROUNDS = 5
 
 
-class RestrictedObjective:
-    """An objective seen only along the kept coefficients (the others fixed at zero)."""
+def restrict_design(design: FactoredDesign, kept: np.ndarray) -> FactoredDesign:
+    """The design without the columns not ``kept`` (the same object if all are).
 
-    def __init__(self, objective: Any, kept: np.ndarray) -> None:
-        self.objective = objective
-        self.kept = kept
-        self._idx = np.flatnonzero(kept)
+    A dense block loses those columns; an indicator block maps their levels to
+    ``-1``, the code of a level without a column. Blocks left without columns
+    are removed, so the kernels never spend time on them.
+    """
+    if kept.all():
+        return design
+    blocks = []
+    for blk, sl in zip(design.blocks, design.slices(), strict=True):
+        keep = kept[sl]
+        if not keep.any():
+            continue
+        names = tuple(n for n, k in zip(blk.names, keep, strict=True) if k)
+        if isinstance(blk, DenseBlock):
+            blocks.append(DenseBlock(blk.axes, blk.values[..., keep], names))
+        else:
+            remap = np.full(blk.n_cols + 1, -1, dtype=np.intp)  # remap[-1] keeps -1
+            remap[np.flatnonzero(keep)] = np.arange(keep.sum())
+            blocks.append(IndicatorBlock(blk.axes, remap[blk.codes], names))
+    return FactoredDesign(shape=design.shape, blocks=blocks)
 
-    def full(self, coef: np.ndarray) -> np.ndarray:
-        """The coefficient vector with zeros where not kept."""
-        out = np.zeros(self.kept.size)
-        out[self._idx] = coef
-        return out
 
-    def loss(self, coef: np.ndarray) -> float:
-        """Objective value."""
-        return self.objective.loss(self.full(coef))
+def expand(kept: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Kept coefficients placed among all of them, zero elsewhere (internal order)."""
+    out = np.zeros(kept.size)
+    out[kept] = coef
+    return out
 
-    def loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Objective, gradient and Hessian along the kept coefficients."""
-        loss, grad, hess = self.objective.loss_grad_hess(self.full(coef))
-        return loss, grad[self._idx], hess[np.ix_(self._idx, self._idx)]
+
+def embed(kept: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """A kept x kept matrix placed among all coefficients, NaN elsewhere."""
+    out = np.full((kept.size, kept.size), np.nan)
+    out[np.ix_(kept, kept)] = matrix
+    return out
 
 
 class Identifier:
@@ -222,29 +236,13 @@ class Identifier:
         )
 
     # --------------------------------------------------------------- solve
-    def _solve(self, objective: Any, coef0: np.ndarray, **newton: Any) -> NewtonResult:
-        if self.kept.all():
-            return newton_solve(objective, coef0, **newton)
-        restricted = RestrictedObjective(objective, self.kept)
-        res = newton_solve(restricted, coef0[self.kept], **newton)
-        n = self.kept.size
-        hess = np.full((n, n), np.nan)
-        hess[np.ix_(self.kept, self.kept)] = res.hess
-        grad = np.zeros(n)
-        grad[self.kept] = res.grad
-        return dataclasses.replace(res, coef=restricted.full(res.coef), grad=grad, hess=hess)
-
-    def _covariate_separation(self, problem: PanelProblem, result: NewtonResult) -> bool:
+    def _covariate_separation(
+        self, design: FactoredDesign, problem: PanelProblem, result: NewtonResult
+    ) -> bool:
         idx = np.flatnonzero(self.kept)
-        kept_priority = np.argsort(np.argsort(self.priority)[idx], kind="stable")
+        kept_priority = np.argsort(np.argsort(self.priority)[idx])
         cells, gamma, suspicious = separating_cells(
-            self.design,
-            self.family,
-            problem,
-            self.kept,
-            result.grad[idx],
-            result.hess[np.ix_(idx, idx)],
-            kept_priority,
+            design, self.family, problem, result.grad, result.hess, kept_priority
         )
         involved = self._involved(gamma) if gamma is not None else []
         if suspicious:
@@ -275,19 +273,16 @@ class Identifier:
         return True
 
     def _involved(self, gamma: np.ndarray) -> list[str]:
-        """Names of the covariates that the separating direction uses."""
-        size = np.abs(gamma) * np.sqrt(np.maximum(self._gram_diag, 0.0))
-        big = size > 1e-6 * size.max()
-        return [
-            self.names[i]
-            for i in np.flatnonzero(big)
-            if self.kinds[i] in ("numeric", "categorical")
-        ]
+        """Names of the covariates that the separating direction (kept coordinates) uses."""
+        idx = np.flatnonzero(self.kept)
+        size = np.abs(gamma) * np.sqrt(np.maximum(self._gram_diag[idx], 0.0))
+        big = idx[size > 1e-6 * size.max()]
+        return [self.names[i] for i in big if self.kinds[i] in ("numeric", "categorical")]
 
     def fit(
         self,
         problem: PanelProblem,
-        make_objective: Callable[[], tuple[Any, np.ndarray]],
+        make_objective: Callable[[FactoredDesign], tuple[Any, np.ndarray]],
         **newton: Any,
     ) -> tuple[Any, NewtonResult]:
         """Screen, solve, and re-solve while separation is found.
@@ -297,28 +292,31 @@ class Identifier:
         problem : PanelProblem
             The fit's arrays; its weights change when cells are dropped.
         make_objective : callable
-            Returns ``(objective, coef0)`` for the current ``problem``.
+            ``make_objective(design)`` returns ``(objective, coef0)`` for the
+            current ``problem`` on ``design``.
         **newton : dict
             Arguments of :func:`newton_solve`.
 
         Returns
         -------
         objective : PenalizedObjective
-            The objective of the last solve.
+            The objective of the last solve, on the design restricted to the
+            kept coefficients (:func:`restrict_design`).
         result : NewtonResult
-            Over all coefficients; those not kept are zero, their Hessian
-            rows and columns NaN.
+            The solution over the kept coefficients; :func:`expand` and
+            :func:`embed` place its vectors and matrices among all of them.
         """
         self.screen(problem)
         n_iter = 0
         for round_ in range(MAX_ROUNDS + 1):
-            objective, coef0 = make_objective()
-            result = self._solve(objective, coef0, **newton)
+            design = restrict_design(self.design, self.kept)
+            objective, coef0 = make_objective(design)
+            result = newton_solve(objective, coef0, **newton)
             n_iter += result.n_iter
             if (
                 round_ == MAX_ROUNDS
                 or not self.active
-                or not self._covariate_separation(problem, result)
+                or not self._covariate_separation(design, problem, result)
             ):
                 break
         return objective, dataclasses.replace(result, n_iter=n_iter)

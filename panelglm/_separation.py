@@ -226,7 +226,6 @@ def separating_cells(
     design: FactoredDesign,
     family: Family,
     problem: PanelProblem,
-    kept: np.ndarray,
     grad: np.ndarray,
     hess: np.ndarray,
     priority: np.ndarray,
@@ -236,26 +235,23 @@ def separating_cells(
     Parameters
     ----------
     design : FactoredDesign
-        The full design.
+        The design of the solve (collinear columns already removed).
     family : Family
         Poisson or binomial.
     problem : PanelProblem
         Response, trials and weights.
-    kept : ndarray of bool
-        Coefficients estimated (internal order).
     grad, hess : ndarray
-        Gradient and Hessian over the kept coefficients at the solution.
+        Gradient and Hessian of the objective at the solution.
     priority : ndarray of int
-        Priority order of the kept coefficients, for the null-space basis.
+        Priority order of the coefficients, for the null-space basis.
 
     Returns
     -------
     cells : ndarray of bool or None
         Separated cells, if a certificate was found.
     direction : ndarray or None
-        The certifying direction ``gamma`` (internal order, zero where not
-        kept): ``X gamma`` is zero on the cells off the boundary and points
-        to the boundary on the separated ones.
+        The certifying direction ``gamma``: ``X gamma`` is zero on the cells
+        off the boundary and points to the boundary on the separated ones.
     suspicious : bool
         Whether Newton's last step pointed to separation that the rectifier
         could not certify within its iteration budget.
@@ -264,29 +260,24 @@ def separating_cells(
     if s is None or not s.any():
         return None, None, False
     try:
-        step_k = -scipy.linalg.solve(hess, grad, assume_a="pos")
+        step = -scipy.linalg.solve(hess, grad, assume_a="pos")
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        step_k = -scipy.linalg.lstsq(hess, grad)[0]
-    p = kept.size
-    step = np.zeros(p)
-    step[kept] = step_k
+        step = -scipy.linalg.lstsq(hess, grad)[0]
     push = s * design.linear_predictor(step)
     if not np.any(push > STEP_TRIGGER):
         return None, None, False
 
     w = np.ones(problem.shape) if problem.w is None else problem.w
     interior = (s == 0) & (w > 0)
-    idx = np.flatnonzero(kept)
-    sub = np.ix_(idx, idx)
     # Directions that leave every interior cell unchanged: X_I gamma = 0.
     if interior.any():
-        basis = null_space_basis(design.hessian(np.where(interior, w, 0.0))[sub], priority)
+        basis = null_space_basis(design.hessian(np.where(interior, w, 0.0)), priority)
     else:
-        basis = np.eye(idx.size)
+        basis = np.eye(design.n_coef)
     if basis.shape[1] == 0:
         return None, None, False
     w_b = np.where(s != 0, w, 0.0)
-    gram_b = basis.T @ design.hessian(w_b)[sub] @ basis
+    gram_b = basis.T @ design.hessian(w_b) @ basis
     try:
         factor = scipy.linalg.cho_factor(gram_b)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
@@ -297,9 +288,8 @@ def separating_cells(
     u = np.clip(push, 0.0, None) * (s != 0)
     start = float(u.max())
     for _ in range(RECTIFIER_MAX_ITER):
-        rhs = basis.T @ design.gradient(w_b * s * u)[idx]
-        gamma = np.zeros(p)
-        gamma[idx] = basis @ scipy.linalg.cho_solve(factor, rhs)
+        rhs = basis.T @ design.gradient(w_b * s * u)
+        gamma = basis @ scipy.linalg.cho_solve(factor, rhs)
         xg = design.linear_predictor(gamma)
         z = np.where(s != 0, s * xg, 0.0)
         zmax = float(np.max(z))

@@ -167,17 +167,17 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
         raise ValueError(
             f"The data has dims {list(data.dims)}; the model was fitted on {list(spec.dims)}."
         )
-    blocks: list = []
-    user_index: list[int] = []  # the user position of each internal coefficient
+    # The intercept stays internal coefficient 0 and numeric blocks follow it;
+    # indicator blocks come last. Each block carries its users' positions.
+    lead: list[tuple[DenseBlock, list[int]]] = []
+    tail: list[tuple[IndicatorBlock, list[int]]] = []
     numeric: dict[tuple[int, ...], tuple[list[np.ndarray], list[str], list[int]]] = {}
     pos = 0
     for term in spec.terms:
-        k = len(term.names)
-        idx = list(range(pos, pos + k))
-        pos += k
+        idx = list(range(pos, pos + len(term.names)))
+        pos += len(term.names)
         if term.kind == "intercept":
-            blocks.append(DenseBlock((), np.ones(1), term.names))
-            user_index += idx
+            lead.append((DenseBlock((), np.ones(1), term.names), idx))
         elif term.kind == "numeric":
             values, axes = data.numeric(term.source[0])
             vals, names, where = numeric.setdefault(axes, ([], [], []))
@@ -186,18 +186,14 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
             where += idx
         elif term.kind == "categorical":
             codes, axes = data.category_codes(term.source[0])
-            blocks.append(
-                IndicatorBlock(axes, codes - 1 if term.drop_first else codes, term.names)
-            )
-            user_index += idx
+            codes = codes - 1 if term.drop_first else codes
+            tail.append((IndicatorBlock(axes, codes, term.names), idx))
         else:
             axes, codes = _fe_codes(term, data)
-            blocks.append(IndicatorBlock(axes, codes, term.names))
-            user_index += idx
-    n_lead = 1 if spec.has_intercept else 0
+            tail.append((IndicatorBlock(axes, codes, term.names), idx))
     for axes, (vals, names, where) in numeric.items():
-        blocks.insert(n_lead, DenseBlock(axes, np.stack(vals, axis=-1), tuple(names)))
-        user_index[n_lead:n_lead] = where
-        n_lead += 1
+        lead.append((DenseBlock(axes, np.stack(vals, axis=-1), tuple(names)), where))
+    blocks = [blk for blk, _ in lead + tail]
+    user_index = np.array([i for _, ix in lead + tail for i in ix], dtype=np.intp)
     design = FactoredDesign(shape=tuple(data.shape), blocks=blocks)
-    return design, np.argsort(np.asarray(user_index, dtype=np.intp))
+    return design, np.argsort(user_index)

@@ -1,4 +1,4 @@
-"""Unbalanced panels: the fit on the full grid with weight-zero holes equals the fit on the rows."""
+"""Unbalanced panels: a fit on the full grid with weight-zero holes equals one on the rows."""
 
 from __future__ import annotations
 
@@ -135,7 +135,7 @@ def test_balanced_design_predicts_for_any_subset_of_cells():
 
 
 def test_sparse_grid_warns_and_dense_one_does_not():
-    df, dims, names, y = make_panel((10, 10, 5), seed=1)
+    df, dims, names, _ = make_panel((10, 10, 5), seed=1)
     sparse = df.sample(frac=0.08, random_state=0)
     design = PanelDesign(dims=dims, covariates=names, balanced=False)
     with pytest.warns(SparsePanelWarning, match=r"500 cells but only 40 rows \(8.0% observed\)"):
@@ -146,6 +146,6 @@ def test_sparse_grid_warns_and_dense_one_does_not():
 
 
 def test_missing_cells_need_balanced_false():
-    df, dims, names, y = unbalanced((4, 4), seed=0)
+    df, dims, _, _ = unbalanced((4, 4), seed=0)
     with pytest.raises(ValueError, match="balanced=False"):
         PanelDesign(dims=dims).fit(df)

@@ -1,0 +1,309 @@
+"""Covariance of the coefficients from the factored kernels.
+
+Every covariance here is built from the same three kernels the Newton solver
+uses, so the dense ``N x P`` matrix is never formed:
+
+* the information ``I = X' diag(-w h) X`` is :meth:`FactoredDesign.hessian`
+  applied to ``-w h``;
+* the heteroskedasticity-robust "meat" ``X' diag(u^2) X``, with ``u = w g``
+  the per-cell score factor, is the same kernel applied to ``u^2``;
+* the meat of clusters formed by the level combinations of a set of panel
+  axes ``C`` is ``S' S``, with ``S = FactoredDesign.scores(u, keep=C)`` the
+  per-cluster scores: ``u`` is summed over every axis outside ``S_b u C``
+  before it meets block ``b``, so a block that does not vary along a cluster
+  axis is still reduced with that axis kept.
+
+Multiway clustering is Cameron, Gelbach and Miller's (2011) inclusion-exclusion
+over the intersections of the cluster sets; the intersection of the clusters
+over axes ``A`` and over axes ``B`` is the clustering over ``A u B``.
+
+Small-sample factors follow statsmodels (see :func:`coef_covariance`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from ._factored import Axes, DenseBlock, FactoredDesign, IndicatorBlock
+from ._objective import PanelProblem
+
+COV_TYPES = ("nonrobust", "robust", "cluster")
+
+# Per-cluster scores are an (n_clusters x n_coef) array. Above this size they
+# are built in slices along one cluster axis and their cross-products summed,
+# so clustering by, say, customer x product never holds an array comparable to
+# the dense design. 32 MiB keeps the slices large enough that the per-slice
+# overhead (a few small einsum calls per block) is negligible.
+SCORE_CHUNK_BYTES = 32 * 2**20
+
+
+def normalize_cluster(
+    cluster: Any, dims: tuple[str, ...], shape: tuple[int, ...]
+) -> tuple[Axes, ...]:
+    """The cluster sets as sorted tuples of panel axes.
+
+    Parameters
+    ----------
+    cluster : str, tuple of str, or list of (str or tuple of str)
+        A dimension name (clusters are its levels); a tuple of names (clusters
+        are their level combinations); or a list of either, one entry per
+        clustering dimension of a multiway (Cameron-Gelbach-Miller) covariance.
+    dims : tuple of str
+        The panel's dimension names.
+    shape : tuple of int
+        The panel's number of levels along each dimension.
+
+    Returns
+    -------
+    tuple of tuple of int
+
+    Raises
+    ------
+    ValueError
+        If an entry names something that is not a panel dimension, is empty,
+        repeats another entry, or forms a single cluster.
+    """
+    entries = cluster if isinstance(cluster, list) else [cluster]
+    if not entries:
+        raise ValueError("cluster is an empty list; name at least one panel dimension.")
+    out: list[Axes] = []
+    for entry in entries:
+        names = (entry,) if isinstance(entry, str) else entry
+        if not isinstance(names, tuple) or not names or not all(isinstance(n, str) for n in names):
+            raise ValueError(
+                "Each cluster must be a dimension name or a non-empty tuple of them, "
+                f"got {entry!r}."
+            )
+        unknown = [n for n in names if n not in dims]
+        if unknown:
+            raise ValueError(
+                f"cluster {entry!r} names {unknown}, which are not panel dimensions; "
+                f"the dimensions are {list(dims)}."
+            )
+        axes = tuple(sorted({dims.index(n) for n in names}))
+        if axes in out:
+            raise ValueError(f"cluster {entry!r} appears twice in {cluster!r}.")
+        if np.prod([shape[a] for a in axes]) < 2:
+            raise ValueError(
+                f"Clustering by {entry!r} gives a single cluster; a cluster covariance "
+                "needs at least two."
+            )
+        out.append(axes)
+    return tuple(out)
+
+
+def information(
+    design: FactoredDesign, problem: PanelProblem, h: np.ndarray | float
+) -> np.ndarray:
+    """Fisher information ``X' diag(-w h) X`` of the unpenalized log-likelihood."""
+    neg_h = -np.broadcast_to(h, problem.shape)
+    return design.hessian(problem.weighted(neg_h))
+
+
+def invert_information(info: np.ndarray) -> np.ndarray:
+    """Inverse of the information matrix; a pseudo-inverse, with a warning, if singular."""
+    try:
+        factor = scipy.linalg.cho_factor(info)
+        return scipy.linalg.cho_solve(factor, np.eye(len(info)))
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        warnings.warn(
+            "The information matrix is singular (collinear covariates?); the covariance "
+            "uses its pseudo-inverse, and the standard errors of coefficients that are "
+            "not identified are meaningless.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return np.linalg.pinv(info, hermitian=True)
+
+
+def _slice_design(design: FactoredDesign, axis: int, sl: slice) -> FactoredDesign:
+    """The design restricted to the levels ``sl`` of one axis."""
+    blocks = []
+    for blk in design.blocks:
+        if axis not in blk.axes:
+            blocks.append(blk)
+            continue
+        idx = (slice(None),) * blk.axes.index(axis) + (sl,)
+        if isinstance(blk, DenseBlock):
+            blocks.append(DenseBlock(blk.axes, blk.values[idx], blk.names))
+        else:
+            blocks.append(IndicatorBlock(blk.axes, blk.codes[idx], blk.names))
+    shape = list(design.shape)
+    shape[axis] = len(range(*sl.indices(design.shape[axis])))
+    return FactoredDesign(shape=tuple(shape), blocks=blocks)
+
+
+def cluster_meat(design: FactoredDesign, u: np.ndarray, keep: Axes) -> np.ndarray:
+    """``sum_k s_k s_k'`` over the clusters of ``keep``, ``s_k = sum_{c in k} u_c X[c]``.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The factored model matrix.
+    u : ndarray of shape ``design.shape``
+        Per-cell score factors (weight times ``dloglik/deta``).
+    keep : tuple of int
+        Sorted axes whose level combinations are the clusters.
+
+    Returns
+    -------
+    ndarray of shape (n_coef, n_coef)
+    """
+    if len(keep) == design.ndim:
+        # Every cell is its own cluster: the meat is X' diag(u^2) X, which the
+        # Hessian kernel computes without ever listing N scores.
+        return design.hessian(u * u)
+    n_clusters = int(np.prod([design.shape[a] for a in keep]))
+    row_bytes = 8 * design.n_coef
+    if n_clusters * row_bytes <= SCORE_CHUNK_BYTES:
+        s = design.scores(u, keep)
+        return s.T @ s
+    # Clusters never straddle two levels of a cluster axis, so the meat is a
+    # sum over slices along one; the longest gives the most even slices.
+    axis = max(keep, key=lambda a: design.shape[a])
+    per_level = n_clusters // design.shape[axis]
+    step = max(1, SCORE_CHUNK_BYTES // (per_level * row_bytes))
+    meat = np.zeros((design.n_coef, design.n_coef))
+    for start in range(0, design.shape[axis], step):
+        sl = slice(start, start + step)
+        s = _slice_design(design, axis, sl).scores(u[(slice(None),) * axis + (sl,)], keep)
+        meat += s.T @ s
+    return meat
+
+
+def _n_positive(problem: PanelProblem, keep: Axes) -> int:
+    """Clusters over ``keep`` (all axes: cells) holding a cell of positive weight."""
+    if problem.w is None:
+        return int(np.prod([problem.shape[a] for a in keep]))
+    drop = tuple(a for a in range(len(problem.shape)) if a not in keep)
+    return int(np.count_nonzero(np.any(problem.w > 0, axis=drop)))
+
+
+def inclusion_exclusion(clusters: tuple[Axes, ...]) -> dict[Axes, int]:
+    """Cameron-Gelbach-Miller signs: ``{axes of an intersection: its net sign}``.
+
+    ``V = sum over non-empty subsets r of the cluster sets of
+    (-1)^(|r|+1) V(intersection of r)``; intersections with equal axes are
+    merged, and those whose signs cancel are dropped.
+    """
+    signs: dict[Axes, int] = {}
+    for r in range(1, len(clusters) + 1):
+        for subset in combinations(clusters, r):
+            axes = tuple(sorted(set().union(*subset)))
+            signs[axes] = signs.get(axes, 0) + (-1) ** (r + 1)
+    return {axes: s for axes, s in signs.items() if s != 0}
+
+
+@dataclass(frozen=True)
+class Covariance:
+    """The covariance of the coefficients, in internal coefficient order.
+
+    Attributes
+    ----------
+    cov : ndarray of shape (n_coef, n_coef)
+        The covariance matrix.
+    description : str
+        What was computed, for the summary.
+    """
+
+    cov: np.ndarray
+    description: str
+
+
+def _describe_clusters(clusters: tuple[Axes, ...], dims: tuple[str, ...]) -> str:
+    named = [" x ".join(dims[a] for a in axes) for axes in clusters]
+    way = "one-way" if len(clusters) == 1 else f"{len(clusters)}-way (Cameron-Gelbach-Miller)"
+    return f"cluster-robust, {way}, by {', '.join(named)}"
+
+
+def coef_covariance(
+    design: FactoredDesign,
+    problem: PanelProblem,
+    bread: np.ndarray,
+    g: np.ndarray | None,
+    *,
+    cov_type: str,
+    clusters: tuple[Axes, ...] = (),
+    small_sample: bool = True,
+    scale: float = 1.0,
+    dims: tuple[str, ...] = (),
+) -> Covariance:
+    """Covariance of the coefficient estimates.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The factored model matrix.
+    problem : PanelProblem
+        Weights (and shape) of the fit.
+    bread : ndarray of shape (n_coef, n_coef)
+        Inverse of the information matrix.
+    g : ndarray of shape ``problem.shape`` or None
+        ``dloglik/deta`` per cell at the estimate (needed unless ``nonrobust``).
+    cov_type : {"nonrobust", "robust", "cluster"}
+        Model-based ``scale * bread``; the sandwich ``bread M bread`` with the
+        heteroskedasticity-robust meat; or with the cluster-robust meat.
+    clusters : tuple of tuple of int
+        Cluster sets (axes) for ``cov_type="cluster"``.
+    small_sample : bool
+        Apply statsmodels' factors: ``n / (n - k)`` for ``robust`` (HC1; HC0
+        without) and ``G / (G - 1) * (n - 1) / (n - k)`` for every term of a
+        cluster covariance (statsmodels' ``use_correction=True``), with ``n``
+        the cells of positive weight, ``k`` the coefficients and ``G`` the
+        clusters of that term.
+    scale : float
+        Dispersion multiplying the model-based covariance.
+    dims : tuple of str
+        Dimension names, for the description.
+
+    Returns
+    -------
+    Covariance
+    """
+    if cov_type == "nonrobust":
+        return Covariance(scale * bread, "nonrobust (model-based, inverse information)")
+    u = problem.weighted(g)
+    n, k = _n_positive(problem, tuple(range(design.ndim))), design.n_coef
+    if cov_type == "robust":
+        name = "robust (HC1)" if small_sample else "robust (HC0)"
+        factor = _ratio(n, n - k) if small_sample else 1.0
+        return _sandwich(bread, factor * design.hessian(u * u), name, f"n={n}, k={k}")
+    meat = np.zeros((k, k))
+    for axes, sign in inclusion_exclusion(clusters).items():
+        n_clusters = _n_positive(problem, axes)
+        if small_sample:
+            factor = _ratio(n_clusters, n_clusters - 1) * _ratio(n - 1, n - k)
+        else:
+            factor = 1.0 if n_clusters > 1 else np.nan
+        if not np.isfinite(factor):
+            why = f"{n_clusters} cluster(s) by {[dims[a] for a in axes]}, n={n}, k={k}"
+            return _sandwich(
+                bread, np.full((k, k), np.nan), _describe_clusters(clusters, dims), why
+            )
+        meat += sign * factor * cluster_meat(design, u, axes)
+    note = "small-sample corrected" if small_sample else "no small-sample correction"
+    return _sandwich(bread, meat, f"{_describe_clusters(clusters, dims)}; {note}", "")
+
+
+def _ratio(a: float, b: float) -> float:
+    """``a / b`` if ``b > 0``, else NaN (a correction factor that is undefined)."""
+    return a / b if b > 0 else np.nan
+
+
+def _sandwich(bread: np.ndarray, meat: np.ndarray, description: str, why: str) -> Covariance:
+    if not np.all(np.isfinite(meat)):
+        # The fit itself is fine (e.g. more coefficients than observations
+        # under a penalty); only its robust covariance is undefined.
+        warnings.warn(
+            f"The {description} covariance is undefined ({why or 'non-finite scores'}); "
+            "it is set to NaN.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return Covariance(bread @ meat @ bread, description)

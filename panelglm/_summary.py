@@ -1,0 +1,204 @@
+"""What a fitted estimator reports for inference: standard errors, fit statistics, summary.
+
+:class:`InferenceMixin` is mixed into the estimator base. At the end of
+``fit`` the base hands it the objective and the solution; it computes the
+covariance chosen by ``cov_type`` (see :mod:`panelglm._inference`) and the fit
+statistics, and keeps only small arrays (``P x P``) after that.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sklearn.utils.validation import check_is_fitted
+
+from ._factored import Axes
+from ._identification import embed
+from ._inference import coef_covariance, information, invert_information, normalize_cluster
+from ._objective import PanelProblem, PenalizedObjective, null_intercept
+
+
+class InferenceMixin:
+    """Standard errors, fit statistics and the summary table of a panel GLM."""
+
+    # Whether McFadden's pseudo R^2 applies: it needs a likelihood of discrete
+    # outcomes, whose value does not depend on the units of y (set per estimator).
+    _discrete_likelihood: bool = False
+
+    # ------------------------------------------------------------ at fit
+    def _cluster_axes(self, dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[Axes, ...]:
+        """Check ``cov_type`` and ``cluster`` against the data's dims; the cluster axes."""
+        if self.cov_type != "cluster":
+            if self.cluster is not None:
+                raise ValueError(
+                    f"cluster={self.cluster!r} is only used with cov_type='cluster', "
+                    f"got cov_type={self.cov_type!r}."
+                )
+            return ()
+        if self.cluster is None:
+            raise ValueError(
+                "cov_type='cluster' needs cluster: a panel dimension, a tuple of "
+                f"dimensions or a list of those; the dimensions are {list(dims)}."
+            )
+        return normalize_cluster(self.cluster, dims, shape)
+
+    def _set_inference(
+        self, objective: PenalizedObjective, result: Any, problem: PanelProblem, eta: np.ndarray
+    ) -> None:
+        """Covariance of the coefficients and fit statistics at the solution."""
+        design, family = objective.design, objective.family
+        need_g = self.cov_type != "nonrobust"
+        if self.alpha == 0:
+            # With no penalty the objective is -loglik / sum(w): its Hessian at
+            # the solution, already computed by Newton, is the information.
+            info = problem.sum_w * result.hess
+            g = family.grad_hess(problem.y, eta, problem.m)[0] if need_g else None
+        else:
+            g, h = family.grad_hess(problem.y, eta, problem.m)
+            info = information(design, problem, h)
+            del h
+        cov = coef_covariance(
+            design,
+            problem,
+            invert_information(info),
+            g,
+            cov_type=self.cov_type,
+            clusters=self._cluster_axes(self._spec.dims, problem.shape),
+            small_sample=self.small_sample,
+            scale=self.scale_,
+            dims=self._spec.dims,
+        )
+        order = self._order
+        # The fit's design may lack coefficients it could not identify: NaN.
+        c = embed(self._kept, cov.cov)[np.ix_(order, order)]
+        self._cov = 0.5 * (c + c.T)  # exact symmetry, lost to rounding in the sandwich
+        self._cov_description = cov.description
+        self._set_fit_statistics(problem, design.n_coef)
+
+    def _set_fit_statistics(self, problem: PanelProblem, n_coef: int) -> None:
+        # The null model is the intercept alone, with the same offset, trials
+        # and weights, whether or not the model has an intercept (statsmodels).
+        eta0 = np.broadcast_to(
+            null_intercept(self.family, problem) + problem.offset_grid(), problem.shape
+        )
+        self.null_deviance_ = problem.deviance(self.family, eta0)
+        # AIC and BIC as statsmodels' GLM: k counts the mean parameters only
+        # (not the Gaussian scale) and n is the total weight.
+        self.aic_ = -2.0 * self.loglik_ + 2.0 * n_coef
+        self.bic_ = -2.0 * self.loglik_ + np.log(problem.sum_w) * n_coef
+        if self._discrete_likelihood:
+            self.pseudo_r2_ = 1.0 - self.loglik_ / self._loglik(problem, eta0)
+
+    # ------------------------------------------------------------ access
+    def _all_names(self) -> list[str]:
+        return list(self._spec.names)
+
+    def _warn_if_penalized(self) -> str | None:
+        if self.alpha == 0:
+            return None
+        note = (
+            f"alpha={self.alpha!r} > 0: the coefficients are penalized, so standard errors, "
+            "z, p-values and confidence intervals computed as for maximum likelihood are "
+            "not valid."
+        )
+        warnings.warn(note, UserWarning, stacklevel=3)
+        return note
+
+    @property
+    def cov_params_(self) -> pd.DataFrame:
+        """Covariance of the coefficients, labelled ``"Intercept"`` first when fitted."""
+        check_is_fitted(self, "coef_")
+        self._warn_if_penalized()
+        names = self._all_names()
+        return pd.DataFrame(self._cov.copy(), index=names, columns=names)
+
+    @property
+    def bse_(self) -> pd.Series:
+        """Standard errors, labelled ``"Intercept"`` first when fitted."""
+        check_is_fitted(self, "coef_")
+        self._warn_if_penalized()
+        return pd.Series(self._standard_errors(), index=self._all_names(), name="std_err")
+
+    def _standard_errors(self) -> np.ndarray:
+        var = np.diag(self._cov)
+        if np.any(var < 0):
+            # A multiway (inclusion-exclusion) covariance need not be positive
+            # semi-definite; a negative variance has no standard error.
+            bad = [n for n, v in zip(self._all_names(), var, strict=True) if v < 0]
+            shown = f"{bad[:5]}{' and others' if len(bad) > 5 else ''}"
+            warnings.warn(
+                f"The {self._cov_description} covariance has negative variances for "
+                f"{len(bad)} coefficient(s), e.g. {shown}; their standard errors are NaN.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return np.sqrt(np.where(var >= 0, var, np.nan))
+
+    def summary(self, ci_level: float = 0.95) -> pd.DataFrame:
+        """Coefficient table: estimates, standard errors, z, p-values, confidence intervals.
+
+        Inference is asymptotic normal (z, as statsmodels' GLM by default).
+        The table's ``attrs`` record the covariance type and, when the fit is
+        penalized, a ``"note"`` that the standard errors are not valid.
+
+        Parameters
+        ----------
+        ci_level : float, default=0.95
+            Coverage of the confidence intervals, in (0, 1).
+
+        Returns
+        -------
+        DataFrame
+            Indexed by coefficient name (``"Intercept"`` first when fitted),
+            with columns ``coef``, ``std_err``, ``z``, ``p_value``,
+            ``ci_low`` and ``ci_high``.
+
+        Warns
+        -----
+        UserWarning
+            If ``alpha > 0``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from panelglm import PanelPoissonRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(500, 1))
+        >>> y = rng.poisson(np.exp(0.5 + 0.3 * X[:, 0]))
+        >>> table = PanelPoissonRegressor(cov_type="robust").fit(X, y).summary()
+        >>> list(table.columns)
+        ['coef', 'std_err', 'z', 'p_value', 'ci_low', 'ci_high']
+        >>> table.index.tolist()
+        ['Intercept', 'x0']
+        >>> bool(table.loc["x0", "ci_low"] < 0.3 < table.loc["x0", "ci_high"])
+        True
+        """
+        check_is_fitted(self, "coef_")
+        if not 0.0 < ci_level < 1.0:
+            raise ValueError(f"ci_level must be in (0, 1), got {ci_level!r}.")
+        note = self._warn_if_penalized()
+        coef = np.r_[self.intercept_, self.coef_] if self._spec.has_intercept else self.coef_
+        se = self._standard_errors()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = coef / se
+        half = norm.ppf(0.5 + ci_level / 2.0) * se
+        table = pd.DataFrame(
+            {
+                "coef": coef,
+                "std_err": se,
+                "z": z,
+                "p_value": 2.0 * norm.sf(np.abs(z)),
+                "ci_low": coef - half,
+                "ci_high": coef + half,
+            },
+            index=self._all_names(),
+        )
+        table.attrs["cov_type"] = self._cov_description
+        table.attrs["ci_level"] = ci_level
+        if note is not None:
+            table.attrs["note"] = note
+        return table
