@@ -20,8 +20,10 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Whether to fit an intercept (and drop the first level of every
         categorical covariate and fixed effect).
     tol : float, default=1e-10
-        Stop when the decrease a Newton step predicts is at most
-        ``tol * max(1, |objective|)``; the final step makes the coefficients
+        Stop when the decrease a Newton step predicts is at most ``tol``
+        times the objective's size (``|objective|``, but at least the smaller
+        of 1 and the starting objective's size, so the rule does not depend
+        on the units of ``y``); the final step makes the coefficients
         accurate to roughly ``tol`` relative.
     max_iter : int, default=100
         Maximum number of Newton iterations.
