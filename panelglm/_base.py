@@ -23,7 +23,7 @@ from ._identification import Identifier, embed, expand
 from ._inference import COV_TYPES
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
-from ._separation import limit_signs
+from ._separation import check_observed, limit_signs
 from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._validation import check_response, check_target
@@ -179,6 +179,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         """Record what was dropped: coefficients (NaN in ``coef_``) and separated rows."""
         self._kept = ident.kept  # internal order; False: not estimated
         self._separated_levels = ident.levels
+        self._unobserved_levels = ident.unobserved
         self.collinear_names_ = [
             n for n, k in zip(spec.names, ident.kept[order], strict=True) if not k
         ]
@@ -237,6 +238,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             y = check_target(y, data)
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))
         design, _ = build_design(self._spec, data)
+        check_observed(self._unobserved_levels, self._spec, data)
         eta = design.linear_predictor(self._beta, problem.offset)
         # At a separated level the maximum likelihood mean is the boundary itself.
         limits = limit_signs(self._separated_levels, self._spec, data)

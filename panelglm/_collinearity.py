@@ -143,17 +143,8 @@ def null_space_basis(
     return basis
 
 
-def describe_dropped(names: list[str], kinds: list[str], limit: int = 10) -> str:
-    """One sentence listing dropped coefficients: covariates by name, fixed effects counted."""
-    cov = [n for n, k in zip(names, kinds, strict=True) if k != "fixed_effect"]
-    fe = [n for n, k in zip(names, kinds, strict=True) if k == "fixed_effect"]
-    parts = []
-    if cov:
-        shown = ", ".join(repr(n) for n in cov[:limit])
-        more = f" and {len(cov) - limit} more" if len(cov) > limit else ""
-        parts.append(f"covariate coefficient(s) {shown}{more}")
-    if fe:
-        shown = ", ".join(repr(n) for n in fe[:3])
-        more = ", ..." if len(fe) > 3 else ""
-        parts.append(f"{len(fe)} redundant fixed-effect coefficient(s) ({shown}{more})")
-    return " and ".join(parts)
+def describe_dropped(names: list[str], limit: int = 10) -> str:
+    """The dropped covariates' names, as a phrase."""
+    shown = ", ".join(repr(n) for n in names[:limit])
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return f"the covariate coefficient(s) {shown}{more}"

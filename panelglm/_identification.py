@@ -35,9 +35,11 @@ from ._objective import PanelProblem
 from ._panel import PanelData
 from ._separation import (
     SeparatedLevels,
+    UnobservedLevels,
     check_not_all_boundary,
     separated_levels,
     separating_cells,
+    unobserved_levels,
 )
 from ._terms import ModelSpec
 from .exceptions import CollinearityWarning, SeparationWarning
@@ -115,6 +117,8 @@ class Identifier:
         Levels dropped as separated.
     separated : ndarray of bool or None
         Cells dropped as separated (on the grid).
+    unobserved : list of UnobservedLevels
+        Levels without any row of positive weight (not estimated).
     """
 
     def __init__(
@@ -143,6 +147,7 @@ class Identifier:
         self.priority = priority_order(self.kinds)
         self.kept = np.ones(n, dtype=bool)
         self.levels: list[SeparatedLevels] = []
+        self.unobserved: list[UnobservedLevels] = []
         self.separated: np.ndarray | None = None
         self._reported = np.zeros(n, dtype=bool)
 
@@ -170,17 +175,20 @@ class Identifier:
         gram = self.design.hessian(w)
         self._gram_diag = np.diag(gram).copy()
         kept = independent_columns(gram, self.priority)
-        # Indicator columns without any observed cell (a level whose cells
-        # were all separated, or absent from an unbalanced panel) are simply
-        # not estimable; they are reported as NaN without a warning.
-        empty = (self._gram_diag == 0) & np.isin(self.kinds, ["fixed_effect", "categorical"])
-        new = ~kept & ~empty & ~self._reported
+        # Only covariates are the user's to hear about. Redundant fixed-effect
+        # columns (nested effects, a reference level without rows, panels in
+        # disconnected pieces) and indicator columns without any observed cell
+        # change the parametrization, not the fit; as in fixest they are
+        # dropped quietly (NaN, listed in collinear_names_).
+        covariate = np.isin(self.kinds, ["numeric", "categorical"])
+        empty = (self._gram_diag == 0) & (np.asarray(self.kinds) == "categorical")
+        new = ~kept & covariate & ~empty & ~self._reported
         self.kept = kept
         self._reported |= new
         names = [self.names[i] for i in np.flatnonzero(new)]
         if not names or quiet:
             return names
-        what = describe_dropped(names, [self.kinds[i] for i in np.flatnonzero(new)])
+        what = describe_dropped(names)
         if self.collinear == "raise":
             raise ValueError(
                 f"Collinearity: {what} are linear combinations of the intercept, fixed "
@@ -215,6 +223,7 @@ class Identifier:
             check_not_all_boundary(self.family, problem)
         if not self.active:
             return
+        self.unobserved = unobserved_levels(self.spec, self.data, problem)
         levels, cells, messages = separated_levels(self.spec, self.data, self.family, problem)
         # Collinearity in the data as given is the user's to hear about; what
         # only the dropping of separated cells makes unidentifiable is told

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.linalg
 
 from ._collinearity import null_space_basis
@@ -202,6 +203,60 @@ def separated_levels(
         more = f"; and {pos.size - 10} more" if pos.size > 10 else ""
         messages.append(f"{pos.size} level(s) of {what} {':'.join(t.source)!r}: {shown}{more}")
     return levels, before & ~obs, messages
+
+
+@dataclass(frozen=True)
+class UnobservedLevels:
+    """Levels of one indicator term that no row of positive weight had at fit.
+
+    Attributes
+    ----------
+    term : int
+        Position of the term in ``ModelSpec.terms``.
+    mask : ndarray of bool
+        Per level of the term (reference included): True if unobserved.
+    """
+
+    term: int
+    mask: np.ndarray
+
+
+def unobserved_levels(
+    spec: ModelSpec, data: PanelData, problem: PanelProblem
+) -> list[UnobservedLevels]:
+    """Levels of fixed effects and categorical covariates without any row of positive weight.
+
+    In an unbalanced panel a tuple fixed effect has level combinations that no
+    row has; their effect is not estimated (NaN), so a prediction there must
+    not quietly use zero.
+    """
+    obs = np.ones(problem.shape, bool) if problem.w is None else problem.w > 0
+    out = []
+    for i, t in enumerate(spec.terms):
+        if t.kind not in ("fixed_effect", "categorical"):
+            continue
+        axes, codes = _term_levels(t, spec, data)
+        count = np.bincount(codes.ravel(), _reduce(obs, axes).ravel(), _n_levels(t))
+        if np.any(count == 0):
+            out.append(UnobservedLevels(i, count == 0))
+    return out
+
+
+def check_observed(levels: list[UnobservedLevels], spec: ModelSpec, data: PanelData) -> None:
+    """Raise if a row of ``data`` sits at a level that had no row when fitting."""
+    for lv in levels:
+        t = spec.terms[lv.term]
+        axes, codes = _term_levels(t, spec, data)
+        pos = codes.ravel()[data.grid.flat_index(axes)]
+        bad = np.flatnonzero(lv.mask[pos])
+        if bad.size:
+            shown = "; ".join(_level_name(t, int(p)) for p in pd.unique(pos[bad])[:10])
+            what = "fixed effect" if t.kind == "fixed_effect" else "categorical covariate"
+            raise ValueError(
+                f"{bad.size} row(s) are at level(s) of {what} {':'.join(t.source)!r} that had "
+                f"no row of positive weight when fitting ({shown}), so their effect was "
+                "not estimated and the model cannot predict for them."
+            )
 
 
 def limit_signs(

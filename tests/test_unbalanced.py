@@ -112,6 +112,33 @@ def test_fixed_effects_on_unbalanced_panel_match_formula():
     assert est.loglik_ == pytest.approx(ref.llf, rel=1e-10)
 
 
+def test_tuple_fixed_effect_levels_without_rows():
+    """Pairs with no row are not estimated: no warning at fit, an error if predicted."""
+    df, dims, _, y = make_panel((6, 5, 4), seed=12)
+    cols = [*dims, "x_2", "x_012"]
+    pair = (df.d0 == "d0_10") & (df.d1 == "d1_10")  # the reference pair, entirely missing
+    design = PanelDesign(dims=dims, fixed_effects=[("d0", "d1")], balanced=False)
+    data = design.fit_transform(df.loc[~pair, cols])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = PanelPoissonRegressor().fit(data, y[~pair.to_numpy()])
+    ref = sm.GLM(
+        y[~pair.to_numpy()],
+        np.column_stack(
+            [
+                df.loc[~pair, ["x_2", "x_012"]].to_numpy(),
+                pd.get_dummies(df.loc[~pair, "d0"] + df.loc[~pair, "d1"], dtype=float),
+            ]
+        ),
+        family=sm.families.Poisson(),
+    ).fit(tol=1e-13)
+    np.testing.assert_allclose(est.predict(data), ref.fittedvalues, rtol=1e-8)
+    assert "d0:d1[d0_10:d1_10]" not in est.coef_names_  # the reference, as usual
+    assert len(est.collinear_names_) == 1  # one pair becomes the new reference
+    with pytest.raises(ValueError, match=r"fixed effect 'd0:d1'.*\(d0='d0_10', d1='d1_10'\)"):
+        est.predict(design.transform(df[cols]))
+
+
 def test_score_is_d2_of_observed_rows():
     df, dims, names, y = unbalanced((8, 5, 3), seed=2)
     design = PanelDesign(dims=dims, covariates=names, balanced=False)

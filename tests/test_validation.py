@@ -115,7 +115,7 @@ CASES = [
     ("missing-cell", lambda: poisson().fit(BASE.iloc[1:], Y[1:]),
      ValueError, rf"Missing cells.*\(d0='{BASE.d0[0]}', d1='{BASE.d1[0]}'\).*balanced=False"),
     ("constant-column", lambda: poisson(collinear="raise").fit(BASE.assign(c=2.0), Y),
-     ValueError, "Collinearity: covariate coefficient.* 'c' "),
+     ValueError, "Collinearity: the covariate coefficient.* 'c' "),
     ("unknown-offset", lambda: poisson(offset="nope").fit(BASE, Y),
      ValueError, "Unknown column 'nope' named as offset"),
     ("unknown-trials", lambda: logit(trials="nope").fit(BASE, Y01),
