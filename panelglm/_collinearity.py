@@ -14,11 +14,19 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-# A column is collinear when the share of its (weighted, uncentred) sum of
-# squares not explained by the columns kept before it is below this: its
-# R^2 on them exceeds 1 - 1e-10. fixest uses the same tolerance (collin.tol)
-# on the same kind of Cholesky pivot; the Gram's own rounding is ~1e-13.
+from ._factored import DenseBlock, FactoredDesign
+
+# A column is collinear when the share of its (weighted) sum of squares not
+# explained by the columns kept before it is below this: its R^2 on them
+# exceeds 1 - 1e-10. fixest uses the same tolerance (collin.tol) on the same
+# kind of Cholesky pivot.
 COLLINEAR_TOL = 1e-10
+# Rounding in a Cholesky factorization of the unit-diagonal Gram matrix is
+# about P * eps, and eliminating a kept column whose pivot p is small divides
+# it by p: after a nearly collinear column is kept, an exactly collinear one
+# can show a pivot of eps * P / p. A pivot below this many times that bound
+# is rounding, not signal, whatever COLLINEAR_TOL says.
+ROUNDING_FACTOR = 10.0
 
 # Columns are screened in blocks: one triangular solve per block brings the
 # block up to date with every kept column (BLAS-3), and only the small
@@ -29,9 +37,64 @@ _BLOCK = 64
 _PRIORITY = {"intercept": 0, "fixed_effect": 1, "categorical": 2, "numeric": 2}
 
 
-def priority_order(kinds: list[str]) -> np.ndarray:
-    """Column positions sorted by kind (intercept, fixed effects, covariates), stably."""
-    return np.argsort([_PRIORITY[k] for k in kinds], kind="stable")
+def priority_order(kinds: list[str], user_position: np.ndarray) -> np.ndarray:
+    """Column positions by kind (intercept, fixed effects, covariates), then user order.
+
+    Parameters
+    ----------
+    kinds : list of str
+        The term kind of each column.
+    user_position : ndarray of int
+        Each column's position in the order the user sees the coefficients.
+    """
+    return np.lexsort((user_position, [_PRIORITY[k] for k in kinds]))
+
+
+def _noise_floor(n: int, smallest_pivot: float) -> float:
+    return ROUNDING_FACTOR * n * np.finfo(np.float64).eps / smallest_pivot
+
+
+def weighted_gram(
+    design: FactoredDesign, w: np.ndarray, center: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """``X' W X`` from the Hessian kernel, with the dense columns centred if asked.
+
+    Centring (valid when the intercept, internal column 0, is in the model and
+    comes first in the priority order) leaves every later pivot unchanged in
+    exact arithmetic. But a column with a large mean -- a timestamp -- has a
+    tiny uncentred pivot (its R^2 on the intercept is near 1), which would
+    raise the rounding floor of :func:`independent_columns` for every later
+    column; centred, its pivot is about one.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The design; its first block is the intercept when ``center``.
+    w : ndarray
+        Cell weights on the grid.
+    center : bool
+        Whether to centre the dense blocks after the first.
+
+    Returns
+    -------
+    gram : ndarray of shape (P, P)
+        The (centred) weighted Gram matrix.
+    diag : ndarray of shape (P,)
+        The diagonal of the uncentred one, ``sum_c w_c X[c, j]^2``.
+    """
+    if not center:
+        gram = design.hessian(w)
+        return gram, np.diag(gram).copy()
+    sum_w = float(np.sum(w))
+    means = design.gradient(w) / sum_w
+    blocks = list(design.blocks)
+    shift = np.zeros(design.n_coef)
+    for i, (blk, sl) in enumerate(zip(design.blocks, design.slices(), strict=True)):
+        if i > 0 and isinstance(blk, DenseBlock):
+            blocks[i] = DenseBlock(blk.axes, blk.values - means[sl], blk.names)
+            shift[sl] = means[sl]
+    gram = FactoredDesign(shape=design.shape, blocks=blocks).hessian(w)
+    return gram, np.diag(gram) + sum_w * shift**2
 
 
 def independent_columns(
@@ -59,7 +122,8 @@ def independent_columns(
     -----
     This is an in-order Cholesky factorization of the Gram matrix scaled to a
     unit diagonal that skips a column whose pivot (its residual variance given
-    the kept columns, relative to its own) is below ``tol``. The common
+    the kept columns, relative to its own) is below ``tol``, or below the
+    rounding that the smallest pivot kept so far lets through. The common
     full-rank case is a single LAPACK Cholesky.
     """
     p = gram.shape[0]
@@ -70,16 +134,17 @@ def independent_columns(
         return kept
     scale = 1.0 / np.sqrt(diag[order])
     g = gram[np.ix_(order, order)] * np.outer(scale, scale)
+    n = order.size
     try:
-        chol = scipy.linalg.cholesky(g, lower=True)
-        if np.min(np.diag(chol)) ** 2 > tol:
+        pivots = np.diag(scipy.linalg.cholesky(g, lower=True)) ** 2
+        if np.min(pivots) > max(tol, _noise_floor(n, np.min(pivots))):
             kept[order] = True
             return kept
     except np.linalg.LinAlgError:
         pass
-    n = order.size
     fac = np.zeros((n, n))  # Cholesky factor of the kept columns, in kept order
     keep: list[int] = []
+    smallest = 1.0  # smallest pivot kept so far (the unit diagonal bounds it)
     for start in range(0, n, _BLOCK):
         idx = np.arange(start, min(start + _BLOCK, n))
         schur = g[np.ix_(idx, idx)].copy()
@@ -93,8 +158,9 @@ def independent_columns(
         chosen: list[int] = []
         for j in range(idx.size):
             pivot = schur[j, j]
-            if pivot <= tol:
+            if pivot <= max(tol, _noise_floor(n, smallest)):
                 continue
+            smallest = min(smallest, pivot)
             col = schur[j:, j] / np.sqrt(pivot)
             local[j:, j] = col
             schur[j + 1 :, j + 1 :] -= np.outer(col[1:], col[1:])

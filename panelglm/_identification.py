@@ -27,7 +27,12 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._collinearity import describe_dropped, independent_columns, priority_order
+from ._collinearity import (
+    describe_dropped,
+    independent_columns,
+    priority_order,
+    weighted_gram,
+)
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._families import Family
 from ._newton import NewtonResult, newton_solve
@@ -144,7 +149,10 @@ class Identifier:
         for u, i in enumerate(order):
             self.names[i] = spec.names[u]
             self.kinds[i] = user_kinds[u]
-        self.priority = priority_order(self.kinds)
+        user_position = np.empty(n, dtype=np.intp)
+        user_position[order] = np.arange(n)
+        self.priority = priority_order(self.kinds, user_position)
+        self._center = spec.has_intercept
         self.kept = np.ones(n, dtype=bool)
         self.levels: list[SeparatedLevels] = []
         self.unobserved: list[UnobservedLevels] = []
@@ -172,8 +180,7 @@ class Identifier:
         instead (they are a consequence of dropping separated cells).
         """
         w = np.ones(problem.shape) if problem.w is None else problem.w
-        gram = self.design.hessian(w)
-        self._gram_diag = np.diag(gram).copy()
+        gram, self._gram_diag = weighted_gram(self.design, w, self._center)
         kept = independent_columns(gram, self.priority)
         # Only covariates are the user's to hear about. Redundant fixed-effect
         # columns (nested effects, a reference level without rows, panels in

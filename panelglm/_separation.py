@@ -315,7 +315,10 @@ def separating_cells(
     if s is None or not s.any():
         return None, None, False
     try:
-        step = -scipy.linalg.solve(hess, grad, assume_a="pos")
+        # As in the solver: Cholesky's accuracy does not suffer from the
+        # columns' scales (a timestamp next to an intercept), a generic
+        # condition estimate would.
+        step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), grad)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
         step = -scipy.linalg.lstsq(hess, grad)[0]
     push = s * design.linear_predictor(step)

@@ -93,6 +93,43 @@ def test_later_of_two_collinear_covariates_is_dropped():
     assert est.collinear_names_ == ["combo"]
 
 
+@pytest.mark.parametrize(
+    "cols, dropped",
+    [(["x_0", "x_1", "u"], "u"), (["u", "x_0", "x_1"], "x_1"), (["x_1", "u", "x_0"], "x_0")],
+)
+def test_the_later_covariate_in_user_order_is_dropped(cols, dropped):
+    """Whatever block each column sits in, the user's column order decides."""
+    df, dims, _, y = make_panel((6, 5), seed=5)
+    df = df.assign(u=df["x_0"] + 0.5 * df["x_1"])  # varies along both dims
+    with pytest.warns(CollinearityWarning, match=f"'{dropped}'"):
+        est = PanelPoissonRegressor().fit(
+            PanelDesign(dims=dims).fit_transform(df[[*dims, *cols]]), y
+        )
+    assert est.collinear_names_ == [dropped]
+
+
+def test_large_mean_column_does_not_blunt_later_checks():
+    """Timestamps (R^2 on the intercept 1 - 1e-8) then a covariate with R^2 1 - 1e-7 on x.
+
+    Both are identified (above the 1e-10 tolerance) and kept. Without centring, the
+    timestamp's small pivot would raise the rounding floor of every later column
+    above 1e-7 and the last covariate would be dropped.
+    """
+    rng = np.random.default_rng(3)
+    t = 1.7e9 + rng.uniform(0, 7 * 86400, 400)
+    x = rng.normal(size=400)
+    z = x + 3e-4 * rng.normal(size=400)
+    y = rng.poisson(np.exp(0.2 + 0.3 * x + 1e-6 * (t - 1.7e9))).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollinearityWarning)
+        est = PanelPoissonRegressor().fit(np.column_stack([x, t, z]), y)
+    X = sm.add_constant(np.column_stack([x, t - 1.7e9, z]))
+    ref = sm.GLM(y, X, family=sm.families.Poisson()).fit(tol=1e-13)
+    assert not np.isnan(est.coef_).any()
+    assert est.coef_[1] == pytest.approx(ref.params[2], rel=1e-6)
+    assert est.loglik_ == pytest.approx(ref.llf, rel=1e-12)
+
+
 def test_nested_fixed_effects_give_the_formula_fit():
     """FE on d0 and on (d0, d1) pairs: the d0 effects are redundant, the fit is the pairs'."""
     df, dims, _, y = make_panel((4, 3, 5), seed=6)
