@@ -7,20 +7,23 @@ objective of the subclass's family and hands it to the Newton solver.
 
 from __future__ import annotations
 
+import dataclasses
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._cd import prox_newton_solve
 from ._design import PanelDesign
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik
 from ._identification import Identifier, embed, expand
 from ._inference import COV_TYPES
+from ._newton import newton_solve
 from ._objective import PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
 from ._separation import check_observed, limit_signs
@@ -40,6 +43,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0.0, None, closed="left")],
+        "l1_ratio": [Interval(Real, 0.0, 1.0, closed="both")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0.0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -77,6 +81,10 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
 
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        """The offset of :meth:`score`'s reference model: none of the user's."""
+        return None
+
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         """What ``predict`` reports; the family's mean unless a subclass says otherwise."""
         return self.family.mean(eta, problem.m)
@@ -109,6 +117,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         return w
 
     # --------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> PanelGLMBase:
         """Fit the model by Newton-Raphson on the factored design.
 
@@ -128,7 +137,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         data, y = self._as_panel(X, y, reset=True)
         y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows)
@@ -150,11 +158,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             collinear=self.collinear,
         )
         objective, result = ident.fit(
-            problem,
-            lambda d: self._objective(d, spec, problem),
-            tol=self.tol,
-            max_iter=self.max_iter,
-            verbose=self.verbose,
+            problem, lambda d: self._objective(d, spec, problem), self._solve
         )
         self._set_identification(ident, data, spec, order)
         self._set_results(spec, order, objective, result, problem)
@@ -167,11 +171,22 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
-        objective = PenalizedObjective(design, self.family, problem, self.alpha, penalized)
+        # Elastic net: the L2 part stays in the smooth objective, the L1 part
+        # goes to proximal Newton (see _solve).
+        l1 = self.alpha * self.l1_ratio
+        objective = PenalizedObjective(design, self.family, problem, self.alpha - l1, penalized)
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
         return objective, coef0
+
+    def _solve(self, objective: PenalizedObjective, coef0: np.ndarray) -> Any:
+        """Newton, or proximal Newton when the penalty has an L1 part."""
+        solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
+        l1 = self.alpha * self.l1_ratio
+        if l1 > 0:  # objective.pen: 1 for penalized coefficients, 0 for the intercept
+            return prox_newton_solve(objective, l1 * objective.pen, coef0, **solve_kw)
+        return newton_solve(objective, coef0, **solve_kw)
 
     def _set_identification(
         self, ident: Identifier, data: PanelData, spec: ModelSpec, order: np.ndarray
@@ -266,9 +281,14 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Fraction of deviance explained, D^2 (R^2 for the linear model).
 
-        The reference is the intercept-only model with the same offset and
-        trials, fitted to ``y``: with neither, the weighted mean of ``y``,
-        as in scikit-learn.
+        The model's deviance on ``(X, y)``, offsets and trials read from
+        ``X``, is compared with that of a constant: the intercept-only model
+        fitted to ``y`` without the offset column (the weighted mean of
+        ``y``; a constant probability with trials; a constant hazard for
+        durations), as scikit-learn's ``d2_tweedie_score`` and glum do. The
+        reference thus does not depend on the hyper-parameters, so models
+        with and without an offset are ranked by their deviance, as a
+        search over ``offset`` needs.
 
         Parameters
         ----------
@@ -285,5 +305,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         """
         data, problem, eta = self._eta_on(X, y, sample_weight)
         check_response(self.family, data.from_grid(problem.y), data.from_grid(problem.m), data)
-        eta0 = null_intercept(self.family, problem) + problem.offset_grid()
+        reference = dataclasses.replace(problem, offset=self._reference_offset(problem))
+        eta0 = null_intercept(self.family, reference) + reference.offset_grid()
         return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

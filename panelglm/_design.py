@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+import scipy.sparse
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._layout import build_grid, detect_axes
@@ -110,6 +111,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.covariates = covariates
         self.balanced = balanced
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
         """Learn the layout of every column of ``X``.
 
@@ -129,7 +131,6 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         return self
 
     def _fit(self, X: pd.DataFrame, y: Any) -> PanelData:
-        self._validate_params()
         X = self._check_frame(X)
         dims = tuple(self.dims)
         if len(set(dims)) != len(dims) or not dims:
@@ -180,6 +181,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         grid = self._grid(X, balanced=False)
         return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:
         """Fit the layout and lay out ``X`` (the grid is built once).
 
@@ -210,6 +212,11 @@ class PanelDesign(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _check_frame(X: Any) -> pd.DataFrame:
+        if scipy.sparse.issparse(X):
+            raise TypeError(
+                "PanelDesign does not accept sparse matrices; it needs a pandas DataFrame "
+                "in long format."
+            )
         if not isinstance(X, pd.DataFrame):
             raise TypeError(
                 f"PanelDesign needs a pandas DataFrame in long format, got {type(X).__name__}."

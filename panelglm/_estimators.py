@@ -13,9 +13,15 @@ from ._panel import PanelData
 from ._validation import first_bad_row
 
 _COMMON_PARAMS = """alpha : float, default=0.0
-        L2 penalty strength, scikit-learn's GLM convention: the objective is
-        ``mean_w(-loglik) + alpha / 2 * ||coef||^2``; the intercept is not
-        penalized. ``alpha=0`` is maximum likelihood.
+        Penalty strength, scikit-learn's (and glum's) GLM convention: the
+        objective is ``mean_w(-loglik) + alpha * (l1_ratio * ||coef||_1 +
+        (1 - l1_ratio) / 2 * ||coef||^2)``; the intercept is not penalized.
+        ``alpha=0`` is maximum likelihood.
+    l1_ratio : float, default=0.0
+        Elastic-net mixing, in [0, 1]: ``0`` is the ridge (L2) penalty,
+        ``1`` the lasso (L1). With an L1 part the model is fitted by proximal
+        Newton (coordinate descent on each Newton model) and coefficients the
+        penalty removes are exactly zero.
     fit_intercept : bool, default=True
         Whether to fit an intercept (and drop the first level of every
         categorical covariate and fixed effect).
@@ -139,7 +145,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     >>> import numpy as np
     >>> from panelglm import PanelPoissonRegressor
     >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(200, 2))
+    >>> X = rng.normal(size=(2000, 2))
     >>> y = rng.poisson(np.exp(0.5 + X @ [0.3, -0.2]))
     >>> est = PanelPoissonRegressor().fit(X, y)
     >>> est.coef_.round(1)
@@ -155,6 +161,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         *,
         offset=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -168,6 +175,7 @@ class PanelPoissonRegressor(PanelGLMBase):
     ):
         self.offset = offset
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -203,10 +211,10 @@ class PanelLinearRegressor(PanelGLMBase):
     --------
     >>> import numpy as np
     >>> from panelglm import PanelLinearRegressor
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
-    >>> est = PanelLinearRegressor().fit(X, [1.0, 3.0, 5.0, 7.0])
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0]])
+    >>> est = PanelLinearRegressor().fit(X, [1.1, 2.9, 5.0, 7.1, 8.9])
     >>> round(est.intercept_, 6), est.coef_.round(6)
-    (1.0, array([2.]))
+    (1.04, array([1.98]))
     """
 
     family = GAUSSIAN
@@ -215,6 +223,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self,
         *,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -227,6 +236,7 @@ class PanelLinearRegressor(PanelGLMBase):
         collinear="drop",
     ):
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -284,6 +294,7 @@ class PanelLogitRegressor(PanelGLMBase):
         *,
         trials=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -297,6 +308,7 @@ class PanelLogitRegressor(PanelGLMBase):
     ):
         self.trials = trials
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -388,6 +400,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         event=None,
         offset=None,
         alpha=0.0,
+        l1_ratio=0.0,
         fit_intercept=True,
         tol=1e-10,
         max_iter=100,
@@ -402,6 +415,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.event = event
         self.offset = offset
         self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -445,9 +459,18 @@ class PanelExponentialRegressor(PanelGLMBase):
             log_t=log_t,
         )
 
+    def _reference_offset(self, problem: PanelProblem) -> tuple | None:
+        # The constant-hazard model still has exposure log T.
+        return (problem.log_t, tuple(range(len(problem.shape))))
+
     def _prediction(self, eta: np.ndarray, problem: PanelProblem) -> np.ndarray:
         with np.errstate(over="ignore"):
             return np.exp(-eta)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True  # durations
+        return tags
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         # The Poisson likelihood of the indicators carries an extra

@@ -35,7 +35,7 @@ from ._collinearity import (
 )
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._families import Family
-from ._newton import NewtonResult, newton_solve
+from ._newton import NewtonResult
 from ._objective import PanelProblem
 from ._panel import PanelData
 from ._separation import (
@@ -299,7 +299,7 @@ class Identifier:
         self,
         problem: PanelProblem,
         make_objective: Callable[[FactoredDesign], tuple[Any, np.ndarray]],
-        **newton: Any,
+        solve: Callable[[Any, np.ndarray], NewtonResult],
     ) -> tuple[Any, NewtonResult]:
         """Screen, solve, and re-solve while separation is found.
 
@@ -310,8 +310,9 @@ class Identifier:
         make_objective : callable
             ``make_objective(design)`` returns ``(objective, coef0)`` for the
             current ``problem`` on ``design``.
-        **newton : dict
-            Arguments of :func:`newton_solve`.
+        solve : callable
+            ``solve(objective, coef0)`` runs the solver (Newton, or proximal
+            Newton for an L1 penalty) and returns its result.
 
         Returns
         -------
@@ -327,7 +328,7 @@ class Identifier:
         for round_ in range(MAX_ROUNDS + 1):
             design = restrict_design(self.design, self.kept)
             objective, coef0 = make_objective(design)
-            result = newton_solve(objective, coef0, **newton)
+            result = solve(objective, coef0)
             n_iter += result.n_iter
             if (
                 round_ == MAX_ROUNDS

@@ -86,6 +86,30 @@ class PanelData:
         Number of levels of each dimension.
     index : pandas.Index
         The index of the rows, in the caller's order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from panelglm import PanelDesign
+    >>> df = pd.DataFrame({
+    ...     "firm": ["b", "b", "a", "a"], "year": [2001, 2000, 2001, 2000],
+    ...     "size": [5.0, 5.0, 3.0, 3.0], "rate": [0.2, 0.1, 0.2, 0.1],
+    ... })
+    >>> data = PanelDesign(dims=["firm", "year"]).fit_transform(df)
+    >>> data.dims, data.shape
+    (('firm', 'year'), (2, 2))
+
+    Each column is stored once per level of the dimensions it varies along:
+
+    >>> data.numeric("size")
+    (array([3., 5.]), (0,))
+    >>> data.numeric("rate")
+    (array([0.1, 0.2]), (1,))
+
+    Values on the full grid are read back in the caller's row order:
+
+    >>> data.from_grid(data.to_grid(df["size"] * 10))
+    array([50., 50., 30., 30.])
     """
 
     def __init__(
@@ -175,7 +199,17 @@ class PanelData:
 
     # ------------------------------------------------------------- columns
     def has_column(self, name: str) -> bool:
-        """Whether ``name`` is a usable column of this data."""
+        """Whether ``name`` is a usable column of this data.
+
+        Parameters
+        ----------
+        name : str
+            Column name.
+
+        Returns
+        -------
+        bool
+        """
         return name in self.spec and name in self._frame.columns
 
     def _require(self, name: str, role: str) -> ColumnSpec:
@@ -221,6 +255,11 @@ class PanelData:
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.
 
+        Parameters
+        ----------
+        name : str
+            Name of a categorical column.
+
         Returns
         -------
         codes : ndarray of int
@@ -251,7 +290,16 @@ class PanelData:
     def to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Place one value per row (in row order) on the full grid.
 
-        Cells without a row (unbalanced panels) get ``fill``.
+        Parameters
+        ----------
+        values : array-like of shape (n_rows,)
+            One value per row, in the rows' order.
+        fill : float, default=0.0
+            Value of the cells without a row (unbalanced panels).
+
+        Returns
+        -------
+        ndarray of shape ``shape``
         """
         if self.is_balanced:  # every cell is written below
             out = np.empty(self.n_cells, dtype=np.float64)
@@ -261,5 +309,15 @@ class PanelData:
         return out.reshape(self.shape)
 
     def from_grid(self, arr: np.ndarray) -> np.ndarray:
-        """Read a full-grid array back in the rows' order."""
+        """Read a full-grid array back in the rows' order.
+
+        Parameters
+        ----------
+        arr : ndarray
+            An array over the full grid, or one that broadcasts to it.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+        """
         return np.broadcast_to(arr, self.shape).reshape(-1)[self._cells]
