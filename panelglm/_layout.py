@@ -9,6 +9,7 @@ a full ``N``-sized array per column.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -132,12 +133,16 @@ def build_grid(
     return grid
 
 
+def _depends_only_on(values: np.ndarray, grid: Grid, axes: tuple[int, ...]) -> bool:
+    """Whether rows with the same levels along ``axes`` always have the same value."""
+    key = grid.flat_index(axes)
+    last = np.empty(int(np.prod([grid.shape[a] for a in axes])), dtype=values.dtype)
+    last[key] = values  # per level combination, the value of its last row
+    return np.array_equal(last[key], values)
+
+
 def _varies_along(values: np.ndarray, grid: Grid, axis: int) -> bool:
-    others = tuple(a for a in range(len(grid.dims)) if a != axis)
-    key = grid.flat_index(others)
-    first = np.empty(int(np.prod([grid.shape[a] for a in others])), dtype=values.dtype)
-    first[key] = values
-    return not np.array_equal(first[key], values)
+    return not _depends_only_on(values, grid, tuple(a for a in range(len(grid.dims)) if a != axis))
 
 
 def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
@@ -153,10 +158,24 @@ def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
     Returns
     -------
     tuple of int
-        Sorted axes. A column constant along two axes separately is constant
-        along both jointly, so one test per axis suffices.
+        Sorted axes. On a full grid, a column constant along two axes
+        separately is constant along both jointly, so one test per axis
+        suffices. With missing cells it need not be (if every (d0, d1) pair
+        has a row at one d2 level only, a column varying along d2 looks
+        constant along each axis); then the smallest set of axes (the first
+        in axis order among equals) that the values depend on is returned.
     """
-    return tuple(a for a in range(len(grid.dims)) if _varies_along(values, grid, a))
+    axes = tuple(a for a in range(len(grid.dims)) if _varies_along(values, grid, a))
+    n_cells = int(np.prod(grid.shape, dtype=np.float64))
+    if grid.n_rows == n_cells or _depends_only_on(values, grid, axes):
+        return axes
+    rest = [a for a in range(len(grid.dims)) if a not in axes]
+    for k in range(1, len(rest) + 1):
+        for extra in combinations(rest, k):
+            candidate = tuple(sorted(axes + extra))
+            if _depends_only_on(values, grid, candidate):
+                return candidate
+    raise AssertionError("unreachable: a column always depends only on all axes")
 
 
 def lay_out(

@@ -139,6 +139,24 @@ def test_tuple_fixed_effect_levels_without_rows():
         est.predict(design.transform(df[cols]))
 
 
+def test_layout_detected_on_rows_with_structured_holes():
+    """Each (d0, d1) pair is observed at a single d2: a d2-level column still varies."""
+    rng = np.random.default_rng(13)
+    pairs = pd.MultiIndex.from_product([range(4), range(4)], names=["d0", "d1"]).to_frame(
+        index=False
+    )
+    df = pairs.assign(d2=(pairs.d0 + pairs.d1) % 2)
+    df["x"] = np.array([-0.7, 1.3])[df.d2]  # varies along d2 only
+    df["z"] = rng.normal(size=len(df))
+    y = rng.poisson(np.exp(0.5 + 0.4 * df["x"] + 0.3 * df["z"])).astype(float)
+    design = PanelDesign(dims=["d0", "d1", "d2"], balanced=False)
+    data = design.fit_transform(df)
+    assert design.spec_["x"].axes == (2,)
+    est = PanelPoissonRegressor().fit(data, y)
+    ref = sm.GLM(y, sm.add_constant(df[["x", "z"]].to_numpy()), family=sm.families.Poisson())
+    np.testing.assert_allclose(est.coef_, ref.fit(tol=1e-13).params[1:], rtol=1e-8)
+
+
 def test_score_is_d2_of_observed_rows():
     df, dims, names, y = unbalanced((8, 5, 3), seed=2)
     design = PanelDesign(dims=dims, covariates=names, balanced=False)
