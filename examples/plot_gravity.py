@@ -19,7 +19,8 @@ force.
 Santos Silva and Tenreyro (2006) showed that the model should be estimated by
 Poisson pseudo-maximum likelihood (PPML) on the flows in levels, zeros
 included, rather than by least squares on their logarithm. Here we fit both
-on a simulated panel whose true coefficients we know.
+on a simulated panel whose true coefficients we know, with standard errors
+clustered by exporter-importer pair, the convention in gravity work.
 
 The panel is exporter x importer x year and includes each country's trade
 with itself (domestic sales), as structural gravity recommends; the fixed
@@ -91,8 +92,13 @@ eta = (
     + truth["rta"] * rta[i, j, t]
 )
 # Trade flows: over-dispersed around their mean, with many zeros among small
-# flows. PPML only needs the mean exp(eta) to be right.
-flow = rng.poisson(np.exp(eta) * rng.gamma(2.0, 0.5, size=eta.size)).astype(float)
+# flows, and with pair-specific trade costs that no covariate records and that
+# persist over the years (a multiplicative error of mean one), so the flows of
+# a pair are correlated from year to year. PPML only needs the mean exp(eta) to
+# be right.
+pair_cost = rng.gamma(4.0, 0.25, size=(n_countries, n_countries))
+noise = pair_cost[i, j] * rng.gamma(2.0, 0.5, size=eta.size)
+flow = rng.poisson(np.exp(eta) * noise).astype(float)
 names = [f"C{k:02d}" for k in range(n_countries)]
 df = pd.DataFrame(
     {
@@ -135,13 +141,20 @@ df["importer_year"] = pd.Categorical(labels, categories=categories)
 design = PanelDesign(dims=["exporter", "importer", "year"], fixed_effects=[("exporter", "year")])
 data = design.fit_transform(df.drop(columns="trade"))
 print(data)
-ppml = PanelPoissonRegressor().fit(data, df["trade"])
+# Standard errors clustered by pair: a tuple of dimensions makes one cluster
+# per level combination, here per (exporter, importer) pair, all years of it
+# (the two directions of trade between two countries are two clusters, as
+# the simulated pair costs are). A list, ``cluster=["exporter", "importer"]``,
+# would cluster two-way instead.
+ppml = PanelPoissonRegressor(cov_type="cluster", cluster=("exporter", "importer"))
+ppml.fit(data, df["trade"])
 n_fe = sum(n.startswith(("exporter:year", "importer_year")) for n in ppml.coef_names_)
 print(
     f"{len(ppml.coef_names_)} coefficients, {n_fe} of them fixed effects; "
     f"{ppml.n_iter_} Newton iterations"
 )
-ppml_coef = pd.Series(ppml.coef_, index=ppml.coef_names_)[list(truth)]
+ppml_summary = ppml.summary().loc[list(truth)]
+ppml_coef = ppml_summary["coef"]
 
 # %%
 # If the exporter and importer effects do not change over time, the simpler
@@ -160,19 +173,50 @@ table = pd.DataFrame({"truth": truth, "PPML": ppml_coef, "OLS log(1+y)": ols_coe
 print(table.round(3))
 
 # %%
-# Standard errors clustered by country pair are the convention in gravity
-# work; they are not computed in this example.
-#
+# Clustered standard errors
+# -------------------------
+# The PPML summary, clustered by exporter-importer pair. The fixed effects
+# have their standard errors too (in ``ppml.summary()``); here are the
+# trade-cost coefficients, with the truth alongside.
+print(ppml.summary().attrs["cov_type"])
+print(ppml_summary.assign(truth=pd.Series(truth)).round(3).to_string())
+
+# %%
+# Heteroskedasticity-robust standard errors, which take every flow as
+# independent, understate the uncertainty of the pair covariates such as
+# distance: each pair's unobserved trade cost is shared by all its years.
+robust = PanelPoissonRegressor(cov_type="robust").fit(data, df["trade"])
+dist_se = pd.Series(
+    {"robust (HC1)": robust.bse_["log_dist"], "clustered by pair": ppml.bse_["log_dist"]}
+)
+print("standard error of the distance elasticity:")
+print(dist_se.round(4).to_string())
+
+# %%
 # Estimates against the truth, and the fit
 # ----------------------------------------
-# Left: PPML recovers the trade-cost coefficients; the log-linear model does
-# not. Right: within bins of predicted trade, the mean observed flow against
-# the mean prediction. PPML's predictions are the mean flows; transforming the
-# log-linear predictions back with ``exp(.) - 1`` misses them.
+# Left: PPML, with 95% confidence intervals clustered by pair, recovers the
+# trade-cost coefficients; the log-linear model does not. Right: within bins
+# of predicted trade, the mean observed flow against the mean prediction.
+# PPML's predictions are the mean flows; transforming the log-linear
+# predictions back with ``exp(.) - 1`` misses them.
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
 y_pos = np.arange(len(truth))
 ax1.scatter(table["truth"], y_pos, marker="|", s=400, color="k", label="truth", zorder=3)
-ax1.scatter(table["PPML"], y_pos - 0.12, s=25, color="C0", label="PPML", zorder=4)
+ax1.errorbar(
+    table["PPML"],
+    y_pos - 0.12,
+    xerr=[
+        ppml_summary["coef"] - ppml_summary["ci_low"],
+        ppml_summary["ci_high"] - ppml_summary["coef"],
+    ],
+    fmt="o",
+    ms=5,
+    capsize=3,
+    color="C0",
+    label="PPML, 95% CI (clustered by pair)",
+    zorder=4,
+)
 ax1.scatter(
     table["OLS log(1+y)"],
     y_pos + 0.12,
