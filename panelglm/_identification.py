@@ -13,8 +13,9 @@ elsewhere). :class:`Identifier` runs the Newton solve inside both guards:
 4. separation by any other direction, certified exactly: those cells are
    dropped, the covariates involved named, and steps 2-4 repeated.
 
-With ``alpha > 0`` the ridge penalty makes the optimum finite and unique, so
-nothing is dropped and the fit equals scikit-learn's on the full data.
+With ``alpha > 0`` the penalty keeps the optimum finite (and, with an L2 part,
+unique), so nothing is dropped and a ridge fit equals scikit-learn's on the
+full data.
 """
 
 from __future__ import annotations
