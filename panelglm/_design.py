@@ -10,7 +10,7 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._layout import build_grid, detect_axes
+from ._layout import Grid, build_grid, detect_axes
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._validation import check_dtype, check_levels, warn_if_sparse
 
@@ -200,7 +200,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         """
         return self._fit(X, y)
 
-    def _grid(self, X: pd.DataFrame, balanced: bool):
+    def _grid(self, X: pd.DataFrame, balanced: bool) -> Grid:
         dims = tuple(self.dims)
         for d in dims:
             if d in X.columns:
