@@ -19,14 +19,18 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._cd import prox_newton_solve
 from ._design import PanelDesign
+from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
+from ._identification import Identifier, embed, expand
 from ._inference import COV_TYPES
 from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
+from ._separation import check_observed, limit_signs
 from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
+from ._validation import check_response, check_target
 
 # Up to this many coefficients the Newton solve runs on one BLAS thread.
 SMALL_SOLVE = 1000
@@ -58,6 +62,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             Options(np.dtype, {np.dtype(np.float64), np.dtype(np.float32)}),
             StrOptions({"float64", "float32"}),
         ],
+        "collinear": [StrOptions({"drop", "raise"})],
     }
 
     # ------------------------------------------------------------- hooks
@@ -78,7 +83,10 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         return PanelProblem(
             shape=data.shape,
             y=None if y is None else data.to_grid(y),
-            w=None if w is None else data.to_grid(w),
+            # Cells without a row (unbalanced panels) weigh nothing.
+            w=None
+            if w is None and data.is_balanced
+            else data.to_grid(np.ones(data.n_rows) if w is None else w),
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
 
@@ -109,19 +117,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         names = getattr(self, "feature_names_in_", None)
         return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
 
-    def _check_y(self, y: Any, n: int) -> np.ndarray:
-        y = np.asarray(y, dtype=np.float64)
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        if y.ndim != 1 or len(y) != n:
-            raise ValueError(
-                f"y must be one-dimensional with {n} values (one per row), "
-                f"got shape {np.shape(y)}."
-            )
-        if not np.all(np.isfinite(y)):
-            raise ValueError("The target y has NaN or infinite values.")
-        return y
-
     def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
@@ -129,6 +124,13 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         if w.sum() <= 0:
             raise ValueError("sample_weight sums to zero.")
         return w
+
+    def _check_response(self, data: PanelData, problem: PanelProblem) -> None:
+        """The family's check of ``y`` on the grid; on failure, name the first bad row."""
+        if self.family.check_y(problem.y, problem.m) is None:
+            return  # no array of the rows is made for the common case
+        m = problem.m if np.ndim(problem.m) == 0 else data.from_grid(problem.m)
+        check_response(self.family, data.from_grid(problem.y), m, data)
 
     # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -152,22 +154,41 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         data, y = self._as_panel(X, y, reset=True)
-        y = self._check_y(y, data.n_rows)
+        y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows)
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
         self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
         design, order = build_design(spec, data)
         problem = self._problem(data, y, w)
-        reason = self.family.check_y(problem.y, problem.m)
-        if reason:
-            raise ValueError(f"The target y {reason}.")
+        self._check_response(data, problem)
+        # Separated cells and collinear coefficients are dropped around the solve.
+        ident = Identifier(
+            spec,
+            order,
+            design,
+            data,
+            self.family,
+            alpha=self.alpha,
+            fit_intercept=self.fit_intercept,
+            collinear=self.collinear,
+        )
+        objective, result = ident.fit(
+            problem, lambda d: self._objective(d, spec, problem), self._solve
+        )
+        self._set_identification(ident, data, spec, order)
+        self._set_results(spec, order, objective, result, problem)
+        return self
 
+    def _objective(
+        self, design: FactoredDesign, spec: ModelSpec, problem: PanelProblem
+    ) -> tuple[PenalizedObjective, np.ndarray]:
+        """The penalized objective of ``problem`` and Newton's starting point."""
         penalized = np.ones(design.n_coef)
         if spec.has_intercept:
             penalized[0] = 0.0  # the intercept is always the first internal coefficient
         # Elastic net: the L2 part stays in the smooth objective, the L1 part
-        # goes to proximal Newton; without it the plain Newton path is unchanged.
+        # goes to proximal Newton (see _solve).
         l1 = self.alpha * self.l1_ratio
         objective = PenalizedObjective(
             design, self.family, problem, self.alpha - l1, penalized, dtype=np.dtype(self.dtype)
@@ -175,16 +196,34 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
             coef0[0] = null_intercept(self.family, problem)
+        return objective, coef0
+
+    def _solve(self, objective: PenalizedObjective, coef0: np.ndarray) -> Any:
+        """Newton, or proximal Newton when the penalty has an L1 part."""
         solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
+        l1 = self.alpha * self.l1_ratio
         # Small P x P solves gain nothing from BLAS threads, and their spin-waits
         # cost far more than the solve on a busy machine.
-        with blas_threads(1 if design.n_coef <= SMALL_SOLVE else None):
-            if l1 > 0:
-                result = prox_newton_solve(objective, l1 * penalized, coef0, **solve_kw)
-            else:
-                result = newton_solve(objective, coef0, **solve_kw)
-        self._set_results(spec, order, objective, result, problem)
-        return self
+        with blas_threads(1 if objective.design.n_coef <= SMALL_SOLVE else None):
+            if l1 > 0:  # objective.pen: 1 for penalized coefficients, 0 for the intercept
+                return prox_newton_solve(objective, l1 * objective.pen, coef0, **solve_kw)
+            return newton_solve(objective, coef0, **solve_kw)
+
+    def _set_identification(
+        self, ident: Identifier, data: PanelData, spec: ModelSpec, order: np.ndarray
+    ) -> None:
+        """Record what was dropped: coefficients (NaN in ``coef_``) and separated rows."""
+        self._kept = ident.kept  # internal order; False: not estimated
+        self._separated_levels = ident.levels
+        self._unobserved_levels = ident.unobserved
+        self.collinear_names_ = [
+            n for n, k in zip(spec.names, ident.kept[order], strict=True) if not k
+        ]
+        self.separated_rows_ = (
+            np.zeros(data.n_rows, dtype=bool)
+            if ident.separated is None
+            else data.from_grid(ident.separated).astype(bool)
+        )
 
     def _set_results(
         self,
@@ -194,11 +233,12 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         result: Any,
         problem: PanelProblem,
     ) -> None:
-        beta = result.coef
+        # ``objective`` and ``result`` are over the kept coefficients only.
+        beta = expand(self._kept, result.coef)
         self._spec = spec
         self._order = order
-        self._beta = beta
-        user = beta[order]
+        self._beta = beta  # zero where not estimated, so predictions ignore those columns
+        user = np.where(self._kept[order], beta[order], np.nan)
         names = spec.names
         if spec.has_intercept:
             self.intercept_ = float(user[0])
@@ -208,9 +248,12 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             self.coef_, self.coef_names_ = user, names
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
-        stats = self._statistics(objective, beta, problem)
+        stats = self._statistics(objective, result.coef, problem)
         self.deviance_, self.loglik_ = stats.deviance, stats.loglik
-        self.scale_ = self._scale(problem.sum_w, len(names))
+        self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()))
+        # Of the penalized objective at the solution; rows and columns of
+        # coefficients not estimated (``~self._kept``) are NaN.
+        self._hessian = embed(self._kept, result.hess)
         self._set_inference(objective, result, problem, stats)
 
     def _statistics(
@@ -257,10 +300,16 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         check_is_fitted(self, "coef_")
         data, _ = self._as_panel(X, None, reset=False)
         if y is not None:
-            y = self._check_y(y, data.n_rows)
+            y = check_target(y, data)
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))
         design, _ = build_design(self._spec, data)
-        return data, problem, design.linear_predictor(self._beta, problem.offset)
+        check_observed(self._unobserved_levels, self._spec, data)
+        eta = design.linear_predictor(self._beta, problem.offset)
+        # At a separated level the maximum likelihood mean is the boundary itself.
+        limits = limit_signs(self._separated_levels, self._spec, data)
+        if limits is not None:
+            eta = np.where(limits < 0, -np.inf, np.where(limits > 0, np.inf, eta))
+        return data, problem, eta
 
     def predict(self, X: Any) -> np.ndarray:
         """Predict the mean response of every row of ``X``, in ``X``'s row order.
@@ -304,10 +353,8 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         -------
         float
         """
-        _, problem, eta = self._eta_on(X, y, sample_weight)
-        reason = self.family.check_y(problem.y, problem.m)
-        if reason:
-            raise ValueError(f"The target y {reason}.")
+        data, problem, eta = self._eta_on(X, y, sample_weight)
+        self._check_response(data, problem)
         reference = dataclasses.replace(problem, offset=self._reference_offset(problem))
         eta0 = null_intercept(self.family, reference) + reference.offset_grid()
         return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)

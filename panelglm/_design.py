@@ -10,9 +10,10 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._layout import build_grid, detect_axes
+from ._layout import Grid, build_grid, detect_axes
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._tables import TableColumns, join_tables, table_keys
+from ._validation import check_dtype, check_levels, warn_if_sparse
 
 
 def normalize_fixed_effects(
@@ -71,7 +72,19 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         are joined by key without expanding to one row per cell; levels absent
         from the frame are ignored (so a cross-validation fold of the cells
         works with the full tables), a level present in the frame but not in
-        its table, or a key that appears twice, is an error.
+        its table, or a key that appears twice, is an error. With
+        ``balanced=False`` a table keyed on several dimensions needs a row for
+        every combination of their levels, observed or not (the values at
+        combinations without a cell are not used, any finite value will do).
+    balanced : bool, default=True
+        Whether :meth:`fit` requires every cell of the full grid (every level
+        combination of ``dims``) to have a row. With ``balanced=False`` the
+        rows are laid out on the full grid and the cells without a row get
+        weight zero, so a model fits exactly the observed rows; memory and
+        time are those of the full grid, and a ``SparsePanelWarning`` says
+        when fewer than 10 % of its cells are observed. :meth:`transform`
+        accepts any subset of cells either way (predictions are made for the
+        given rows only).
 
     Attributes
     ----------
@@ -113,13 +126,15 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         "fixed_effects": [list, tuple, None],
         "covariates": [list, tuple, None],
         "tables": [dict, None],
+        "balanced": ["boolean"],
     }
 
-    def __init__(self, dims, fixed_effects=None, covariates=None, tables=None):
+    def __init__(self, dims, fixed_effects=None, covariates=None, tables=None, balanced=True):
         self.dims = dims
         self.fixed_effects = fixed_effects
         self.covariates = covariates
         self.tables = tables
+        self.balanced = balanced
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
@@ -146,7 +161,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         if len(set(dims)) != len(dims) or not dims:
             raise ValueError(f"dims must be distinct column names, got {list(dims)}.")
         table_keys(self.tables, dims)  # bad keys fail before any N-sized work
-        grid = build_grid(X, dims)
+        grid = self._grid(X, balanced=self.balanced)
+        check_levels(grid.levels)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
         target = y.name if isinstance(y, pd.Series) and y.name in X.columns else None
         frame_cols = [c for c in X.columns if c not in dims and c != target]
@@ -157,9 +173,12 @@ class PanelDesign(TransformerMixin, BaseEstimator):
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
         spec = {}
         for name in tables.names():
-            spec[name] = tables.fit_spec(name, is_categorical_dtype(self._table_column(name)))
+            col = self._table_column(name)
+            check_dtype(col, name)
+            spec[name] = tables.fit_spec(name, is_categorical_dtype(col))
         for name in frame_cols:
             col = X[name]
+            check_dtype(col, name)
             if is_categorical_dtype(col):
                 if col.isna().any():
                     raise ValueError(f"Column {name!r} has missing values.")
@@ -189,7 +208,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         X : DataFrame
             Long-format data with the dimension columns and the covariates.
             New levels of a dimension are allowed; whether a model can
-            predict for them depends on its fixed effects.
+            predict for them depends on its fixed effects. Any subset of
+            cells may be given, whatever ``balanced`` is.
 
         Returns
         -------
@@ -197,7 +217,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "spec_")
         X = self._check_frame(X)
-        grid = build_grid(X, tuple(self.dims))
+        grid = self._grid(X, balanced=False)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
         return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_, tables)
 
@@ -219,6 +239,16 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         PanelData
         """
         return self._fit(X, y)
+
+    def _grid(self, X: pd.DataFrame, balanced: bool) -> Grid:
+        dims = tuple(self.dims)
+        for d in dims:
+            if d in X.columns:
+                check_dtype(X[d], d, "dimension")
+        grid = build_grid(X, dims, balanced=balanced)
+        if grid.n_rows < np.prod(grid.shape, dtype=np.float64):
+            warn_if_sparse(grid.n_rows, grid.shape, dims)
+        return grid
 
     @staticmethod
     def _check_frame(X: Any) -> pd.DataFrame:

@@ -21,8 +21,10 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Whether to fit an intercept (and drop the first level of every
         categorical covariate and fixed effect).
     tol : float, default=1e-10
-        Stop when the decrease a Newton step predicts is at most
-        ``tol * max(1, |objective|)``; the final step makes the coefficients
+        Stop when the decrease a Newton step predicts is at most ``tol``
+        times the objective's size (``|objective|``, but at least the smaller
+        of 1 and the starting objective's size, so the rule does not depend
+        on the units of ``y``); the final step makes the coefficients
         accurate to roughly ``tol`` relative.
     max_iter : int, default=100
         Maximum number of Newton iterations.
@@ -59,7 +61,17 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         columns without copying them; coefficients then agree with float64
         to about 1e-5 relative (see ``benchmarks/PERF_NOTES.md``). Every
         ``cov_type`` and the elastic net (``l1_ratio > 0``) work in either
-        precision; standard errors in float32 agree to about 1e-5 relative."""
+        precision; standard errors in float32 agree to about 1e-5 relative.
+    collinear : {"drop", "raise"}, default="drop"
+        What to do, when ``alpha=0``, with a coefficient that is a linear
+        combination of others on the observed rows (for example a covariate
+        that varies by customer only, next to a customer fixed effect):
+        ``"drop"`` leaves it out of the fit with a ``CollinearityWarning``
+        naming it and reports it as NaN, as fixest does; ``"raise"`` raises a
+        ValueError instead. The intercept, then fixed effects, then covariates
+        in their order claim the column space first, so the later of two
+        collinear covariates is the one dropped. Fixed-effect levels with no
+        observed row are always NaN, without a warning."""
 
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.
@@ -91,7 +103,18 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
         GLM ``bic_llf``).
     scale_ : float
-        Dispersion: ``1`` for the Poisson, binomial and exponential models."""
+        Dispersion: ``1`` for the Poisson, binomial and exponential models.
+    collinear_names_ : list of str
+        Coefficients not estimated (NaN in ``coef_``): collinear with the
+        intercept, fixed effects or earlier covariates, or without any
+        observed row of positive weight.
+    separated_rows_ : ndarray of bool of shape (n_rows,)
+        Rows dropped from the fit as separated (``alpha=0`` only): rows of a
+        fixed-effect level whose ``y`` are all 0 (or all equal to the trials),
+        or rows that a covariate fits perfectly as its coefficient goes to
+        infinity. The fit is the maximum likelihood fit of the other rows; a
+        ``SeparationWarning`` names the levels or covariates, and predictions
+        at a separated fixed-effect level are its limit (0 or the trials)."""
 
 
 def fill_doc(cls: type) -> type:

@@ -11,6 +11,7 @@ from ._docstrings import fill_doc
 from ._families import BINOMIAL, GAUSSIAN, POISSON
 from ._objective import PanelProblem
 from ._panel import PanelData
+from ._validation import first_bad_row
 
 
 @fill_doc
@@ -68,6 +69,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         cluster=None,
         small_sample=True,
         dtype=np.float64,
+        collinear="drop",
     ):
         self.offset = offset
         self.alpha = alpha
@@ -82,6 +84,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.cluster = cluster
         self.small_sample = small_sample
         self.dtype = dtype
+        self.collinear = collinear
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -130,6 +133,7 @@ class PanelLinearRegressor(PanelGLMBase):
         cluster=None,
         small_sample=True,
         dtype=np.float64,
+        collinear="drop",
     ):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -143,6 +147,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self.cluster = cluster
         self.small_sample = small_sample
         self.dtype = dtype
+        self.collinear = collinear
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
         return self.deviance_ / (n_eff - n_coef) if n_eff > n_coef else np.nan
@@ -201,6 +206,7 @@ class PanelLogitRegressor(PanelGLMBase):
         cluster=None,
         small_sample=True,
         dtype=np.float64,
+        collinear="drop",
     ):
         self.trials = trials
         self.alpha = alpha
@@ -215,13 +221,20 @@ class PanelLogitRegressor(PanelGLMBase):
         self.cluster = cluster
         self.small_sample = small_sample
         self.dtype = dtype
+        self.collinear = collinear
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         problem = super()._problem(data, y, w)
         if self.trials is not None:
-            m, axes = data.numeric(self.trials, "trials")
+            m, axes = data.numeric(self.trials, "trials", fill=1.0)
             if np.any(m <= 0):
-                raise ValueError(f"The trials column {self.trials!r} must be positive.")
+                rows = data.from_grid(
+                    m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
+                )
+                raise ValueError(
+                    f"The trials column {self.trials!r} must be positive"
+                    f"{first_bad_row(data, rows > 0)}."
+                )
             problem.m = m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
         return problem
 
@@ -301,6 +314,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         cluster=None,
         small_sample=True,
         dtype=np.float64,
+        collinear="drop",
     ):
         self.event = event
         self.offset = offset
@@ -316,20 +330,27 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.cluster = cluster
         self.small_sample = small_sample
         self.dtype = dtype
+        self.collinear = collinear
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         base = super()._problem(data, None, w)
         if y is None:
             return base
-        t = data.to_grid(y)
+        t = data.to_grid(y, fill=1.0)  # log 1 = 0 at cells without a row
         if np.any(t <= 0):
-            raise ValueError("The durations y must be positive.")
+            raise ValueError(f"The durations y must be positive{first_bad_row(data, y > 0)}.")
         if self.event is None:
             d = np.ones(data.shape)
         else:
             ev, axes = data.numeric(self.event, "event")
             if not np.all((ev == 0) | (ev == 1)):
-                raise ValueError(f"The event column {self.event!r} must hold only 0 and 1.")
+                rows = data.from_grid(
+                    ev.reshape([n if k in axes else 1 for k, n in enumerate(data.shape)])
+                )
+                raise ValueError(
+                    f"The event column {self.event!r} must hold only 0 and 1"
+                    f"{first_bad_row(data, (rows == 0) | (rows == 1))}."
+                )
             d = np.broadcast_to(
                 ev.reshape([n if k in axes else 1 for k, n in enumerate(data.shape)]), data.shape
             ).copy()

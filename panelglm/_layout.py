@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -26,10 +27,13 @@ import pandas as pd
 CHUNK_CELLS = 1 << 16
 
 
+def show_value(value: object) -> str:
+    """``repr`` of a level or value as the user wrote it (``3``, not ``np.int64(3)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _fmt_levels(dims: tuple[str, ...], levels: tuple) -> str:
-    # numpy scalars print as their Python values (5, not np.int16(5)).
-    plain = [v.item() if isinstance(v, np.generic) else v for v in levels]
-    return ", ".join(f"{d}={v!r}" for d, v in zip(dims, plain, strict=True))
+    return ", ".join(f"{d}={show_value(v)}" for d, v in zip(dims, levels, strict=True))
 
 
 def code_dtype(n: int) -> np.dtype:
@@ -68,12 +72,22 @@ class Grid:
         """Number of rows of the frame the grid was built from."""
         return len(self.codes[0]) if self.codes else 0
 
+    @property
+    def n_cells(self) -> int:
+        """Number of cells of the full grid."""
+        return int(np.prod(self.shape))
+
+    @property
+    def is_balanced(self) -> bool:
+        """Whether every cell of the grid has a row."""
+        return self.n_rows == self.n_cells
+
     @cached_property
     def row_of_cell(self) -> np.ndarray | None:
-        """The row of every cell (C order), or ``None`` if row ``c`` is cell ``c``."""
+        """Each cell's row, C order (``-1``: none); ``None`` if row ``c`` is cell ``c``."""
         if in_c_order(self.codes, self.shape):
             return None
-        return _permutation(self.cells(), int(np.prod(self.shape)))
+        return _permutation(self.cells(), self.n_cells)
 
     def flat_index(self, axes: tuple[int, ...]) -> np.ndarray:
         """Flat (C order) index of each row's level combination over ``axes``."""
@@ -103,18 +117,36 @@ class Grid:
         step = max(1, cells // max(rest, 1))
         return [(s, min(s + step, n0)) for s in range(0, n0, step)]
 
-    def gather(self, values: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Row values of the cells whose first-axis position is in ``[start, stop)``."""
+    def gather(self, values: np.ndarray, start: int, stop: int, fill: float = 0) -> np.ndarray:
+        """Row values of the cells whose first-axis position is in ``[start, stop)``.
+
+        Cells without a row (unbalanced panels) get ``fill``.
+        """
         rest = int(np.prod(self.shape[1:]))
         sl = slice(start * rest, stop * rest)
         order = self.row_of_cell
-        out = values[sl] if order is None else values[order[sl]]
+        if order is None:
+            out = values[sl]
+        else:
+            idx = order[sl]
+            out = values[idx]
+            if not self.is_balanced:
+                out[idx < 0] = fill
         return out.reshape((stop - start, *self.shape[1:]))
 
-    def to_grid(self, values: np.ndarray) -> np.ndarray:
-        """One value per row placed on the full grid (a view when rows are in C order)."""
+    def to_grid(self, values: np.ndarray, fill: float = 0) -> np.ndarray:
+        """One value per row placed on the full grid (a view when rows are in C order).
+
+        Cells without a row (unbalanced panels) get ``fill``.
+        """
         order = self.row_of_cell
-        return (values if order is None else values[order]).reshape(self.shape)
+        if order is None:
+            return values.reshape(self.shape)
+        if self.is_balanced:
+            return values[order].reshape(self.shape)
+        out = np.full(self.n_cells, fill, dtype=np.result_type(values.dtype, type(fill)))
+        out[self.cells()] = values
+        return out.reshape(self.shape)
 
     def from_grid(self, arr: np.ndarray) -> np.ndarray:
         """A full-grid array read back in the rows' order."""
@@ -122,6 +154,8 @@ class Grid:
         order = self.row_of_cell
         if order is None:
             return flat
+        if not self.is_balanced:
+            return flat[self.cells()]
         out = np.empty(self.n_rows, dtype=flat.dtype)
         out[order] = flat
         return out
@@ -147,7 +181,9 @@ def in_c_order(codes: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> bool:
 
 
 def _permutation(cells: np.ndarray, n_cells: int) -> np.ndarray:
-    order = np.empty(n_cells, dtype=np.int32 if n_cells < 2**31 else np.int64)
+    dtype = np.int32 if n_cells < 2**31 else np.int64
+    # -1 marks a cell without a row (unbalanced panels).
+    order = np.empty(n_cells, dtype) if len(cells) == n_cells else np.full(n_cells, -1, dtype)
     order[cells] = np.arange(len(cells), dtype=order.dtype)
     return order
 
@@ -176,7 +212,9 @@ def _factorize(col: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
     return code.astype(code_dtype(len(uniq)), copy=False), pd.Index(uniq, name=name)
 
 
-def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
+def build_grid(
+    frame: pd.DataFrame, dims: list[str] | tuple[str, ...], balanced: bool = True
+) -> Grid:
     """Factorize the dimension columns of ``frame`` and check it is a full panel.
 
     Parameters
@@ -185,6 +223,9 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
         Long-format data, one row per cell, rows in any order.
     dims : sequence of str
         Columns that identify a cell.
+    balanced : bool, default=True
+        Whether every cell of the full grid must have a row. If False, cells
+        without a row are allowed (they get weight zero in a fit).
 
     Returns
     -------
@@ -194,7 +235,8 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
     ------
     ValueError
         If a dimension column is missing or has missing values, if a cell
-        appears twice, or if a cell of the full grid has no row.
+        appears twice, or (when ``balanced``) if a cell of the full grid has
+        no row.
     """
     dims = tuple(dims)
     if len(frame) == 0:
@@ -221,19 +263,43 @@ def build_grid(frame: pd.DataFrame, dims: list[str] | tuple[str, ...]) -> Grid:
             f"{int(counts[dup[0]])} times."
         )
     empty = np.flatnonzero(counts == 0)
-    if empty.size:
+    if empty.size and balanced:
         raise ValueError(
             f"Missing cells: the panel over {list(dims)} has {counts.size} cells but "
             f"{empty.size} have no row, e.g. ({grid.describe_cell(int(empty[0]))}). "
-            "Only balanced panels are supported."
+            "Pass balanced=False to PanelDesign to fit an unbalanced panel."
         )
-    del counts
-    grid.__dict__["row_of_cell"] = _permutation(cells, len(cells))
+    del counts, empty
+    grid.__dict__["row_of_cell"] = _permutation(cells, grid.n_cells)
     return grid
 
 
 def _first_along(arr: np.ndarray, axis: int) -> np.ndarray:
     return arr[(slice(None),) * axis + (slice(0, 1),)]
+
+
+def _depends_only_on(values: np.ndarray, grid: Grid, axes: tuple[int, ...]) -> bool:
+    """Whether rows with the same levels along ``axes`` always have the same value."""
+    key = grid.flat_index(axes)
+    last = np.empty(int(np.prod([grid.shape[a] for a in axes])), dtype=values.dtype)
+    last[key] = values  # per level combination, the value of its last row
+    return np.array_equal(last[key], values)
+
+
+def _unbalanced_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
+    """:func:`detect_axes` on rows that do not fill the grid (row by row, not by chunk)."""
+    every = range(len(grid.dims))
+    others = [tuple(b for b in every if b != a) for a in every]
+    axes = tuple(a for a in every if not _depends_only_on(values, grid, others[a]))
+    if _depends_only_on(values, grid, axes):
+        return axes
+    rest = [a for a in every if a not in axes]
+    for k in range(1, len(rest) + 1):
+        for extra in combinations(rest, k):
+            candidate = tuple(sorted(axes + extra))
+            if _depends_only_on(values, grid, candidate):
+                return candidate
+    raise AssertionError("unreachable: a column always depends only on all axes")
 
 
 def _varies_along(values: np.ndarray, grid: Grid, axis: int) -> bool:
@@ -259,13 +325,21 @@ def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
     Returns
     -------
     tuple of int
-        Sorted axes. A column constant along two axes separately is constant
-        along both jointly, so one test per axis suffices.
+        Sorted axes. On a full grid, a column constant along two axes
+        separately is constant along both jointly, so one test per axis
+        suffices. With missing cells it need not be (if every (d0, d1) pair
+        has a row at one d2 level only, a column varying along d2 looks
+        constant along each axis); then the smallest set of axes (the first
+        in axis order among equals) that the values depend on is returned.
     """
+    if not grid.is_balanced:
+        return _unbalanced_axes(values, grid)
     return tuple(a for a in range(len(grid.dims)) if _varies_along(values, grid, a))
 
 
-def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) -> np.ndarray:
+def lay_out(
+    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float = 0
+) -> np.ndarray:
     """Place a column's row values on the grid over ``axes``.
 
     A column over every axis in C-ordered rows comes back as a read-only view
@@ -282,6 +356,8 @@ def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) ->
         The axes the column is stored along.
     name : str
         Column name, for error messages.
+    fill : float, default=0
+        Value of the level combinations that no row has (unbalanced panels).
 
     Returns
     -------
@@ -294,7 +370,9 @@ def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) ->
     """
     ndim = len(grid.dims)
     if tuple(axes) == tuple(range(ndim)):
-        return grid.to_grid(values)
+        return grid.to_grid(values, fill)
+    if not grid.is_balanced:
+        return _lay_out_rows(values, grid, axes, name, fill)
     shape = grid.shape
     sub_shape = tuple(shape[a] for a in axes)
     # The cell at position 0 of every axis not in `axes` represents its level combination.
@@ -320,3 +398,23 @@ def lay_out(values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str) ->
                 f"e.g. at row {row}."
             )
     return out
+
+
+def _lay_out_rows(
+    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float
+) -> np.ndarray:
+    """:func:`lay_out` for rows that do not fill the grid."""
+    sub_shape = tuple(grid.shape[a] for a in axes)
+    key = grid.flat_index(axes)
+    # Some level combinations have no row; they get ``fill``, a harmless
+    # finite value, since only weight-zero cells use it.
+    out = np.full(int(np.prod(sub_shape)), fill, dtype=values.dtype)
+    out[key] = values
+    bad = np.flatnonzero(out[key] != values)
+    if bad.size:
+        varying = [grid.dims[a] for a in range(len(grid.dims)) if a not in axes]
+        raise ValueError(
+            f"Column {name!r} was fitted as varying only along {[grid.dims[a] for a in axes]} "
+            f"but varies along {varying} here, e.g. at row {int(bad[0])}."
+        )
+    return out.reshape(sub_shape)

@@ -100,9 +100,10 @@ def newton_solve(
         Starting point.
     tol : float
         Converged when half the squared Newton decrement (the decrease a
-        Newton step predicts) is at most ``tol * max(1, |loss|)``; that last
-        step is still taken, which makes the result accurate to about
-        ``tol`` relative, thanks to Newton's quadratic convergence.
+        Newton step predicts) is at most ``tol * max(|loss|, min(1, |loss0|))``
+        (``loss0`` the starting objective); that last step is still taken,
+        which makes the result accurate to about ``tol`` relative, thanks to
+        Newton's quadratic convergence.
     max_iter : int
         Maximum number of Newton iterations.
     verbose : int
@@ -125,10 +126,15 @@ def newton_solve(
     loss, grad, hess = objective.loss_grad_hess(coef)
     if not np.isfinite(loss):
         raise FloatingPointError("The objective is not finite at the starting point.")
+    # The objective carries the units of y (a Poisson fit to flows in
+    # trillions has a loss near 1e-12), so an absolute floor of 1 would stop
+    # Newton after its first step; the floor is the starting objective's own
+    # size instead, capped at 1 so well-scaled problems stop as before.
+    floor = min(1.0, abs(loss))
     for it in range(1, max_iter + 1):
         step = _newton_step(grad, hess)
         decrement = float(-grad @ step)  # lambda^2 = g' H^-1 g
-        done = 0.5 * decrement <= tol * max(1.0, abs(loss))
+        done = 0.5 * decrement <= tol * max(floor, abs(loss))
         t, accepted = 1.0, False
         for k in range(MAX_HALVINGS):
             trial = coef + t * step

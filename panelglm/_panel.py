@@ -183,6 +183,16 @@ class PanelData:
         return self.grid.n_rows
 
     @property
+    def n_cells(self) -> int:
+        """Number of cells of the full grid (``n_rows`` when balanced)."""
+        return self.grid.n_cells
+
+    @property
+    def is_balanced(self) -> bool:
+        """Whether every cell of the grid has a row."""
+        return self.grid.is_balanced
+
+    @property
     def index(self) -> pd.Index:
         """Row index of the frame, in the caller's order."""
         return self._frame.index
@@ -218,7 +228,9 @@ class PanelData:
             raise ValueError(f"Column {name!r} ({role}) is missing from the data.")
         return self.spec[name]
 
-    def numeric(self, name: str, role: str = "covariate") -> tuple[np.ndarray, tuple[int, ...]]:
+    def numeric(
+        self, name: str, role: str = "covariate", fill: float = 0.0
+    ) -> tuple[np.ndarray, tuple[int, ...]]:
         """A numeric column laid out over the axes it varies along.
 
         Parameters
@@ -227,6 +239,8 @@ class PanelData:
             Column name.
         role : str
             What the column is used as, for error messages.
+        fill : float, default=0.0
+            Value at level combinations without a row (unbalanced panels).
 
         Returns
         -------
@@ -239,12 +253,14 @@ class PanelData:
             raise TypeError(
                 f"Column {name!r} ({role}) is categorical; a numeric column is needed."
             )
-        if name not in self._cache and name in self._tables:
-            self._cache[name] = self._tables.numeric(spec)
-        if name not in self._cache:
+        key = name if fill == 0 else f"\0fill{fill!r}:{name}"
+        if key not in self._cache and name in self._tables:
+            # Tables have a row for every level combination of their key.
+            self._cache[key] = self._tables.numeric(spec)
+        if key not in self._cache:
             values = numeric_values(self._frame[name], name)
-            self._cache[name] = lay_out(values, self.grid, spec.axes, name)
-        return self._cache[name], spec.axes
+            self._cache[key] = lay_out(values, self.grid, spec.axes, name, fill)
+        return self._cache[key], spec.axes
 
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.
@@ -283,7 +299,7 @@ class PanelData:
         return self._cache[key], spec.axes
 
     # ------------------------------------------------------- row <-> grid
-    def to_grid(self, values: np.ndarray) -> np.ndarray:
+    def to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
         """Place one value per row (in row order) on the full grid.
 
         A read-only view of ``values`` when the rows are in the grid's C order.
@@ -292,12 +308,14 @@ class PanelData:
         ----------
         values : array-like of shape (n_rows,)
             One value per row, in the rows' order.
+        fill : float, default=0.0
+            Value of the cells without a row (unbalanced panels).
 
         Returns
         -------
         ndarray of shape ``shape``
         """
-        return self.grid.to_grid(np.asarray(values))
+        return self.grid.to_grid(np.asarray(values), fill)
 
     def from_grid(self, arr: np.ndarray) -> np.ndarray:
         """Read a full-grid array back in the rows' order.

@@ -27,8 +27,10 @@ def _tally(y: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
     counts = None
     for s in range(0, flat.size, CHUNK_CELLS):
         part = flat[s : s + CHUNK_CELLS]
+        if part.size and not (part.min() >= 0 and part.max() <= MAX_TALLY):
+            return None  # checked first: a huge y must not be cast to int
         ints = part.astype(np.int64)
-        if not np.array_equal(ints, part) or ints.min() < 0 or ints.max() > MAX_TALLY:
+        if not np.array_equal(ints, part):
             return None
         c = np.bincount(ints, weights=None if wf is None else wf[s : s + CHUNK_CELLS])
         if counts is None:

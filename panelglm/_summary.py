@@ -17,6 +17,7 @@ from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
 from ._factored import Axes
+from ._identification import embed
 from ._inference import ScoreFactors, coef_covariance, invert_information, normalize_cluster
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective
 
@@ -82,7 +83,8 @@ class InferenceMixin:
             dims=self._spec.dims,
         )
         order = self._order
-        c = cov.cov[np.ix_(order, order)]
+        # The fit's design may lack coefficients it could not identify: NaN.
+        c = embed(self._kept, cov.cov)[np.ix_(order, order)]
         self._cov = 0.5 * (c + c.T)  # exact symmetry, lost to rounding in the sandwich
         self._cov_description = cov.description
         self._set_fit_statistics(problem, design.n_coef, stats)

@@ -1,0 +1,1 @@
+"""Benchmarks of panelglm against scikit-learn, glum and statsmodels (not shipped)."""

@@ -1,0 +1,216 @@
+"""Input checks whose errors name the column, dimension, level or row at fault.
+
+Every check reads the caller's data and never writes to it. Errors are
+``TypeError`` for a value of the wrong kind and ``ValueError`` for a value
+out of range, as in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Number
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._layout import show_value
+from .exceptions import SparsePanelWarning
+
+# Below this share of observed cells an unbalanced panel spends most of its
+# memory and time on empty cells; the issue asks for a warning at 10 %.
+MIN_DENSITY = 0.10
+
+
+def _kind(value: Any) -> str:
+    """Coarse kind of a Python value, for telling mixed object columns apart."""
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, Number):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return type(value).__name__
+
+
+def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
+    """Reject object columns whose values are of mixed kinds or are numbers.
+
+    An object column of strings (or of any one non-numeric kind) is a
+    categorical column. One that mixes kinds, such as ``[1, "a"]``, has no
+    consistent meaning (``1`` and ``"1"`` would even get the same coefficient
+    name), and one that holds only numbers was most likely meant to be
+    numeric; both are rejected so the user decides.
+
+    Parameters
+    ----------
+    series : Series
+        The column.
+    name : str
+        Its name, for the message.
+    role : str
+        What it is used as ("dimension", "column").
+
+    Raises
+    ------
+    TypeError
+        For a mixed or numeric object column.
+    """
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return
+    values = series.dropna().to_numpy()
+    kinds = sorted({_kind(v) for v in values})
+    if len(kinds) > 1:
+        examples = {k: next(v for v in values if _kind(v) == k) for k in kinds}
+        raise TypeError(
+            f"{role.capitalize()} {name!r} mixes values of different types "
+            f"({', '.join(f'{k} such as {v!r}' for k, v in examples.items())}); "
+            "convert it to one type, e.g. with .astype(str) or pd.to_numeric."
+        )
+    if kinds == ["number"]:
+        raise TypeError(
+            f"{role.capitalize()} {name!r} holds numbers in an object column; convert it "
+            "with pd.to_numeric to use it as a number, or .astype('category') to use it "
+            "as categories."
+        )
+
+
+def check_levels(levels: tuple[pd.Index, ...]) -> None:
+    """Reject a panel dimension with a single level when fitting.
+
+    A dimension with one level carries no information: every column is
+    constant along it and a fixed effect on it equals the intercept.
+
+    Raises
+    ------
+    ValueError
+        Naming the dimension and its level.
+    """
+    for lv in levels:
+        if len(lv) == 1:
+            raise ValueError(
+                f"Dimension {lv.name!r} has a single level ({show_value(lv[0])}); a panel "
+                "dimension needs at least two. Drop it from dims."
+            )
+
+
+def warn_if_sparse(n_rows: int, shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
+    """Warn when an unbalanced panel's full grid is much larger than its data."""
+    n_cells = int(np.prod(shape, dtype=np.float64))
+    density = n_rows / n_cells
+    if density < MIN_DENSITY:
+        warnings.warn(
+            f"The panel over {list(dims)} has {n_cells} cells but only {n_rows} rows "
+            f"({density:.1%} observed); every array of the fit has one value per cell "
+            f"({n_cells * 8 / 2**20:.1f} MiB each), so memory and time grow with the full "
+            "grid, not with the data.",
+            SparsePanelWarning,
+            stacklevel=4,
+        )
+
+
+def describe_row(data: Any, i: int) -> str:
+    """``row i (index label; dim=level, ...)`` for row ``i`` of a PanelData."""
+    grid = data.grid
+    cell = ", ".join(
+        f"{d}={show_value(grid.levels[a][grid.codes[a][i]])}" for a, d in enumerate(grid.dims)
+    )
+    return f"row {i} (index {show_value(data.index[i])}: {cell})"
+
+
+def check_target(y: Any, data: Any) -> np.ndarray:
+    """The target as finite float64 values, one per row.
+
+    Parameters
+    ----------
+    y : array-like of shape (n_rows,) or (n_rows, 1)
+        The target, in the rows' order.
+    data : PanelData
+        The rows, for the length and for locating bad values.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+
+    Raises
+    ------
+    TypeError
+        If ``y`` is not numeric.
+    ValueError
+        If ``y`` has the wrong shape or a missing or infinite value.
+    """
+    n = data.n_rows
+    if isinstance(y, pd.DataFrame) and y.shape[1] == 1:
+        y = y.iloc[:, 0]
+    if isinstance(y, pd.Series) and (
+        not pd.api.types.is_numeric_dtype(y.dtype) or pd.api.types.is_object_dtype(y.dtype)
+    ):
+        if not pd.api.types.is_bool_dtype(y.dtype):
+            raise TypeError(f"The target y has dtype {y.dtype}; a numeric target is needed.")
+    try:
+        if isinstance(y, pd.Series | pd.DataFrame):
+            arr = y.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            arr = np.asarray(y, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"The target y must be numeric: {exc}") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(
+            f"y must be one-dimensional with {n} values (one per row), got shape {np.shape(arr)}."
+        )
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        what = "missing (NaN)" if np.isnan(arr[bad[0]]) else "infinite"
+        raise ValueError(
+            f"The target y has {bad.size} missing or infinite value(s); the first, at "
+            f"{describe_row(data, int(bad[0]))}, is {what}."
+        )
+    return arr
+
+
+def check_response(family: Any, y: np.ndarray, m: np.ndarray | float, data: Any) -> None:
+    """Raise the family's objection to ``y``, naming the first row at fault.
+
+    Parameters
+    ----------
+    family : Family
+        Its ``check_y`` says what is wrong, if anything.
+    y : ndarray of shape (n_rows,)
+        The target, per row.
+    m : ndarray of shape (n_rows,) or float
+        Binomial trials, per row.
+    data : PanelData
+        The rows.
+
+    Raises
+    ------
+    ValueError
+        If the family rejects ``y``.
+    """
+    m = np.broadcast_to(m, y.shape)
+    reason = family.check_y(y, m)
+    if reason is None:
+        return
+    # ``check_y`` judges whole arrays; a prefix that fails keeps failing as it
+    # grows, so bisecting on the prefix length finds the first bad row in
+    # O(log n) checks whatever the family's rule is.
+    lo, hi = 0, len(y)  # y[:lo] passes, y[:hi] fails
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if family.check_y(y[:mid], m[:mid]) is None:
+            lo = mid
+        else:
+            hi = mid
+    i = hi - 1
+    extra = f" (trials {show_value(m[i])})" if np.any(m != 1) else ""
+    raise ValueError(
+        f"The target y {reason}; e.g. {describe_row(data, i)} has y={show_value(y[i])}{extra}."
+    )
+
+
+def first_bad_row(data: Any, ok_rows: np.ndarray) -> str:
+    """Description of the first row where ``ok_rows`` is False ("" if none)."""
+    bad = np.flatnonzero(~ok_rows)
+    return f"; e.g. at {describe_row(data, int(bad[0]))}" if bad.size else ""

@@ -1,0 +1,100 @@
+"""Numerical safety: linear predictors up to +-700, and Newton's warnings on hard problems."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy.special import logsumexp
+from sklearn.exceptions import ConvergenceWarning
+
+from panelglm import PanelData, PanelDesign, PanelPoissonRegressor
+from panelglm._families import BINOMIAL
+from panelglm._newton import newton_solve
+from panelglm._objective import PanelProblem, PenalizedObjective
+from panelglm._terms import build_design, build_model_spec
+
+
+@pytest.mark.parametrize("level", [690.0, -690.0])
+def test_poisson_with_linear_predictor_near_plus_minus_700(level):
+    """Offsets near +-690 put V near +-700; the MLE per group has a closed form."""
+    rng = np.random.default_rng(0)
+    n = 10
+    df = pd.DataFrame({"g": np.repeat(["a", "b"], n), "t": np.tile(np.arange(n), 2)})
+    df["off"] = level + rng.uniform(-8, 8, 2 * n)
+    # PPML: any non-negative y; here y = exp(off + effect) * noise, from 1e-304 to 1e304.
+    log_y = df["off"] + np.where(df.g == "a", 0.7, -0.4) + rng.normal(scale=0.3, size=2 * n)
+    y = np.exp(log_y.to_numpy())
+    assert np.all(np.isfinite(y) & (y > 0))
+    data = PanelDesign(dims=["g", "t"], fixed_effects=["g"]).fit_transform(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow, no convergence trouble
+        est = PanelPoissonRegressor(offset="off").fit(data, y)
+    # Per group: b = log(sum y / sum exp(off)), computed in logs.
+    b = {g: logsumexp(log_y[df.g == g]) - logsumexp(df.loc[df.g == g, "off"]) for g in "ab"}
+    eta = est.predict(data)
+    assert np.max(np.abs(est.intercept_ + df["off"])) > 697
+    assert est.intercept_ == pytest.approx(b["a"], rel=1e-10, abs=1e-10)
+    assert est.coef_names_ == ["g[b]"]
+    assert est.coef_[0] == pytest.approx(b["b"] - b["a"], rel=1e-9)
+    assert np.all(np.isfinite(eta)) and np.isfinite(est.loglik_) and est.converged_
+
+
+@pytest.mark.parametrize("unit", [1e-12, 1e12])
+def test_poisson_fit_does_not_depend_on_the_units_of_y(unit):
+    """PPML on flows in trillions: only the intercept moves, by log(unit)."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 2))
+    y = rng.poisson(np.exp(1.0 + X @ [0.5, -0.3])).astype(float)
+    ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-13)
+    est = PanelPoissonRegressor().fit(X, y * unit)
+    np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-9)
+    assert est.intercept_ == pytest.approx(ref.params[0] + np.log(unit), rel=1e-9)
+
+
+def test_logit_objective_finite_at_plus_minus_700():
+    X = np.array([[700.0], [-700.0], [699.0], [-699.0], [0.5]])
+    y = np.array([1.0, 0.0, 0.0, 1.0, 0.3])
+    data = PanelData.from_array(X)
+    design, _ = build_design(build_model_spec(data, True, set()), data)
+    obj = PenalizedObjective(
+        design, BINOMIAL, PanelProblem(shape=(5,), y=y), 0.0, np.array([0.0, 1.0])
+    )
+    with np.errstate(all="raise"):
+        loss, grad, hess = obj.loss_grad_hess(np.array([0.0, 1.0]))
+    v = X[:, 0]
+    # Per cell -f = log(1 + e^v) - y v, written without overflow.
+    expected = np.mean(np.maximum(v, 0) + np.log1p(np.exp(-np.abs(v))) - y * v)
+    assert loss == pytest.approx(expected, rel=1e-12)
+    p = 0.5 * (1 + np.tanh(v / 2))
+    np.testing.assert_allclose(grad, [np.mean(p - y), np.mean((p - y) * v)], rtol=1e-12)
+    assert np.all(np.isfinite(hess))
+
+
+def test_newton_max_iter_warning_reports_gradient_norm():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 2))
+    y = rng.poisson(np.exp(1.0 + 2.0 * X[:, 0])).astype(float)
+    with pytest.warns(ConvergenceWarning, match=r"max_iter=1 .*gradient max-norm \d"):
+        est = PanelPoissonRegressor(max_iter=1).fit(X, y)
+    assert not est.converged_ and est.n_iter_ == 1
+
+
+class _Cliff:
+    """A convex objective that is finite only at its starting point (line search must fail)."""
+
+    def loss(self, x):
+        return 0.0 if np.all(x == 0.0) else np.inf
+
+    def loss_grad_hess(self, x):
+        return self.loss(x), np.array([3.0, -4.0]), np.eye(2)
+
+
+def test_line_search_failure_is_a_clear_warning():
+    with pytest.warns(ConvergenceWarning, match=r"could not decrease.*gradient max-norm 4.0"):
+        res = newton_solve(_Cliff(), np.zeros(2), tol=1e-10, max_iter=10)
+    assert not res.converged
+    np.testing.assert_array_equal(res.coef, 0.0)
