@@ -10,7 +10,8 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._layout import Grid, build_grid, detect_axes
+from ._columns import detect_axes
+from ._layout import Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._tables import TableColumns, join_tables, table_keys
 from ._validation import check_dtype, check_levels, warn_if_sparse
@@ -73,9 +74,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         from the frame are ignored (so a cross-validation fold of the cells
         works with the full tables), a level present in the frame but not in
         its table, or a key that appears twice, is an error. With
-        ``balanced=False`` a table keyed on several dimensions needs a row for
-        every combination of their levels, observed or not (the values at
-        combinations without a cell are not used, any finite value will do).
+        ``balanced=False`` a table keyed on several dimensions needs rows only
+        for the level combinations that some cell has.
     balanced : bool, default=True
         Whether :meth:`fit` requires every cell of the full grid (every level
         combination of ``dims``) to have a row. With ``balanced=False`` the

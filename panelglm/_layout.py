@@ -2,8 +2,9 @@
 
 A :class:`Grid` records, for the rows of a long frame, which cell of the
 ``n_1 x ... x n_D`` panel each row is. Columns are then laid out at the level
-they vary along (:func:`detect_axes`, :func:`lay_out`) without ever building
-a full ``N``-sized array per column.
+they vary along (:func:`~panelglm._columns.detect_axes`,
+:func:`~panelglm._columns.lay_out`) without ever building a full ``N``-sized
+array per column.
 
 Memory matters here: a panel of 1e8 cells must not cost an ``int64`` array per
 dimension. Level codes use the smallest integer type that holds them, and rows
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -272,149 +272,3 @@ def build_grid(
     del counts, empty
     grid.__dict__["row_of_cell"] = _permutation(cells, grid.n_cells)
     return grid
-
-
-def _first_along(arr: np.ndarray, axis: int) -> np.ndarray:
-    return arr[(slice(None),) * axis + (slice(0, 1),)]
-
-
-def _depends_only_on(values: np.ndarray, grid: Grid, axes: tuple[int, ...]) -> bool:
-    """Whether rows with the same levels along ``axes`` always have the same value."""
-    key = grid.flat_index(axes)
-    last = np.empty(int(np.prod([grid.shape[a] for a in axes])), dtype=values.dtype)
-    last[key] = values  # per level combination, the value of its last row
-    return np.array_equal(last[key], values)
-
-
-def _unbalanced_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
-    """:func:`detect_axes` on rows that do not fill the grid (row by row, not by chunk)."""
-    every = range(len(grid.dims))
-    others = [tuple(b for b in every if b != a) for a in every]
-    axes = tuple(a for a in every if not _depends_only_on(values, grid, others[a]))
-    if _depends_only_on(values, grid, axes):
-        return axes
-    rest = [a for a in every if a not in axes]
-    for k in range(1, len(rest) + 1):
-        for extra in combinations(rest, k):
-            candidate = tuple(sorted(axes + extra))
-            if _depends_only_on(values, grid, candidate):
-                return candidate
-    raise AssertionError("unreachable: a column always depends only on all axes")
-
-
-def _varies_along(values: np.ndarray, grid: Grid, axis: int) -> bool:
-    ref = grid.gather(values, 0, 1) if axis == 0 else None
-    for s, e in grid.chunks():
-        chunk = grid.gather(values, s, e)
-        first = _first_along(chunk, axis) if ref is None else ref
-        if not np.array_equal(chunk, np.broadcast_to(first, chunk.shape)):
-            return True
-    return False
-
-
-def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
-    """Axes along which a column varies; it is constant along all the others.
-
-    Parameters
-    ----------
-    values : ndarray
-        One value per row (numbers, or integer codes of a categorical).
-    grid : Grid
-        The rows' cells.
-
-    Returns
-    -------
-    tuple of int
-        Sorted axes. On a full grid, a column constant along two axes
-        separately is constant along both jointly, so one test per axis
-        suffices. With missing cells it need not be (if every (d0, d1) pair
-        has a row at one d2 level only, a column varying along d2 looks
-        constant along each axis); then the smallest set of axes (the first
-        in axis order among equals) that the values depend on is returned.
-    """
-    if not grid.is_balanced:
-        return _unbalanced_axes(values, grid)
-    return tuple(a for a in range(len(grid.dims)) if _varies_along(values, grid, a))
-
-
-def lay_out(
-    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float = 0
-) -> np.ndarray:
-    """Place a column's row values on the grid over ``axes``.
-
-    A column over every axis in C-ordered rows comes back as a read-only view
-    of ``values``; otherwise one value per level combination of ``axes`` is
-    read, and every other row is checked against it, one chunk at a time.
-
-    Parameters
-    ----------
-    values : ndarray
-        One value per row.
-    grid : Grid
-        The rows' cells.
-    axes : tuple of int
-        The axes the column is stored along.
-    name : str
-        Column name, for error messages.
-    fill : float, default=0
-        Value of the level combinations that no row has (unbalanced panels).
-
-    Returns
-    -------
-    ndarray of shape ``tuple(grid.shape[a] for a in axes)``
-
-    Raises
-    ------
-    ValueError
-        If the column varies along an axis not in ``axes``.
-    """
-    ndim = len(grid.dims)
-    if tuple(axes) == tuple(range(ndim)):
-        return grid.to_grid(values, fill)
-    if not grid.is_balanced:
-        return _lay_out_rows(values, grid, axes, name, fill)
-    shape = grid.shape
-    sub_shape = tuple(shape[a] for a in axes)
-    # The cell at position 0 of every axis not in `axes` represents its level combination.
-    strides = np.cumprod((1, *shape[::-1]))[:-1][::-1]
-    flat = np.zeros(sub_shape, dtype=np.intp)
-    for k, a in enumerate(axes):
-        ramp = np.arange(shape[a], dtype=np.intp) * strides[a]
-        flat += ramp.reshape([-1 if j == k else 1 for j in range(len(axes))])
-    order = grid.row_of_cell
-    out = values[flat if order is None else order[flat]]
-    full_view = out.reshape([shape[a] if a in axes else 1 for a in range(ndim)])
-    for s, e in grid.chunks():
-        chunk = grid.gather(values, s, e)
-        expect = full_view[s:e] if 0 in axes else full_view
-        bad = chunk != expect
-        if bad.any():
-            cell = s * int(np.prod(shape[1:])) + int(np.flatnonzero(bad)[0])
-            row = cell if order is None else int(order[cell])
-            varying = [grid.dims[a] for a in range(ndim) if a not in axes]
-            raise ValueError(
-                f"Column {name!r} was fitted as varying only along "
-                f"{[grid.dims[a] for a in axes]} but varies along {varying} here, "
-                f"e.g. at row {row}."
-            )
-    return out
-
-
-def _lay_out_rows(
-    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float
-) -> np.ndarray:
-    """:func:`lay_out` for rows that do not fill the grid."""
-    sub_shape = tuple(grid.shape[a] for a in axes)
-    key = grid.flat_index(axes)
-    # Some level combinations have no row; they get ``fill``, a harmless
-    # finite value, since only weight-zero cells use it.
-    out = np.full(int(np.prod(sub_shape)), fill, dtype=values.dtype)
-    out[key] = values
-    bad = np.flatnonzero(out[key] != values)
-    if bad.size:
-        varying = [grid.dims[a] for a in range(len(grid.dims)) if a not in axes]
-        raise ValueError(
-            f"Column {name!r} was fitted as varying only along {[grid.dims[a] for a in axes]} "
-            f"but varies along {varying} here, e.g. at row {int(bad[0])}."
-        )
-    return out.reshape(sub_shape)

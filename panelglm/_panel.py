@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._layout import Grid, lay_out
+from ._columns import lay_out
+from ._layout import Grid
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._columns import detect_axes, lay_out
 from ._layout import Grid
 from ._panel import ColumnSpec, numeric_values
 
@@ -68,13 +69,32 @@ class JoinedTable:
         The caller's table (never modified).
     rows : ndarray of int
         Shape ``tuple(shape[a] for a in axes)``: the table row of every level
-        combination of the key.
+        combination of the key (``-1``: none, possible in an unbalanced panel
+        for a combination that no cell has).
+    levels : tuple of pandas.Index
+        The grid's levels of the key dimensions.
     """
 
     key: tuple[str, ...]
     axes: Axes
     frame: pd.DataFrame
     rows: np.ndarray
+    levels: tuple[pd.Index, ...] = ()
+
+    @property
+    def has_gaps(self) -> bool:
+        """Whether some level combination of the key has no row."""
+        return bool(np.any(self.rows < 0))
+
+    def sub_grid(self) -> Grid:
+        """The combinations that have a row, as the rows of a grid over the key."""
+        ok = np.flatnonzero(self.rows.ravel() >= 0)
+        codes = np.unravel_index(ok, self.rows.shape)
+        return Grid(dims=self.key, levels=self.levels, codes=tuple(codes))
+
+    def present(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (over every combination) at the combinations that have a row."""
+        return values.ravel()[self.rows.ravel() >= 0]
 
     @property
     def value_columns(self) -> list[str]:
@@ -83,7 +103,8 @@ class JoinedTable:
 
     def column(self, name: str) -> pd.Series:
         """The column's values at every key level combination (C order)."""
-        return self.frame[name].iloc[self.rows.ravel()]
+        # A combination without a row borrows row 0; see ``present``.
+        return self.frame[name].iloc[np.maximum(self.rows.ravel(), 0)]
 
 
 def join_table(label: Any, key: tuple[str, ...], table: pd.DataFrame, grid: Grid) -> JoinedTable:
@@ -111,13 +132,20 @@ def join_table(label: Any, key: tuple[str, ...], table: pd.DataFrame, grid: Grid
     keep = np.logical_and.reduce([p >= 0 for p in pos])  # levels absent from the cells drop out
     rows = np.full(int(np.prod(sub_shape)), -1, dtype=np.intp)
     rows[np.ravel_multi_index([p[keep] for p in pos], sub_shape)] = np.flatnonzero(keep)
-    missing = np.flatnonzero(rows < 0)
+    absent = rows < 0
+    if absent.any() and not grid.is_balanced:
+        # An unbalanced panel need not have every combination of the key's levels.
+        seen = np.zeros(rows.size, dtype=bool)
+        seen[grid.flat_index(axes)] = True
+        absent &= seen
+    missing = np.flatnonzero(absent)
     if missing.size:
         raise ValueError(
             f"The table for {label!r} has no row for {missing.size} level combination(s) of "
             f"{list(key)} present in the data, e.g. ({grid.describe_cell(int(missing[0]), axes)})."
         )
-    return JoinedTable(key, axes, table, rows.reshape(sub_shape))
+    levels = tuple(grid.levels[a] for a in axes)
+    return JoinedTable(key, axes, table, rows.reshape(sub_shape), levels)
 
 
 def join_tables(tables: Mapping | None, grid: Grid, frame_columns: Any) -> list[JoinedTable]:
@@ -194,12 +222,23 @@ class TableColumns:
             arr, cats = codes.reshape(jt.rows.shape), pd.Index(cats)
         else:
             arr, cats = numeric_values(col, name).reshape(jt.rows.shape), None
+        if jt.has_gaps:
+            local = detect_axes(jt.present(arr), jt.sub_grid())
+            return ColumnSpec(name, tuple(jt.axes[k] for k in local), cats)
         return ColumnSpec(name, _varying_axes(arr, jt.axes), cats)
+
+    @staticmethod
+    def _gaps_lay_out(jt: JoinedTable, arr: np.ndarray, spec: ColumnSpec) -> np.ndarray:
+        """A column of a table with gaps laid out over ``spec.axes`` (0 at the gaps)."""
+        local = tuple(jt.axes.index(a) for a in spec.axes)
+        return lay_out(jt.present(arr), jt.sub_grid(), local, spec.name)
 
     def numeric(self, spec: ColumnSpec) -> np.ndarray:
         """A numeric table column over ``spec.axes``."""
         jt = self._by_name[spec.name]
         arr = numeric_values(jt.column(spec.name), spec.name).reshape(jt.rows.shape)
+        if jt.has_gaps:
+            return self._gaps_lay_out(jt, arr, spec)
         return _narrow(arr, jt.axes, spec.axes, spec.name, jt.key)
 
     def category_codes(self, spec: ColumnSpec) -> np.ndarray:
@@ -214,4 +253,6 @@ class TableColumns:
             raise ValueError(
                 f"Column {spec.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
             )
+        if jt.has_gaps:
+            return self._gaps_lay_out(jt, codes.reshape(jt.rows.shape), spec)
         return _narrow(codes.reshape(jt.rows.shape), jt.axes, spec.axes, spec.name, jt.key)

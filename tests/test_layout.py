@@ -8,7 +8,8 @@ import pytest
 from conftest import make_panel
 
 from panelglm import PanelDesign, PanelPoissonRegressor
-from panelglm._layout import build_grid, detect_axes, lay_out
+from panelglm._columns import detect_axes, lay_out
+from panelglm._layout import build_grid
 
 
 def c_ordered_frame(shape=(7, 5, 4), seed=0):

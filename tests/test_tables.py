@@ -137,3 +137,31 @@ def test_tables_are_not_modified():
         PanelDesign(dims=dims, tables={"d1": t}).fit_transform(df[dims]), y
     )
     pd.testing.assert_frame_equal(t, before)
+
+
+@pytest.mark.parametrize("drop_pairs", [False, True])
+def test_unbalanced_panel_with_tables_fits_the_observed_rows(drop_pairs):
+    """balanced=False with tables: the fit of the expanded observed rows (statsmodels).
+
+    With ``drop_pairs`` some (d0, d1) pairs have no cell and no row in the pair
+    table either; the table only needs the combinations that the cells have.
+    """
+    sm = pytest.importorskip("statsmodels.api")
+    df, dims, names, y = make_panel((6, 5, 4), seed=12)
+    rng = np.random.default_rng(12)
+    keep = rng.uniform(size=len(df)) < 0.6
+    if drop_pairs:
+        first_pairs = (df["d0"] == df["d0"].iloc[0]) & (df["d1"] != df["d1"].iloc[0])
+        keep &= ~first_pairs.to_numpy()
+    cells, y_obs = df[keep], y[keep]
+    tables = star(cells, rng)
+    cell_cols = [n for n in names if n == "x_012"]
+    data = PanelDesign(dims=dims, tables=tables, balanced=False).fit_transform(
+        cells[[*dims, *cell_cols]]
+    )
+    est = PanelPoissonRegressor().fit(data, y_obs)
+    X = sm.add_constant(cells[est.coef_names_].to_numpy())
+    ref = sm.GLM(y_obs, X, family=sm.families.Poisson()).fit(tol=1e-12)
+    np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-7, atol=1e-9)
+    assert est.loglik_ == pytest.approx(ref.llf, rel=1e-10)
+    np.testing.assert_allclose(est.predict(data), ref.predict(X), rtol=1e-8)
