@@ -225,3 +225,42 @@ def test_independent_columns_against_lstsq(p):
     basis = null_space_basis(X.T @ X, priority)
     assert basis.shape[1] == p - kept.sum()
     np.testing.assert_allclose(X @ basis, 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("center", [False, True])
+def test_chunked_gram_equals_the_plain_kernels(weighted, center):
+    """The fused-kernel Gram matrix (perf) equals the plain factored one, centred or not.
+
+    A cell-level column with a huge mean (a timestamp) is centred by a copy, a
+    modest one in the Gram matrix; both must agree with centring every column.
+    """
+    import panelglm._collinearity as coll
+    from panelglm._factored import DenseBlock, FactoredDesign
+    from panelglm._plan import make_plan
+    from panelglm._terms import build_design, build_model_spec
+
+    df, dims, names, _ = make_panel((6, 5, 4), seed=9)
+    rng = np.random.default_rng(9)
+    df["stamp"] = 1.7e9 + rng.uniform(0, 1e5, size=len(df))
+    df["shifted"] = 3.0 + rng.normal(size=len(df))
+    data = PanelDesign(dims=dims, fixed_effects=["d0"]).fit_transform(
+        df[[*dims, *names, "stamp", "shifted"]]
+    )
+    design, _ = build_design(build_model_spec(data, True, set()), data)
+    assert make_plan(design) is not None
+    w = rng.uniform(0.5, 2.0, size=design.shape) if weighted else None
+    gram, diag = coll.weighted_gram(design, w, center)
+    # The reference: the plain kernels on explicitly centred copies.
+    w_full = np.ones(design.shape) if w is None else w
+    means = design.gradient(w_full) / w_full.sum()
+    blocks = [
+        DenseBlock(b.axes, b.values - means[sl], b.names)
+        if center and i > 0 and isinstance(b, DenseBlock)
+        else b
+        for i, (b, sl) in enumerate(zip(design.blocks, design.slices(), strict=True))
+    ]
+    ref = FactoredDesign(shape=design.shape, blocks=blocks).hessian(w_full)
+    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
+    np.testing.assert_allclose(gram / scale, ref / scale, atol=1e-12)
+    np.testing.assert_allclose(diag, np.diag(design.hessian(w_full)), rtol=1e-12)
