@@ -29,6 +29,13 @@ Measured on the 2-core development machine (OPENBLAS_NUM_THREADS=1), full run,
   rows dropped with one SeparationWarning; Newton alone on the same data takes
   20 iterations (1.12 s) and reports convergence with effects near -20, where
   the maximum likelihood estimate is -infinity.
+
+The same run on the perf branch after the merge (fused chunked kernels; the
+Gram matrix from the chunked Hessian kernel, the post-solve trigger chunk by
+chunk): fit 0.19 s, 6 iterations; one iteration 0.014 s; guards: FE levels
+0.006 s, Gram + rank 0.019 s, post-solve 0.011 s -- 2.65 of the (now much
+cheaper) Newton iterations, 19 % of the fit; unbalanced 0.26 s; 5 % of
+customers never buy 0.26 s (unguarded Newton 0.36 s, 20 iterations).
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ def main(quick=False):
     ident = Identifier(
         spec, order, design, data, est.family, alpha=0.0, fit_intercept=True, collinear="drop"
     )
-    w = np.ones(problem.shape)
+    w = problem.w  # None: a balanced panel without weights, as the fit passes it
     t_fe, _ = timed(lambda: separated_levels(spec, data, est.family, problem))
     t_gram, _ = timed(
         lambda: independent_columns(weighted_gram(design, w, True)[0], ident.priority)
@@ -103,7 +110,7 @@ def main(quick=False):
     res = objective.loss_grad_hess(est._beta)
     t_post, _ = timed(
         lambda: separating_cells(
-            design, est.family, problem, res[1], res[2], np.arange(design.n_coef)
+            design, est.family, problem, res[1], res[2], np.arange(design.n_coef), objective
         )
     )
     total = t_fe + t_gram + t_post

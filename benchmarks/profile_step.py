@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import datagen
+# The checkout's own panelglm and benchmark harness, whatever is installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import datagen
 
 
 def best(fn, repeat):
