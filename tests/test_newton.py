@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 
 from panelglm._newton import newton_solve
@@ -40,7 +41,7 @@ class SoftPlusSum:
         return v
 
     def loss_grad_hess(self, x):
-        p = 1 / (1 + np.exp(-x))
+        p = expit(x)
         return self.loss(x), p - self.t, np.diag(p * (1 - p))
 
 
