@@ -1,10 +1,11 @@
 """From the small arrays of a pass to the gradient and the Hessian.
 
-A pass (:mod:`panelglm._kernels`) leaves, per row of its stack, the row summed
-to a few maximal axis sets, the batched contractions of the plan's groups and
-the dot products with the cell-level columns. These few, small arrays are
-contracted with the blocks here: a dense block by ``einsum``, a fixed effect
-or categorical by summing within its codes.
+A pass (:mod:`panelglm._kernels`, reduced by :mod:`panelglm._reductions`)
+leaves, per row of its stack, the row summed to a few maximal axis sets, the
+batched contractions of the plan's groups and the dot products with the
+cell-level columns. These few, small arrays are contracted with the blocks
+here: a dense block by ``einsum``, a fixed effect or categorical by summing
+within its codes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from ._factored import Axes, DenseBlock
 
 if TYPE_CHECKING:
-    from ._kernels import Accumulators
+    from ._reductions import Accumulators
 
 _IDX = string.ascii_letters
 

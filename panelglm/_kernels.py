@@ -3,13 +3,18 @@
 One pass walks the first axis in chunks of about :data:`CHUNK_CELLS` cells. For
 each chunk it builds the linear predictor into a reused buffer, lets the family
 write the curvature (and, unless the family's mean equals its curvature, the
-residual) into a reused stack of rows, and turns the stack into the small
-arrays a :class:`~panelglm._plan.KernelPlan` asks for: reductions by matrix
-products with vectors of ones, contractions with blocks by batched BLAS
-products, and the cell-level products by one matrix product. Only these small
-arrays survive a chunk, accumulated in float64; nothing of size ``N`` is
-allocated, so temporaries stay in cache and memory stays flat. The small
-arrays are then assembled into the gradient and the Hessian.
+residual) into a reused stack of rows, multiplies the curvature into the
+cell-level and spread columns' rows, and hands the stack to
+:class:`~panelglm._reductions.Reductions`, which adds the small arrays a
+:class:`~panelglm._plan.KernelPlan` asks for into float64 accumulators. Only
+these small arrays survive a chunk; nothing of size ``N`` is allocated, so
+temporaries stay in cache and memory stays flat. The small arrays are then
+assembled into the gradient and the Hessian (:mod:`panelglm._assemble`).
+
+This module owns the kernels' state (set up once in
+:class:`ChunkKernels`), the per-worker buffers and the threads; it writes the
+linear predictor and the rows of the stack, and leaves the reductions to
+:mod:`panelglm._reductions` and the assembly to :mod:`panelglm._assemble`.
 """
 
 from __future__ import annotations
@@ -22,12 +27,8 @@ import scipy.linalg.blas
 from ._assemble import Assembly
 from ._factored import Axes, DenseBlock
 from ._layout import CHUNK_CELLS
-from ._plan import Group
+from ._reductions import Accumulators, Reductions, _merge
 from ._threads import blas_limit, default_threads
-
-
-def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
-    return tuple(shape[a] for a in axes)
 
 
 def _expand(arr: np.ndarray, axes: Axes, shape: tuple[int, ...]) -> np.ndarray:
@@ -42,32 +43,7 @@ def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
 _AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
 
 
-def _merge(accs: list[Accumulators]) -> Accumulators:
-    out = accs[0]
-    for acc in accs[1:]:
-        out.lsum += acc.lsum
-        for m in out.red:
-            out.red[m] += acc.red[m]
-        for a, b in zip(out.grp + out.cell, acc.grp + acc.cell, strict=True):
-            a += b
-    return out
-
-
-class Accumulators:
-    """The small float64 arrays one pass produces."""
-
-    def __init__(self, kern: ChunkKernels) -> None:
-        shape, n_rows = kern.shape, kern.n_rows
-        self.lsum = 0.0
-        self.red = {m: np.zeros((n_rows, *_sub(shape, m))) for m in kern.plan.targets}
-        self.grp = [
-            np.zeros((*_sub(shape, g_out), kern.design.blocks[g.block].n_cols))
-            for g, g_out in zip(kern.plan.groups, kern.group_out, strict=True)
-        ]
-        self.cell = [np.zeros((n_rows, kern.design.blocks[i].n_cols)) for i in kern.plan.full]
-
-
-class ChunkKernels(Assembly):
+class ChunkKernels(Reductions, Assembly):
     """Loss, gradient and Hessian of a GLM on a factored design, in chunked passes.
 
     Parameters
@@ -155,6 +131,7 @@ class ChunkKernels(Assembly):
         step = max(1, chunk_cells // max(rest, 1))
         self.chunks = [(s, min(s + step, n0)) for s in range(0, n0, step)]
         self._max_cells = step * rest
+        # Vectors of ones for the reductions' BLAS products, one per length.
         self._ones: dict[int, np.ndarray] = {}
         self._buffers: list = []
         self.n_threads = n_threads if n_threads is not None else default_threads()
@@ -162,11 +139,6 @@ class ChunkKernels(Assembly):
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         return np.asarray(arr, dtype=self.dtype)
-
-    def _one(self, n: int) -> np.ndarray:
-        if n not in self._ones:
-            self._ones[n] = np.ones(n, dtype=self.dtype)
-        return self._ones[n]
 
     def _bufs(self, k: int = 0):
         """Worker ``k``'s reused chunk buffers: eta, the row stack, scratch."""
@@ -359,81 +331,6 @@ class ChunkKernels(Assembly):
             self._accumulate(rows, s, e, acc, groups=False, dot_rows=(0,))
 
         return _merge(self._run(work, lambda: Accumulators(self)))
-
-    def _accumulate(self, rows, s, e, acc, groups=True, dot_rows=None):
-        n_all = min(rows.shape[0], self.n_all_rows)
-        for m, out in acc.red.items():
-            self._reduce_into(rows[:n_all], m, s, e, out[:n_all])
-        if groups:
-            for r0, r1, needed in self.spread_rows.values():
-                for m in needed:
-                    self._reduce_into(rows[r0:r1], m, s, e, acc.red[m][r0:r1])
-            for g, g_out, out in zip(self.plan.groups, self.group_out, acc.grp, strict=True):
-                self._group(g, g_out, rows[0], s, e, out)
-        flat = rows.reshape(rows.shape[0], -1)
-        for i, out in zip(self.plan.full, acc.cell, strict=True):
-            vals = self.values[i]
-            for q in range(vals.shape[-1]):
-                col = vals[s:e, ..., q].reshape(-1)
-                for r in self.dot_rows if dot_rows is None else dot_rows:
-                    out[r, q] += float(np.dot(flat[r], col))
-
-    def _reduce_into(self, rows, keep: Axes, s: int, e: int, out: np.ndarray) -> None:
-        """Add the chunk's rows, summed to ``keep``, into the accumulator ``out``."""
-        if 0 in keep:
-            out[:, s:e] += self._reduce(rows, keep)
-        elif keep == self.every[1:] and rows.shape[1] < 8:
-            for i in range(rows.shape[1]):  # a few slabs: add them, no temporary
-                out += rows[:, i]
-        else:
-            out += self._reduce(rows, keep)
-
-    def _reduce(self, rows: np.ndarray, keep: Axes) -> np.ndarray:
-        """Sum the chunk's rows over the axes not in ``keep`` (BLAS with ones when contiguous)."""
-        csh = rows.shape[1:]
-        summed = [a for a in self.every if a not in keep]
-        out_shape = (rows.shape[0], *(csh[a] for a in keep))
-        if summed != list(range(summed[0], summed[-1] + 1)):
-            return rows.sum(axis=tuple(a + 1 for a in summed)).reshape(out_shape)
-        lo, hi = summed[0], summed[-1] + 1
-        pre = rows.shape[0] * int(np.prod(csh[:lo]))
-        mid, post = int(np.prod(csh[lo:hi])), int(np.prod(csh[hi:]))
-        view = rows.reshape(pre, mid, post)
-        if mid < 8:  # a product with a handful of ones is slower than plain adds
-            return view.sum(axis=1).reshape(out_shape)
-        if post == 1:
-            res = view.reshape(pre, mid) @ self._one(mid)
-        else:
-            res = np.matmul(self._one(mid), view)
-        return res.reshape(out_shape)
-
-    def _group(self, g: Group, out_axes: Axes, h, s, e, out):
-        """Accumulate ``sum over g.contract of h * X_b`` as one batched BLAS product."""
-        blk_axes = self.design.blocks[g.block].axes
-        x = self.values[g.block]
-        x = x[s:e] if 0 in blk_axes else x
-        csh = h.shape
-        ncol = x.shape[-1]
-        free = [a for a in self.every if a not in blk_axes]
-        nc, nf = int(np.prod(_sub(csh, g.contract))), int(np.prod(_sub(csh, free)))
-        if blk_axes[0] == 0 and 0 not in g.contract:  # batched over the chunk's first axis
-            x3 = x.reshape(csh[0], nc, ncol)
-            if free[0] < g.contract[0]:
-                res = np.matmul(h.reshape(csh[0], nf, nc), x3)
-            else:
-                res = np.matmul(x3.transpose(0, 2, 1), h.reshape(csh[0], nc, nf))
-                res = res.transpose(0, 2, 1)
-            out[s:e] += res.reshape(out[s:e].shape)
-            return
-        x2 = x.reshape(nc, ncol)
-        if free[0] < g.contract[0]:
-            res = h.reshape(nf, nc) @ x2
-        else:
-            res = (x2.T @ h.reshape(nc, nf)).T
-        if 0 in out_axes:
-            out[s:e] += res.reshape(out[s:e].shape)
-        else:
-            out += res.reshape(out.shape)
 
     # --------------------------------------------------------- assembly
     def gradient(self, acc: Accumulators) -> np.ndarray:
