@@ -13,13 +13,10 @@ the lasso removes is exactly zero.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.linalg
-from sklearn.exceptions import ConvergenceWarning
 
-from ._newton import ARMIJO, MAX_HALVINGS, ROUNDOFF, NewtonResult, SmoothObjective
+from ._newton import NewtonResult, SmoothObjective, newton_solve
 
 # Coordinate descent stops when no coordinate moves by more than this (in
 # units of the coefficients, relative to their size). It only has to find the
@@ -153,9 +150,8 @@ def prox_newton_solve(
     coef0 : ndarray
         Starting point.
     tol : float
-        Converged when the decrease the Newton model predicts is at most
-        ``tol * max(1, |objective|)``; that last step is still taken, as in
-        :func:`~panelglm._newton.newton_solve`.
+        As in :func:`~panelglm._newton.newton_solve`, which this is with the
+        L1 term as its penalty and coordinate descent as its model solver.
     max_iter : int
         Maximum number of Newton iterations.
     verbose : int
@@ -174,70 +170,13 @@ def prox_newton_solve(
         objective before convergence.
     """
     l1 = np.asarray(l1, dtype=np.float64)
-    coef = np.array(coef0, dtype=np.float64)
-    # Below the loss's own resolution (float32 work) no decrease can be seen.
-    roundoff = max(ROUNDOFF, float(getattr(objective, "roundoff", 0.0)))
-    tol = max(tol, roundoff)
-
-    def penalty(b: np.ndarray) -> float:
-        return float(l1 @ np.abs(b))
-
-    smooth, grad, hess = objective.loss_grad_hess(coef)
-    loss = smooth + penalty(coef)
-    if not np.isfinite(loss):
-        raise FloatingPointError("The objective is not finite at the starting point.")
-    for it in range(1, max_iter + 1):
-        z = minimize_l1_quadratic(grad, hess, coef, l1)
-        step = z - coef
-        # First-order change of the full objective along the step (negative
-        # unless converged); the model's predicted decrease adds the curvature.
-        slope = float(grad @ step) + penalty(z) - penalty(coef)
-        predicted = -(slope + 0.5 * float(step @ hess @ step))
-        done = predicted <= tol * max(1.0, abs(loss))
-        t, accepted = 1.0, False
-        for k in range(MAX_HALVINGS):
-            # The full step is almost always taken, so it is evaluated with its
-            # gradient and Hessian in one pass over the data (as in
-            # newton_solve); shorter steps only need the loss.
-            if k == 0:
-                trial = z  # full steps keep exact zeros
-                trial_smooth, trial_grad, trial_hess = objective.loss_grad_hess(trial)
-            else:
-                trial = coef + t * step
-                trial_smooth = objective.loss(trial)
-            trial_loss = trial_smooth + penalty(trial)
-            bound = loss + roundoff * max(1.0, abs(loss)) if done else loss + ARMIJO * t * slope
-            if trial_loss <= bound:
-                accepted = True
-                break
-            if done:
-                break
-            t *= 0.5
-        if verbose:
-            print(
-                f"[prox-newton] iter {it:3d}  loss {loss:.12g}  "
-                f"predicted decrease {predicted:.3e}  step {t:g}"
-            )
-        if accepted:
-            coef, loss = trial, trial_loss
-            if t == 1.0:
-                grad, hess = trial_grad, trial_hess
-            else:
-                grad, hess = objective.loss_grad_hess(coef)[1:]
-        if done:
-            return NewtonResult(coef, loss, grad, hess, it, True)
-        if not accepted:
-            warnings.warn(
-                f"Proximal Newton line search could not decrease the objective after "
-                f"{MAX_HALVINGS} halvings (iteration {it}); the result may be inaccurate.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-            return NewtonResult(coef, loss, grad, hess, it, False)
-    warnings.warn(
-        f"Proximal Newton did not converge in max_iter={max_iter} iterations; "
-        "increase max_iter or tol.",
-        ConvergenceWarning,
-        stacklevel=2,
+    return newton_solve(
+        objective,
+        coef0,
+        tol=tol,
+        max_iter=max_iter,
+        verbose=verbose,
+        penalty=lambda b: float(l1 @ np.abs(b)),
+        minimize_model=lambda g, h, b: minimize_l1_quadratic(g, h, b, l1),
+        name="Proximal Newton",
     )
-    return NewtonResult(coef, loss, grad, hess, max_iter, False)

@@ -9,6 +9,7 @@ halve the step until the objective does not get worse.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -89,8 +90,11 @@ def newton_solve(
     tol: float,
     max_iter: int,
     verbose: int = 0,
+    penalty: Callable[[np.ndarray], float] | None = None,
+    minimize_model: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    name: str = "Newton",
 ) -> NewtonResult:
-    """Minimize ``objective`` by Newton's method with step halving.
+    """Minimize ``objective`` (plus an optional non-smooth ``penalty``) by Newton's method.
 
     Parameters
     ----------
@@ -99,19 +103,31 @@ def newton_solve(
     coef0 : ndarray
         Starting point.
     tol : float
-        Converged when half the squared Newton decrement (the decrease a
-        Newton step predicts) is at most ``tol * max(|loss|, min(1, |loss0|))``
-        (``loss0`` the starting objective); that last step is still taken,
-        which makes the result accurate to about ``tol`` relative, thanks to
-        Newton's quadratic convergence.
+        Converged when the decrease the Newton model predicts (half the
+        squared Newton decrement without a penalty) is at most
+        ``tol * max(|loss|, min(1, |loss0|))`` (``loss0`` the starting
+        objective); that last step is still taken, which makes the result
+        accurate to about ``tol`` relative, thanks to Newton's quadratic
+        convergence.
     max_iter : int
         Maximum number of Newton iterations.
     verbose : int
         Print one line per iteration if positive.
+    penalty : callable, optional
+        ``penalty(coef)``: a convex non-smooth term added to the objective
+        (the L1 part of the elastic net); the line search runs on the sum.
+    minimize_model : callable, optional
+        ``minimize_model(grad, hess, coef)``: the minimizer of the Newton
+        model ``g'd + d'Hd / 2`` plus ``penalty`` at ``coef + d`` (proximal
+        Newton). Without it, the plain Newton step ``coef - H^-1 g``.
+    name : str
+        The solver's name in messages.
 
     Returns
     -------
     NewtonResult
+        ``loss`` includes ``penalty``; ``grad`` and ``hess`` are those of the
+        smooth part.
 
     Warns
     -----
@@ -119,11 +135,16 @@ def newton_solve(
         If ``max_iter`` is reached or the line search cannot decrease the
         objective before convergence.
     """
+
+    def full(smooth: float, b: np.ndarray) -> float:
+        return smooth if penalty is None else smooth + penalty(b)
+
     coef = np.array(coef0, dtype=np.float64)
     # Below the loss's own resolution no decrease can be seen: stop there.
     roundoff = max(ROUNDOFF, float(getattr(objective, "roundoff", 0.0)))
     tol = max(tol, roundoff)
-    loss, grad, hess = objective.loss_grad_hess(coef)
+    smooth, grad, hess = objective.loss_grad_hess(coef)
+    loss = full(smooth, coef)
     if not np.isfinite(loss):
         raise FloatingPointError("The objective is not finite at the starting point.")
     # The objective carries the units of y (a Poisson fit to flows in
@@ -132,24 +153,32 @@ def newton_solve(
     # size instead, capped at 1 so well-scaled problems stop as before.
     floor = min(1.0, abs(loss))
     for it in range(1, max_iter + 1):
-        step = _newton_step(grad, hess)
-        decrement = float(-grad @ step)  # lambda^2 = g' H^-1 g
-        done = 0.5 * decrement <= tol * max(floor, abs(loss))
+        z = (
+            coef + _newton_step(grad, hess)
+            if minimize_model is None
+            else (minimize_model(grad, hess, coef))
+        )
+        step = z - coef
+        # First-order change of the full objective along the step (negative
+        # unless converged); the model's predicted decrease adds the curvature.
+        slope = float(grad @ step) + (0.0 if penalty is None else penalty(z) - penalty(coef))
+        predicted = -(slope + 0.5 * float(step @ hess @ step))
+        done = predicted <= tol * max(floor, abs(loss))
         t, accepted = 1.0, False
         for k in range(MAX_HALVINGS):
-            trial = coef + t * step
             # The full step is almost always taken, so it is evaluated with its
             # gradient and Hessian in one pass over the data; shorter steps
             # only need the loss.
             if k == 0:
-                trial_loss, trial_grad, trial_hess = objective.loss_grad_hess(trial)
+                trial = z  # the full step keeps a proximal model's exact zeros
+                trial_smooth, trial_grad, trial_hess = objective.loss_grad_hess(trial)
             else:
-                trial_loss = objective.loss(trial)
+                trial = coef + t * step
+                trial_smooth = objective.loss(trial)
+            trial_loss = full(trial_smooth, trial)
             # Near the optimum the predicted decrease is below rounding noise,
             # so only "not worse" is asked of the final step.
-            bound = (
-                loss + roundoff * max(1.0, abs(loss)) if done else (loss - ARMIJO * t * decrement)
-            )
+            bound = loss + roundoff * max(1.0, abs(loss)) if done else loss + ARMIJO * t * slope
             if trial_loss <= bound:
                 accepted = True
                 break
@@ -158,19 +187,20 @@ def newton_solve(
             t *= 0.5
         if verbose:
             print(
-                f"[newton] iter {it:3d}  loss {loss:.12g}  decrement {decrement:.3e}  step {t:g}"
+                f"[{name}] iter {it:3d}  loss {loss:.12g}  "
+                f"predicted decrease {predicted:.3e}  step {t:g}"
             )
         if accepted:
-            coef = trial
+            coef, loss = trial, trial_loss
             if t == 1.0:
-                loss, grad, hess = trial_loss, trial_grad, trial_hess
+                grad, hess = trial_grad, trial_hess
             else:
-                loss, grad, hess = objective.loss_grad_hess(coef)
+                grad, hess = objective.loss_grad_hess(coef)[1:]
         if done:
             return NewtonResult(coef, loss, grad, hess, it, True)
         if not accepted:
             warnings.warn(
-                f"Newton line search could not decrease the objective after {MAX_HALVINGS} "
+                f"{name} line search could not decrease the objective after {MAX_HALVINGS} "
                 f"halvings (iteration {it}, gradient max-norm {np.max(np.abs(grad)):.3e}); "
                 "the result may be inaccurate.",
                 ConvergenceWarning,
@@ -178,7 +208,7 @@ def newton_solve(
             )
             return NewtonResult(coef, loss, grad, hess, it, False)
     warnings.warn(
-        f"Newton did not converge in max_iter={max_iter} iterations (gradient max-norm "
+        f"{name} did not converge in max_iter={max_iter} iterations (gradient max-norm "
         f"{np.max(np.abs(grad)):.3e}); increase max_iter or tol.",
         ConvergenceWarning,
         stacklevel=2,
