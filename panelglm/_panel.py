@@ -35,6 +35,25 @@ class ColumnSpec:
         """Whether the column enters as treatment-coded dummies."""
         return self.categories is not None
 
+    def codes(self, series: pd.Series) -> np.ndarray:
+        """Positions of a categorical column's values among the fitted categories.
+
+        Raises
+        ------
+        ValueError
+            If a value is missing or was not seen when fitting.
+        """
+        if series.isna().any():
+            raise ValueError(f"Column {self.name!r} has missing values.")
+        values = series.to_numpy()
+        codes = self.categories.get_indexer(values)
+        if np.any(codes < 0):
+            unseen = pd.unique(values[codes < 0])
+            raise ValueError(
+                f"Column {self.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
+            )
+        return codes
+
 
 def is_categorical_dtype(series: pd.Series) -> bool:
     """Whether a column is coded as dummies rather than used as a number."""
@@ -287,15 +306,7 @@ class PanelData:
         if key not in self._cache and name in self._tables:
             self._cache[key] = self._tables.category_codes(spec)
         if key not in self._cache:
-            col = self._frame[name]
-            if col.isna().any():
-                raise ValueError(f"Column {name!r} has missing values.")
-            codes = spec.categories.get_indexer(col.to_numpy())
-            if np.any(codes < 0):
-                unseen = pd.unique(col.to_numpy()[codes < 0])
-                raise ValueError(
-                    f"Column {name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
-                )
+            codes = spec.codes(self._frame[name])
             self._cache[key] = lay_out(codes, self.grid, spec.axes, name)
         return self._cache[key], spec.axes
 

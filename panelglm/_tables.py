@@ -244,15 +244,7 @@ class TableColumns:
     def category_codes(self, spec: ColumnSpec) -> np.ndarray:
         """Positions of a categorical table column's values among its fitted categories."""
         jt = self._by_name[spec.name]
-        col = jt.column(spec.name)
-        if col.isna().any():
-            raise ValueError(f"Column {spec.name!r} has missing values.")
-        codes = spec.categories.get_indexer(col.to_numpy())
-        if np.any(codes < 0):
-            unseen = pd.unique(col.to_numpy()[codes < 0])
-            raise ValueError(
-                f"Column {spec.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
-            )
+        codes = spec.codes(jt.column(spec.name))
         if jt.has_gaps:
             return self._gaps_lay_out(jt, codes.reshape(jt.rows.shape), spec)
         return _narrow(codes.reshape(jt.rows.shape), jt.axes, spec.axes, spec.name, jt.key)
