@@ -114,9 +114,18 @@ def _poisson_check(y: Array, m: Array) -> str | None:
 
 
 def _poisson_null(y: Array, off: Array, m: Array, w: Array) -> float:
+    # log(sum w y) - log(sum w exp(off)), with the largest offset taken out of
+    # the exponential: offsets beyond about +-709 (exposures in tiny or huge
+    # units) neither overflow nor underflow, and the start stays finite.
+    off = np.asarray(off, dtype=np.float64)
+    shift = float(np.max(off)) if off.size else 0.0
+    if not np.isfinite(shift):
+        shift = 0.0
     swy = _bsum(w, y, y.shape)
-    denom = _bsum(w, _safe_exp(np.asarray(off, dtype=np.float64)), y.shape)
-    return float(np.log(swy / denom)) if swy > 0 and np.isfinite(denom) else 0.0
+    denom = _bsum(w, _safe_exp(off - shift), y.shape)
+    if swy > 0 and 0 < denom < np.inf:
+        return float(np.log(swy) - np.log(denom)) - shift
+    return -shift
 
 
 def _wsum(x: Array, scratch: Array | None = None) -> float:

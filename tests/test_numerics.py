@@ -43,6 +43,27 @@ def test_poisson_with_linear_predictor_near_plus_minus_700(level):
     assert np.all(np.isfinite(eta)) and np.isfinite(est.loglik_) and est.converged_
 
 
+@pytest.mark.parametrize("shift", [800.0, -800.0, 5000.0])
+def test_poisson_offsets_beyond_the_range_of_exp(shift):
+    """Offsets beyond +-709 (exposure in absurd units): exp(offset) overflows or
+    underflows, but the model is the same; only the intercept moves, by -shift."""
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"g": np.repeat(np.arange(30), 8), "t": np.tile(np.arange(8), 30)})
+    df["x"] = rng.normal(size=len(df))
+    df["off"] = rng.uniform(-1, 1, size=len(df))
+    y = rng.poisson(np.exp(0.2 + 0.4 * df["x"] + df["off"]))
+    ref = sm.GLM(y, sm.add_constant(df[["x"]]), family=sm.families.Poisson(), offset=df["off"])
+    ref = ref.fit(tol=1e-13)
+    shifted = df.assign(off=df["off"] + shift)
+    data = PanelDesign(dims=["g", "t"]).fit_transform(shifted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning, no convergence trouble
+        est = PanelPoissonRegressor(offset="off").fit(data, y)
+    assert est.coef_[0] == pytest.approx(ref.params["x"], rel=1e-9)
+    assert est.intercept_ + shift == pytest.approx(ref.params["const"], rel=1e-8, abs=1e-8)
+    np.testing.assert_allclose(est.predict(data), ref.fittedvalues, rtol=1e-8)
+
+
 @pytest.mark.parametrize("unit", [1e-12, 1e12])
 def test_poisson_fit_does_not_depend_on_the_units_of_y(unit):
     """PPML on flows in trillions: only the intercept moves, by log(unit)."""
