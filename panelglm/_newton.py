@@ -70,17 +70,59 @@ class NewtonResult:
     converged: bool
 
 
-def _newton_step(grad: np.ndarray, hess: np.ndarray) -> np.ndarray:
+def _newton_step(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The Newton step, and whether it solves ``H d = -g`` (up to rounding).
+
+    The Hessian is first scaled to a unit diagonal: curvatures that differ by
+    many orders of magnitude (an offset of 50 on one firm makes its cells'
+    weights e^50 times the others') then no longer make Cholesky fail on a
+    matrix that is well conditioned in the right units. If it still fails,
+    the least-squares step may leave part of the gradient unaddressed, which
+    the caller must not mistake for convergence.
+    """
+    d = np.sqrt(np.abs(np.diag(hess)))
+    d[~(np.isfinite(d) & (d > 0))] = 1.0
+    scaled, g = hess / np.outer(d, d), grad / d
     try:
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), -grad)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(scaled), -g) / d, True
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):
         warnings.warn(
             "The Hessian is singular or not positive definite (collinear covariates?); "
             "using a least-squares Newton step.",
             RuntimeWarning,
             stacklevel=3,
         )
-        return scipy.linalg.lstsq(hess, -grad)[0]
+    u = scipy.linalg.lstsq(scaled, -g)[0]
+    # The step solves the system where the gradient lies in the Hessian's
+    # range (collinear columns); elsewhere the Newton model says nothing.
+    solved = np.linalg.norm(scaled @ u + g) <= 1e-6 * np.linalg.norm(g)
+    return u / d, bool(solved)
+
+
+def _damped_step(
+    objective: SmoothObjective, coef: np.ndarray, loss: float, grad: np.ndarray, hess: np.ndarray
+) -> tuple[np.ndarray, float] | None:
+    """A Levenberg-Marquardt step ``(H + mu D) d = -g`` that decreases the loss, if any.
+
+    ``D`` is the Hessian's diagonal, so the damping respects each coefficient's
+    scale; ``mu`` grows from 1e-6 until the step satisfies Armijo's condition.
+    """
+    d = np.sqrt(np.abs(np.diag(hess)))
+    d[~(np.isfinite(d) & (d > 0))] = 1.0
+    scaled, g = hess / np.outer(d, d), grad / d
+    eye = np.eye(len(g))
+    for mu in 10.0 ** np.arange(-6.0, 17.0):
+        try:
+            u = scipy.linalg.solve(scaled + mu * eye, -g, assume_a="pos")
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):
+            continue
+        step = u / d
+        trial = coef + step
+        trial_loss = objective.loss(trial)
+        if np.isfinite(trial_loss) and trial_loss <= loss + ARMIJO * float(grad @ step):
+            if trial_loss < loss:
+                return trial, trial_loss
+    return None
 
 
 def newton_solve(
@@ -153,17 +195,25 @@ def newton_solve(
     # size instead, capped at 1 so well-scaled problems stop as before.
     floor = min(1.0, abs(loss))
     for it in range(1, max_iter + 1):
-        z = (
-            coef + _newton_step(grad, hess)
-            if minimize_model is None
-            else (minimize_model(grad, hess, coef))
-        )
+        if minimize_model is None:
+            newton, solved = _newton_step(grad, hess)
+            z = coef + newton
+        else:
+            z, solved = minimize_model(grad, hess, coef), True
         step = z - coef
         # First-order change of the full objective along the step (negative
         # unless converged); the model's predicted decrease adds the curvature.
         slope = float(grad @ step) + (0.0 if penalty is None else penalty(z) - penalty(coef))
-        predicted = -(slope + 0.5 * float(step @ hess @ step))
-        done = predicted <= tol * max(floor, abs(loss))
+        if minimize_model is None and solved:
+            # H d = -g, so the model's decrease is -g'd / 2 (half the squared
+            # Newton decrement), free of the rounding of d'Hd when the
+            # curvatures span many orders of magnitude.
+            predicted = -0.5 * slope
+        else:
+            predicted = -(slope + 0.5 * float(step @ hess @ step))
+        # A step that does not solve the Newton system, or a model that
+        # rounding makes predict an increase, is no evidence of a minimum.
+        done = solved and abs(predicted) <= tol * max(floor, abs(loss))
         t, accepted = 1.0, False
         for k in range(MAX_HALVINGS):
             # The full step is almost always taken, so it is evaluated with its
@@ -198,6 +248,16 @@ def newton_solve(
                 grad, hess = objective.loss_grad_hess(coef)[1:]
         if done:
             return NewtonResult(coef, loss, grad, hess, it, True)
+        if not accepted and not done and minimize_model is None:
+            # Newton's model is wrong far from the minimum when rounding hides
+            # curvatures many orders of magnitude below the largest (the
+            # Hessian is then numerically singular): Levenberg-Marquardt steps,
+            # ever closer to scaled gradient descent, find a decrease instead.
+            found = _damped_step(objective, coef, loss, grad, hess)
+            if found is not None:
+                coef, loss = found
+                grad, hess = objective.loss_grad_hess(coef)[1:]
+                continue
         if not accepted:
             warnings.warn(
                 f"{name} line search could not decrease the objective after {MAX_HALVINGS} "

@@ -85,3 +85,46 @@ def test_no_warning_when_converged():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         newton_solve(obj, np.zeros(2), tol=1e-10, max_iter=50)
+
+
+def test_curvatures_spanning_many_orders_reach_the_optimum_or_warn():
+    """One firm with a log-exposure of 50: its cells' curvature is e^50 times the
+    others', so the Hessian is numerically singular at the start. The solver must
+    not take a least-squares step's small predicted decrease for convergence; it
+    reaches the optimum (a trust-region reference on the dense problem agrees)."""
+    import pandas as pd
+    import scipy.optimize
+
+    from panelglm import PanelPoissonRegressor
+
+    rng = np.random.default_rng(0)
+    f, t = np.meshgrid(np.arange(5), np.arange(4), indexing="ij")
+    df = pd.DataFrame({"firm": f.ravel(), "year": t.ravel()})
+    df["size"] = rng.normal(size=5)[df.firm]
+    df["x"] = rng.normal(size=20)
+    y = rng.poisson(np.exp(0.3 + 0.5 * df.x + 0.2 * df["size"])).astype(float)
+    df["off"] = np.where(df.firm == 0, 50.0, 0.0)
+    Z = np.c_[np.ones(20), df[["size", "x"]]]
+    off = df["off"].to_numpy()
+
+    def nll(b):
+        eta = Z @ b + off
+        return np.sum(np.exp(eta) - y * eta)
+
+    def grad(b):
+        return Z.T @ (np.exp(Z @ b + off) - y)
+
+    def hess(b):
+        return Z.T @ (Z * np.exp(Z @ b + off)[:, None])
+
+    ref = scipy.optimize.minimize(nll, np.zeros(3), jac=grad, hess=hess, method="trust-exact")
+    assert ref.success
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the singular-Hessian notice
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = PanelPoissonRegressor(dims=["firm", "year"], offset="off").fit(df, y)
+    b = np.r_[est.intercept_, est.coef_]
+    assert est.converged_
+    np.testing.assert_allclose(b, ref.x, rtol=1e-6)
+    assert nll(b) <= nll(ref.x) + 1e-9 * abs(nll(ref.x))
+    assert np.max(np.abs(grad(b))) < 1e-6
