@@ -153,7 +153,9 @@ class Grid:
         flat = np.broadcast_to(arr, self.shape).reshape(-1)
         order = self.row_of_cell
         if order is None:
-            return flat
+            # A fresh array, as scikit-learn's predictions are: never a
+            # read-only broadcast view, nor a view of the caller's input.
+            return flat.copy()
         if not self.is_balanced:
             return flat[self.cells()]
         out = np.empty(self.n_rows, dtype=flat.dtype)
@@ -197,15 +199,23 @@ def _factorize(col: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
         values = col.to_numpy()
         lo, hi = int(values.min()), int(values.max())
         if hi - lo < 4 * len(values) + 1024:
+            # Offsets from the minimum, taken in the column's own type when it
+            # is unsigned: uint64 ids beyond 2**63 do not fit a signed integer,
+            # their offsets do.
+            base = dt.type(lo)
+
+            def offsets(v: np.ndarray) -> np.ndarray:
+                return (v - base).astype(np.intp) if dt.kind == "u" else v.astype(np.intp) - lo
+
             present = np.zeros(hi - lo + 1, dtype=bool)
             for s in range(0, len(values), CHUNK_CELLS):
-                present[values[s : s + CHUNK_CELLS].astype(np.intp) - lo] = True
-            uniq = np.flatnonzero(present) + lo
+                present[offsets(values[s : s + CHUNK_CELLS])] = True
+            uniq = np.flatnonzero(present).astype(dt) + base
             lut = (np.cumsum(present) - 1).astype(code_dtype(len(uniq)))
             codes = np.empty(len(values), dtype=lut.dtype)
             for s in range(0, len(values), CHUNK_CELLS):
-                codes[s : s + CHUNK_CELLS] = lut[values[s : s + CHUNK_CELLS].astype(np.intp) - lo]
-            return codes, pd.Index(uniq.astype(dt), name=name)
+                codes[s : s + CHUNK_CELLS] = lut[offsets(values[s : s + CHUNK_CELLS])]
+            return codes, pd.Index(uniq, name=name)
     if col.isna().any():
         raise ValueError(f"Dimension column {name!r} has missing values.")
     code, uniq = pd.factorize(col, sort=True)

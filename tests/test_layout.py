@@ -81,3 +81,34 @@ def test_string_dims_and_caller_data_untouched():
     before = df.copy()
     PanelPoissonRegressor().fit(PanelDesign(dims=dims).fit_transform(df[[*dims, *names]]), y)
     pd.testing.assert_frame_equal(df, before)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([2**63 + 7, 2**63 + 1, 2**64 - 1, 2**63 + 1], dtype=np.uint64),  # hashed ids
+        np.array([-100, 100, 27, -100], dtype=np.int8),  # a range wider than int8
+        np.array([250, 3, 7, 250], dtype=np.uint8),
+    ],
+)
+def test_integer_dims_at_the_edges_of_their_type(values):
+    """Offsets from the minimum are taken without overflowing the column's type."""
+    frame = pd.DataFrame({"id": values, "t": [0, 0, 0, 1]})
+    grid = build_grid(frame, ["id", "t"], balanced=False)
+    code, uniq = pd.factorize(frame["id"], sort=True)
+    np.testing.assert_array_equal(grid.codes[0], code)
+    np.testing.assert_array_equal(grid.levels[0].to_numpy(), uniq)
+    assert grid.levels[0].dtype == values.dtype
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_predictions_are_fresh_writeable_arrays(shuffle):
+    """Like scikit-learn's: writeable, and not a view of anything the caller passed."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2))
+    y = rng.poisson(np.exp(X @ [0.3, -0.2]))
+    order = rng.permutation(50) if shuffle else np.arange(50)
+    est = PanelPoissonRegressor().fit(X, y)
+    pred = est.predict(X[order])
+    assert pred.flags.writeable and pred.flags.owndata
+    np.testing.assert_allclose(pred, np.exp(est.intercept_ + X[order] @ est.coef_), rtol=1e-12)
