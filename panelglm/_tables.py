@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._columns import detect_axes, lay_out
-from ._layout import Grid
+from ._layout import Grid, show_value
 from ._panel import ColumnSpec, numeric_values
 
 Axes = tuple[int, ...]
@@ -125,7 +125,7 @@ def join_table(label: Any, key: tuple[str, ...], table: pd.DataFrame, grid: Grid
         first = table.loc[dup, list(key)].iloc[0]
         raise ValueError(
             f"The table for {label!r} has {int(dup.sum())} rows with a duplicated key, e.g. "
-            f"({', '.join(f'{d}={first[d]!r}' for d in key)})."
+            f"({', '.join(f'{d}={show_value(first[d])}' for d in key)})."
         )
     sub_shape = tuple(grid.shape[a] for a in axes)
     pos = [grid.levels[a].get_indexer(table[d].to_numpy()) for d, a in zip(key, axes, strict=True)]

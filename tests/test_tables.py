@@ -165,3 +165,10 @@ def test_unbalanced_panel_with_tables_fits_the_observed_rows(drop_pairs):
     np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-7, atol=1e-9)
     assert est.loglik_ == pytest.approx(ref.llf, rel=1e-10)
     np.testing.assert_allclose(est.predict(data), ref.predict(X), rtol=1e-8)
+
+
+def test_duplicated_integer_key_is_shown_as_written():
+    cells = pd.DataFrame({"firm": [0, 0, 1, 1], "year": [0, 1, 0, 1], "x": [1.0, 2.0, 3.0, 5.0]})
+    table = pd.DataFrame({"firm": [0, 0, 1], "size": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"duplicated key, e\.g\. \(firm=0\)\."):
+        PanelDesign(dims=["firm", "year"], tables={"firm": table}).fit(cells)
