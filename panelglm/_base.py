@@ -8,6 +8,7 @@ objective of the subclass's family and hands it to the Newton solver.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from numbers import Integral, Real
 from typing import Any
 
@@ -326,7 +327,19 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         ndarray of shape (n_samples,)
         """
         data, problem, eta = self._eta_on(X)
-        return data.from_grid(self._prediction(eta, problem))
+        mean = self._prediction(eta, problem)
+        # inf from a finite linear predictor is an overflow, not a separated
+        # level's limit: say so rather than return it silently.
+        overflow = np.isinf(mean) & np.isfinite(eta)
+        if overflow.any():
+            warnings.warn(
+                f"{int(overflow.sum())} predicted mean(s) overflow to inf: the linear "
+                "predictor there is beyond the range of exp in float64 (about 709); "
+                "check the offset or exposure columns of X.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return data.from_grid(mean)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Fraction of deviance explained, D^2 (R^2 for the linear model).

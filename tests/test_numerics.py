@@ -119,3 +119,21 @@ def test_line_search_failure_is_a_clear_warning():
         res = newton_solve(_Cliff(), np.zeros(2), tol=1e-10, max_iter=10)
     assert not res.converged
     np.testing.assert_array_equal(res.coef, 0.0)
+
+
+def test_prediction_overflow_warns_but_separated_limits_do_not():
+    """exp beyond float64 at predict is reported; nothing else about predict warns."""
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"g": np.repeat(np.arange(4), 3), "t": np.tile(np.arange(3), 4)})
+    df["x"] = rng.normal(size=12)
+    df["off"] = 0.0
+    y = rng.poisson(2.0, 12)
+    est = PanelPoissonRegressor(dims=["g", "t"], offset="off").fit(df, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(
+            est.predict(df), np.exp(est.intercept_ + est.coef_[0] * df["x"]), rtol=1e-12
+        )
+    with pytest.warns(RuntimeWarning, match="12 predicted mean.*overflow"):
+        pred = est.predict(df.assign(off=800.0))
+    assert np.all(np.isinf(pred))
