@@ -17,6 +17,49 @@ from ._tables import TableColumns, join_tables, table_keys
 from ._validation import check_dtype, check_levels, warn_if_sparse
 
 
+def _same_values(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two columns hold the same values row by row, NaN equal to NaN."""
+    if pd.api.types.is_numeric_dtype(a.dtype) and pd.api.types.is_numeric_dtype(b.dtype):
+        # Numbers compare across dtypes: df["sales"].astype(float) is still the sales column.
+        av = a.to_numpy(dtype=np.float64, na_value=np.nan)
+        bv = b.to_numpy(dtype=np.float64, na_value=np.nan)
+        return bool(np.array_equal(av, bv, equal_nan=True))
+    return bool(a.array.equals(b.array))
+
+
+def holds_target(X: pd.DataFrame, y: Any) -> str | None:
+    """The column of ``X`` that is the target itself, if any.
+
+    It is the column ``y`` is named after when ``y`` is a Series with that
+    column's values, row by row (missing values count as equal), as
+    ``df["purchases"]`` is. A ``y`` that merely kept a column's name (e.g.
+    ``(df["x"] > 0).astype(float)``) leaves that column a covariate.
+
+    Parameters
+    ----------
+    X : DataFrame
+        The long frame.
+    y : Any
+        The target passed with it.
+
+    Returns
+    -------
+    str or None
+        The column's name, or None.
+    """
+    if not isinstance(y, pd.Series) or y.name is None or y.name not in X.columns:
+        return None
+    column = X[y.name]
+    if not isinstance(column, pd.Series) or len(column) != len(y):
+        return None
+    # Unrelated columns nearly always differ in their first rows, so only the
+    # target itself costs a full comparison.
+    head = min(len(y), 64)
+    if not _same_values(column.iloc[:head], y.iloc[:head]):
+        return None
+    return y.name if _same_values(column, y) else None
+
+
 def normalize_fixed_effects(
     fixed_effects: Any, dims: tuple[str, ...]
 ) -> tuple[tuple[str, ...], ...]:
@@ -59,10 +102,15 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         as dense dummies.
     covariates : list of str, default=None
         Columns that enter the model. By default every column that is neither
-        a dimension nor the target (a ``y`` Series named like a column) and
-        that the estimator does not use as offset, trials or event, then every
-        non-key column of the tables. Columns that are not covariates stay
-        available by name.
+        a dimension nor the target and that the estimator does not use as
+        offset, trials or event, then every non-key column of the tables.
+        Columns that are not covariates stay available by name.
+
+        The target is a column of ``X`` only when ``y`` is that column: a
+        Series named like it with the same values row by row (missing values
+        in the same rows, any numeric dtype or index), as ``df["sales"]``
+        is. A ``y`` that merely kept a column's name, such as
+        ``(df["x"] > 0).astype(float)``, leaves ``x`` a covariate.
     tables : dict, default=None
         Dimension tables (a star schema), so that covariates that vary along
         only some dimensions need not be repeated on every cell. Each key is a
@@ -145,8 +193,9 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         X : DataFrame
             Long-format data, one row per cell.
         y : Series, optional
-            The target. If it is a Series named like a column of ``X``, that
-            column is not a covariate.
+            The target. If it is a Series named like a column of ``X`` and
+            holding that column's values, that column is the target and not
+            a covariate (see ``covariates``).
 
         Returns
         -------
@@ -164,7 +213,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         grid = self._grid(X, balanced=self.balanced)
         check_levels(grid.levels)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
-        target = y.name if isinstance(y, pd.Series) and y.name in X.columns else None
+        target = holds_target(X, y)
         frame_cols = [c for c in X.columns if c not in dims and c != target]
         candidates = frame_cols + tables.names()
         if self.covariates is not None:

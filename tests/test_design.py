@@ -59,6 +59,41 @@ def test_target_series_named_like_a_column_is_not_a_covariate(panel):
     assert "y" not in design.covariates_ and design.covariates_ == names
 
 
+def test_target_column_is_recognised_by_its_values_not_its_dtype_or_index(panel):
+    df, dims, names, y = panel
+    counts = df.assign(y=y.astype(np.int64), gap=np.where(np.arange(len(df)) % 7, y, np.nan))
+    # The response as float, with another index, is still the response column.
+    as_float = counts["y"].astype(float).set_axis(np.arange(len(df))[::-1])
+    assert PanelDesign(dims=dims).fit(counts.drop(columns="gap"), as_float).covariates_ == names
+    # Missing values in the same rows count as equal (PanelDesign alone takes any y).
+    design = PanelDesign(dims=dims).fit(counts.drop(columns="y"), counts["gap"])
+    assert design.covariates_ == names
+
+
+def test_target_that_only_kept_a_column_name_leaves_the_column_a_covariate(panel):
+    df, dims, names, y = panel
+    derived = pd.Series(y, name="x_0")  # e.g. a response computed from x_0
+    assert PanelDesign(dims=dims).fit(df, derived).covariates_ == names
+    # The estimators' dims= path: the same model as with the bare array.
+    est = PanelPoissonRegressor(dims=dims).fit(df, derived)
+    ref = PanelPoissonRegressor(dims=dims).fit(df, y)
+    assert est.coef_names_ == ref.coef_names_ == names
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10)
+    # One differing row is enough to keep the column.
+    near = df["x_0"].copy()
+    near.iloc[-1] += 1.0
+    assert "x_0" in PanelDesign(dims=dims).fit(df, near).covariates_
+
+
+def test_estimator_with_dims_leaves_out_the_response_column_of_the_frame(panel):
+    df, dims, names, y = panel
+    est = PanelPoissonRegressor(dims=dims).fit(df.assign(y=y), df.assign(y=y)["y"])
+    ref = PanelPoissonRegressor(dims=dims).fit(df, y)
+    assert est.coef_names_ == names
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10)
+    np.testing.assert_allclose(est.predict(df.assign(y=0.0)), ref.predict(df), rtol=1e-10)
+
+
 def test_fixed_effect_names_follow_statsmodels_treatment_coding(panel):
     df, dims, _, y = panel
     data = PanelDesign(dims=dims, fixed_effects=["d1", ("d0", "d2")]).fit_transform(df[dims])
