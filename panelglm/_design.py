@@ -103,8 +103,15 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     covariates : list of str, default=None
         Columns that enter the model. By default every column that is neither
         a dimension nor the target and that the estimator does not use as
-        offset, trials or event, then every non-key column of the tables.
-        Columns that are not covariates stay available by name.
+        offset, trials or event, then every non-key column of the tables;
+        each must be numeric or categorical and without missing values.
+
+        Given ``covariates``, only those are checked that strictly. The other
+        columns stay available by name (e.g. as an estimator's offset, trials
+        or event column) when they can be laid out; one that cannot (a date,
+        a column with missing values) does not stop :meth:`fit` and is listed
+        in ``skipped_columns_``, and naming it later, as an offset for
+        instance, raises the error that names it when the estimator is fitted.
 
         The target is a column of ``X`` only when ``y`` is that column: a
         Series named like it with the same values row by row (missing values
@@ -137,9 +144,12 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     spec_ : dict of str to ColumnSpec
-        The fitted layout of every non-dimension column.
+        The fitted layout of every non-dimension column a model may use.
     covariates_ : list of str
         Columns that enter a model by default.
+    skipped_columns_ : dict of str to Exception
+        With ``covariates`` given, the other columns that could not be laid
+        out, each with the error that says why (empty otherwise).
     fixed_effects_ : tuple of tuple of str
         The fixed effects, as tuples of dimension names.
     n_features_in_ : int
@@ -220,28 +230,59 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             unknown = [c for c in self.covariates if c not in candidates]
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
-        spec = {}
-        for name in tables.names():
-            col = self._table_column(name)
-            check_dtype(col, name)
-            spec[name] = tables.fit_spec(name, is_categorical_dtype(col))
-        for name in frame_cols:
-            col = X[name]
-            check_dtype(col, name)
-            if is_categorical_dtype(col):
-                if col.isna().any():
-                    raise ValueError(f"Column {name!r} has missing values.")
-                codes, cats = pd.factorize(col, sort=True)
-                spec[name] = ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
-            else:
-                spec[name] = ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
-        self.spec_ = {c: spec[c] for c in candidates}
-        spec = self.spec_
-        self.covariates_ = list(self.covariates) if self.covariates is not None else candidates
+        covariates = list(self.covariates) if self.covariates is not None else candidates
+        spec: dict[str, ColumnSpec] = {}
+        skipped: dict[str, Exception] = {}
+        for name in candidates:
+            try:
+                if name in tables:
+                    spec[name] = self._table_spec(name, tables)
+                else:
+                    spec[name] = self._frame_spec(X[name], name, grid)
+            except (TypeError, ValueError) as exc:
+                # Named covariates make the other columns optional: one that
+                # cannot be laid out (a date, a column with gaps) must not
+                # stop the fit unless someone names it, e.g. as the offset.
+                if self.covariates is None or name in covariates:
+                    raise
+                # A fresh exception: the caught one's traceback would keep X alive.
+                skipped[name] = type(exc)(*exc.args)
+        # Set only now, so a fit that fails leaves the previous fit whole.
+        self.spec_ = {c: spec[c] for c in candidates if c in spec}
+        self.covariates_ = covariates
+        self.skipped_columns_ = skipped
         self.fixed_effects_ = normalize_fixed_effects(self.fixed_effects, dims)
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        return PanelData(grid, X, spec, self.covariates_, self.fixed_effects_, tables)
+        return self._panel_data(grid, X, tables)
+
+    def _panel_data(self, grid: Grid, X: pd.DataFrame, tables: TableColumns) -> PanelData:
+        return PanelData(
+            grid,
+            X,
+            self.spec_,
+            self.covariates_,
+            self.fixed_effects_,
+            tables,
+            skipped=self.skipped_columns_,
+        )
+
+    @staticmethod
+    def _frame_spec(col: pd.Series, name: str, grid: Grid) -> ColumnSpec:
+        """The layout of a frame column, or the error that says why it has none."""
+        check_dtype(col, name)
+        if is_categorical_dtype(col):
+            if col.isna().any():
+                raise ValueError(f"Column {name!r} has missing values.")
+            codes, cats = pd.factorize(col, sort=True)
+            return ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
+        return ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
+
+    def _table_spec(self, name: str, tables: TableColumns) -> ColumnSpec:
+        """The layout of a table column, or the error that says why it has none."""
+        col = self._table_column(name)
+        check_dtype(col, name)
+        return tables.fit_spec(name, is_categorical_dtype(col))
 
     def _table_column(self, name: str) -> pd.Series:
         for table in self.tables.values():
@@ -268,7 +309,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         X = self._check_frame(X)
         grid = self._grid(X, balanced=False)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
-        return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_, tables)
+        return self._panel_data(grid, X, tables)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:
