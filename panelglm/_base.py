@@ -145,7 +145,10 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
             DataFrame (with ``dims`` set on the estimator); or a plain 2-D
             array, treated as a cross-section.
         y : array-like of shape (n_samples,)
-            Target, one value per row of ``X`` in its row order.
+            Target, one value per row of ``X`` in its row order. With a
+            DataFrame ``X``, a Series ``y`` named like a column of ``X`` and
+            equal to it row by row is that column, which is then not a
+            covariate; one whose values differ leaves the column a covariate.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights, one per row.
 

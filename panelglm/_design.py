@@ -17,6 +17,49 @@ from ._tables import TableColumns, join_tables, table_keys
 from ._validation import check_dtype, check_levels, warn_if_sparse
 
 
+def _same_values(a: pd.Series, b: pd.Series) -> bool:
+    """Whether two columns hold the same values row by row, NaN equal to NaN."""
+    if pd.api.types.is_numeric_dtype(a.dtype) and pd.api.types.is_numeric_dtype(b.dtype):
+        # Numbers compare across dtypes: df["sales"].astype(float) is still the sales column.
+        av = a.to_numpy(dtype=np.float64, na_value=np.nan)
+        bv = b.to_numpy(dtype=np.float64, na_value=np.nan)
+        return bool(np.array_equal(av, bv, equal_nan=True))
+    return bool(a.array.equals(b.array))
+
+
+def holds_target(X: pd.DataFrame, y: Any) -> str | None:
+    """The column of ``X`` that is the target itself, if any.
+
+    It is the column ``y`` is named after when ``y`` is a Series with that
+    column's values, row by row (missing values count as equal), as
+    ``df["purchases"]`` is. A ``y`` that merely kept a column's name (e.g.
+    ``(df["x"] > 0).astype(float)``) leaves that column a covariate.
+
+    Parameters
+    ----------
+    X : DataFrame
+        The long frame.
+    y : Any
+        The target passed with it.
+
+    Returns
+    -------
+    str or None
+        The column's name, or None.
+    """
+    if not isinstance(y, pd.Series) or y.name is None or y.name not in X.columns:
+        return None
+    column = X[y.name]
+    if not isinstance(column, pd.Series) or len(column) != len(y):
+        return None
+    # Unrelated columns nearly always differ in their first rows, so only the
+    # target itself costs a full comparison.
+    head = min(len(y), 64)
+    if not _same_values(column.iloc[:head], y.iloc[:head]):
+        return None
+    return y.name if _same_values(column, y) else None
+
+
 def normalize_fixed_effects(
     fixed_effects: Any, dims: tuple[str, ...]
 ) -> tuple[tuple[str, ...], ...]:
@@ -59,10 +102,22 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         as dense dummies.
     covariates : list of str, default=None
         Columns that enter the model. By default every column that is neither
-        a dimension nor the target (a ``y`` Series named like a column) and
-        that the estimator does not use as offset, trials or event, then every
-        non-key column of the tables. Columns that are not covariates stay
-        available by name.
+        a dimension nor the target and that the estimator does not use as
+        offset, trials or event, then every non-key column of the tables;
+        each must be numeric or categorical and without missing values.
+
+        Given ``covariates``, only those are checked that strictly. The other
+        columns stay available by name (e.g. as an estimator's offset, trials
+        or event column) when they can be laid out; one that cannot (a date,
+        a column with missing values) does not stop :meth:`fit` and is listed
+        in ``skipped_columns_``, and naming it later, as an offset for
+        instance, raises the error that names it when the estimator is fitted.
+
+        The target is a column of ``X`` only when ``y`` is that column: a
+        Series named like it with the same values row by row (missing values
+        in the same rows, any numeric dtype or index), as ``df["sales"]``
+        is. A ``y`` that merely kept a column's name, such as
+        ``(df["x"] > 0).astype(float)``, leaves ``x`` a covariate.
     tables : dict, default=None
         Dimension tables (a star schema), so that covariates that vary along
         only some dimensions need not be repeated on every cell. Each key is a
@@ -89,9 +144,12 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     spec_ : dict of str to ColumnSpec
-        The fitted layout of every non-dimension column.
+        The fitted layout of every non-dimension column a model may use.
     covariates_ : list of str
         Columns that enter a model by default.
+    skipped_columns_ : dict of str to Exception
+        With ``covariates`` given, the other columns that could not be laid
+        out, each with the error that says why (empty otherwise).
     fixed_effects_ : tuple of tuple of str
         The fixed effects, as tuples of dimension names.
     n_features_in_ : int
@@ -145,8 +203,9 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         X : DataFrame
             Long-format data, one row per cell.
         y : Series, optional
-            The target. If it is a Series named like a column of ``X``, that
-            column is not a covariate.
+            The target. If it is a Series named like a column of ``X`` and
+            holding that column's values, that column is the target and not
+            a covariate (see ``covariates``).
 
         Returns
         -------
@@ -164,35 +223,66 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         grid = self._grid(X, balanced=self.balanced)
         check_levels(grid.levels)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
-        target = y.name if isinstance(y, pd.Series) and y.name in X.columns else None
+        target = holds_target(X, y)
         frame_cols = [c for c in X.columns if c not in dims and c != target]
         candidates = frame_cols + tables.names()
         if self.covariates is not None:
             unknown = [c for c in self.covariates if c not in candidates]
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
-        spec = {}
-        for name in tables.names():
-            col = self._table_column(name)
-            check_dtype(col, name)
-            spec[name] = tables.fit_spec(name, is_categorical_dtype(col))
-        for name in frame_cols:
-            col = X[name]
-            check_dtype(col, name)
-            if is_categorical_dtype(col):
-                if col.isna().any():
-                    raise ValueError(f"Column {name!r} has missing values.")
-                codes, cats = pd.factorize(col, sort=True)
-                spec[name] = ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
-            else:
-                spec[name] = ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
-        self.spec_ = {c: spec[c] for c in candidates}
-        spec = self.spec_
-        self.covariates_ = list(self.covariates) if self.covariates is not None else candidates
+        covariates = list(self.covariates) if self.covariates is not None else candidates
+        spec: dict[str, ColumnSpec] = {}
+        skipped: dict[str, Exception] = {}
+        for name in candidates:
+            try:
+                if name in tables:
+                    spec[name] = self._table_spec(name, tables)
+                else:
+                    spec[name] = self._frame_spec(X[name], name, grid)
+            except (TypeError, ValueError) as exc:
+                # Named covariates make the other columns optional: one that
+                # cannot be laid out (a date, a column with gaps) must not
+                # stop the fit unless someone names it, e.g. as the offset.
+                if self.covariates is None or name in covariates:
+                    raise
+                # A fresh exception: the caught one's traceback would keep X alive.
+                skipped[name] = type(exc)(*exc.args)
+        # Set only now, so a fit that fails leaves the previous fit whole.
+        self.spec_ = {c: spec[c] for c in candidates if c in spec}
+        self.covariates_ = covariates
+        self.skipped_columns_ = skipped
         self.fixed_effects_ = normalize_fixed_effects(self.fixed_effects, dims)
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        return PanelData(grid, X, spec, self.covariates_, self.fixed_effects_, tables)
+        return self._panel_data(grid, X, tables)
+
+    def _panel_data(self, grid: Grid, X: pd.DataFrame, tables: TableColumns) -> PanelData:
+        return PanelData(
+            grid,
+            X,
+            self.spec_,
+            self.covariates_,
+            self.fixed_effects_,
+            tables,
+            skipped=self.skipped_columns_,
+        )
+
+    @staticmethod
+    def _frame_spec(col: pd.Series, name: str, grid: Grid) -> ColumnSpec:
+        """The layout of a frame column, or the error that says why it has none."""
+        check_dtype(col, name)
+        if is_categorical_dtype(col):
+            if col.isna().any():
+                raise ValueError(f"Column {name!r} has missing values.")
+            codes, cats = pd.factorize(col, sort=True)
+            return ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
+        return ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
+
+    def _table_spec(self, name: str, tables: TableColumns) -> ColumnSpec:
+        """The layout of a table column, or the error that says why it has none."""
+        col = self._table_column(name)
+        check_dtype(col, name)
+        return tables.fit_spec(name, is_categorical_dtype(col))
 
     def _table_column(self, name: str) -> pd.Series:
         for table in self.tables.values():
@@ -219,7 +309,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         X = self._check_frame(X)
         grid = self._grid(X, balanced=False)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
-        return PanelData(grid, X, self.spec_, self.covariates_, self.fixed_effects_, tables)
+        return self._panel_data(grid, X, tables)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:

@@ -32,7 +32,10 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Print the objective at every iteration if positive.
     dims : list of str, default=None
         Dimension columns, used when ``fit`` receives a long DataFrame
-        directly (a :class:`PanelDesign` is then fitted internally).
+        directly (a :class:`PanelDesign` is then fitted internally). Every
+        other column is then a covariate, except the offset, trials or event
+        column and the target itself: a column that ``y``, a Series, is
+        named after and equals row by row (as ``df["sales"]``).
     fixed_effects : list of str or tuple of str, default=None
         Fixed effects, used with ``dims``; see :class:`PanelDesign`.
     cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"

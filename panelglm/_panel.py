@@ -101,6 +101,10 @@ class PanelData:
     tables : TableColumns, optional
         Columns of dimension tables (see :class:`PanelDesign`), laid out from
         the tables' own rows.
+    skipped : dict of str to Exception, optional
+        Columns that are not covariates and could not be laid out when
+        :class:`PanelDesign` was fitted, with the reason; asking for one
+        (e.g. as an offset) raises that reason.
 
     Attributes
     ----------
@@ -146,6 +150,7 @@ class PanelData:
         covariates: list[str] | tuple[str, ...],
         fixed_effects: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
         tables: Any = None,
+        skipped: dict[str, Exception] | None = None,
     ) -> None:
         self.grid = grid
         self._frame = frame
@@ -153,6 +158,7 @@ class PanelData:
         self.covariates = tuple(covariates)
         self.fixed_effects = tuple(tuple(fe) for fe in fixed_effects)
         self._tables = tables if tables is not None else ()
+        self._skipped = dict(skipped or {})
         self._cache: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -240,6 +246,13 @@ class PanelData:
         return name in self.spec and (name in self._frame.columns or name in self._tables)
 
     def _require(self, name: str, role: str) -> ColumnSpec:
+        if name in self._skipped:
+            reason = self._skipped[name]
+            text = str(reason) if repr(name) in str(reason) else f"Column {name!r}: {reason}"
+            raise type(reason)(
+                f"{text} PanelDesign left the column out when fitted, as it is not one of "
+                f"its covariates, so it cannot be used as {role}."
+            )
         if name not in self.spec:
             raise ValueError(
                 f"Unknown column {name!r} named as {role}; known columns: {sorted(self.spec)}."

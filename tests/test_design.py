@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_panel
+from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
 
-from panelglm import PanelData, PanelDesign, PanelPoissonRegressor
+from panelglm import (
+    PanelData,
+    PanelDesign,
+    PanelExponentialRegressor,
+    PanelLogitRegressor,
+    PanelPoissonRegressor,
+)
 
 
 @pytest.fixture
@@ -57,6 +65,41 @@ def test_target_series_named_like_a_column_is_not_a_covariate(panel):
     df = df.assign(y=y)
     design = PanelDesign(dims=dims).fit(df, df["y"])
     assert "y" not in design.covariates_ and design.covariates_ == names
+
+
+def test_target_column_is_recognised_by_its_values_not_its_dtype_or_index(panel):
+    df, dims, names, y = panel
+    counts = df.assign(y=y.astype(np.int64), gap=np.where(np.arange(len(df)) % 7, y, np.nan))
+    # The response as float, with another index, is still the response column.
+    as_float = counts["y"].astype(float).set_axis(np.arange(len(df))[::-1])
+    assert PanelDesign(dims=dims).fit(counts.drop(columns="gap"), as_float).covariates_ == names
+    # Missing values in the same rows count as equal (PanelDesign alone takes any y).
+    design = PanelDesign(dims=dims).fit(counts.drop(columns="y"), counts["gap"])
+    assert design.covariates_ == names
+
+
+def test_target_that_only_kept_a_column_name_leaves_the_column_a_covariate(panel):
+    df, dims, names, y = panel
+    derived = pd.Series(y, name="x_0")  # e.g. a response computed from x_0
+    assert PanelDesign(dims=dims).fit(df, derived).covariates_ == names
+    # The estimators' dims= path: the same model as with the bare array.
+    est = PanelPoissonRegressor(dims=dims).fit(df, derived)
+    ref = PanelPoissonRegressor(dims=dims).fit(df, y)
+    assert est.coef_names_ == ref.coef_names_ == names
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10)
+    # One differing row is enough to keep the column.
+    near = df["x_0"].copy()
+    near.iloc[-1] += 1.0
+    assert "x_0" in PanelDesign(dims=dims).fit(df, near).covariates_
+
+
+def test_estimator_with_dims_leaves_out_the_response_column_of_the_frame(panel):
+    df, dims, names, y = panel
+    est = PanelPoissonRegressor(dims=dims).fit(df.assign(y=y), df.assign(y=y)["y"])
+    ref = PanelPoissonRegressor(dims=dims).fit(df, y)
+    assert est.coef_names_ == names
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10)
+    np.testing.assert_allclose(est.predict(df.assign(y=0.0)), ref.predict(df), rtol=1e-10)
 
 
 def test_fixed_effect_names_follow_statsmodels_treatment_coding(panel):
@@ -143,3 +186,76 @@ def test_panel_data_round_trips_rows(panel):
     assert isinstance(data, PanelData) and data.shape == (5, 4, 3) and len(data) == len(df)
     values = np.arange(len(df), dtype=float)
     np.testing.assert_array_equal(data.from_grid(data.to_grid(values)), values)
+
+
+def unusable_columns(n):
+    """Columns no model could use: a date, numbers with a gap, strings with a gap."""
+    gap = np.ones(n)
+    gap[3] = np.nan
+    text = np.array(["a", "b"] * n, dtype=object)[:n]
+    text[4] = None
+    return {"date": pd.Timestamp("2020-01-01"), "note": gap, "label": text}
+
+
+def test_named_covariates_ignore_unusable_columns_nobody_uses():
+    df, dims, names, y = make_panel((5, 4, 3), seed=2)
+    clean = df[[*dims, *names, "off"]]
+    messy = clean.assign(**unusable_columns(len(df)))
+    design = PanelDesign(dims=dims, covariates=names)
+    est = PanelPoissonRegressor(offset="off").fit(design.fit_transform(messy), y)
+    assert sorted(design.skipped_columns_) == ["date", "label", "note"]
+    assert "'note' has missing values" in str(design.skipped_columns_["note"])
+    # The reference: the same model on the frame without those columns.
+    ref_design = PanelDesign(dims=dims, covariates=names)
+    ref = PanelPoissonRegressor(offset="off").fit(ref_design.fit_transform(clean), y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-12)
+    # transform accepts what fit accepted.
+    np.testing.assert_allclose(
+        est.predict(design.transform(messy)), ref.predict(ref_design.transform(clean)), rtol=1e-12
+    )
+
+
+def test_named_covariates_ignore_unusable_table_columns():
+    df, dims, names, y = make_panel((5, 4, 3), seed=3)
+    firms = df[["d0", "x_0"]].drop_duplicates().assign(founded=pd.Timestamp("1990-01-01"))
+    design = PanelDesign(dims=dims, covariates=names, tables={"d0": firms})
+    est = PanelPoissonRegressor().fit(design.fit_transform(df[[*dims, *names[1:]]]), y)
+    ref = PanelPoissonRegressor().fit(PanelDesign(dims=dims).fit_transform(df[[*dims, *names]]), y)
+    assert list(design.skipped_columns_) == ["founded"]
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "make, column, y_of",
+    [
+        (lambda: PanelPoissonRegressor(offset="off"), "off", lambda y, m: y),
+        (lambda: PanelLogitRegressor(trials="m"), "m", lambda y, m: np.minimum(y, m)),
+        (lambda: PanelExponentialRegressor(event="ev"), "ev", lambda y, m: y + 1.0),
+    ],
+    ids=["offset", "trials", "event"],
+)
+def test_named_covariates_still_check_the_columns_an_estimator_uses(make, column, y_of):
+    df, dims, names, y = make_panel((5, 4, 3), seed=4)
+    df = df.assign(ev=(np.arange(len(df)) % 2).astype(float))
+    target = y_of(y, df["m"].to_numpy())
+    design = PanelDesign(dims=dims, covariates=names)
+    for frame, error, match in [
+        (
+            df.assign(**{column: df[column].where(df.index != 5)}),
+            ValueError,
+            f"'{column}' has missing values.*cannot be used as",
+        ),
+        (
+            df.assign(**{column: pd.Timestamp("2020-01-01")}),
+            TypeError,
+            f"'{column}' has dtype datetime.*cannot be used as",
+        ),
+    ]:
+        data = design.fit_transform(frame)
+        with pytest.raises(error, match=match):
+            make().fit(data, target)
+        with pytest.raises(error, match=match):  # the same at fit through a pipeline
+            make_pipeline(clone(design), make()).fit(frame, target)
+    # A named covariate with a gap is an error at PanelDesign.fit, as without covariates=.
+    with pytest.raises(ValueError, match="'x_0' has missing values"):
+        design.fit(df.assign(x_0=df["x_0"].where(df.index != 2)))
