@@ -147,10 +147,11 @@ def newton_solve(
     tol : float
         Converged when the decrease the Newton model predicts (half the
         squared Newton decrement without a penalty) is at most
-        ``tol * max(|loss|, min(1, |loss0|))`` (``loss0`` the starting
-        objective); that last step is still taken, which makes the result
-        accurate to about ``tol`` relative, thanks to Newton's quadratic
-        convergence.
+        ``tol * max(|loss - ref|, min(1, |loss0 - ref|))``, where ``ref`` is
+        the objective's ``saturated_loss`` if it has one (else 0) and
+        ``loss0`` the starting objective; that last step is still taken,
+        which makes the result accurate to about ``tol`` relative, thanks to
+        Newton's quadratic convergence.
     max_iter : int
         Maximum number of Newton iterations.
     verbose : int
@@ -189,11 +190,15 @@ def newton_solve(
     loss = full(smooth, coef)
     if not np.isfinite(loss):
         raise FloatingPointError("The objective is not finite at the starting point.")
-    # The objective carries the units of y (a Poisson fit to flows in
-    # trillions has a loss near 1e-12), so an absolute floor of 1 would stop
-    # Newton after its first step; the floor is the starting objective's own
-    # size instead, capped at 1 so well-scaled problems stop as before.
-    floor = min(1.0, abs(loss))
+    # Decreases are judged against the loss above its floor (for a GLM, the
+    # saturated fit's: the deviance over twice the total weight), not the
+    # loss itself, which sum(w y eta) can make as large as offsets and counts
+    # like while the coefficients stay no more precise. The objective also
+    # carries the units of y (a Poisson fit to flows in trillions has a
+    # deviance near 1e-12), so an absolute floor of 1 would stop Newton after
+    # its first step; the floor is the starting excess, capped at 1.
+    ref = float(getattr(objective, "saturated_loss", 0.0))
+    floor = min(1.0, abs(loss - ref))
     for it in range(1, max_iter + 1):
         if minimize_model is None:
             newton, solved = _newton_step(grad, hess)
@@ -213,7 +218,7 @@ def newton_solve(
             predicted = -(slope + 0.5 * float(step @ hess @ step))
         # A step that does not solve the Newton system, or a model that
         # rounding makes predict an increase, is no evidence of a minimum.
-        done = solved and abs(predicted) <= tol * max(floor, abs(loss))
+        done = solved and abs(predicted) <= tol * max(floor, abs(loss - ref))
         t, accepted = 1.0, False
         for k in range(MAX_HALVINGS):
             # The full step is almost always taken, so it is evaluated with its

@@ -23,6 +23,10 @@ from ._plan import make_plan
 from ._statistics import y_sums
 from ._threads import blas_limit
 
+# Largest ratio of the response sums to the deviance at which their
+# difference still gives the deviance to about 1e-11 relative.
+CANCELLATION = 1e4
+
 
 @dataclass
 class PanelProblem:
@@ -147,6 +151,7 @@ class PenalizedObjective:
         self.alpha = float(alpha)
         self.pen = np.asarray(penalized, dtype=np.float64)
         self._scale = 1.0 / problem.sum_w
+        self._saturated: float | None = None
         # A float32 linear predictor makes the loss noisy at about float32's
         # resolution; the solver must not chase decreases below it.
         self.roundoff = 0.0 if np.dtype(dtype) == np.float64 else float(np.finfo(np.float32).eps)
@@ -158,6 +163,23 @@ class PenalizedObjective:
                 design, plan, problem.y, problem.w, problem.m, problem.offset, dtype, family
             )
         )
+
+    @property
+    def saturated_loss(self) -> float:
+        """The objective's value at the saturated fit (each cell's mean at its ``y``).
+
+        The loss less this is the deviance over twice the total weight: the
+        scale on which the solver judges a decrease small. The loss itself
+        carries ``sum w y eta``, which offsets, units and large counts make
+        arbitrarily large without making the fit any more precise.
+        """
+        if self._saturated is None:
+            fam, p = self.family, self.problem
+            if fam.saturated is None or p.y is None:
+                self._saturated = 0.0
+            else:
+                self._saturated = -self._scale * y_sums([fam.saturated], p.y, p.m, p.w)[0]
+        return self._saturated
 
     def eta(self, beta: np.ndarray) -> np.ndarray:
         """The linear predictor on the grid."""
@@ -275,6 +297,19 @@ class PenalizedObjective:
         funcs = [fam.saturated] + ([fam.loglik_const] if fam.loglik_const else [])
         sums = y_sums(funcs, p.y, p.m, p.w)
         dev, dev0 = 2.0 * (sums[0] - total), 2.0 * (sums[0] - total0)
+        # The sums over y cost no special function per cell, but each is far
+        # larger than the deviance when counts are large (y log y for flows
+        # in dollars): past a ratio of 1e4 their difference has lost the
+        # digits a deviance needs, so it is summed cell by cell instead.
+        size = abs(sums[0]) + max(abs(total), abs(total0))
+        if size > CANCELLATION * min(abs(dev), abs(dev0)):
+            dev, dev0 = self.chunk_sums(
+                beta,
+                lambda sub, eta: (
+                    sub.deviance(fam, eta),
+                    sub.deviance(fam, intercept0 + sub.offset_grid()),
+                ),
+            )
         if fam.loglik_const is None:  # Gaussian: the variance is profiled out
             ll, ll0 = (profiled_gaussian_loglik(d, p.sum_w) for d in (dev, dev0))
             return FitStatistics(dev, ll, dev0, ll0)

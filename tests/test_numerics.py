@@ -137,3 +137,51 @@ def test_prediction_overflow_warns_but_separated_limits_do_not():
     with pytest.warns(RuntimeWarning, match="12 predicted mean.*overflow"):
         pred = est.predict(df.assign(off=800.0))
     assert np.all(np.isinf(pred))
+
+
+def test_fixed_effects_reach_their_closed_form_at_the_default_tol():
+    """Offsets over six orders of magnitude make sum(w y eta) large; convergence is
+    judged on the deviance's scale, so low-information firm effects are exact too."""
+    rng = np.random.default_rng(4)
+    nf, ny = 300, 10
+    df = pd.MultiIndex.from_product(
+        [[f"f{i:03d}" for i in range(nf)], range(ny)], names=["firm", "year"]
+    ).to_frame(index=False)
+    df["x"] = rng.normal(size=len(df))
+    df["off"] = np.log(10 ** rng.uniform(-3, 3, size=len(df)))
+    alpha = np.repeat(rng.normal(scale=2, size=nf), ny)
+    y = rng.poisson(np.exp(alpha + 0.3 * df.x + df.off)).astype(float)
+    w = 10 ** rng.uniform(-2, 2, size=len(df))
+    est = PanelPoissonRegressor(dims=["firm", "year"], fixed_effects=["firm"], offset="off")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # firms with y all 0 are separated
+        est.fit(df, y, sample_weight=w)
+    coef = pd.Series(est.coef_, index=est.coef_names_)
+    # Given the slope, each firm's effect has a closed form (its score equation).
+    checked = 0
+    for f in df.firm.unique()[1:]:
+        m = (df.firm == f).to_numpy()
+        if y[m].sum() == 0:
+            continue
+        mu0 = np.exp(est.intercept_ + coef["x"] * df.x[m] + df.off[m])
+        closed = np.log(np.sum(w[m] * y[m]) / np.sum(w[m] * mu0))
+        assert coef[f"firm[{f}]"] == pytest.approx(closed, rel=1e-8, abs=1e-10)
+        checked += 1
+    assert checked > 250
+
+
+def test_poisson_deviance_of_large_counts_keeps_its_digits():
+    """Flows in dollars (y ~ 1e9): the deviance is ~2e3 while sum(y log y) is ~4e13."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 2))
+    y = rng.poisson(np.exp(np.log(1e9) + X @ [0.3, -0.2])).astype(float)
+    est = PanelPoissonRegressor().fit(X, y)
+    ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-13)
+    np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-8)
+    mu = est.predict(X)
+    # Cell by cell in the ratio form: good to ~1e-9 here (y log(y / mu) rounds
+    # at y * eps per cell), against 1e-5 for sum(y log y) less sum(y log mu).
+    direct = 2.0 * np.sum(y * np.log(y / mu) - (y - mu))
+    assert est.deviance_ == pytest.approx(direct, rel=1e-8)
+    assert est.deviance_ == pytest.approx(ref.deviance, rel=1e-8)
+    assert est.null_deviance_ == pytest.approx(ref.null_deviance, rel=1e-10)
