@@ -29,7 +29,7 @@ from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_in
 from ._panel import PanelData
 from ._separation import check_observed, limit_signs
 from ._summary import InferenceMixin
-from ._terms import ModelSpec, build_design, build_model_spec
+from ._terms import ModelSpec, build_design, build_model_spec, shift_map
 from ._threads import blas_threads
 from ._validation import check_response, check_target
 
@@ -243,6 +243,11 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         self._order = order
         self._beta = beta  # zero where not estimated, so predictions ignore those columns
         user = np.where(self._kept[order], beta[order], np.nan)
+        # Shifted columns (a timestamp) were centred for the solver; the
+        # intercept of the columns as given is the solver's less their shifts.
+        self._shift_map = shift_map(spec, self._kept[order])
+        if self._shift_map is not None:
+            user = self._shift_map @ np.nan_to_num(user) + np.where(np.isnan(user), np.nan, 0.0)
         names = spec.names
         if spec.has_intercept:
             self.intercept_ = float(user[0])

@@ -85,6 +85,9 @@ class InferenceMixin:
         order = self._order
         # The fit's design may lack coefficients it could not identify: NaN.
         c = embed(self._kept, cov.cov)[np.ix_(order, order)]
+        if self._shift_map is not None:  # from the solver's centred columns to the user's
+            t = self._shift_map
+            c = np.where(np.isnan(c), np.nan, t @ np.nan_to_num(c) @ t.T)
         self._cov = 0.5 * (c + c.T)  # exact symmetry, lost to rounding in the sandwich
         self._cov_description = cov.description
         self._set_fit_statistics(problem, design.n_coef, stats)

@@ -36,6 +36,9 @@ class Term:
         Fixed effects: the fitted levels of each dimension.
     drop_first : bool
         Whether the first level is the reference (no coefficient).
+    shift : float
+        Numeric columns: the constant subtracted from the column inside the
+        solver (see :func:`column_shift`); 0 for most columns.
     """
 
     kind: str
@@ -43,6 +46,7 @@ class Term:
     names: tuple[str, ...]
     levels: tuple[pd.Index, ...] = ()
     drop_first: bool = False
+    shift: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,75 @@ class ModelSpec:
     def has_intercept(self) -> bool:
         """Whether the first term is the intercept."""
         return bool(self.terms) and self.terms[0].kind == "intercept"
+
+    @property
+    def shifts(self) -> np.ndarray:
+        """Each coefficient's column shift, in user order (0 but for shifted columns)."""
+        return np.array([t.shift for t in self.terms for _ in t.names], dtype=np.float64)
+
+
+# A column whose mean exceeds its range this many times (a Unix timestamp
+# observed over minutes) is nearly collinear with the intercept: the Hessian's
+# condition number grows as (mean / range)^2, 1e13 for such a timestamp.
+SHIFT_RATIO = 10.0
+
+
+def column_shift(values: np.ndarray) -> float:
+    """The constant the solver subtracts from a numeric column: its mean, if it dwarfs its range.
+
+    The model is the same (the intercept absorbs the constant, and the
+    reported intercept is mapped back), but the Newton system and the
+    information matrix are solved in well-conditioned coordinates.
+
+    Parameters
+    ----------
+    values : ndarray
+        The column over the axes it varies along.
+
+    Returns
+    -------
+    float
+        The mean of ``values``, or 0.0 when the column needs no shift.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from panelglm._terms import column_shift
+    >>> column_shift(np.array([1.7e9, 1.7e9 + 60.0]))
+    1700000030.0
+    >>> column_shift(np.array([-1.0, 2.0]))
+    0.0
+    """
+    if values.size == 0:
+        return 0.0
+    spread = float(np.max(values)) - float(np.min(values))
+    mean = float(np.mean(values, dtype=np.float64))
+    return mean if 0 < spread and abs(mean) > SHIFT_RATIO * spread else 0.0
+
+
+def shift_map(spec: ModelSpec, kept: np.ndarray) -> np.ndarray | None:
+    """The linear map from the solver's coefficients to the user's, or None if identity.
+
+    Only the intercept changes: ``b0 = b0' - sum_j shift_j b_j`` over the
+    estimated (``kept``, user order) shifted columns.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The fitted terms.
+    kept : ndarray of bool
+        Which coefficients were estimated, in user order.
+
+    Returns
+    -------
+    ndarray of shape (P, P) or None
+    """
+    shifts = np.where(kept, spec.shifts, 0.0)
+    if not spec.has_intercept or not shifts.any():
+        return None
+    t = np.eye(len(shifts))
+    t[0, 1:] = -shifts[1:]
+    return t
 
 
 def _fe_names(dims: tuple[str, ...], levels: tuple[pd.Index, ...]) -> list[str]:
@@ -108,7 +181,8 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
             )
             reference_needed = True
         else:
-            terms.append(Term("numeric", (name,), (name,)))
+            shift = column_shift(data.numeric(name)[0]) if fit_intercept else 0.0
+            terms.append(Term("numeric", (name,), (name,), shift=shift))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)
         names = _fe_names(fe, levels)
@@ -213,6 +287,8 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
             lead.append((DenseBlock((), np.ones(1), term.names), idx))
         elif term.kind == "numeric":
             values, axes = data.numeric(term.source[0])
+            if term.shift:  # a copy, made only for the rare column that needs it
+                values = values - term.shift
             vals, names, where = numeric.setdefault(axes, ([], [], []))
             vals.append(values)
             names.append(term.names[0])

@@ -185,3 +185,35 @@ def test_poisson_deviance_of_large_counts_keeps_its_digits():
     assert est.deviance_ == pytest.approx(direct, rel=1e-8)
     assert est.deviance_ == pytest.approx(ref.deviance, rel=1e-8)
     assert est.null_deviance_ == pytest.approx(ref.null_deviance, rel=1e-10)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+@pytest.mark.parametrize("step", [60.0, 1.0])
+def test_timestamp_covariate_is_solved_in_centred_coordinates(family, step):
+    """A Unix timestamp seen over minutes: mean / range ~ 1e7, so the raw Hessian's
+    condition number is ~1e14. Coefficients, standard errors (intercept included)
+    and predictions equal statsmodels' on the centred column, mapped back."""
+    from panelglm import PanelLinearRegressor
+
+    rng = np.random.default_rng(0)
+    n, c = 600, 1.7e9
+    k = rng.integers(0, 6, size=n).astype(float)
+    x = rng.normal(size=n)
+    ts = c + step * k
+    if family == "poisson":
+        y = rng.poisson(np.exp(-1 + 0.3 * x + 0.1 * k)).astype(float)
+        est, fam = PanelPoissonRegressor(), sm.families.Poisson()
+    else:
+        y = 2.0 + 0.3 * x + 0.1 * k + rng.normal(size=n)
+        est, fam = PanelLinearRegressor(), sm.families.Gaussian()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no singular-Hessian notice, no convergence trouble
+        est.fit(np.column_stack([x, ts]), y)
+    ref = sm.GLM(y, sm.add_constant(np.column_stack([x, ts - c])), family=fam).fit(tol=1e-14)
+    t = np.eye(3)
+    t[0, 2] = -c  # intercept of the raw column = a - c b
+    params, cov = t @ ref.params, t @ ref.cov_params() @ t.T
+    np.testing.assert_allclose(est.coef_, params[1:], rtol=1e-8)
+    assert est.intercept_ == pytest.approx(params[0], rel=1e-8)
+    np.testing.assert_allclose(est.bse_, np.sqrt(np.diag(cov)), rtol=1e-6)
+    np.testing.assert_allclose(est.predict(np.column_stack([x, ts])), ref.fittedvalues, rtol=1e-8)
