@@ -75,10 +75,14 @@ def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
         has a row at one d2 level only, a column varying along d2 looks
         constant along each axis); then the smallest set of axes (the first
         in axis order among equals) that the values depend on is returned.
+        An axis with a single level is always included: whether the column
+        varies along it cannot be seen, so it is stored along it (at no cost,
+        the axis has length one) and new data may vary along it.
     """
+    single = {a for a, n in enumerate(grid.shape) if n == 1}
     if not grid.is_balanced:
-        return _unbalanced_axes(values, grid)
-    return tuple(a for a in range(len(grid.dims)) if _varies_along(values, grid, a))
+        return tuple(sorted(single.union(_unbalanced_axes(values, grid))))
+    return tuple(a for a in range(len(grid.dims)) if a in single or _varies_along(values, grid, a))
 
 
 def lay_out(

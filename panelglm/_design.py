@@ -14,7 +14,7 @@ from ._columns import detect_axes
 from ._layout import Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._tables import TableColumns, join_tables, table_keys
-from ._validation import check_dtype, check_levels, warn_if_sparse
+from ._validation import check_dtype, warn_if_sparse
 
 
 def _same_values(a: pd.Series, b: pd.Series) -> bool:
@@ -221,7 +221,6 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             raise ValueError(f"dims must be distinct column names, got {list(dims)}.")
         table_keys(self.tables, dims)  # bad keys fail before any N-sized work
         grid = self._grid(X, balanced=self.balanced)
-        check_levels(grid.levels)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
         target = holds_target(X, y)
         frame_cols = [c for c in X.columns if c not in dims and c != target]

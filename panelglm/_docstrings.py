@@ -79,7 +79,12 @@ _COMMON_PARAMS = """alpha : float, default=0.0
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.
     coef_names_ : list of str
-        Name of every coefficient.
+        Name of every coefficient: a numeric column's name (converted with
+        ``str``), ``"column[level]"`` for a categorical column's level,
+        ``"dim[level]"`` (``"dim1:dim2[level1:level2]"``) for a fixed
+        effect's. Names are unique: ``fit`` raises a ValueError naming the
+        columns when two would coincide (a column named ``"Intercept"``
+        next to the intercept, ``"g[b]"`` next to a categorical ``g``).
     intercept_ : float
         The intercept (0.0 when not fitted).
     n_iter_ : int

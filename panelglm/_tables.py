@@ -225,7 +225,11 @@ class TableColumns:
         if jt.has_gaps:
             local = detect_axes(jt.present(arr), jt.sub_grid())
             return ColumnSpec(name, tuple(jt.axes[k] for k in local), cats)
-        return ColumnSpec(name, _varying_axes(arr, jt.axes), cats)
+        # A key axis with a single level counts as varying, as in detect_axes:
+        # with one level it cannot be seen not to, and new data may have more.
+        single = {a for k, a in enumerate(jt.axes) if arr.shape[k] == 1}
+        axes = tuple(a for a in jt.axes if a in single or a in _varying_axes(arr, jt.axes))
+        return ColumnSpec(name, axes, cats)
 
     @staticmethod
     def _gaps_lay_out(jt: JoinedTable, arr: np.ndarray, spec: ColumnSpec) -> np.ndarray:

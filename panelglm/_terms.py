@@ -8,6 +8,7 @@ data and any new data with the same coefficients in the same places.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from itertools import pairwise, product
 
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
+from ._layout import show_value
 from ._panel import PanelData
 
 INTERCEPT = "Intercept"
@@ -28,8 +30,9 @@ class Term:
     ----------
     kind : {"intercept", "numeric", "categorical", "fixed_effect"}
         What the term is.
-    source : tuple of str
-        The column (numeric, categorical) or the dimensions (fixed effect).
+    source : tuple of hashable
+        The column (numeric, categorical) or the dimensions (fixed effect),
+        as the data names them (not necessarily strings).
     names : tuple of str
         Its coefficient names.
     levels : tuple of pandas.Index
@@ -42,7 +45,7 @@ class Term:
     """
 
     kind: str
-    source: tuple[str, ...]
+    source: tuple[Hashable, ...]
     names: tuple[str, ...]
     levels: tuple[pd.Index, ...] = ()
     drop_first: bool = False
@@ -136,13 +139,92 @@ def shift_map(spec: ModelSpec, kept: np.ndarray) -> np.ndarray | None:
     return t
 
 
-def _fe_names(dims: tuple[str, ...], levels: tuple[pd.Index, ...]) -> list[str]:
-    label = ":".join(dims)
+def _fe_names(dims: tuple[Hashable, ...], levels: tuple[pd.Index, ...]) -> list[str]:
+    label = ":".join(str(d) for d in dims)
     return [f"{label}[{':'.join(str(v) for v in combo)}]" for combo in product(*levels)]
+
+
+def _makers(term: Term) -> list[str]:
+    """What gives each of a term's coefficient names, for error messages."""
+    if term.kind == "intercept":
+        return ["the intercept"]
+    if term.kind == "numeric":
+        return [f"column {show_value(term.source[0])}"]
+    if term.kind == "categorical":
+        kept = term.levels[0][1:] if term.drop_first else term.levels[0]
+        col = show_value(term.source[0])
+        return [f"level {show_value(c)} of categorical column {col}" for c in kept]
+    combos = list(product(*term.levels))[1 if term.drop_first else 0 :]
+    if len(term.source) == 1:
+        fe = show_value(term.source[0])
+        return [f"level {show_value(c)} of the fixed effect on {fe}" for (c,) in combos]
+    return [
+        "level ("
+        + ", ".join(f"{d}={show_value(v)}" for d, v in zip(term.source, combo, strict=True))
+        + f") of the fixed effect on {term.source!r}"
+        for combo in combos
+    ]
+
+
+def check_unique_names(terms: list[Term]) -> None:
+    """Reject a model in which two coefficients would get the same name.
+
+    Names are made from column names (converted with ``str``), categorical
+    levels and fixed-effect levels, so a column named ``"Intercept"``,
+    ``"g[b]"`` next to a categorical ``g``, ``"year[1]"`` next to a year
+    fixed effect, or columns ``1`` and ``"1"`` would give two coefficients
+    one name, and every result indexed by name (``bse_``, ``summary()``)
+    would mix them up.
+
+    Raises
+    ------
+    ValueError
+        Naming each clash: the name, and the columns or levels that give it.
+    """
+    first: dict[str, tuple[str, Term]] = {}
+    clashes: list[tuple[str, str, str]] = []
+    columns: list[Hashable] = []  # the user's columns in a clash: the ones to rename
+    categorical: list[Hashable] = []  # categorical columns whose levels clash
+    dims: list[Hashable] = []  # dimensions whose fixed-effect levels clash
+    intercept = False
+    for term in terms:
+        for name, maker in zip(term.names, _makers(term), strict=True):
+            if name not in first:
+                first[name] = (maker, term)
+                continue
+            other, other_term = first[name]
+            clashes.append((name, other, maker))
+            for t in (other_term, term):
+                intercept |= t.kind == "intercept"
+                if t.kind in ("numeric", "categorical") and t.source[0] not in columns:
+                    columns.append(t.source[0])
+                if t.kind == "categorical" and t.source[0] not in categorical:
+                    categorical.append(t.source[0])
+                if t.kind == "fixed_effect":
+                    dims += [d for d in t.source if d not in dims]
+    if not clashes:
+        return
+    shown = "; ".join(f"{name!r} would name both {a} and {b}" for name, a, b in clashes[:5])
+    more = f" (and {len(clashes) - 5} more clashes)" if len(clashes) > 5 else ""
+    parts = [f"rename column(s) {columns}"] if columns else []
+    if categorical:
+        parts.append(f"recode the categories of {categorical}")
+    if dims:  # levels such as "1:2" can make two level combinations one name
+        parts.append(f"recode the levels of dimension(s) {dims}")
+    advice = " or ".join(parts)
+    if intercept:
+        advice += ", or pass fit_intercept=False if the column is meant as the intercept"
+    raise ValueError(
+        f"Coefficient names must be unique: {shown}{more}. They are made from column "
+        f"names (converted with str()) and levels; {advice}."
+    )
 
 
 def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) -> ModelSpec:
     """Choose the terms of a model from the data's covariates and fixed effects.
+
+    Coefficient names are strings: column names that are not are converted
+    with ``str``.
 
     Parameters
     ----------
@@ -156,6 +238,12 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
     Returns
     -------
     ModelSpec
+
+    Raises
+    ------
+    ValueError
+        If two coefficients would get the same name (see
+        :func:`check_unique_names`).
     """
     terms: list[Term] = []
     # As in patsy's full-rank coding: every categorical term drops its first
@@ -174,7 +262,7 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
                 Term(
                     "categorical",
                     (name,),
-                    tuple(f"{name}[{c}]" for c in kept),
+                    tuple(f"{name!s}[{c}]" for c in kept),
                     (spec.categories,),
                     reference_needed,
                 )
@@ -182,7 +270,7 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
             reference_needed = True
         else:
             shift = column_shift(data.numeric(name)[0]) if fit_intercept else 0.0
-            terms.append(Term("numeric", (name,), (name,), shift=shift))
+            terms.append(Term("numeric", (name,), (str(name),), shift=shift))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)
         names = _fe_names(fe, levels)
@@ -196,6 +284,7 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
             )
         )
         reference_needed = True
+    check_unique_names(terms)
     return ModelSpec(dims=data.dims, terms=tuple(terms))
 
 

@@ -75,25 +75,6 @@ def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
         )
 
 
-def check_levels(levels: tuple[pd.Index, ...]) -> None:
-    """Reject a panel dimension with a single level when fitting.
-
-    A dimension with one level carries no information: every column is
-    constant along it and a fixed effect on it equals the intercept.
-
-    Raises
-    ------
-    ValueError
-        Naming the dimension and its level.
-    """
-    for lv in levels:
-        if len(lv) == 1:
-            raise ValueError(
-                f"Dimension {lv.name!r} has a single level ({show_value(lv[0])}); a panel "
-                "dimension needs at least two. Drop it from dims."
-            )
-
-
 def warn_if_sparse(n_rows: int, shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
     """Warn when an unbalanced panel's full grid is much larger than its data."""
     n_cells = int(np.prod(shape, dtype=np.float64))

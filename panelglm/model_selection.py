@@ -113,7 +113,9 @@ class PanelKFold(_LevelSplitter):
     ``dim`` (e.g. customers) and trains on the rows of the others, so on a
     balanced panel both sides are balanced panels. A model predicts for the
     held-out levels from their covariates; it cannot have a fixed effect on
-    ``dim`` (it raises an error naming the unseen levels).
+    ``dim`` (it raises an error naming the unseen levels). A training panel
+    may hold a single level of ``dim``; it is fitted as a cross-section along
+    the other dimensions.
 
     Parameters
     ----------
@@ -161,7 +163,9 @@ class PanelTimeSeriesSplit(_LevelSplitter):
     :class:`sklearn.model_selection.TimeSeriesSplit` splits samples: each
     fold trains on the rows of earlier levels and tests on the rows of the
     next ``test_size`` levels, so every training period ends before its test
-    period begins. On a balanced panel both sides are balanced panels.
+    period begins. On a balanced panel both sides are balanced panels. A
+    training period may be a single level (the first one below is): the
+    estimators fit it as a cross-section along the other dimensions.
 
     Parameters
     ----------

@@ -129,8 +129,6 @@ CASES = [
      ValueError, "The data has no rows"),
     ("empty-array", lambda: PanelPoissonRegressor().fit(np.empty((0, 2)), []),
      ValueError, "0 sample"),
-    ("single-level", lambda: poisson().fit(BASE[BASE.d1 == "d1_10"], Y[BASE.d1 == "d1_10"]),
-     ValueError, "Dimension 'd1' has a single level \\('d1_10'\\)"),
     ("mixed-object-column",
      lambda: poisson().fit(BASE.assign(g=pd.Series([1, "a"] * 6, dtype=object)), Y),
      TypeError, "Column 'g' mixes values of different types \\(number such as 1, str such"),
