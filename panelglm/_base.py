@@ -28,8 +28,9 @@ from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
 from ._separation import check_observed, limit_signs
+from ._shifts import shift_map
 from ._summary import InferenceMixin
-from ._terms import ModelSpec, build_design, build_model_spec, shift_map
+from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
 from ._validation import check_response, check_target
 
