@@ -173,4 +173,8 @@ def make_plan(design: FactoredDesign) -> KernelPlan | None:
         pairs_left -= served
     # A group of a block that ended up spread serves nothing the spread rows do not.
     groups = [g for g in groups if g.block not in spread]
-    return KernelPlan(tuple(full), tuple(spread), tuple(rest), _maximal(sets), tuple(groups))
+    # With no block below the cell level (no intercept, every column varying
+    # along every axis), rows are still summed to a scalar: the Poisson
+    # gradient takes sum(h X_q) from those sums.
+    targets = _maximal(sets) or ((),)
+    return KernelPlan(tuple(full), tuple(spread), tuple(rest), targets, tuple(groups))

@@ -251,3 +251,32 @@ def test_score_uses_offset_of_new_data():
         return 2 * np.sum(np.where(y > 0, y * np.log(np.where(y > 0, y, 1) / m), 0) - y + m)
 
     assert est.score(data, y) == pytest.approx(1 - dev(mu) / dev(mu0), rel=1e-10)
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+@pytest.mark.parametrize("panel", [False, True])
+def test_no_intercept_and_only_cell_level_columns(family, panel):
+    """No block below the cell level at all: the kernels still reduce every row."""
+    rng = np.random.default_rng(3)
+    n = 60
+    X = rng.normal(size=(n, 2))
+    eta = X @ [0.3, -0.2]
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta)).astype(float)
+        est, fam = PanelPoissonRegressor(fit_intercept=False), sm.families.Poisson()
+    elif family == "binomial":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
+        est, fam = PanelLogitRegressor(fit_intercept=False), sm.families.Binomial()
+    else:
+        y = eta + rng.normal(size=n)
+        est, fam = PanelLinearRegressor(fit_intercept=False), sm.families.Gaussian()
+    if panel:
+        df = pd.DataFrame({"i": np.repeat(np.arange(6), 10), "t": np.tile(np.arange(10), 6)})
+        df[["a", "b"]] = X
+        est.set_params(dims=["i", "t"]).fit(df, y)
+    else:
+        est.fit(X, y)
+    ref = sm.GLM(y, X, family=fam).fit(tol=1e-13)
+    np.testing.assert_allclose(est.coef_, ref.params, rtol=1e-8)
+    np.testing.assert_allclose(est.bse_, ref.bse, rtol=1e-6)
+    assert est.intercept_ == 0.0
