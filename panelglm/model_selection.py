@@ -7,6 +7,12 @@ of the other dimensions' levels, and the rest. That is what
 dimension from ``X`` itself (a long-format DataFrame or a :class:`PanelData`),
 so no ``groups=`` is needed, and they plug into ``GridSearchCV`` and
 ``cross_val_score`` as any scikit-learn splitter does.
+
+scikit-learn's tools split ``X`` by rows, which a :class:`PanelData` does not
+support (its ``shape`` is the grid's, not rows by columns): give them the
+long DataFrame, with :class:`PanelDesign` in a pipeline
+(``make_pipeline(PanelDesign(dims), PanelPoissonRegressor())``) or the
+estimator's ``dims=``. ``split`` itself accepts either.
 """
 
 from __future__ import annotations
