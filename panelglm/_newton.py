@@ -70,6 +70,16 @@ class NewtonResult:
     converged: bool
 
 
+def _equilibrate(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``H`` scaled to a unit diagonal, ``g`` scaled alike, and the scales ``d``.
+
+    A step ``u`` of the scaled system is ``u / d`` in the original one.
+    """
+    d = np.sqrt(np.abs(np.diag(hess)))
+    d[~(np.isfinite(d) & (d > 0))] = 1.0
+    return hess / np.outer(d, d), grad / d, d
+
+
 def _newton_step(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, bool]:
     """The Newton step, and whether it solves ``H d = -g`` (up to rounding).
 
@@ -80,9 +90,7 @@ def _newton_step(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, bool]:
     the least-squares step may leave part of the gradient unaddressed, which
     the caller must not mistake for convergence.
     """
-    d = np.sqrt(np.abs(np.diag(hess)))
-    d[~(np.isfinite(d) & (d > 0))] = 1.0
-    scaled, g = hess / np.outer(d, d), grad / d
+    scaled, g, d = _equilibrate(grad, hess)
     try:
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(scaled), -g) / d, True
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):
@@ -107,9 +115,7 @@ def _damped_step(
     ``D`` is the Hessian's diagonal, so the damping respects each coefficient's
     scale; ``mu`` grows from 1e-6 until the step satisfies Armijo's condition.
     """
-    d = np.sqrt(np.abs(np.diag(hess)))
-    d[~(np.isfinite(d) & (d > 0))] = 1.0
-    scaled, g = hess / np.outer(d, d), grad / d
+    scaled, g, d = _equilibrate(grad, hess)
     eye = np.eye(len(g))
     for mu in 10.0 ** np.arange(-6.0, 17.0):
         try:
@@ -119,9 +125,10 @@ def _damped_step(
         step = u / d
         trial = coef + step
         trial_loss = objective.loss(trial)
-        if np.isfinite(trial_loss) and trial_loss <= loss + ARMIJO * float(grad @ step):
-            if trial_loss < loss:
-                return trial, trial_loss
+        # Armijo's sufficient decrease, and a strict one: rounding must not
+        # let a step that changes nothing pass for progress.
+        if trial_loss < loss and trial_loss <= loss + ARMIJO * float(grad @ step):
+            return trial, trial_loss
     return None
 
 

@@ -294,14 +294,15 @@ class PenalizedObjective:
             return wsum(sub, fam.loglik(sub.y, eta, sub.m)), wsum(sub, f0)
 
         total, total0 = self.chunk_sums(beta, lsums)
-        funcs = [fam.saturated] + ([fam.loglik_const] if fam.loglik_const else [])
-        sums = y_sums(funcs, p.y, p.m, p.w)
-        dev, dev0 = 2.0 * (sums[0] - total), 2.0 * (sums[0] - total0)
+        # sum w f_saturated(y): already summed for the solver's stopping rule.
+        sat = -self.saturated_loss / self._scale
+        const = y_sums([fam.loglik_const], p.y, p.m, p.w)[0] if fam.loglik_const else 0.0
+        dev, dev0 = 2.0 * (sat - total), 2.0 * (sat - total0)
         # The sums over y cost no special function per cell, but each is far
         # larger than the deviance when counts are large (y log y for flows
         # in dollars): past a ratio of 1e4 their difference has lost the
         # digits a deviance needs, so it is summed cell by cell instead.
-        size = abs(sums[0]) + max(abs(total), abs(total0))
+        size = abs(sat) + max(abs(total), abs(total0))
         if size > CANCELLATION * min(abs(dev), abs(dev0)):
             dev, dev0 = self.chunk_sums(
                 beta,
@@ -313,7 +314,7 @@ class PenalizedObjective:
         if fam.loglik_const is None:  # Gaussian: the variance is profiled out
             ll, ll0 = (profiled_gaussian_loglik(d, p.sum_w) for d in (dev, dev0))
             return FitStatistics(dev, ll, dev0, ll0)
-        return FitStatistics(dev, total + sums[1], dev0, total0 + sums[1])
+        return FitStatistics(dev, total + const, dev0, total0 + const)
 
     def _eta_chunks(self, beta: np.ndarray) -> Iterator[tuple[PanelProblem, np.ndarray]]:
         kern = self.kernels
