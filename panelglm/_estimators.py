@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,7 +151,20 @@ class PanelLinearRegressor(PanelGLMBase):
         self.collinear = collinear
 
     def _scale(self, n_eff: float, n_coef: int) -> float:
-        return self.deviance_ / (n_eff - n_coef) if n_eff > n_coef else np.nan
+        if n_eff > n_coef:
+            return self.deviance_ / (n_eff - n_coef)
+        # Frequency weights count observations: weights normalised to sum to
+        # one leave no residual degrees of freedom. Say so, not just NaN.
+        warnings.warn(
+            f"The residual degrees of freedom, sum(sample_weight) - k = {n_eff:.6g} - "
+            f"{n_coef}, are not positive, so scale_ and the nonrobust standard errors are "
+            "NaN. sample_weight are frequency weights (they sum to the number of "
+            "observations); rescale them, or use cov_type='robust', which does not depend "
+            "on their scale.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return np.nan
 
 
 @fill_doc

@@ -295,6 +295,26 @@ class PanelData:
             self._cache[key] = lay_out(values, self.grid, spec.axes, name, fill)
         return self._cache[key], spec.axes
 
+    def observed(self, name: str) -> np.ndarray:
+        """A numeric column's values where there are data, in no particular order.
+
+        Its rows for a column of the frame, its table's levels for a table
+        column: never the fill of an unbalanced panel's missing cells, so
+        statistics of the column (its mean, its range) are the data's.
+
+        Parameters
+        ----------
+        name : str
+            Column name.
+
+        Returns
+        -------
+        ndarray
+        """
+        if name in self._tables:
+            return self.numeric(name)[0]
+        return numeric_values(self._frame[name], name)
+
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.
 

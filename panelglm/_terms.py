@@ -206,7 +206,7 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
             )
             reference_needed = True
         else:
-            shift = column_shift(data.numeric(name)[0]) if fit_intercept else 0.0
+            shift = column_shift(data.observed(name)) if fit_intercept else 0.0
             terms.append(Term("numeric", (name,), (str(name),), shift=shift))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)

@@ -217,3 +217,52 @@ def test_timestamp_covariate_is_solved_in_centred_coordinates(family, step):
     assert est.intercept_ == pytest.approx(params[0], rel=1e-8)
     np.testing.assert_allclose(est.bse_, np.sqrt(np.diag(cov)), rtol=1e-6)
     np.testing.assert_allclose(est.predict(np.column_stack([x, ts])), ref.fittedvalues, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_timestamp_centring_on_an_unbalanced_panel(dtype):
+    """The shift is the observed rows' mean, not that of a grid whose missing
+    cells hold a fill value: one missing row must not turn the centring off."""
+    rng = np.random.default_rng(1)
+    df = pd.MultiIndex.from_product(
+        [[f"f{i:02d}" for i in range(40)], range(2001, 2011)], names=["firm", "year"]
+    ).to_frame(index=False)
+    df["ts"] = 1.7e9 + 60.0 * (df["year"] - 2001) + rng.uniform(0, 30, len(df))
+    df["rate"] = rng.normal(size=len(df))
+    k = (df["ts"] - 1.7e9) / 60.0
+    y = rng.poisson(np.exp(0.3 + 0.05 * k + 0.3 * df["rate"])).astype(float)
+    keep = np.ones(len(df), bool)
+    keep[[3, 50, 222]] = False
+    d, yy = df[keep].reset_index(drop=True), y[keep]
+    data = PanelDesign(dims=["firm", "year"], balanced=False).fit_transform(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = PanelPoissonRegressor(cov_type="cluster", cluster="firm", dtype=dtype)
+        est.fit(data, yy)
+    Xc = np.column_stack([np.ones(len(d)), d["ts"] - 1.7e9, d["rate"]])
+    groups = d["firm"].factorize()[0]
+    ref = sm.GLM(yy, Xc, family=sm.families.Poisson()).fit(
+        tol=1e-13, cov_type="cluster", cov_kwds={"groups": groups}
+    )
+    tol = 1e-8 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=tol)
+    np.testing.assert_allclose(np.asarray(est.bse_)[1:], ref.bse[1:], rtol=tol)
+
+
+def test_gaussian_scale_with_normalised_weights_warns():
+    """sum(w) <= k leaves no residual degrees of freedom: NaN, with a warning saying why."""
+    from panelglm import PanelLinearRegressor
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 2))
+    y = X @ [0.5, -0.2] + rng.normal(size=40)
+    w = rng.uniform(0.5, 2.0, size=40)
+    with pytest.warns(RuntimeWarning, match="frequency weights"):
+        est = PanelLinearRegressor().fit(X, y, sample_weight=w / w.sum())
+    assert np.isnan(est.scale_)
+    # The same weights on the scale of counts: statsmodels' frequency-weight scale.
+    scaled = w / w.sum() * 40
+    est = PanelLinearRegressor().fit(X, y, sample_weight=scaled)
+    ref = sm.GLM(y, sm.add_constant(X), freq_weights=scaled).fit()
+    assert est.scale_ == pytest.approx(ref.scale, rel=1e-10)
+    np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-10)
