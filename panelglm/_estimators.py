@@ -162,7 +162,7 @@ class PanelLinearRegressor(PanelGLMBase):
             "observations); rescale them, or use cov_type='robust', which does not depend "
             "on their scale.",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=5,  # _scale, _set_results, fit, scikit-learn's fit wrapper, caller
         )
         return np.nan
 
