@@ -24,6 +24,10 @@ import numpy as np
 
 Axes = tuple[int, ...]
 
+# Above this many cells, a Hessian block is contracted one column at a time
+# (see FactoredDesign._pair): memory of one grid-sized array, not of Q.
+COLUMN_CELLS = 1 << 16
+
 
 @dataclass(frozen=True)
 class DenseBlock:
@@ -283,17 +287,43 @@ class FactoredDesign:
         return out
 
     def _pair(self, ia: int, ib: int, a: Block, b: Block, u: Axes, t: np.ndarray) -> np.ndarray:
+        # Over a large grid, a block's columns are taken one at a time: a
+        # contraction of all of them at once makes an array of the grid's size
+        # times their number (N x Q for a cell-level block), one per pair.
+        by_column = t.size > COLUMN_CELLS and a.n_cols > 1
         if isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
-            sub = f"{_letters(u)},{_letters(a.axes)}y,{_letters(b.axes)}z->yz"
-            return self._einsum(("h", ia, ib), sub, t, a.values, b.values)
+            if not by_column:
+                sub = f"{_letters(u)},{_letters(a.axes)}y,{_letters(b.axes)}z->yz"
+                return self._einsum(("h", ia, ib), sub, t, a.values, b.values)
+            # t * x_a over u (one grid-sized array), then contracted with b.
+            tx = f"{_letters(u)},{_letters(a.axes)}->{_letters(u)}"
+            xb = f"{_letters(u)},{_letters(b.axes)}z->z"
+            return np.stack(
+                [
+                    self._einsum(("hb", ia, ib), xb, np.einsum(tx, t, a.values[..., q]), b.values)
+                    for q in range(a.n_cols)
+                ]
+            )
         if isinstance(a, DenseBlock):  # b is an indicator
-            sub = f"{_letters(u)},{_letters(a.axes)}y->{_letters(b.axes)}y"
-            m = self._einsum(("h", ia, ib), sub, t, a.values).reshape(-1, a.n_cols)
             codes = b.codes.ravel()
             ok = codes >= 0
-            res = np.zeros((b.n_cols, a.n_cols))
-            np.add.at(res, codes[ok], m[ok])
-            return res.T
+            if not by_column:
+                sub = f"{_letters(u)},{_letters(a.axes)}y->{_letters(b.axes)}y"
+                m = self._einsum(("h", ia, ib), sub, t, a.values).reshape(-1, a.n_cols)
+                res = np.zeros((b.n_cols, a.n_cols))
+                np.add.at(res, codes[ok], m[ok])
+                return res.T
+            sub = f"{_letters(u)},{_letters(a.axes)}->{_letters(b.axes)}"
+            return np.stack(
+                [
+                    np.bincount(
+                        codes[ok],
+                        weights=self._einsum(("hq", ia, ib), sub, t, a.values[..., q]).ravel()[ok],
+                        minlength=b.n_cols,
+                    )
+                    for q in range(a.n_cols)
+                ]
+            )
         ca, cb = self._codes_over(a, u), self._codes_over(b, u)
         ok = (ca >= 0) & (cb >= 0)
         flat = ca[ok] * b.n_cols + cb[ok]

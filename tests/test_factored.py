@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
+import panelglm._factored as factored
 from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from panelglm._families import BINOMIAL, GAUSSIAN, POISSON
 from panelglm._objective import PanelProblem, PenalizedObjective
@@ -31,8 +32,11 @@ def random_design(shape, rng, with_indicators=True):
     return FactoredDesign(shape=shape, blocks=blocks)
 
 
+@pytest.mark.parametrize("by_column", [False, True])
 @pytest.mark.parametrize("shape", [(7,), (4, 3), (4, 3, 2), (3, 2, 2, 3)])
-def test_kernels_equal_dense(shape):
+def test_kernels_equal_dense(shape, by_column, monkeypatch):
+    if by_column:  # the column-at-a-time Hessian blocks of large grids, on a small one
+        monkeypatch.setattr(factored, "COLUMN_CELLS", 0)
     rng = np.random.default_rng(len(shape))
     design = random_design(shape, rng)
     X = design.to_dense()
@@ -111,3 +115,30 @@ def test_objective_gradient_and_hessian_match_finite_differences(family):
         ]
     )
     np.testing.assert_allclose(hess, num_hess, rtol=1e-6, atol=1e-8)
+
+
+def test_plain_hessian_memory_does_not_grow_with_block_columns():
+    """A cell-level indicator (a categorical varying by cell) or a cell-level dense
+    block paired with a 12-column block: a few grid-sized arrays, not 12 of them."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    shape = (64, 32, 64)
+    n = int(np.prod(shape))
+    blocks = [
+        DenseBlock((0,), rng.normal(size=(shape[0], 12)), tuple(f"a{q}" for q in range(12))),
+        DenseBlock((0, 1, 2), rng.normal(size=(*shape, 3)), ("c0", "c1", "c2")),
+        IndicatorBlock(
+            (0, 1, 2), rng.integers(-1, 20, size=shape), tuple(f"g{q}" for q in range(20))
+        ),
+    ]
+    design = FactoredDesign(shape=shape, blocks=blocks)
+    h = rng.uniform(0.5, 1.5, size=shape)
+    tracemalloc.start()
+    hess = design.hessian(h)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * n * 8, peak / (n * 8)
+    # The numbers are those of the dense matrix (a few columns of it at a time).
+    X = design.to_dense()
+    np.testing.assert_allclose(hess, X.T @ (h.ravel()[:, None] * X), rtol=1e-10, atol=1e-9)
