@@ -90,21 +90,56 @@ def weighted_gram(
     plan = make_plan(design)
     if plan is not None:
         return _chunked_gram(design, w, center)
-    if w is None:
-        w = np.ones(design.shape)
+    w_full = np.ones(design.shape) if w is None else w
     if not center:
-        gram = design.hessian(w)
+        gram = design.hessian(w_full)
         return gram, np.diag(gram).copy()
-    sum_w = float(np.sum(w))
-    means = design.gradient(w) / sum_w
-    blocks = list(design.blocks)
-    shift = np.zeros(design.n_coef)
-    for i, (blk, sl) in enumerate(zip(design.blocks, design.slices(), strict=True)):
-        if i > 0 and isinstance(blk, DenseBlock):
+    # Summed by the same kernel as the Gram matrix, so that their rounding
+    # cancels in the intercept's row of the centred matrix.
+    sums = design.gradient(w_full)
+    sum_w = float(np.sum(w_full))
+    centring = _Centring(design, sums, sum_w)
+    return centring.finish(centring.design.hessian(w_full))
+
+
+class _Centring:
+    """Centring of the dense columns after the intercept, in the Gram matrix where possible.
+
+    A dense block that is not cell-level is centred by a copy (it is small). A
+    cell-level column is centred in the Gram matrix instead, ``C = G - r s' -
+    s r' + W r r'`` (``r`` its mean, ``s = X' w``), which is accurate unless
+    its mean dwarfs its range (a timestamp); such a block is copied and
+    centred as well. ``design`` is the design to take the Gram matrix of;
+    :meth:`finish` completes the centring.
+    """
+
+    def __init__(self, design: FactoredDesign, sums: np.ndarray, sum_w: float) -> None:
+        n = design.n_coef
+        means = sums / sum_w
+        self.shift = np.zeros(n)  # the mean of every centred column
+        self.applied = np.zeros(n)  # the part of it subtracted in a copied block
+        self.sums, self.sum_w = sums, sum_w
+        blocks = list(design.blocks)
+        every = tuple(range(design.ndim))
+        for i, (blk, sl) in enumerate(zip(design.blocks, design.slices(), strict=True)):
+            if i == 0 or not isinstance(blk, DenseBlock):
+                continue
+            self.shift[sl] = means[sl]
+            if blk.axes == every:
+                spread = np.max(blk.values, axis=every) - np.min(blk.values, axis=every)
+                if not np.any(np.abs(means[sl]) > 10.0 * spread):
+                    continue  # centred in the Gram matrix, without a copy
             blocks[i] = DenseBlock(blk.axes, blk.values - means[sl], blk.names)
-            shift[sl] = means[sl]
-    gram = FactoredDesign(shape=design.shape, blocks=blocks).hessian(w)
-    return gram, np.diag(gram) + sum_w * shift**2
+            self.applied[sl] = means[sl]
+        self.copied = bool(self.applied.any())
+        self.design = FactoredDesign(shape=design.shape, blocks=blocks) if self.copied else design
+
+    def finish(self, gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The centred Gram matrix from that of :attr:`design`, and the uncentred diagonal."""
+        r = self.shift - self.applied
+        s_c = self.sums - self.sum_w * self.applied  # X' w of the copied-and-centred design
+        gram = gram + self.sum_w * np.outer(r, r) - np.outer(r, s_c) - np.outer(s_c, r)
+        return gram, np.diag(gram) + self.sum_w * self.shift**2
 
 
 def _kernels(design: FactoredDesign, w: np.ndarray | None) -> ChunkKernels:
@@ -133,14 +168,7 @@ def _column_sums(design: FactoredDesign) -> np.ndarray:
 def _chunked_gram(
     design: FactoredDesign, w: np.ndarray | None, center: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`weighted_gram` from the chunked kernels: one or two passes, no N-sized array.
-
-    A dense block that is not cell-level is centred by a copy (it is small). A
-    cell-level column is centred in the Gram matrix instead, ``C = G - r s' -
-    s' r + W r r'`` (``r`` its mean, ``s' = X' w``), which is accurate unless
-    its mean dwarfs its range (a timestamp); such a block is copied and
-    centred as well.
-    """
+    """:func:`weighted_gram` from the chunked kernels: one or two passes, no N-sized array."""
     kern = _kernels(design, w)
 
     def weights(row, s, e):
@@ -161,28 +189,9 @@ def _chunked_gram(
         return gram, np.diag(gram).copy()
     sums = _column_sums(design) if w is None else kern.row_gradient(kern.rows_pass(weights), 0)
     sum_w = float(np.prod(design.shape) if w is None else np.sum(w))
-    means = sums / sum_w
-    shift = np.zeros(n)  # the mean of every centred column
-    applied = np.zeros(n)  # the part of it subtracted in a copied block
-    blocks = list(design.blocks)
-    for i, (blk, sl) in enumerate(zip(design.blocks, design.slices(), strict=True)):
-        if i == 0 or not isinstance(blk, DenseBlock):
-            continue
-        shift[sl] = means[sl]
-        every = tuple(range(design.ndim))
-        if blk.axes == every:
-            spread = np.max(blk.values, axis=every) - np.min(blk.values, axis=every)
-            if not np.any(np.abs(means[sl]) > 10.0 * spread):
-                continue  # centred in the Gram matrix below, without a copy
-        blocks[i] = DenseBlock(blk.axes, blk.values - means[sl], blk.names)
-        applied[sl] = means[sl]
-    centred = FactoredDesign(shape=design.shape, blocks=blocks)
-    kern = _kernels(centred, w) if applied.any() else kern
-    gram = kern.hessian(kern.full_pass(np.zeros(n), cell_weights))
-    r = shift - applied
-    s_c = sums - sum_w * applied  # X' w of the copied-and-centred design
-    gram += sum_w * np.outer(r, r) - np.outer(r, s_c) - np.outer(s_c, r)
-    return gram, np.diag(gram) + sum_w * shift**2
+    centring = _Centring(design, sums, sum_w)
+    kern = _kernels(centring.design, w) if centring.copied else kern
+    return centring.finish(kern.hessian(kern.full_pass(np.zeros(n), cell_weights)))
 
 
 def independent_columns(

@@ -77,7 +77,9 @@ def _equilibrate(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, np.nda
     """
     d = np.sqrt(np.abs(np.diag(hess)))
     d[~(np.isfinite(d) & (d > 0))] = 1.0
-    return hess / np.outer(d, d), grad / d, d
+    scaled = hess / d[:, None]  # one P x P array: with many fixed-effect levels it is large
+    scaled /= d
+    return scaled, grad / d, d
 
 
 def _newton_step(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, bool]:

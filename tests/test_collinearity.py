@@ -264,3 +264,37 @@ def test_chunked_gram_equals_the_plain_kernels(weighted, center):
     scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
     np.testing.assert_allclose(gram / scale, ref / scale, atol=1e-12)
     np.testing.assert_allclose(diag, np.diag(design.hessian(w_full)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_plain_gram_centres_like_the_dense_matrix(weighted):
+    """No chunked plan (two-way fixed effects on a 2-D panel): cell-level columns are
+    centred in the Gram matrix, a timestamp by a copy; against extended precision."""
+    import panelglm._collinearity as coll
+    from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
+    from panelglm._plan import make_plan
+
+    rng = np.random.default_rng(0)
+    shape = (30, 20)
+    cell = np.stack([rng.normal(size=shape) + 3, 1.7e9 + rng.uniform(0, 100, size=shape)], -1)
+    design = FactoredDesign(
+        shape,
+        [
+            DenseBlock((), np.ones(1), ("1",)),
+            DenseBlock((0, 1), cell, ("a", "ts")),
+            DenseBlock((0,), rng.normal(size=(30, 2)) + 5, ("b0", "b1")),
+            IndicatorBlock((0,), np.arange(30) - 1, tuple(f"f{i}" for i in range(29))),
+            IndicatorBlock((1,), np.arange(20) - 1, tuple(f"g{i}" for i in range(19))),
+        ],
+    )
+    assert make_plan(design) is None
+    w = rng.uniform(0.5, 2, size=shape) if weighted else None
+    gram, diag = coll.weighted_gram(design, w, True)
+    X = design.to_dense()
+    ww = np.ones(X.shape[0]) if w is None else w.ravel()
+    Xc = X.astype(np.longdouble)
+    Xc[:, 1:5] -= ((ww @ X) / ww.sum())[1:5].astype(np.longdouble)
+    ref = (Xc.T @ (Xc * ww[:, None])).astype(float)
+    scale = np.sqrt(np.outer(np.diag(ref), np.diag(ref)))
+    np.testing.assert_allclose(gram / scale, ref / scale, atol=1e-12)
+    np.testing.assert_allclose(diag, np.einsum("ij,ij,i->j", X, X, ww), rtol=1e-12)
