@@ -214,6 +214,11 @@ class PanelData:
         return self.grid.n_cells
 
     @property
+    def in_grid_order(self) -> bool:
+        """Whether the rows are the grid's cells in C order (columns lay out as views)."""
+        return self.is_balanced and self.grid.row_of_cell is None
+
+    @property
     def is_balanced(self) -> bool:
         """Whether every cell of the grid has a row."""
         return self.grid.is_balanced
@@ -262,7 +267,7 @@ class PanelData:
         return self.spec[name]
 
     def numeric(
-        self, name: str, role: str = "covariate", fill: float = 0.0
+        self, name: str, role: str = "covariate", fill: float = 0.0, cache: bool = True
     ) -> tuple[np.ndarray, tuple[int, ...]]:
         """A numeric column laid out over the axes it varies along.
 
@@ -274,6 +279,11 @@ class PanelData:
             What the column is used as, for error messages.
         fill : float, default=0.0
             Value at level combinations without a row (unbalanced panels).
+        cache : bool, default=True
+            Whether to keep the laid-out column for the next call. A caller
+            that copies it into a block of its own (e.g. several cell-level
+            columns side by side) passes False, so that the panel does not
+            hold a second copy.
 
         Returns
         -------
@@ -290,10 +300,12 @@ class PanelData:
         if key not in self._cache and name in self._tables:
             # Tables have a row for every level combination of their key.
             self._cache[key] = self._tables.numeric(spec)
-        if key not in self._cache:
-            values = numeric_values(self._frame[name], name)
-            self._cache[key] = lay_out(values, self.grid, spec.axes, name, fill)
-        return self._cache[key], spec.axes
+        if key in self._cache:
+            return self._cache[key], spec.axes
+        laid = lay_out(numeric_values(self._frame[name], name), self.grid, spec.axes, name, fill)
+        if cache:
+            self._cache[key] = laid
+        return laid, spec.axes
 
     def observed(self, name: str) -> np.ndarray:
         """A numeric column's values where there are data, in no particular order.

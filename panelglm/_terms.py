@@ -243,6 +243,34 @@ def _fe_codes(term: Term, data: PanelData) -> tuple[tuple[int, ...], np.ndarray]
     return axes, flat - 1 if term.drop_first else flat
 
 
+def _numeric_block(data: PanelData, axes: tuple[int, ...], terms: list[Term]) -> np.ndarray:
+    """The numeric columns of one axis set, side by side on a last axis.
+
+    Cell-level columns of rows not in grid order are gathered copies: each is
+    laid out straight into the block, so the panel does not keep a second
+    copy of every one (2 N-sized arrays a column instead of 1).
+    """
+    gathered = len(terms) > 1 and len(axes) == len(data.dims) and not data.in_grid_order
+    if not gathered:
+        values = []
+        for term in terms:
+            v = data.numeric(term.source[0])[0]
+            values.append(v - term.shift if term.shift else v)  # a copy only when shifted
+        return stack_columns(values)
+    block = None
+    for q, term in enumerate(terms):
+        v = data.numeric(term.source[0], cache=False)[0]
+        if block is None:
+            block = np.empty((len(terms), *v.shape), dtype=v.dtype)
+        elif np.result_type(block.dtype, v.dtype) != block.dtype:
+            block = block.astype(np.result_type(block.dtype, v.dtype))
+        if term.shift:
+            np.subtract(v, term.shift, out=block[q])
+        else:
+            block[q] = v
+    return np.moveaxis(block, 0, -1)
+
+
 def stack_columns(columns: list[np.ndarray]) -> np.ndarray:
     """Columns side by side on a last axis, stored column by column.
 
@@ -312,11 +340,9 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
         if term.kind == "intercept":
             lead.append((DenseBlock((), np.ones(1), term.names), idx))
         elif term.kind == "numeric":
-            values, axes = data.numeric(term.source[0])
-            if term.shift:  # a copy, made only for the rare column that needs it
-                values = values - term.shift
-            vals, names, where = numeric.setdefault(axes, ([], [], []))
-            vals.append(values)
+            axes = data.spec[term.source[0]].axes
+            cols, names, where = numeric.setdefault(axes, ([], [], []))
+            cols.append(term)
             names.append(term.names[0])
             where += idx
         elif term.kind == "categorical":
@@ -326,8 +352,8 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
         else:
             axes, codes = _fe_codes(term, data)
             tail.append((IndicatorBlock(axes, codes, term.names), idx))
-    for axes, (vals, names, where) in numeric.items():
-        lead.append((DenseBlock(axes, stack_columns(vals), tuple(names)), where))
+    for axes, (cols, names, where) in numeric.items():
+        lead.append((DenseBlock(axes, _numeric_block(data, axes, cols), tuple(names)), where))
     blocks = [blk for blk, _ in lead + tail]
     user_index = np.array([i for _, ix in lead + tail for i in ix], dtype=np.intp)
     design = FactoredDesign(shape=tuple(data.shape), blocks=blocks)
