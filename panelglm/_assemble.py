@@ -42,7 +42,10 @@ class Assembly:
     """Gradient and Hessian assembly, mixed into :class:`~panelglm._kernels.ChunkKernels`."""
 
     def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
-        return _Seeded({m: red[r] for m, red in acc.red.items()})
+        # A spread row is held only by the targets its partners need.
+        return _Seeded(
+            {m: red[self.local_row[m][r]] for m, red in acc.red.items() if r in self.local_row[m]}
+        )
 
     def _rest_grad(self, red: _Seeded, out: np.ndarray, blocks=None) -> None:
         design, sls = self.design, self.design.slices()

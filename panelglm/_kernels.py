@@ -114,6 +114,15 @@ class ChunkKernels(Reductions, Assembly):
             self.spread_partners[x] = partners
             self.spread_rows[x] = (r, r + design.blocks[x].n_cols, tuple(sorted(needed)))
             r += design.blocks[x].n_cols
+        # Each target holds only the rows it receives: a large target (an
+        # axis set spanning most cells) would otherwise carry every spread row.
+        self.local_row: dict[Axes, dict[int, int]] = {}
+        for m in plan.targets:
+            rows = list(range(self.n_all_rows))
+            for r0, r1, needed in self.spread_rows.values():
+                if m in needed:
+                    rows += range(r0, r1)
+            self.local_row[m] = {g: k for k, g in enumerate(rows)}
         self.values = {
             i: cast(b.values) for i, b in enumerate(design.blocks) if isinstance(b, DenseBlock)
         }

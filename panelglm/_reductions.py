@@ -38,7 +38,9 @@ class Accumulators:
     def __init__(self, kern: ChunkKernels) -> None:
         shape, n_rows = kern.shape, kern.n_rows
         self.lsum = 0.0
-        self.red = {m: np.zeros((n_rows, *_sub(shape, m))) for m in kern.plan.targets}
+        self.red = {
+            m: np.zeros((len(kern.local_row[m]), *_sub(shape, m))) for m in kern.plan.targets
+        }
         self.grp = [
             np.zeros((*_sub(shape, g_out), kern.design.blocks[g.block].n_cols))
             for g, g_out in zip(kern.plan.groups, kern.group_out, strict=True)
@@ -80,7 +82,8 @@ class Reductions:
         if groups:
             for r0, r1, needed in self.spread_rows.values():
                 for m in needed:
-                    self._reduce_into(rows[r0:r1], m, s, e, acc.red[m][r0:r1])
+                    lo = self.local_row[m][r0]
+                    self._reduce_into(rows[r0:r1], m, s, e, acc.red[m][lo : lo + r1 - r0])
             for g, g_out, out in zip(self.plan.groups, self.group_out, acc.grp, strict=True):
                 self._group(g, g_out, rows[0], s, e, out)
         flat = rows.reshape(rows.shape[0], -1)
