@@ -169,3 +169,32 @@ def test_blocks_with_several_columns_keep_their_names():
     ref = sm_fit("poisson", df, covs, y)
     ours = pd.Series(np.r_[est.intercept_, est.coef_], index=["const", *est.coef_names_])
     np.testing.assert_allclose(ours[["const", *covs]], ref.params, rtol=1e-7, atol=1e-9)
+
+
+def test_targets_hold_only_the_rows_they_receive():
+    """A spread block's rows go to its partners' targets only; a target (here one
+    spanning two large axes) does not carry them, and the results stay exact."""
+    from panelglm._reductions import Accumulators
+
+    rng = np.random.default_rng(5)
+    shape = (3, 40, 50)
+    design = random_design(shape, rng, indicators=False)
+    y = rng.poisson(1.0, size=shape).astype(float)
+    problem = PanelProblem(shape, y=y, m=1.0, w=None, offset=None)
+    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef))
+    kern = obj.kernels
+    assert kern.plan.spread
+    acc = Accumulators(kern)
+    held = {m: acc.red[m].shape[0] for m in kern.plan.targets}
+    assert any(n < kern.n_rows for n in held.values())
+    for m, n in held.items():
+        spread = sum(r1 - r0 for r0, r1, needed in kern.spread_rows.values() if m in needed)
+        assert n == kern.n_all_rows + spread
+    beta = rng.normal(scale=0.1, size=design.n_coef)
+    _, grad, hess = reference(
+        design, POISSON, y, np.ones(shape), np.ones(shape), np.zeros(shape), beta
+    )
+    _, g_obj, h_obj = obj.loss_grad_hess(beta)
+    scale = 1.0 / np.prod(shape)
+    np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
