@@ -28,7 +28,7 @@ from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
 from ._separation import check_observed, limit_signs
-from ._shifts import shift_map
+from ._shifts import shift_map, to_user
 from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
@@ -248,7 +248,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         # intercept of the columns as given is the solver's less their shifts.
         self._shift_map = shift_map(spec, self._kept[order])
         if self._shift_map is not None:
-            user = self._shift_map @ np.nan_to_num(user) + np.where(np.isnan(user), np.nan, 0.0)
+            user = to_user(self._shift_map, user)
         names = spec.names
         if spec.has_intercept:
             self.intercept_ = float(user[0])
@@ -260,7 +260,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         self.converged_ = result.converged
         stats = self._statistics(objective, result.coef, problem)
         self.deviance_, self.loglik_ = stats.deviance, stats.loglik
-        self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()))
+        self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()), problem.w is not None)
         # Of the penalized objective at the solution; rows and columns of
         # coefficients not estimated (``~self._kept``) are NaN.
         self._hessian = embed(self._kept, result.hess)
@@ -300,7 +300,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         w = 1.0 if problem.w is None else problem.w
         return full_loglik(self.family, problem.y, eta, problem.m, w)
 
-    def _scale(self, n_eff: float, n_coef: int) -> float:
+    def _scale(self, n_eff: float, n_coef: int, weighted: bool) -> float:
         return 1.0
 
     # ----------------------------------------------------------- predict

@@ -20,6 +20,7 @@ from ._factored import DenseBlock, FactoredDesign
 from ._families import GAUSSIAN
 from ._kernels import ChunkKernels
 from ._plan import make_plan
+from ._shifts import dwarfs
 
 # A column is collinear when the share of its (weighted) sum of squares not
 # explained by the columns kept before it is below this: its R^2 on them
@@ -127,7 +128,7 @@ class _Centring:
             self.shift[sl] = means[sl]
             if blk.axes == every:
                 spread = np.max(blk.values, axis=every) - np.min(blk.values, axis=every)
-                if not np.any(np.abs(means[sl]) > 10.0 * spread):
+                if not np.any(dwarfs(means[sl], spread)):
                     continue  # centred in the Gram matrix, without a copy
             blocks[i] = DenseBlock(blk.axes, blk.values - means[sl], blk.names)
             self.applied[sl] = means[sl]

@@ -263,7 +263,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             self.covariates_,
             self.fixed_effects_,
             tables,
-            skipped=self.skipped_columns_,
+            # An estimator pickled before columns could be skipped has none.
+            skipped=getattr(self, "skipped_columns_", {}),
         )
 
     @staticmethod

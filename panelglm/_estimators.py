@@ -150,20 +150,21 @@ class PanelLinearRegressor(PanelGLMBase):
         self.dtype = dtype
         self.collinear = collinear
 
-    def _scale(self, n_eff: float, n_coef: int) -> float:
+    def _scale(self, n_eff: float, n_coef: int, weighted: bool) -> float:
         if n_eff > n_coef:
             return self.deviance_ / (n_eff - n_coef)
         # Frequency weights count observations: weights normalised to sum to
         # one leave no residual degrees of freedom. Say so, not just NaN.
-        warnings.warn(
-            f"The residual degrees of freedom, sum(sample_weight) - k = {n_eff:.6g} - "
-            f"{n_coef}, are not positive, so scale_ and the nonrobust standard errors are "
-            "NaN. sample_weight are frequency weights (they sum to the number of "
-            "observations); rescale them, or use cov_type='robust', which does not depend "
-            "on their scale.",
-            RuntimeWarning,
-            stacklevel=5,  # _scale, _set_results, fit, scikit-learn's fit wrapper, caller
+        why = (
+            f"sum(sample_weight) = {n_eff:.6g} for {n_coef} coefficients; sample_weight are "
+            "frequency weights (they sum to the number of observations): rescale them, or "
+            "use cov_type='robust', which does not depend on their scale"
+            if weighted
+            else f"{n_eff:.6g} rows for {n_coef} coefficients"
         )
+        msg = f"No residual degrees of freedom ({why}): scale_ and nonrobust SEs are NaN."
+        # stacklevel: _scale, _set_results, fit, scikit-learn's fit wrapper, the caller.
+        warnings.warn(msg, RuntimeWarning, stacklevel=5)
         return np.nan
 
 

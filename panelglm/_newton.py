@@ -118,10 +118,13 @@ def _damped_step(
     scale; ``mu`` grows from 1e-6 until the step satisfies Armijo's condition.
     """
     scaled, g, d = _equilibrate(grad, hess)
-    eye = np.eye(len(g))
+    damped = np.empty_like(scaled)  # one P x P buffer for every damping
+    diag = np.einsum("ii->i", damped)
     for mu in 10.0 ** np.arange(-6.0, 17.0):
+        np.copyto(damped, scaled)
+        diag += mu
         try:
-            u = scipy.linalg.solve(scaled + mu * eye, -g, assume_a="pos")
+            u = scipy.linalg.solve(damped, -g, assume_a="pos")
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):
             continue
         step = u / d
@@ -208,6 +211,10 @@ def newton_solve(
     # its first step; the floor is the starting excess, capped at 1.
     ref = float(getattr(objective, "saturated_loss", 0.0))
     floor = min(1.0, abs(loss - ref))
+    # A loss coarser than double precision (float32 work) is noisy in
+    # proportion to the loss itself, which sum(w y eta) can make far larger
+    # than the deviance: no decrease below that noise can be seen.
+    coarse = roundoff > ROUNDOFF
     for it in range(1, max_iter + 1):
         if minimize_model is None:
             newton, solved = _newton_step(grad, hess)
@@ -218,6 +225,7 @@ def newton_solve(
         # First-order change of the full objective along the step (negative
         # unless converged); the model's predicted decrease adds the curvature.
         slope = float(grad @ step) + (0.0 if penalty is None else penalty(z) - penalty(coef))
+        noise = roundoff * abs(loss) if coarse else 0.0
         if minimize_model is None and solved:
             # H d = -g, so the model's decrease is -g'd / 2 (half the squared
             # Newton decrement), free of the rounding of d'Hd when the
@@ -227,7 +235,7 @@ def newton_solve(
             predicted = -(slope + 0.5 * float(step @ hess @ step))
         # A step that does not solve the Newton system, or a model that
         # rounding makes predict an increase, is no evidence of a minimum.
-        done = solved and abs(predicted) <= tol * max(floor, abs(loss - ref))
+        done = solved and abs(predicted) <= max(tol * max(floor, abs(loss - ref)), noise)
         t, accepted = 1.0, False
         for k in range(MAX_HALVINGS):
             # The full step is almost always taken, so it is evaluated with its

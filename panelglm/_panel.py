@@ -280,10 +280,11 @@ class PanelData:
         fill : float, default=0.0
             Value at level combinations without a row (unbalanced panels).
         cache : bool, default=True
-            Whether to keep the laid-out column for the next call. A caller
-            that copies it into a block of its own (e.g. several cell-level
+            Whether to keep a frame column's layout for the next call. A
+            caller that copies it into a block of its own (several cell-level
             columns side by side) passes False, so that the panel does not
-            hold a second copy.
+            hold a second copy. Table columns (as small as their tables) are
+            always kept.
 
         Returns
         -------
@@ -324,7 +325,7 @@ class PanelData:
         ndarray
         """
         if name in self._tables:
-            return self.numeric(name)[0]
+            return self._tables.observed(name)
         return numeric_values(self._frame[name], name)
 
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -11,7 +11,7 @@ and covariance are mapped back to the columns as given (:func:`shift_map`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +54,23 @@ def column_shift(values: np.ndarray) -> float:
         return 0.0
     spread = float(np.max(values)) - float(np.min(values))
     mean = float(np.mean(values, dtype=np.float64))
-    return mean if 0 < spread and abs(mean) > SHIFT_RATIO * spread else 0.0
+    return mean if 0 < spread and dwarfs(mean, spread) else 0.0
+
+
+def dwarfs(mean: Any, spread: Any) -> Any:
+    """Whether a mean is large enough next to a range to need centring (elementwise)."""
+    return np.abs(mean) > SHIFT_RATIO * spread
+
+
+def to_user(t: np.ndarray, arr: np.ndarray) -> np.ndarray:
+    """Coefficients (``t v``) or their covariance (``t C t'``) in the user's columns.
+
+    NaN entries (coefficients not estimated) stay NaN; they do not spread to
+    the intercept, whose row of ``t`` is zero where they are.
+    """
+    filled = np.nan_to_num(arr)
+    mapped = t @ filled if arr.ndim == 1 else t @ filled @ t.T
+    return np.where(np.isnan(arr), np.nan, mapped)
 
 
 def shift_map(spec: ModelSpec, kept: np.ndarray) -> np.ndarray | None:

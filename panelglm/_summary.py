@@ -20,6 +20,7 @@ from ._factored import Axes
 from ._identification import embed
 from ._inference import ScoreFactors, coef_covariance, invert_information, normalize_cluster
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective
+from ._shifts import to_user
 
 
 class InferenceMixin:
@@ -86,8 +87,7 @@ class InferenceMixin:
         # The fit's design may lack coefficients it could not identify: NaN.
         c = embed(self._kept, cov.cov)[np.ix_(order, order)]
         if self._shift_map is not None:  # from the solver's centred columns to the user's
-            t = self._shift_map
-            c = np.where(np.isnan(c), np.nan, t @ np.nan_to_num(c) @ t.T)
+            c = to_user(self._shift_map, c)
         self._cov = 0.5 * (c + c.T)  # exact symmetry, lost to rounding in the sandwich
         self._cov_description = cov.description
         self._set_fit_statistics(problem, design.n_coef, stats)

@@ -237,6 +237,12 @@ class TableColumns:
         local = tuple(jt.axes.index(a) for a in spec.axes)
         return lay_out(jt.present(arr), jt.sub_grid(), local, spec.name)
 
+    def observed(self, name: str) -> np.ndarray:
+        """A numeric table column's values at the key combinations that have a row."""
+        jt = self._by_name[name]
+        arr = numeric_values(jt.column(name), name)
+        return jt.present(arr) if jt.has_gaps else arr
+
     def numeric(self, spec: ColumnSpec) -> np.ndarray:
         """A numeric table column over ``spec.axes``."""
         jt = self._by_name[spec.name]

@@ -259,3 +259,12 @@ def test_named_covariates_still_check_the_columns_an_estimator_uses(make, column
     # A named covariate with a gap is an error at PanelDesign.fit, as without covariates=.
     with pytest.raises(ValueError, match="'x_0' has missing values"):
         design.fit(df.assign(x_0=df["x_0"].where(df.index != 2)))
+
+
+def test_a_design_fitted_before_skipped_columns_existed_still_transforms():
+    """Pickles of an older PanelDesign have no skipped_columns_: transform must not need it."""
+    df = pd.DataFrame({"firm": [0, 0, 1, 1], "year": [0, 1, 0, 1], "x": [1.0, 2.0, 3.0, 5.0]})
+    design = PanelDesign(dims=["firm", "year"]).fit(df)
+    del design.skipped_columns_
+    data = design.transform(df)
+    np.testing.assert_array_equal(data.from_grid(data.to_grid(df["x"])), df["x"].to_numpy())

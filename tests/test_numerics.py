@@ -266,3 +266,53 @@ def test_gaussian_scale_with_normalised_weights_warns():
     ref = sm.GLM(y, sm.add_constant(X), freq_weights=scaled).fit()
     assert est.scale_ == pytest.approx(ref.scale, rel=1e-10)
     np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-10)
+
+
+@pytest.mark.parametrize("l1_ratio", [0.0, 0.5])
+def test_float32_with_large_offsets_converges(l1_ratio):
+    """float32's loss is noisy in proportion to the loss itself, which offsets make
+    large next to the deviance: the stopping rule must not ask for less than that."""
+    rng = np.random.default_rng(1)
+    f, t = np.meshgrid(np.arange(30), np.arange(20), indexing="ij")
+    df = pd.DataFrame({"firm": f.ravel(), "year": t.ravel()})
+    df["x"] = rng.normal(size=len(df))
+    df["z"] = rng.normal(size=30)[df.firm]
+    df["off"] = np.log(rng.uniform(1e3, 1e5, size=len(df)))
+    y = rng.poisson(np.exp(df.off + 0.3 * df.x - 0.2 * df.z)).astype(float)
+    kw = {"dims": ["firm", "year"], "offset": "off"}
+    if l1_ratio:
+        kw.update(alpha=1e-4, l1_ratio=l1_ratio)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        e32 = PanelPoissonRegressor(dtype=np.float32, **kw).fit(df, y)
+    e64 = PanelPoissonRegressor(**kw).fit(df, y)
+    assert e32.converged_ and e32.n_iter_ <= 6
+    np.testing.assert_allclose(e32.coef_, e64.coef_, rtol=1e-4, atol=1e-6)
+    if not l1_ratio:
+        ref = sm.GLM(
+            y, sm.add_constant(df[["x", "z"]]), family=sm.families.Poisson(), offset=df.off
+        ).fit(tol=1e-14)
+        np.testing.assert_allclose(e64.coef_, ref.params[1:], rtol=1e-9)
+
+
+def test_timestamp_in_a_table_with_gaps_is_centred():
+    """A table keyed on (firm, year) of an unbalanced panel has gaps; the shift is
+    the mean of the rows it has, not of a layout whose gaps hold zeros."""
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    rows = [(f, t) for f in range(40) for t in range(10) if not (f == 39 and t > 0)]
+    X = pd.DataFrame(rows, columns=["firm", "year"])
+    X["x"] = rng.normal(size=len(X))
+    ts = 1.7e9 + rng.uniform(0, 60, size=len(X))
+    y = rng.poisson(np.exp(0.2 + 0.02 * (ts - 1.7e9 - 30) + 0.3 * X.x)).astype(float)
+    ref = sm.GLM(y, sm.add_constant(np.c_[X.x, ts - 1.7e9]), family=sm.families.Poisson()).fit(
+        tol=1e-14
+    )
+    table = X[["firm", "year"]].assign(ts=ts)
+    design = PanelDesign(["firm", "year"], balanced=False, tables={("firm", "year"): table})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = make_pipeline(design, PanelPoissonRegressor()).fit(X, y)[-1]
+    np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-8)
+    np.testing.assert_allclose(np.asarray(est.bse_)[1:], ref.bse[1:], rtol=1e-6)
