@@ -13,17 +13,16 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from ._cd import prox_newton_solve
-from ._design import PanelDesign
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
 from ._identification import Identifier, embed, expand
 from ._inference import COV_TYPES
+from ._inputs import PanelInput
 from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_intercept
 from ._panel import PanelData
@@ -38,7 +37,7 @@ from ._validation import check_response, check_target
 SMALL_SOLVE = 1000
 
 
-class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
+class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
     """Shared machinery of the panel GLM estimators; not for direct use.
 
     Subclasses set :attr:`family` and name their auxiliary columns; see
@@ -101,32 +100,6 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         return self.family.mean(eta, problem.m)
 
     # ------------------------------------------------------------- input
-    def _as_panel(self, X: Any, y: Any, *, reset: bool) -> tuple[PanelData, Any]:
-        """The data as a panel, and ``y`` (validated with ``X`` for a cross-section)."""
-        if isinstance(X, PanelData):
-            return X, y
-        if isinstance(X, pd.DataFrame) and self.dims is not None:
-            if reset:
-                self.design_ = PanelDesign(self.dims, self.fixed_effects)
-                return self.design_.fit_transform(X, y), y
-            check_is_fitted(self, "design_")
-            return self.design_.transform(X), y
-        # A plain array (or a frame without dims) is a cross-section: D = 1.
-        if reset:
-            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
-        else:
-            X = validate_data(self, X, reset=False, dtype=np.float64)
-        names = getattr(self, "feature_names_in_", None)
-        return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
-
-    def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
-        if sample_weight is None:
-            return None
-        w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
-        if w.sum() <= 0:
-            raise ValueError("sample_weight sums to zero.")
-        return w
-
     def _check_response(self, data: PanelData, problem: PanelProblem) -> None:
         """The family's check of ``y`` on the grid; on failure, name the first bad row."""
         if self.family.check_y(problem.y, problem.m) is None:
@@ -158,7 +131,7 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        data, y = self._as_panel(X, y, reset=True)
+        data, y, layout = self._fit_input(X, y)
         y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows)
         aux = self._aux_columns()
@@ -183,6 +156,10 @@ class PanelGLMBase(InferenceMixin, RegressorMixin, BaseEstimator):
         )
         self._set_identification(ident, data, spec, order)
         self._set_results(spec, order, objective, result, problem)
+        # Only a fit that succeeded replaces the layout predict reads frames
+        # with: a failed refit keeps the previous fit whole, and a fit on a
+        # PanelData or an array leaves no layout of an earlier fit behind.
+        self._set_input(X, layout)
         return self
 
     def _objective(

@@ -1,0 +1,99 @@
+"""What an estimator accepts as training and new data: a PanelData, a long frame, an array.
+
+A :class:`~panelglm.PanelData` is used as it is; a long DataFrame is laid out
+by a :class:`~panelglm.PanelDesign` of the estimator's ``dims`` and
+``fixed_effects`` (``design_``), which a successful fit keeps for ``predict``;
+anything else is a cross-section checked by scikit-learn's ``validate_data``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ._design import PanelDesign
+from ._panel import PanelData
+
+
+class PanelInput:
+    """Input handling, mixed into the estimators (which set ``dims`` and ``fixed_effects``)."""
+
+    def _fit_input(self, X: Any, y: Any) -> tuple[PanelData, Any, PanelDesign | None]:
+        """The training data as a panel, ``y``, and the layout made for a frame (if any)."""
+        if self.fixed_effects is not None and self.dims is None:
+            raise ValueError(
+                f"fixed_effects={self.fixed_effects!r} needs dims: without them the data "
+                "is a cross-section. Pass dims=..., or a PanelData from "
+                "PanelDesign(dims, fixed_effects=...)."
+            )
+        if isinstance(X, PanelData):
+            if self.fixed_effects is not None or (
+                self.dims is not None and tuple(self.dims) != tuple(X.dims)
+            ):
+                warnings.warn(
+                    "The estimator's dims and fixed_effects lay out a DataFrame; a PanelData "
+                    f"keeps its own (dims {list(X.dims)}, fixed effects "
+                    f"{[list(fe) for fe in X.fixed_effects]}), set by its PanelDesign.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return X, y, None
+        if isinstance(X, pd.DataFrame) and self.dims is not None:
+            design = PanelDesign(self.dims, self.fixed_effects)
+            try:
+                return design.fit_transform(X, y), y, design
+            except ValueError as exc:
+                if "balanced=False" not in str(exc):
+                    raise
+                raise ValueError(
+                    f"{exc} The estimator's dims= lays out a balanced panel; for an "
+                    "unbalanced one use make_pipeline(PanelDesign(dims, balanced=False), "
+                    "estimator)."
+                ) from exc
+        data, y = self._as_panel(X, y, reset=True)
+        return data, y, None
+
+    def _as_panel(self, X: Any, y: Any, *, reset: bool) -> tuple[PanelData, Any]:
+        """The data as a panel, and ``y`` (validated with ``X`` for a cross-section)."""
+        if isinstance(X, PanelData):
+            return X, y
+        if isinstance(X, pd.DataFrame) and self.dims is not None:
+            check_is_fitted(self, "design_")
+            return self.design_.transform(X), y
+        # A plain array (or a frame without dims) is a cross-section: D = 1.
+        if reset:
+            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        else:
+            X = validate_data(self, X, reset=False, dtype=np.float64)
+        names = getattr(self, "feature_names_in_", None)
+        return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
+
+    def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
+        if w.sum() <= 0:
+            raise ValueError("sample_weight sums to zero.")
+        return w
+
+    def _set_input(self, X: Any, layout: PanelDesign | None) -> None:
+        """After a successful fit: keep the frame's layout, or drop an earlier fit's.
+
+        A failed refit never gets here, so the previous fit stays whole; a fit
+        on a PanelData or an array leaves no layout (or frame feature names)
+        of an earlier fit behind for ``predict`` to misuse.
+        """
+        if layout is not None:
+            self.design_ = layout
+            self.n_features_in_ = layout.n_features_in_
+            if hasattr(layout, "feature_names_in_"):
+                self.feature_names_in_ = layout.feature_names_in_
+            return
+        self.__dict__.pop("design_", None)
+        if isinstance(X, PanelData):
+            for name in ("n_features_in_", "feature_names_in_"):
+                self.__dict__.pop(name, None)
