@@ -125,8 +125,8 @@ print(f"{len(df):,} flows, {np.mean(flow == 0):.0%} of them zero")
 # exporter-year dummies and the importer-year dummies both add up to that
 # year's indicator, so the two blocks share one direction per year and the
 # model is not identified until one importer-year effect per year is pinned
-# to zero. (Passing both tuples as ``fixed_effects`` leaves those directions
-# in, and the solver warns that the Hessian is singular.) The usual
+# to zero. (Passing both tuples as ``fixed_effects`` also works: panelglm then
+# sets one redundant importer-year level per year to NaN.) The usual
 # normalisation, as in Stata or fixest, makes one importer the reference in
 # every year. Here that is a categorical column over (importer, year) whose
 # first category, the reference level that gets no coefficient, collects all

@@ -5,12 +5,8 @@ container it produces.
 """
 
 from ._design import PanelDesign
-from ._estimators import (
-    PanelExponentialRegressor,
-    PanelLinearRegressor,
-    PanelLogitRegressor,
-    PanelPoissonRegressor,
-)
+from ._duration import PanelExponentialRegressor
+from ._estimators import PanelLinearRegressor, PanelLogitRegressor, PanelPoissonRegressor
 from ._panel import PanelData
 from ._version import __version__
 

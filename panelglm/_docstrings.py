@@ -18,26 +18,34 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         Newton (coordinate descent on each Newton model) and coefficients the
         penalty removes are exactly zero.
     fit_intercept : bool, default=True
-        Whether to fit an intercept (and drop the first level of every
-        categorical covariate and fixed effect).
+        Whether to fit an intercept. With it, every categorical covariate and
+        fixed effect drops its first level; without it, the first such term
+        keeps all its levels and the others still drop their first (patsy's
+        full-rank coding).
     tol : float, default=1e-10
         Stop when the decrease a Newton step predicts is at most ``tol``
-        times the objective's size (``|objective|``, but at least the smaller
-        of 1 and the starting objective's size, so the rule does not depend
-        on the units of ``y``); the final step makes the coefficients
-        accurate to roughly ``tol`` relative.
+        times the objective's excess over the saturated fit (half the
+        deviance per unit of weight; at least the smaller of 1 and its value
+        at the start, so the rule does not depend on the units of ``y``);
+        the final step makes the coefficients accurate to roughly ``tol``
+        relative.
     max_iter : int, default=100
         Maximum number of Newton iterations.
     verbose : int, default=0
         Print the objective at every iteration if positive.
     dims : list of str, default=None
         Dimension columns, used when ``fit`` receives a long DataFrame
-        directly (a :class:`PanelDesign` is then fitted internally). Every
-        other column is then a covariate, except the offset, trials or event
-        column and the target itself: a column that ``y``, a Series, is
-        named after and equals row by row (as ``df["sales"]``).
+        directly: ``PanelDesign(dims, fixed_effects)`` with its defaults is
+        then fitted internally, so the panel must be balanced and every
+        other column is a covariate, except the offset, trials or event
+        column and the target itself (a column that ``y``, a Series, is
+        named after and equals row by row, as ``df["sales"]``). For
+        ``balanced=False``, ``covariates=`` or ``tables=``, use
+        ``make_pipeline(PanelDesign(...), estimator)``. A :class:`PanelData`
+        keeps the dims and fixed effects of its own PanelDesign.
     fixed_effects : list of str or tuple of str, default=None
-        Fixed effects, used with ``dims``; see :class:`PanelDesign`.
+        Fixed effects, used with ``dims`` (without ``dims`` a ValueError);
+        see :class:`PanelDesign`.
     cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
         Covariance of the coefficients, computed at fit time from the factored
         design: ``"nonrobust"`` the inverse Fisher information (times the
@@ -125,7 +133,20 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         at a separated fixed-effect level are its limit (0 or the trials)."""
 
 
+# Attribute descriptions a model may replace (``_attr_docs`` on the class):
+# the common text is the Poisson and logit models'.
+_OVERRIDABLE = {
+    "loglik_": "Full log-likelihood at the solution, as statsmodels reports ``llf``.",
+    "scale_": "Dispersion: ``1`` for the Poisson, binomial and exponential models.",
+}
+
+
 def fill_doc(cls: type) -> type:
     """Fill the shared parameter and attribute sections into a class docstring."""
-    cls.__doc__ = cls.__doc__.format(common_params=_COMMON_PARAMS, common_attrs=_COMMON_ATTRS)
+    attrs = _COMMON_ATTRS
+    for name, text in getattr(cls, "_attr_docs", {}).items():
+        if _OVERRIDABLE[name] not in attrs:
+            raise ValueError(f"no common description of {name!r} to replace")
+        attrs = attrs.replace(_OVERRIDABLE[name], text)
+    cls.__doc__ = cls.__doc__.format(common_params=_COMMON_PARAMS, common_attrs=attrs)
     return cls

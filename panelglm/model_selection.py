@@ -133,7 +133,8 @@ class PanelKFold(_LevelSplitter):
         Whether to shuffle the levels before dividing them into folds;
         otherwise consecutive levels (in sorted order) form a fold.
     random_state : int, RandomState instance or None, default=None
-        Seeds the shuffle; only used when ``shuffle=True``.
+        Seeds the shuffle; leave it None unless ``shuffle=True`` (otherwise
+        a ValueError, as scikit-learn's KFold).
 
     See Also
     --------
