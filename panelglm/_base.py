@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cd import prox_newton_solve
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
-from ._identification import Identifier, embed, expand
+from ._identification import Identifier, SeparationWording, embed, expand
 from ._inference import COV_TYPES
 from ._inputs import PanelInput
 from ._newton import newton_solve
@@ -45,6 +45,9 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
     """
 
     family: Family
+    # How the separation warning words the boundary (the exponential model's
+    # differs: see SeparationWording).
+    _separation_wording = SeparationWording()
 
     _parameter_constraints: dict = {
         "alpha": [Interval(Real, 0.0, None, closed="left")],
@@ -150,6 +153,7 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
             alpha=self.alpha,
             fit_intercept=self.fit_intercept,
             collinear=self.collinear,
+            wording=self._separation_wording,
         )
         objective, result = ident.fit(
             problem, lambda d: self._objective(d, spec, problem), self._solve

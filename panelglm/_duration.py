@@ -14,6 +14,7 @@ import numpy as np
 from ._base import PanelGLMBase
 from ._docstrings import fill_doc
 from ._families import POISSON
+from ._identification import SeparationWording
 from ._objective import PanelProblem
 from ._panel import PanelData
 from ._validation import first_bad_row
@@ -62,6 +63,11 @@ class PanelExponentialRegressor(PanelGLMBase):
     >>> round(est.intercept_, 1), est.coef_.round(1)
     (-1.0, array([0.5]))
     """
+
+    _separation_wording = SeparationWording(
+        low="no event: every duration censored",
+        limit="an infinite expected duration",
+    )
 
     _attr_docs = {
         "loglik_": (

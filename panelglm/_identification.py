@@ -23,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from ._certificate import separating_cells
 from ._collinearity import (
     describe_dropped,
     independent_columns,
@@ -44,7 +46,6 @@ from ._separation import (
     UnobservedLevels,
     check_not_all_boundary,
     separated_levels,
-    separating_cells,
     unobserved_levels,
 )
 from ._terms import ModelSpec
@@ -93,6 +94,20 @@ def embed(kept: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class SeparationWording:
+    """How a model's separation warning names the boundary and the predictions there.
+
+    The exponential model is a Poisson fit of its event indicators: its
+    boundary is a level with every duration censored, and its prediction
+    there an infinite expected duration, not a mean of 0.
+    """
+
+    low: str = "y all 0"
+    high: str = "y all at the trials"
+    limit: str = "the limit (0, or the trials)"
+
+
 class Identifier:
     """Decides which coefficients and cells a fit uses, and runs the solve.
 
@@ -138,8 +153,10 @@ class Identifier:
         alpha: float,
         fit_intercept: bool,
         collinear: str,
+        wording: SeparationWording = SeparationWording(),
     ) -> None:
         self.spec, self.design, self.data, self.family = spec, design, data, family
+        self.wording = wording
         self.fit_intercept = fit_intercept
         self.collinear = collinear
         self.active = alpha == 0
@@ -196,16 +213,17 @@ class Identifier:
         if not names or quiet:
             return names
         what = describe_dropped(names)
+        earlier = ("the intercept, " if self.fit_intercept else "") + "fixed effects or earlier"
         if self.collinear == "raise":
             raise ValueError(
-                f"Collinearity: {what} are linear combinations of the intercept, fixed "
-                "effects or earlier covariates on the observed rows, so the model cannot "
-                "identify them. Remove them, or pass collinear='drop' to drop them."
+                f"Collinearity: {what} are linear combinations of {earlier} covariates on "
+                "the observed rows, so the model cannot identify them. Remove them, or pass "
+                "collinear='drop' to drop them."
             )
         warnings.warn(
-            f"Collinearity: {what} are linear combinations of the intercept, fixed "
-            "effects or earlier covariates on the observed rows; they were dropped and "
-            "are reported as NaN in coef_ (see collinear_names_).",
+            f"Collinearity: {what} are linear combinations of {earlier} covariates on the "
+            "observed rows; they were dropped and are reported as NaN in coef_ (see "
+            "collinear_names_).",
             CollinearityWarning,
             stacklevel=4,
         )
@@ -231,7 +249,10 @@ class Identifier:
         if not self.active:
             return
         self.unobserved = unobserved_levels(self.spec, self.data, problem)
-        levels, cells, messages = separated_levels(self.spec, self.data, self.family, problem)
+        boundary = (self.wording.low, self.wording.high)
+        levels, cells, messages = separated_levels(
+            self.spec, self.data, self.family, problem, boundary
+        )
         # Collinearity in the data as given is the user's to hear about; what
         # only the dropping of separated cells makes unidentifiable is told
         # with the separation.
@@ -245,7 +266,7 @@ class Identifier:
         warnings.warn(
             "Separation: " + "; ".join(messages) + f". Their {n_rows} row(s) were dropped: the "
             "maximum likelihood estimate of their effect is infinite and they do not inform "
-            "the other coefficients; predictions there are the limit (0, or the trials)."
+            f"the other coefficients; predictions there are {self.wording.limit}."
             + self._unidentified(unidentified),
             SeparationWarning,
             stacklevel=3,

@@ -10,42 +10,23 @@ found by dropping the separated cells. Two detectors:
 * :func:`separated_levels` -- the "fe" check of ppmlhdfe: a level of a fixed
   effect (or categorical covariate) whose observed ``y`` are all at the same
   boundary. Exact and cheap; run before the solve.
-* :func:`separating_cells` -- any other direction, e.g. a covariate that is
-  positive only where ``y = 0``. Newton's last step reveals it (it still moves
-  the separated cells' linear predictor by about one unit, where a converged
-  fit moves nothing), and the "iterative rectifier" of Correia et al.
-  certifies it exactly before anything is dropped.
+* :func:`~panelglm._certificate.separating_cells` -- any other direction,
+  e.g. a covariate that is positive only where ``y = 0``; see
+  :mod:`panelglm._certificate`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
 
-from ._collinearity import null_space_basis
-from ._factored import FactoredDesign
 from ._families import Family
 from ._layout import show_value
 from ._objective import PanelProblem
 from ._panel import PanelData
 from ._terms import ModelSpec, Term, _fe_codes
-
-# At a separated direction each Newton step moves the separated cells' linear
-# predictor by about -1 (g / h = -mu / mu for Poisson, -1 / (1 - p) for the
-# logit), however close to convergence the objective looks; in a converged fit
-# without separation the last step is of order sqrt(tol). Half a unit tells
-# the two apart with a wide margin on both sides.
-STEP_TRIGGER = 0.5
-# Iterations of the rectifier. Started from Newton's own direction it usually
-# certifies separation in one or two; the bound only limits the cost (two
-# passes over the grid each) of an inconclusive search.
-RECTIFIER_MAX_ITER = 50
-# Relative size below which an entry of the rectifier's fit counts as zero.
-ZERO_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -133,7 +114,11 @@ def _reduce(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 
 
 def separated_levels(
-    spec: ModelSpec, data: PanelData, family: Family, problem: PanelProblem
+    spec: ModelSpec,
+    data: PanelData,
+    family: Family,
+    problem: PanelProblem,
+    boundary: tuple[str, str] = ("y all 0", "y all at the trials"),
 ) -> tuple[list[SeparatedLevels], np.ndarray | None, list[str]]:
     """Find levels of indicator terms whose observed ``y`` all sit at one boundary.
 
@@ -150,6 +135,8 @@ def separated_levels(
         Poisson or binomial (others have no boundary).
     problem : PanelProblem
         Response, trials and weights on the grid.
+    boundary : tuple of str
+        How the messages say a level's ``y`` sit at the lower or upper boundary.
 
     Returns
     -------
@@ -211,7 +198,7 @@ def separated_levels(
         pos = np.flatnonzero(lv.sign)
         what = "fixed effect" if t.kind == "fixed_effect" else "categorical covariate"
         shown = "; ".join(
-            f"{_level_name(t, int(p))} (y all {'0' if lv.sign[p] < 0 else 'at the trials'})"
+            f"{_level_name(t, int(p))} ({boundary[0] if lv.sign[p] < 0 else boundary[1]})"
             for p in pos[:10]
         )
         more = f"; and {pos.size - 10} more" if pos.size > 10 else ""
@@ -291,108 +278,3 @@ def limit_signs(
         sub = _expand(lv.sign[codes], axes, data.shape)
         out = np.where(sub != 0, sub, out)
     return out
-
-
-def _pushes_to_boundary(objective: Any, family: Family, step: np.ndarray) -> bool:
-    """Whether ``step`` moves some boundary cell's linear predictor toward it by enough."""
-
-    def count(sub: PanelProblem, eta: np.ndarray) -> tuple[float]:
-        s = boundary_signs(family, sub)
-        eta -= sub.offset_grid()  # X step, the offset of chunk_sums' eta removed
-        return (float(np.count_nonzero(s * eta > STEP_TRIGGER)),)
-
-    return objective.chunk_sums(step, count)[0] > 0
-
-
-def separating_cells(
-    design: FactoredDesign,
-    family: Family,
-    problem: PanelProblem,
-    grad: np.ndarray,
-    hess: np.ndarray,
-    priority: np.ndarray,
-    objective: Any = None,
-) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
-    """Cells separated by a direction of the coefficients, certified exactly.
-
-    Parameters
-    ----------
-    design : FactoredDesign
-        The design of the solve (collinear columns already removed).
-    family : Family
-        Poisson or binomial.
-    problem : PanelProblem
-        Response, trials and weights.
-    grad, hess : ndarray
-        Gradient and Hessian of the objective at the solution.
-    priority : ndarray of int
-        Priority order of the coefficients, for the null-space basis.
-    objective : PenalizedObjective, optional
-        The solve's objective; when given, Newton's last step is screened
-        chunk by chunk on it, without an array over all cells.
-
-    Returns
-    -------
-    cells : ndarray of bool or None
-        Separated cells, if a certificate was found.
-    direction : ndarray or None
-        The certifying direction ``gamma``: ``X gamma`` is zero on the cells
-        off the boundary and points to the boundary on the separated ones.
-    suspicious : bool
-        Whether Newton's last step pointed to separation that the rectifier
-        could not certify within its iteration budget.
-    """
-    if family.name not in ("poisson", "binomial"):
-        return None, None, False
-    try:
-        # As in the solver: Cholesky's accuracy does not suffer from the
-        # columns' scales (a timestamp next to an intercept), a generic
-        # condition estimate would.
-        step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), grad)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        step = -scipy.linalg.lstsq(hess, grad)[0]
-    if objective is not None and not _pushes_to_boundary(objective, family, step):
-        return None, None, False  # the common case, settled without N-sized arrays
-    s = boundary_signs(family, problem)
-    if not s.any():
-        return None, None, False
-    push = s * design.linear_predictor(step)
-    if not np.any(push > STEP_TRIGGER):
-        return None, None, False
-
-    w = np.ones(problem.shape) if problem.w is None else problem.w
-    interior = (s == 0) & (w > 0)
-    # Directions that leave every interior cell unchanged: X_I gamma = 0.
-    if interior.any():
-        basis = null_space_basis(design.hessian(np.where(interior, w, 0.0)), priority)
-    else:
-        basis = np.eye(design.n_coef)
-    if basis.shape[1] == 0:
-        return None, None, False
-    w_b = np.where(s != 0, w, 0.0)
-    gram_b = basis.T @ design.hessian(w_b) @ basis
-    try:
-        factor = scipy.linalg.cho_factor(gram_b)
-    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        return None, None, True
-    # The iterative rectifier: fit a non-negative target on the boundary cells
-    # by least squares within those directions, clip the fit at zero, repeat.
-    # A fit that is already non-negative is a certificate of separation.
-    u = np.clip(push, 0.0, None) * (s != 0)
-    start = float(u.max())
-    for _ in range(RECTIFIER_MAX_ITER):
-        rhs = basis.T @ design.gradient(w_b * s * u)
-        gamma = basis @ scipy.linalg.cho_solve(factor, rhs)
-        xg = design.linear_predictor(gamma)
-        z = np.where(s != 0, s * xg, 0.0)
-        zmax = float(np.max(z))
-        if zmax <= ZERO_TOL * start:
-            return None, None, False  # the target shrank to nothing: no separation
-        tiny = ZERO_TOL * zmax
-        if np.max(np.abs(xg[interior]), initial=0.0) > tiny:
-            break  # only nearly in the null space: not an exact certificate
-        z[np.abs(z) <= tiny] = 0.0
-        if z.min() >= 0.0:
-            return z > 0, gamma, False
-        u = np.maximum(z, 0.0)
-    return None, None, True

@@ -235,3 +235,34 @@ def test_no_false_alarm_on_small_fitted_means():
         est = PanelPoissonRegressor().fit(X, y)
     ref = sm.GLM(y, sm.add_constant(X), family=sm.families.Poisson()).fit(tol=1e-13)
     np.testing.assert_allclose(est.coef_, ref.params[1:], rtol=1e-8)
+
+
+def test_exponential_separation_names_censoring_and_an_infinite_duration():
+    """A level with every duration censored: the warning says so (not 'y all 0'), the
+    prediction there is an infinite expected duration, and the rest is the fit without it."""
+    import warnings
+
+    from panelglm import PanelExponentialRegressor
+    from panelglm.exceptions import SeparationWarning
+
+    rng = np.random.default_rng(10)
+    df = pd.DataFrame([(g, i) for g in range(4) for i in range(10)], columns=["g", "i"])
+    df["x"] = rng.normal(size=40)
+    df["T"] = rng.exponential(size=40) + 0.05
+    df["ev"] = (rng.random(40) < 0.7).astype(int)
+    df.loc[df.g == 3, "ev"] = 0
+    design = PanelDesign(dims=["g", "i"], fixed_effects=["g"], covariates=["x"])
+    with pytest.warns(SeparationWarning, match="every duration censored.*infinite expected"):
+        est = PanelExponentialRegressor(event="ev").fit(design.fit_transform(df), df["T"])
+    assert np.all(np.isinf(est.predict(design.transform(df))[df.g == 3]))
+    kept = df[df.g != 3]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref = PanelExponentialRegressor(event="ev").fit(
+            PanelDesign(dims=["g", "i"], fixed_effects=["g"], covariates=["x"]).fit_transform(
+                kept
+            ),
+            kept["T"],
+        )
+    x = est.coef_names_.index("x")
+    assert est.coef_[x] == pytest.approx(ref.coef_[ref.coef_names_.index("x")], rel=1e-9)
