@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._cd import prox_newton_solve
+from ._design import PanelDesign
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
 from ._identification import Identifier, SeparationWording, embed, expand
@@ -134,6 +135,21 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
+        # A fit that fails leaves the previous one whole (scikit-learn's input
+        # checks set n_features_in_ and feature_names_in_ before the solve);
+        # one that succeeds replaces, or drops, the layout predict reads
+        # frames with, so no earlier fit's layout decodes new data.
+        state = self._input_state()
+        try:
+            layout = self._fit_panel(X, y, sample_weight)
+        except BaseException:
+            self._restore_input(state)
+            raise
+        self._set_input(X, layout)
+        return self
+
+    def _fit_panel(self, X: Any, y: Any, sample_weight: Any) -> PanelDesign | None:
+        """Everything ``fit`` does but the bookkeeping of its input; the frame's layout."""
         data, y, layout = self._fit_input(X, y)
         y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows)
@@ -160,11 +176,7 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         )
         self._set_identification(ident, data, spec, order)
         self._set_results(spec, order, objective, result, problem)
-        # Only a fit that succeeded replaces the layout predict reads frames
-        # with: a failed refit keeps the previous fit whole, and a fit on a
-        # PanelData or an array leaves no layout of an earlier fit behind.
-        self._set_input(X, layout)
-        return self
+        return layout
 
     def _objective(
         self, design: FactoredDesign, spec: ModelSpec, problem: PanelProblem

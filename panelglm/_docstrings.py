@@ -133,11 +133,13 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         at a separated fixed-effect level are its limit (0 or the trials)."""
 
 
-# Attribute descriptions a model may replace (``_attr_docs`` on the class):
-# the common text is the Poisson and logit models'.
+# Fragments of the common attribute text a model may replace (``_attr_docs``
+# on the class): the common text is the Poisson and logit models'.
 _OVERRIDABLE = {
     "loglik_": "Full log-likelihood at the solution, as statsmodels reports ``llf``.",
     "scale_": "Dispersion: ``1`` for the Poisson, binomial and exponential models.",
+    "separated_rows_": "fixed-effect level whose ``y`` are all 0 (or all equal to the trials),",
+    "separated_at": "at a separated fixed-effect level are its limit (0 or the trials).",
 }
 
 

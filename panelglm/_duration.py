@@ -67,9 +67,16 @@ class PanelExponentialRegressor(PanelGLMBase):
     _separation_wording = SeparationWording(
         low="no event: every duration censored",
         limit="an infinite expected duration",
+        rows="a censored duration",
+        all_low=(
+            "Every duration is censored (event 0 on every row of positive weight): the "
+            "hazard would be 0, so the model has no maximum likelihood estimate."
+        ),
     )
 
     _attr_docs = {
+        "separated_rows_": "fixed-effect level whose durations are all censored,",
+        "separated_at": "at a separated fixed-effect level are an infinite duration.",
         "loglik_": (
             "The exponential model's own log-likelihood\n"
             "        ``sum(event * log(hazard) - hazard * T)``: statsmodels' Poisson ``llf``\n"

@@ -258,3 +258,7 @@ class PanelLogitRegressor(PanelGLMBase):
         tags = super().__sklearn_tags__()
         tags.target_tags.positive_only = True
         return tags
+
+
+# Pickles made when the duration model lived in this module find it here.
+from ._duration import PanelExponentialRegressor  # noqa: E402, F401

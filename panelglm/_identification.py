@@ -106,6 +106,8 @@ class SeparationWording:
     low: str = "y all 0"
     high: str = "y all at the trials"
     limit: str = "the limit (0, or the trials)"
+    rows: str = "y at its boundary"
+    all_low: str | None = None  # the error when every row is at the lower boundary
 
 
 class Identifier:
@@ -189,7 +191,7 @@ class Identifier:
             )
         problem.w = w
         self.separated = cells if self.separated is None else self.separated | cells
-        check_not_all_boundary(self.family, problem)
+        self._check_not_all_boundary(problem)
 
     def _collinearity(self, problem: PanelProblem, quiet: bool = False) -> list[str]:
         """Set ``kept``; warn about (or reject) newly collinear coefficients.
@@ -245,7 +247,7 @@ class Identifier:
             Its weights are replaced when cells are dropped.
         """
         if self.fit_intercept or self.active:
-            check_not_all_boundary(self.family, problem)
+            self._check_not_all_boundary(problem)
         if not self.active:
             return
         self.unobserved = unobserved_levels(self.spec, self.data, problem)
@@ -290,8 +292,8 @@ class Identifier:
         involved = self._involved(gamma) if gamma is not None else []
         if suspicious:
             warnings.warn(
-                "Possible separation: at the solution Newton still pushes some cells with y "
-                "at its boundary further toward it, but no exact certificate was found; "
+                "Possible separation: at the solution Newton still pushes some cells with "
+                f"{self.wording.rows} further toward it, but no exact certificate was found; "
                 "coefficients may be diverging and the result may be inaccurate.",
                 ConvergenceWarning,
                 stacklevel=4,
@@ -307,13 +309,21 @@ class Identifier:
         unidentified = self._collinearity(problem, quiet=True)
         n_rows = int(np.count_nonzero(self.data.from_grid(cells)))
         warnings.warn(
-            f"Separation: {names} separate(s) the data: {n_rows} row(s) with y at its boundary "
+            f"Separation: {names} separate(s) the data: {n_rows} row(s) with {self.wording.rows} "
             "are fitted perfectly only as the coefficient(s) go to infinity. Those rows were "
             "dropped and the model refitted." + self._unidentified(unidentified),
             SeparationWarning,
             stacklevel=4,
         )
         return True
+
+    def _check_not_all_boundary(self, problem: PanelProblem) -> None:
+        try:
+            check_not_all_boundary(self.family, problem)
+        except ValueError as exc:
+            if self.wording.all_low is None:
+                raise
+            raise ValueError(self.wording.all_low) from exc
 
     def _involved(self, gamma: np.ndarray) -> list[str]:
         """Names of the covariates that the separating direction (kept coordinates) uses."""

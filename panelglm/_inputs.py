@@ -24,12 +24,6 @@ class PanelInput:
 
     def _fit_input(self, X: Any, y: Any) -> tuple[PanelData, Any, PanelDesign | None]:
         """The training data as a panel, ``y``, and the layout made for a frame (if any)."""
-        if self.fixed_effects is not None and self.dims is None:
-            raise ValueError(
-                f"fixed_effects={self.fixed_effects!r} needs dims: without them the data "
-                "is a cross-section. Pass dims=..., or a PanelData from "
-                "PanelDesign(dims, fixed_effects=...)."
-            )
         if isinstance(X, PanelData):
             if self.fixed_effects is not None or (
                 self.dims is not None and tuple(self.dims) != tuple(X.dims)
@@ -42,6 +36,17 @@ class PanelInput:
                     stacklevel=3,
                 )
             return X, y, None
+        if self.fixed_effects is not None and self.dims is None:
+            raise ValueError(
+                f"fixed_effects={self.fixed_effects!r} needs dims: without them the data "
+                "is a cross-section. Pass dims=..., or a PanelData from "
+                "PanelDesign(dims, fixed_effects=...)."
+            )
+        if self.dims is not None and not isinstance(X, pd.DataFrame):
+            raise TypeError(
+                f"dims={list(self.dims)!r} name columns of a long DataFrame; got "
+                f"{type(X).__name__}. Pass the DataFrame, or dims=None for a cross-section."
+            )
         if isinstance(X, pd.DataFrame) and self.dims is not None:
             design = PanelDesign(self.dims, self.fixed_effects)
             try:
@@ -79,6 +84,16 @@ class PanelInput:
         if w.sum() <= 0:
             raise ValueError("sample_weight sums to zero.")
         return w
+
+    def _input_state(self) -> dict:
+        """The attributes a fit's input sets, to restore if the fit fails."""
+        names = ("design_", "n_features_in_", "feature_names_in_")
+        return {name: self.__dict__[name] for name in names if name in self.__dict__}
+
+    def _restore_input(self, state: dict) -> None:
+        for name in ("design_", "n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
+        self.__dict__.update(state)
 
     def _set_input(self, X: Any, layout: PanelDesign | None) -> None:
         """After a successful fit: keep the frame's layout, or drop an earlier fit's.

@@ -69,3 +69,24 @@ def test_dims_shortcut_on_an_unbalanced_panel_says_how():
     df, y = _panel()
     with pytest.raises(ValueError, match=r"make_pipeline\(PanelDesign\(dims, balanced=False\)"):
         PanelPoissonRegressor(dims=["c", "w"]).fit(df.iloc[1:], y[1:])
+
+
+def test_a_failed_array_refit_keeps_the_feature_count():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 2))
+    y = rng.poisson(np.exp(X @ [0.3, -0.2])).astype(float)
+    est = PanelPoissonRegressor().fit(X, y)
+    before = est.predict(X)
+    with pytest.raises(ValueError, match="non-negative"):
+        est.fit(np.c_[X, X[:, :1]], -y)
+    assert est.n_features_in_ == 2
+    np.testing.assert_array_equal(est.predict(X), before)
+
+
+def test_dims_with_an_array_is_an_error():
+    df, y = _panel()
+    with pytest.raises(TypeError, match="long DataFrame"):
+        PanelPoissonRegressor(dims=["c", "w"]).fit(df[["c", "w", "x"]].to_numpy(), y)
+    data = PanelDesign(dims=["c", "w"]).fit_transform(df)
+    with pytest.warns(UserWarning, match="PanelData keeps its own"):
+        PanelPoissonRegressor(fixed_effects=["w"]).fit(data, y)  # not the 'needs dims' error

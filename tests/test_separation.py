@@ -266,3 +266,22 @@ def test_exponential_separation_names_censoring_and_an_infinite_duration():
         )
     x = est.coef_names_.index("x")
     assert est.coef_[x] == pytest.approx(ref.coef_[ref.coef_names_.index("x")], rel=1e-9)
+
+
+def test_exponential_all_censored_and_covariate_separation_in_its_words():
+    from panelglm import PanelExponentialRegressor
+    from panelglm.exceptions import SeparationWarning
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 1))
+    T = rng.exponential(size=60) + 0.05
+    with pytest.raises(ValueError, match="Every duration is censored"):
+        PanelExponentialRegressor(event="ev").fit(
+            pd.DataFrame({"x": X[:, 0], "ev": np.zeros(60)}), T
+        )
+    # A covariate positive only on censored durations separates them.
+    ev = (rng.random(60) < 0.7).astype(float)
+    z = np.where(ev == 0, rng.uniform(0.5, 1.5, 60), 0.0)
+    frame = pd.DataFrame({"x": X[:, 0], "z": z, "ev": ev})
+    with pytest.warns(SeparationWarning, match="row\\(s\\) with a censored duration"):
+        PanelExponentialRegressor(event="ev").fit(frame, T)
