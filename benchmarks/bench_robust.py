@@ -48,10 +48,10 @@ import numpy as np
 import pandas as pd
 
 from panelglm import PanelDesign, PanelPoissonRegressor
+from panelglm._certificate import separating_cells
 from panelglm._collinearity import independent_columns, weighted_gram
 from panelglm._identification import Identifier
 from panelglm._newton import newton_solve
-from panelglm._certificate import separating_cells
 from panelglm._separation import separated_levels
 from panelglm._terms import build_design, build_model_spec
 
