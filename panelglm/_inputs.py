@@ -33,7 +33,7 @@ class PanelInput:
                     f"keeps its own (dims {list(X.dims)}, fixed effects "
                     f"{[list(fe) for fe in X.fixed_effects]}), set by its PanelDesign.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=5,  # _fit_input, _fit_panel, fit, scikit-learn's wrapper, caller
                 )
             return X, y, None
         if self.fixed_effects is not None and self.dims is None:
