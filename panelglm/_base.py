@@ -157,25 +157,31 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
         self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
         design, order = build_design(spec, data)
-        problem = self._problem(data, y, w)
-        self._check_response(data, problem)
-        # Separated cells and collinear coefficients are dropped around the solve.
-        ident = Identifier(
-            spec,
-            order,
-            design,
-            data,
-            self.family,
-            alpha=self.alpha,
-            fit_intercept=self.fit_intercept,
-            collinear=self.collinear,
-            wording=self._separation_wording,
-        )
-        objective, result = ident.fit(
-            problem, lambda d: self._objective(d, spec, problem), self._solve
-        )
-        self._set_identification(ident, data, spec, order)
-        self._set_results(spec, order, objective, result, problem)
+        # The BLAS calls of a fit with few coefficients are many and small:
+        # threads gain nothing on them, and their spin-waits after each call
+        # take a core from the compiled sweep's second thread (and, on a busy
+        # machine, cost more than the calls). So BLAS keeps one thread for the
+        # whole fit, unless the P x P solve is large enough to gain from more.
+        with blas_threads(1 if design.n_coef <= SMALL_SOLVE else None):
+            problem = self._problem(data, y, w)
+            self._check_response(data, problem)
+            # Separated cells and collinear coefficients are dropped around the solve.
+            ident = Identifier(
+                spec,
+                order,
+                design,
+                data,
+                self.family,
+                alpha=self.alpha,
+                fit_intercept=self.fit_intercept,
+                collinear=self.collinear,
+                wording=self._separation_wording,
+            )
+            objective, result = ident.fit(
+                problem, lambda d: self._objective(d, spec, problem), self._solve
+            )
+            self._set_identification(ident, data, spec, order)
+            self._set_results(spec, order, objective, result, problem)
         return layout
 
     def _objective(
@@ -200,12 +206,10 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         """Newton, or proximal Newton when the penalty has an L1 part."""
         solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
         l1 = self.alpha * self.l1_ratio
-        # Small P x P solves gain nothing from BLAS threads, and their spin-waits
-        # cost far more than the solve on a busy machine.
-        with blas_threads(1 if objective.design.n_coef <= SMALL_SOLVE else None):
-            if l1 > 0:  # objective.pen: 1 for penalized coefficients, 0 for the intercept
-                return prox_newton_solve(objective, l1 * objective.pen, coef0, **solve_kw)
-            return newton_solve(objective, coef0, **solve_kw)
+        # BLAS threads are held by the caller (_fit_panel) for the whole fit.
+        if l1 > 0:  # objective.pen: 1 for penalized coefficients, 0 for the intercept
+            return prox_newton_solve(objective, l1 * objective.pen, coef0, **solve_kw)
+        return newton_solve(objective, coef0, **solve_kw)
 
     def _set_identification(
         self, ident: Identifier, data: PanelData, spec: ModelSpec, order: np.ndarray

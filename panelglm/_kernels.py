@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.linalg.blas
 
+from . import _compiled
 from ._assemble import Assembly
 from ._factored import Axes, DenseBlock
 from ._layout import CHUNK_CELLS
@@ -145,6 +146,8 @@ class ChunkKernels(Reductions, Assembly):
         self._buffers: list = []
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self._wy_grad = None
+        # The compiled sweep, where this family and dtype have one.
+        self.compiled = _compiled.CompiledPass(self) if _compiled.usable(self) else None
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         return np.asarray(arr, dtype=self.dtype)
@@ -253,6 +256,8 @@ class ChunkKernels(Reductions, Assembly):
     def loss_sum(self, beta: np.ndarray) -> float:
         """``sum_c w_c f_c`` at ``beta``."""
         small, cell = self.eta_parts(beta)
+        if self.compiled is not None:
+            return self.compiled.loss(self, small, cell)
 
         def work(state, k, s, e):
             eta_buf, stack, scratch = self._bufs(k)
@@ -296,6 +301,8 @@ class ChunkKernels(Reductions, Assembly):
         Hessian assembled from it is then ``X' diag(out) X``.
         """
         small, cell = self.eta_parts(beta)
+        if self.compiled is not None and weight_fn is None:
+            return self.compiled.full(self, small, cell)
 
         def work(acc, k, s, e):
             eta_buf, stack, scratch = self._bufs(k)

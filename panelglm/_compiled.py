@@ -1,0 +1,370 @@
+"""Descriptions for the compiled sweep: one pass over a chunk instead of two dozen numpy calls.
+
+A chunked pass (:mod:`panelglm._kernels`) needs, per chunk, the linear
+predictor, the family's loss and curvature, and the plan's reductions,
+contractions and dot products. The optional compiled module
+``panelglm._sweep`` does all of it along the lines of the last axis, each
+cell read once while it is in cache (see ``_sweep.c``). This module writes
+what it is handed: an int64 buffer of counts, addresses and element strides.
+
+What the sweep computes is a list of *ops*: a row ``v = h * factor`` (or the
+residual ``g``), formed once per cell and added into every accumulator that
+needs it. The accumulators are the same :class:`~panelglm._reductions.Accumulators`
+the numpy pass fills, so the assembly of the gradient and the Hessian is
+shared. Where a family, a dtype or a pass has no compiled form (the binomial
+family, float32, the robust meat's weights), numpy runs the pass with the
+same results to rounding.
+
+The addresses are only valid while the arrays live where they are: a
+:class:`Description` keeps a reference to every array it was given.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ._factored import DenseBlock
+
+try:  # built by pip from _sweep.c; numpy serves where it could not be built
+    from . import _sweep
+except ImportError:  # pragma: no cover - depends on the build
+    _sweep = None
+
+if TYPE_CHECKING:
+    from ._kernels import ChunkKernels
+    from ._reductions import Accumulators
+
+# Family codes of _sweep.c.
+_FAMILIES = {"poisson": 0, "gaussian": 2}
+# Destination kinds of _sweep.c, and how many of each one op takes.
+SUM, ROW, DOT = 0, 1, 2
+_LIMITS = {SUM: 8, ROW: 3, DOT: 4}
+
+
+def enabled() -> bool:
+    """Whether the compiled sweep is built and not switched off.
+
+    Setting the environment variable ``PANELGLM_NUMPY_PASS=1`` runs every pass
+    with numpy, e.g. to compare the two.
+
+    Returns
+    -------
+    bool
+    """
+    return _sweep is not None and os.environ.get("PANELGLM_NUMPY_PASS", "") in ("", "0")
+
+
+def usable(kern: ChunkKernels) -> bool:
+    """Whether the compiled sweep can run this kernel's passes (float64, Poisson or Gaussian)."""
+    return (
+        enabled()
+        and kern.dtype == np.float64
+        and kern.family.name in _FAMILIES
+        and kern.family.curvature_is_mean == (kern.family.name == "poisson")
+    )
+
+
+class Description:
+    """An int64 buffer of counts, addresses and strides; keeps the arrays it points into alive."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.ndim = len(shape)
+        self.words: list[int] = []
+        self.addresses: list[int] = []  # positions of the address words
+        self._keep: list[np.ndarray] = []
+
+    def operand(self, arr: np.ndarray | None) -> None:
+        """Address and element strides of an array broadcastable to the grid (0 where size 1)."""
+        if arr is None:
+            self.words += [0] * (1 + self.ndim)
+            return
+        arr = np.asarray(arr)
+        if arr.dtype != np.float64 or any(s % 8 for s in arr.strides):
+            raise ValueError("sweep operands are float64 arrays of whole-element strides")
+        arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)
+        self._keep.append(arr)
+        strides = [0 if n == 1 else s // 8 for n, s in zip(arr.shape, arr.strides, strict=True)]
+        self.addresses.append(len(self.words))
+        self.words += [arr.__array_interface__["data"][0], *strides]
+
+    def array(self) -> np.ndarray:
+        """The buffer the sweep reads (written once, on first use)."""
+        if getattr(self, "_array", None) is None:
+            self._array = np.asarray(self.words, dtype=np.int64)
+        return self._array
+
+
+def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
+    """An array over ``axes`` as an ``ndim``-dimensional view (size 1 on the other axes)."""
+    shape = [1] * ndim
+    for a, n in zip(axes, arr.shape, strict=False):
+        shape[a] = n
+    return arr.reshape(shape)
+
+
+# A pass is split into PARTS ranges of the first axis, each with its own
+# accumulators, summed in a fixed order: results do not depend on how many
+# threads run the parts. The sweep releases the GIL, so on two cores two parts
+# take half the time.
+PARTS = 2
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _threads() -> int:
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, PARTS))
+
+
+def _in_parts(jobs: list) -> list:
+    """Run ``jobs`` (callables), on worker threads where there are cores for them."""
+    global _POOL
+    if len(jobs) == 1 or _threads() == 1:
+        return [job() for job in jobs]
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_threads() - 1, thread_name_prefix="panelglm")
+    futures = [_POOL.submit(job) for job in jobs[1:]]
+    first = jobs[0]()
+    return [first, *(f.result() for f in futures)]
+
+
+class AccumulatorLayout:
+    """The accumulators of a pass as views into two flat float64 buffers.
+
+    Arrays over the first axis go into a *shared* buffer: the parts of a pass
+    (ranges of the first axis) write disjoint slices of it. The others (summed
+    over the first axis) go into a *private* buffer, one per part, summed
+    after the pass. Targets and groups that keep the last axis store it
+    innermost, so that a line of cells adds into contiguous memory; the views
+    have the shapes the assembly reads (:class:`~panelglm._reductions.Accumulators`).
+    """
+
+    def __init__(self, kern: ChunkKernels) -> None:
+        shape, last = kern.shape, len(kern.shape) - 1
+        self.entries: list[tuple[str, object, tuple[int, ...], bool, bool]] = []
+        for m in kern.plan.targets:
+            sub = tuple(shape[a] for a in m)
+            self.entries.append(("red", m, (len(kern.local_row[m]), *sub), False, 0 in m))
+        for g_out, g in zip(kern.group_out, kern.plan.groups, strict=True):
+            sub = tuple(shape[a] for a in g_out)
+            ncol = kern.design.blocks[g.block].n_cols
+            if g_out and g_out[-1] == last:
+                shp, moved = (*sub[:-1], ncol, sub[-1]), True
+            else:
+                shp, moved = (*sub, ncol), False
+            self.entries.append(("grp", None, shp, moved, 0 in g_out))
+        for i in kern.plan.full:
+            shp = (kern.n_rows, kern.design.blocks[i].n_cols)
+            self.entries.append(("cell", None, shp, False, False))
+        self.shared = sum(int(np.prod(e[2])) for e in self.entries if e[4])
+        self.private = sum(int(np.prod(e[2])) for e in self.entries if not e[4])
+
+    def views(self, shared: np.ndarray, private: np.ndarray) -> Accumulators:
+        """The accumulators over the two buffers."""
+        from ._reductions import Accumulators
+
+        acc = Accumulators.__new__(Accumulators)
+        acc.lsum, acc.red, acc.grp, acc.cell = 0.0, {}, [], []
+        at = {True: 0, False: 0}
+        for kind, key, shp, moved, is_shared in self.entries:
+            n = int(np.prod(shp))
+            buf = shared if is_shared else private
+            view = buf[at[is_shared] : at[is_shared] + n].reshape(shp)
+            at[is_shared] += n
+            if kind == "red":
+                acc.red[key] = view
+            elif kind == "grp":
+                acc.grp.append(np.moveaxis(view, -1, -2) if moved else view)
+            else:
+                acc.cell.append(view)
+        return acc
+
+
+class CompiledPass:
+    """The ops of a kernel's passes, laid out once; descriptions are written per pass."""
+
+    def __init__(self, kern: ChunkKernels) -> None:
+        # No reference to ``kern`` is kept: the kernel holds this object, and a
+        # cycle would keep both (and the kernel's buffers) alive until the
+        # garbage collector runs.
+        self.family = _FAMILIES[kern.family.name]
+        nd, plan, design = len(kern.shape), kern.plan, kern.design
+        # Small blocks' columns, each contiguous (the sweep gathers strided ones).
+        self.columns = {
+            i: [
+                grid(np.ascontiguousarray(kern.values[i][..., c]), blk.axes, nd)
+                for c in range(blk.n_cols)
+            ]
+            for i, blk in enumerate(design.blocks)
+            if isinstance(blk, DenseBlock) and i in (*plan.spread, *(g.block for g in plan.groups))
+        }
+        self.cell_cols = [
+            kern.values[i][..., q] for i in plan.full for q in range(kern.values[i].shape[-1])
+        ]
+        self.layout = AccumulatorLayout(kern)
+        # Written on the first full pass: each part's ops, the positions of
+        # their addresses into the shared buffer, and that buffer's address.
+        self._ops_words: list[np.ndarray] | None = None
+        self._private: list[np.ndarray] = []
+        self._shared_at: list[np.ndarray] = []
+        self._shared_base = 0
+        self._n_ops = 0
+
+    # -------------------------------------------------------------- passes
+    @staticmethod
+    def _parts(kern: ChunkKernels) -> list[tuple[int, int]]:
+        n0 = kern.shape[0]
+        cuts = np.linspace(0, n0, min(PARTS, n0) + 1).astype(int)
+        return [(int(s), int(e)) for s, e in itertools.pairwise(cuts)]
+
+    def loss(self, kern: ChunkKernels, small, cell) -> float:
+        """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
+        head = self.describe(kern, small, cell, None).array()
+        jobs = [lambda s=s, e=e: _sweep.sweep(head, s, e, False) for s, e in self._parts(kern)]
+        return float(sum(_in_parts(jobs)))
+
+    def full(self, kern: ChunkKernels, small, cell) -> Accumulators:
+        """Loss and every accumulator of a pass, as :meth:`ChunkKernels.full_pass` gives them.
+
+        The ops are written once, on the first pass. Each pass then gets a new
+        shared buffer (its addresses are patched into the ops) and zeroes the
+        parts' private buffers, which it sums into a new array: the
+        accumulators it returns are not touched by later passes.
+        """
+        parts = self._parts(kern)
+        shared = np.zeros(self.layout.shared)
+        if self._ops_words is None:
+            self._private = [np.zeros(self.layout.private) for _ in parts]
+            self._ops_words, self._shared_at = [], []
+            lo = shared.__array_interface__["data"][0]
+            hi = lo + shared.nbytes
+            for priv in self._private:
+                desc = Description(kern.shape)
+                ops = self._ops(kern, self.layout.views(shared, priv))
+                self._write_ops(desc, ops)
+                words = desc.array()
+                pos = np.array(desc.addresses, dtype=np.intp)
+                self._ops_words.append(words)
+                self._shared_at.append(pos[(words[pos] >= lo) & (words[pos] < max(hi, lo + 1))])
+                self._n_ops = len(ops)
+            self._shared_base = lo
+        else:
+            for priv in self._private:
+                priv.fill(0.0)
+        base = shared.__array_interface__["data"][0]
+        for words, pos in zip(self._ops_words, self._shared_at, strict=True):
+            words[pos] += base - self._shared_base
+        self._shared_base = base
+        head = self.describe(kern, small, cell, None, n_ops=self._n_ops).words
+        head = np.asarray(head, dtype=np.int64)
+        descs = [np.concatenate([head, words]) for words in self._ops_words]
+        losses = _in_parts(
+            [
+                lambda d=d, s=s, e=e: _sweep.sweep(d, s, e, True)
+                for d, (s, e) in zip(descs, parts, strict=True)
+            ]
+        )
+        private = self._private[0].copy()
+        for priv in self._private[1:]:
+            private += priv
+        acc = self.layout.views(shared, private)
+        acc.lsum = float(sum(losses))
+        return acc
+
+    # --------------------------------------------------------- description
+    def describe(
+        self, kern: ChunkKernels, small, cell, acc: Accumulators | None, n_ops: int | None = None
+    ) -> Description:
+        """The sweep of one pass: loss only (``acc`` None) or everything into ``acc``.
+
+        With ``n_ops``, only the header and the linear predictor are written,
+        announcing that many ops to follow (:meth:`_ops_description`).
+        """
+        nd = len(kern.shape)
+        desc = Description(kern.shape)
+        terms = [(part, 1.0) for part in small]
+        if kern.offset_full is not None:
+            terms.append((kern.offset_full, 1.0))
+        q_all = 0
+        for b in cell:
+            for q in range(len(b)):
+                terms.append((self.cell_cols[q_all], float(b[q])))
+                q_all += 1
+        ops = [] if acc is None else self._ops(kern, acc)
+        desc.words += [nd, *kern.shape, self.family, len(terms), n_ops or len(ops)]
+        desc.operand(kern.y)
+        desc.operand(kern.w)
+        for arr, coef in terms:
+            desc.words.append(int(np.float64(coef).view(np.int64)))
+            desc.operand(arr)
+        self._write_ops(desc, ops)
+        return desc
+
+    @staticmethod
+    def _write_ops(desc: Description, ops: list) -> None:
+        for base, factor, dests in ops:
+            desc.words.append(base)
+            desc.operand(factor)
+            desc.words.append(len(dests))
+            for kind, out, col in dests:
+                desc.words.append(kind)
+                desc.operand(out)
+                if kind == DOT:
+                    desc.operand(col)
+
+    @staticmethod
+    def _target(nd: int, acc: Accumulators, m: tuple[int, ...], local: int):
+        """Destination of a row in target ``m``: a running sum, or a row along the last axis."""
+        out = grid(acc.red[m][local, ...], m, nd)
+        return (ROW if m and m[-1] == nd - 1 else SUM), out, None
+
+    def _ops(self, kern: ChunkKernels, acc: Accumulators) -> list:
+        plan = kern.plan
+        nd, last = len(kern.shape), len(kern.shape) - 1
+        ops = []
+
+        def add(base, factor, dests):
+            # One op takes at most _LIMITS[kind] destinations of each kind.
+            while dests:
+                taken, rest, used = [], [], dict.fromkeys(_LIMITS, 0)
+                for d in dests:
+                    if used[d[0]] < _LIMITS[d[0]]:
+                        used[d[0]] += 1
+                        taken.append(d)
+                    else:
+                        rest.append(d)
+                ops.append((base, factor, taken))
+                dests = rest
+
+        for r in range(kern.n_all_rows):
+            if kern.mean_trick:
+                base, factor = 0, None if r == 0 else self.cell_cols[r - 1]
+            else:
+                base = 1 if r == 1 else 0
+                factor = None if r < 2 else self.cell_cols[r - 2]
+            dests = [self._target(nd, acc, m, kern.local_row[m][r]) for m in plan.targets]
+            if r in kern.dot_rows:
+                q_all = 0
+                for j, i in enumerate(plan.full):
+                    for q in range(kern.values[i].shape[-1]):
+                        out = acc.cell[j][r, q : q + 1].reshape((1,) * nd)
+                        dests.append((DOT, out, self.cell_cols[q_all]))
+                        q_all += 1
+            add(base, factor, dests)
+        for x, (r0, r1, needed) in kern.spread_rows.items():
+            for c, r in enumerate(range(r0, r1)):
+                dests = [self._target(nd, acc, m, kern.local_row[m][r]) for m in needed]
+                add(0, self.columns[x][c], dests)
+        for g, g_out, out in zip(plan.groups, kern.group_out, acc.grp, strict=True):
+            for c, col in enumerate(self.columns[g.block]):
+                kind = ROW if g_out and g_out[-1] == last else SUM
+                add(0, col, [(kind, grid(out[..., c], g_out, nd), None)])
+        return ops

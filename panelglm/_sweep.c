@@ -1,0 +1,570 @@
+/*
+ * One compiled sweep over the cells of a chunk: the linear predictor, the
+ * family's loss and curvature, and every reduction, contraction and dot
+ * product a pass needs, while each line of cells is in cache.
+ *
+ * The grid is C-ordered with D axes; a chunk is positions [s, e) of axis 0.
+ * Its cells are walked as lines along the last axis (tiles of at most TILE
+ * cells), every other index fixed. An operand is an address and D element
+ * strides, zero along the axes it does not vary on, so any block layout is
+ * one loop. Along a line an operand is constant (stride 0), contiguous
+ * (stride 1) or gathered into a scratch tile.
+ *
+ * Per tile: eta = sum of coef * term; then the family writes the curvature h
+ * (and, for the Gaussian, the residual g) and adds the loss; then each "op"
+ * forms v = h * factor (or g) once, in registers, and adds it to up to three
+ * row targets (targets that keep the last axis), to one running sum (for the
+ * targets that drop it) and to up to four dot products with cell-level
+ * columns. Each op is a loop specialised at compile time to its shape, so a
+ * value is loaded once and every output it feeds is updated in the same
+ * iteration.
+ *
+ * Sums run in 4-lane partial sums (GCC vector extensions), the same order on
+ * every machine and code path. Only the Python C API is used; descriptions
+ * are int64 buffers (panelglm/_compiled.py writes them, and keeps every array
+ * they point into alive for the call). The GIL is released while it runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAXD 32
+#define TILE 1024
+#define MAXT 4 /* terms of eta fused into one loop */
+#define MAXR 3 /* row targets of one op */
+#define MAXC 4 /* dot products of one op */
+#define ALWAYS static inline __attribute__((always_inline))
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    __GNUC__ >= 12 && !defined(NOCLONE)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
+#ifndef LANES
+#define LANES 4
+#endif
+typedef double v4 __attribute__((vector_size(8 * LANES)));
+typedef int64_t v4i __attribute__((vector_size(8 * LANES)));
+
+ALWAYS v4 ld(const double *p) { v4 v; memcpy(&v, p, sizeof v); return v; }
+ALWAYS void st(double *p, v4 v) { memcpy(p, &v, sizeof v); }
+ALWAYS v4 splat(double x) { return (v4){0} + x; }
+ALWAYS double hsum(v4 v)
+{
+    double s = 0.0;
+    for (int i = 0; i < LANES; i++) s += v[i];
+    return s;
+}
+ALWAYS v4 blend(v4i mask, v4 a, v4 b) { return (v4)(((v4i)a & mask) | ((v4i)b & ~mask)); }
+
+/* exp to about 1 ulp: n = round(x / ln 2), r = x - n ln 2 in two parts, a
+ * degree-13 Taylor polynomial on |r| <= ln(2)/2 (truncation < 1e-17), and
+ * 2^n applied as two exact powers of two so that results down to the
+ * subnormals and up to inf come out right. NaN stays NaN. */
+ALWAYS v4 vexp(v4 x)
+{
+    const v4 magic = splat(0x1.8p52);
+    v4 xc = blend(x < splat(-746.0), splat(-746.0), x);
+    xc = blend(xc > splat(710.0), splat(710.0), xc);
+    v4 n = (xc * splat(0x1.71547652b82fep0) + magic) - magic;
+    v4 r = xc - n * splat(6.93147180369123816490e-01);
+    r = r - n * splat(1.90821492927058770002e-10);
+    v4 p = splat(1.0 / 6227020800.0);
+    p = p * r + splat(1.0 / 479001600.0);
+    p = p * r + splat(1.0 / 39916800.0);
+    p = p * r + splat(1.0 / 3628800.0);
+    p = p * r + splat(1.0 / 362880.0);
+    p = p * r + splat(1.0 / 40320.0);
+    p = p * r + splat(1.0 / 5040.0);
+    p = p * r + splat(1.0 / 720.0);
+    p = p * r + splat(1.0 / 120.0);
+    p = p * r + splat(1.0 / 24.0);
+    p = p * r + splat(1.0 / 6.0);
+    p = p * r + splat(0.5);
+    p = p * r + splat(1.0);
+    p = p * r + splat(1.0);
+    /* n = n1 + n2 with n1 = floor(n / 2): each 2^ni is a normal number. */
+    v4 n1 = ((n * splat(0.5) - splat(0.25)) + magic) - magic;
+    v4 n2 = n - n1;
+    v4i b1 = ((v4i)(n1 + splat(1023.0) + magic)) << 52;
+    v4i b2 = ((v4i)(n2 + splat(1023.0) + magic)) << 52;
+    v4 out = p * (v4)b1 * (v4)b2;
+    return blend((v4i)(x != x), x, out);
+}
+
+/* ---------------------------------------------------------------- reading */
+typedef struct {
+    const double *p;
+    const int64_t *st;
+} Operand;
+
+typedef struct {
+    const int64_t *w;
+    Py_ssize_t n, at;
+    int bad;
+} Reader;
+
+static int64_t next(Reader *R)
+{
+    if (R->at >= R->n) {
+        R->bad = 1;
+        return 0;
+    }
+    return R->w[R->at++];
+}
+
+static Operand operand(Reader *R, int D)
+{
+    Operand o;
+    o.p = (const double *)(intptr_t)next(R);
+    o.st = R->w + R->at;
+    R->at += D;
+    if (R->at > R->n) R->bad = 1;
+    return o;
+}
+
+static double as_double(int64_t bits)
+{
+    double x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+enum { DEST_SUM = 0, DEST_ROW = 1, DEST_DOT = 2 };
+enum { FAM_POISSON = 0, FAM_GAUSSIAN = 2 };
+
+typedef struct {
+    int kind;
+    Operand out, col;
+} Dest;
+
+typedef struct {
+    int base; /* 0: h, 1: g */
+    Operand factor;
+    int n_dest;
+    Dest *dest;
+} Op;
+
+typedef struct {
+    int D, family, n_terms, n_ops;
+    int64_t shape[MAXD];
+    Operand y, w;
+    double *coef;
+    Operand *term;
+    Op *op;
+} Sweep;
+
+/* ------------------------------------------------------------ line helpers */
+/* The operand at the current line and tile start; ``at`` is the line's
+ * offset without the tile. */
+ALWAYS const double *at_line(const Operand *o, const int64_t *idx, int D, int64_t k0)
+{
+    const double *p = o->p;
+    for (int d = 0; d < D - 1; d++) p += idx[d] * o->st[d];
+    return p + k0 * o->st[D - 1];
+}
+
+/* A contiguous view of an operand along a tile (gathered if strided). */
+ALWAYS const double *tile_of(const Operand *o, const int64_t *idx, int D, int64_t k0, int64_t n,
+                             double *scratch)
+{
+    const double *p = at_line(o, idx, D, k0);
+    int64_t s = o->st[D - 1];
+    if (s == 1) return p;
+    for (int64_t k = 0; k < n; k++) scratch[k] = p[k * s];
+    return scratch;
+}
+
+/* Loops run four vectors (STEP cells) at a time, each with its own running
+ * sums, so that a sum is four independent chains: a line of 100 cells is
+ * otherwise bound by the latency of one chain of additions. Then single
+ * vectors, then single cells. */
+#define STEP (4 * LANES)
+
+/* eta[k] = c + sum_t coef[t] * term[t][k] for NT contiguous terms. */
+ALWAYS void eta_terms(int NT, double *restrict eta, int64_t n, int first, double c,
+                      const double *const *t, const double *coef)
+{
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        v4 v = first ? splat(c) : ld(eta + k);
+        for (int j = 0; j < NT; j++) v += splat(coef[j]) * ld(t[j] + k);
+        st(eta + k, v);
+    }
+    for (; k < n; k++) {
+        double v = first ? c : eta[k];
+        for (int j = 0; j < NT; j++) v += coef[j] * t[j][k];
+        eta[k] = v;
+    }
+}
+
+/* The family on one vector at k: writes h (and g), adds the weighted loss.
+ * Poisson: f = y eta - exp(eta), h = w exp(eta).  Gaussian: f = -(y-eta)^2/2,
+ * g = w (y - eta), h = w. */
+ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, double *h, double *g)
+{
+    if (fam == FAM_POISSON) {
+        v4 mu = vexp(e);
+        if (derivs) st(h, ww * mu);
+        return ww * (yy * e - mu);
+    }
+    v4 r = yy - e;
+    if (derivs) {
+        st(h, ww);
+        st(g, ww * r);
+    }
+    return ww * (splat(-0.5) * r * r);
+}
+
+ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const double *y,
+                          const double *w, double *restrict h, double *restrict g, int64_t n)
+{
+    v4 a0 = splat(0.0), a1 = a0, a2 = a0, a3 = a0;
+#define FAM(acc, k) \
+    acc += family_vec(fam, derivs, ld(eta + (k)), ld(y + (k)), w ? ld(w + (k)) : splat(1.0), \
+                      h + (k), g + (k))
+    int64_t k = 0;
+    for (; k + STEP <= n; k += STEP) {
+        FAM(a0, k);
+        FAM(a1, k + LANES);
+        FAM(a2, k + 2 * LANES);
+        FAM(a3, k + 3 * LANES);
+    }
+    for (; k + LANES <= n; k += LANES) FAM(a0, k);
+#undef FAM
+    double tail = 0.0;
+    for (; k < n; k++) {
+        double hk[LANES], gk[LANES];
+        v4 f = family_vec(fam, derivs, splat(eta[k]), splat(y[k]), splat(w ? w[k] : 1.0), hk, gk);
+        tail += f[0];
+        if (derivs) {
+            h[k] = hk[0];
+            if (fam != FAM_POISSON) g[k] = gk[0];
+        }
+    }
+    return ((hsum(a0) + hsum(a1)) + (hsum(a2) + hsum(a3))) + tail;
+}
+
+/* One op on a tile: v = b * factor (FK 0: none, 1: contiguous f, 2: the
+ * constant fc), added into NR rows, summed, and dotted with NC columns.
+ * Returns the sum; adds the dot products into dots. */
+ALWAYS double op_tile(int FK, int NR, int NC, const double *restrict b, const double *restrict f,
+                      double fc, double *const *rows, const double *const *cols, double *dots,
+                      int64_t n)
+{
+    /* Local restrict pointers: nothing written through a row aliases the
+     * inputs, so every load and the pointers themselves stay in registers. */
+    double *restrict r0 = NR > 0 ? rows[0] : NULL;
+    double *restrict r1 = NR > 1 ? rows[1] : NULL;
+    double *restrict r2 = NR > 2 ? rows[2] : NULL;
+    const double *restrict c0 = NC > 0 ? cols[0] : NULL;
+    const double *restrict c1 = NC > 1 ? cols[1] : NULL;
+    const double *restrict c2 = NC > 2 ? cols[2] : NULL;
+    const double *restrict c3 = NC > 3 ? cols[3] : NULL;
+    const v4 z = splat(0.0), vfc = splat(fc);
+    v4 s0 = z, s1 = z, s2 = z, s3 = z;
+    v4 e0 = z, e1 = z, e2 = z, e3 = z, g0 = z, g1 = z, g2 = z, g3 = z; /* dots 0, 1 */
+    v4 p0 = z, p1 = z, p2 = z, p3 = z, q0 = z, q1 = z, q2 = z, q3 = z; /* dots 2, 3 */
+#define OPV(k, S, E, G, P, Q)                                        \
+    do {                                                             \
+        v4 v = ld(b + (k));                                          \
+        if (FK == 1) v *= ld(f + (k));                               \
+        if (FK == 2) v *= vfc;                                       \
+        S += v;                                                      \
+        if (NR > 0) st(r0 + (k), ld(r0 + (k)) + v);                  \
+        if (NR > 1) st(r1 + (k), ld(r1 + (k)) + v);                  \
+        if (NR > 2) st(r2 + (k), ld(r2 + (k)) + v);                  \
+        if (NC > 0) E += v * ld(c0 + (k));                           \
+        if (NC > 1) G += v * ld(c1 + (k));                           \
+        if (NC > 2) P += v * ld(c2 + (k));                           \
+        if (NC > 3) Q += v * ld(c3 + (k));                           \
+    } while (0)
+    int64_t k = 0;
+    for (; k + STEP <= n; k += STEP) {
+        OPV(k, s0, e0, g0, p0, q0);
+        OPV(k + LANES, s1, e1, g1, p1, q1);
+        OPV(k + 2 * LANES, s2, e2, g2, p2, q2);
+        OPV(k + 3 * LANES, s3, e3, g3, p3, q3);
+    }
+    for (; k + LANES <= n; k += LANES) OPV(k, s0, e0, g0, p0, q0);
+#undef OPV
+    double ts = 0.0, t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    for (; k < n; k++) {
+        double v = b[k];
+        if (FK == 1) v *= f[k];
+        if (FK == 2) v *= fc;
+        ts += v;
+        if (NR > 0) r0[k] += v;
+        if (NR > 1) r1[k] += v;
+        if (NR > 2) r2[k] += v;
+        if (NC > 0) t0 += v * c0[k];
+        if (NC > 1) t1 += v * c1[k];
+        if (NC > 2) t2 += v * c2[k];
+        if (NC > 3) t3 += v * c3[k];
+    }
+#define H4(a, b_, c, d) ((hsum(a) + hsum(b_)) + (hsum(c) + hsum(d)))
+    if (NC > 0) dots[0] += H4(e0, e1, e2, e3) + t0;
+    if (NC > 1) dots[1] += H4(g0, g1, g2, g3) + t1;
+    if (NC > 2) dots[2] += H4(p0, p1, p2, p3) + t2;
+    if (NC > 3) dots[3] += H4(q0, q1, q2, q3) + t3;
+    return H4(s0, s1, s2, s3) + ts;
+#undef H4
+}
+
+#define OP_NC(FK, NR)                                                             \
+    switch (nc) {                                                                 \
+    case 0: return op_tile(FK, NR, 0, b, f, fc, rows, cols, dots, n);             \
+    case 1: return op_tile(FK, NR, 1, b, f, fc, rows, cols, dots, n);             \
+    case 2: return op_tile(FK, NR, 2, b, f, fc, rows, cols, dots, n);             \
+    case 3: return op_tile(FK, NR, 3, b, f, fc, rows, cols, dots, n);             \
+    default: return op_tile(FK, NR, 4, b, f, fc, rows, cols, dots, n);            \
+    }
+#define OP_NR(FK)                                                                 \
+    switch (nr) {                                                                 \
+    case 0: OP_NC(FK, 0)                                                          \
+    case 1: OP_NC(FK, 1)                                                          \
+    case 2: OP_NC(FK, 2)                                                          \
+    default: OP_NC(FK, 3)                                                         \
+    }
+
+ALWAYS double op_dispatch(int fk, int nr, int nc, const double *b, const double *f, double fc,
+                          double *const *rows, const double *const *cols, double *dots, int64_t n)
+{
+    switch (fk) {
+    case 0: OP_NR(0)
+    case 1: OP_NR(1)
+    default: OP_NR(2)
+    }
+}
+
+/* ------------------------------------------------------------------ sweep */
+typedef struct {
+    double *eta, *h, *g, *scratch; /* scratch: MAXT + 1 + MAXC tiles */
+} Buffers;
+
+ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0, int64_t n,
+                      Buffers *B)
+{
+    const int D = S->D;
+    /* eta: the constant terms first, then the varying ones MAXT at a time. */
+    double c = 0.0;
+    const double *vt[MAXT];
+    double vc[MAXT];
+    int nv = 0, first = 1;
+    for (int t = 0; t < S->n_terms; t++) {
+        const Operand *o = &S->term[t];
+        if (o->st[D - 1] == 0) c += S->coef[t] * at_line(o, idx, D, k0)[0];
+    }
+    for (int t = 0; t <= S->n_terms; t++) {
+        if (t < S->n_terms) {
+            const Operand *o = &S->term[t];
+            if (o->st[D - 1] == 0) continue;
+            vt[nv] = tile_of(o, idx, D, k0, n, B->scratch + nv * TILE);
+            vc[nv++] = S->coef[t];
+        }
+        if (nv == MAXT || (t == S->n_terms && (nv || first))) {
+            switch (nv) {
+            case 0: eta_terms(0, B->eta, n, first, c, vt, vc); break;
+            case 1: eta_terms(1, B->eta, n, first, c, vt, vc); break;
+            case 2: eta_terms(2, B->eta, n, first, c, vt, vc); break;
+            case 3: eta_terms(3, B->eta, n, first, c, vt, vc); break;
+            default: eta_terms(4, B->eta, n, first, c, vt, vc); break;
+            }
+            first = 0;
+            nv = 0;
+        }
+    }
+    const double *y = tile_of(&S->y, idx, D, k0, n, B->scratch);
+    const double *w = S->w.p ? tile_of(&S->w, idx, D, k0, n, B->scratch + TILE) : NULL;
+    double loss = S->family == FAM_POISSON
+                      ? family_tile(FAM_POISSON, derivs, B->eta, y, w, B->h, B->g, n)
+                      : family_tile(FAM_GAUSSIAN, derivs, B->eta, y, w, B->h, B->g, n);
+    if (!derivs) return loss;
+    for (int i = 0; i < S->n_ops; i++) {
+        const Op *op = &S->op[i];
+        const double *f = NULL;
+        double fc = 0.0;
+        int fk = 0;
+        if (op->factor.p) {
+            if (op->factor.st[D - 1] == 0) {
+                fk = 2;
+                fc = at_line(&op->factor, idx, D, k0)[0];
+            } else {
+                fk = 1;
+                f = tile_of(&op->factor, idx, D, k0, n, B->scratch);
+            }
+        }
+        double *rows[MAXR];
+        const double *cols[MAXC];
+        double dots[MAXC] = {0.0, 0.0, 0.0, 0.0};
+        double *dot_out[MAXC], *sum_out[8];
+        int nr = 0, nc = 0, ns = 0;
+        for (int j = 0; j < op->n_dest; j++) {
+            const Dest *dst = &op->dest[j];
+            double *o = (double *)at_line(&dst->out, idx, D, k0);
+            if (dst->kind == DEST_ROW) {
+                rows[nr++] = o;
+            } else if (dst->kind == DEST_SUM) {
+                sum_out[ns++] = o;
+            } else {
+                dot_out[nc] = o;
+                cols[nc] = tile_of(&dst->col, idx, D, k0, n, B->scratch + (1 + nc) * TILE);
+                nc++;
+            }
+        }
+        double s = op_dispatch(fk, nr, nc, op->base ? B->g : B->h, f, fc, rows, cols, dots, n);
+        for (int j = 0; j < ns; j++) *sum_out[j] += s;
+        for (int j = 0; j < nc; j++) *dot_out[j] += dots[j];
+    }
+    return loss;
+}
+
+CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffers *B)
+{
+    const int D = S->D;
+    int64_t idx[MAXD] = {0};
+    int64_t len = D == 1 ? e - s : S->shape[D - 1];
+    int64_t base = D == 1 ? s : 0;
+    idx[0] = D == 1 ? 0 : s;
+    double loss = 0.0;
+    if (D > 1 && s >= e) return 0.0;
+    for (;;) {
+        for (int64_t k0 = 0; k0 < len; k0 += TILE) {
+            int64_t n = len - k0 < TILE ? len - k0 : TILE;
+            loss += do_tile(S, derivs, idx, base + k0, n, B);
+        }
+        if (D == 1) break;
+        int d = D - 2;
+        for (; d >= 0; d--) {
+            idx[d]++;
+            if (idx[d] < (d == 0 ? e : S->shape[d])) break;
+            idx[d] = d == 0 ? s : 0;
+        }
+        if (d < 0) break;
+    }
+    return loss;
+}
+
+/* ------------------------------------------------------------ Python entry */
+static int parse(Reader *R, Sweep *S)
+{
+    S->D = (int)next(R);
+    if (S->D < 1 || S->D > MAXD) return -1;
+    for (int d = 0; d < S->D; d++) S->shape[d] = next(R);
+    S->family = (int)next(R);
+    S->n_terms = (int)next(R);
+    S->n_ops = (int)next(R);
+    if (R->bad || S->n_terms < 0 || S->n_ops < 0 ||
+        (S->family != FAM_POISSON && S->family != FAM_GAUSSIAN))
+        return -1;
+    S->y = operand(R, S->D);
+    S->w = operand(R, S->D);
+    if (!S->y.p) return -1;
+    S->coef = calloc((size_t)S->n_terms + 1, sizeof(double));
+    S->term = calloc((size_t)S->n_terms + 1, sizeof(Operand));
+    S->op = calloc((size_t)S->n_ops + 1, sizeof(Op));
+    if (!S->coef || !S->term || !S->op) return -2;
+    for (int t = 0; t < S->n_terms; t++) {
+        S->coef[t] = as_double(next(R));
+        S->term[t] = operand(R, S->D);
+    }
+    for (int i = 0; i < S->n_ops && !R->bad; i++) {
+        Op *op = &S->op[i];
+        op->base = (int)next(R);
+        op->factor = operand(R, S->D);
+        op->n_dest = (int)next(R);
+        if (op->n_dest < 0 || op->n_dest > 64) return -1;
+        op->dest = calloc((size_t)op->n_dest + 1, sizeof(Dest));
+        if (!op->dest) return -2;
+        int nr = 0, nc = 0, ns = 0;
+        for (int j = 0; j < op->n_dest; j++) {
+            Dest *dst = &op->dest[j];
+            dst->kind = (int)next(R);
+            dst->out = operand(R, S->D);
+            if (R->bad || !dst->out.p) return -1;
+            if (dst->kind == DEST_ROW) {
+                if (dst->out.st[S->D - 1] != 1 && S->shape[S->D - 1] != 1) return -1;
+                nr++;
+            } else if (dst->kind == DEST_DOT) {
+                dst->col = operand(R, S->D);
+                if (!dst->col.p) return -1;
+                nc++;
+            } else if (dst->kind == DEST_SUM) {
+                ns++;
+            } else {
+                return -1;
+            }
+        }
+        if (nr > MAXR || nc > MAXC || ns > 8 || (op->base && S->family == FAM_POISSON)) return -1;
+    }
+    return R->bad || R->at != R->n ? -1 : 0;
+}
+
+static void release(Sweep *S)
+{
+    if (S->op)
+        for (int i = 0; i < S->n_ops; i++) free(S->op[i].dest);
+    free(S->op);
+    free(S->coef);
+    free(S->term);
+}
+
+PyDoc_STRVAR(sweep_doc,
+             "sweep(description, s, e, derivs) -> float\n\n"
+             "Run the pass described by an int64 buffer over positions [s, e) of\n"
+             "axis 0; returns the weighted log-likelihood sum (see _compiled.py).");
+
+static PyObject *sweep(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    long long s, e;
+    int derivs;
+    if (!PyArg_ParseTuple(args, "y*LLp", &buf, &s, &e, &derivs)) return NULL;
+    if (buf.itemsize != 8 || buf.len % 8) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "description must be an int64 buffer");
+        return NULL;
+    }
+    Reader R = {(const int64_t *)buf.buf, buf.len / 8, 0, 0};
+    Sweep S;
+    memset(&S, 0, sizeof S);
+    int rc = parse(&R, &S);
+    Buffers B = {NULL, NULL, NULL, NULL};
+    double *mem = NULL;
+    if (rc == 0) {
+        mem = malloc(sizeof(double) * TILE * (3 + MAXC + 1));
+        if (!mem) rc = -2;
+    }
+    if (rc == 0 && (s < 0 || e < s || e > S.shape[0])) rc = -1;
+    double loss = 0.0;
+    if (rc == 0) {
+        B.eta = mem;
+        B.h = mem + TILE;
+        B.g = mem + 2 * TILE;
+        B.scratch = mem + 3 * TILE;
+        Py_BEGIN_ALLOW_THREADS
+        loss = run(&S, s, e, derivs, &B);
+        Py_END_ALLOW_THREADS
+    }
+    free(mem);
+    release(&S);
+    PyBuffer_Release(&buf);
+    if (rc == -2) return PyErr_NoMemory();
+    if (rc) {
+        PyErr_SetString(PyExc_ValueError, "malformed sweep description");
+        return NULL;
+    }
+    return PyFloat_FromDouble(loss);
+}
+
+static PyMethodDef methods[] = {{"sweep", sweep, METH_VARARGS, sweep_doc}, {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sweep",
+                                    "Compiled sweep over the cells of a panel (optional).", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__sweep(void) { return PyModule_Create(&module); }

@@ -1,0 +1,23 @@
+"""Build of the optional compiled sweep (``panelglm._sweep``).
+
+Everything else about the package is declared in ``pyproject.toml``. The
+extension uses only the Python C API; if it cannot be compiled the install
+still succeeds, and panelglm runs its passes with numpy instead.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+flags = [] if sys.platform == "win32" else ["-O3"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "panelglm._sweep",
+            sources=["panelglm/_sweep.c"],
+            extra_compile_args=flags,
+            optional=True,
+        )
+    ]
+)

@@ -1,0 +1,145 @@
+"""The compiled sweep against numpy and the dense matrix.
+
+The compiled sweep (``panelglm._sweep``, described by :mod:`panelglm._compiled`)
+is optional: where it cannot be built, every pass runs with numpy. These tests
+check its exponential against ``np.exp``, its passes against the dense
+matrix and against the numpy passes, and that its results do not depend on
+how many parts or threads run a pass.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from test_kernels import FAMILIES, random_design, reference
+
+import panelglm._compiled as compiled
+import panelglm._kernels as kernels
+from panelglm._families import POISSON
+from panelglm._objective import PanelProblem, PenalizedObjective
+
+needs_sweep = pytest.mark.skipif(compiled._sweep is None, reason="compiled sweep not built")
+
+
+def test_sweep_is_built_where_required():
+    # CI sets this: there a compiler is present, so a sweep that silently
+    # failed to build would leave the compiled path untested.
+    if os.environ.get("PANELGLM_REQUIRE_COMPILED") == "1":
+        assert compiled._sweep is not None
+        assert compiled.enabled()
+    else:
+        pytest.skip("PANELGLM_REQUIRE_COMPILED is not set")
+
+
+def _neg_exp_sum(x: np.ndarray) -> float:
+    """``-sum exp(x)`` by the sweep: a Poisson loss with y = 0 and eta = x."""
+    desc = compiled.Description(x.shape)
+    desc.words += [1, x.size, 0, 1, 0]
+    desc.operand(np.zeros(1))
+    desc.operand(None)
+    desc.words.append(int(np.float64(1.0).view(np.int64)))
+    desc.operand(x)
+    return compiled._sweep.sweep(desc.array(), 0, x.size, False)
+
+
+@needs_sweep
+def test_exp_matches_numpy_to_an_ulp_or_two():
+    rng = np.random.default_rng(0)
+    x = np.concatenate(
+        [
+            rng.uniform(-745, 709.7, 2000),
+            rng.normal(size=2000),
+            [0.0, -0.0, 1e-300, -1e-300, 0.5 * np.log(2), -0.5 * np.log(2), 709.78, -708.4],
+            [-744.4, -740.0, -720.0],  # subnormal results
+        ]
+    )
+    got = np.array([-_neg_exp_sum(np.array([v])) for v in x])
+    want = np.exp(x)
+    ulp = np.spacing(want)
+    assert np.all(np.abs(got - want) <= 2 * ulp)
+
+
+@needs_sweep
+def test_exp_limits():
+    with np.errstate(over="ignore"):
+        assert -_neg_exp_sum(np.array([710.0])) == np.inf
+        assert -_neg_exp_sum(np.array([1e308])) == np.inf
+    assert _neg_exp_sum(np.array([-746.0])) == 0.0
+    assert np.isnan(_neg_exp_sum(np.array([np.nan])))
+    # A whole vector plus a tail: the sum over every element.
+    x = np.linspace(-3, 3, 23)
+    assert _neg_exp_sum(x) == pytest.approx(-np.exp(x).sum(), rel=1e-14)
+
+
+def _objective(shape, family, seed):
+    rng = np.random.default_rng(seed)
+    design = random_design(shape, rng, indicators=family != "gaussian")
+    beta = rng.normal(scale=0.2, size=design.n_coef)
+    w = rng.uniform(0.5, 2.0, size=shape)
+    off = rng.normal(scale=0.1, size=shape)
+    eta = design.to_dense() @ beta + off.ravel()
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta)).astype(float).reshape(shape)
+    else:
+        y = rng.normal(size=shape)
+    m = np.ones(shape)
+    problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
+    obj = PenalizedObjective(design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef))
+    return obj, (design, FAMILIES[family], y, m, w, off, beta)
+
+
+@needs_sweep
+@pytest.mark.parametrize("shape", [(23,), (5, 1), (1, 4), (5, 4), (4, 3, 5), (3, 4, 2, 3)])
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+@pytest.mark.parametrize("parts", [1, 2, 3])
+def test_compiled_pass_matches_dense(shape, family, parts, monkeypatch):
+    """Any number of parts: the dense matrix's loss, gradient and Hessian."""
+    monkeypatch.setattr(compiled, "PARTS", parts)
+    obj, ref_args = _objective(shape, family, len(shape) + parts)
+    assert obj.kernels is not None and obj.kernels.compiled is not None
+    lsum, grad, hess = reference(*ref_args)
+    beta, scale = ref_args[-1], 1.0 / ref_args[4].sum()
+    for _ in range(2):  # the second pass reuses the ops written by the first
+        loss, g_obj, h_obj = obj.loss_grad_hess(beta)
+        np.testing.assert_allclose(loss, -scale * lsum, rtol=1e-12)
+        np.testing.assert_allclose(obj.loss(beta), -scale * lsum, rtol=1e-12)
+        np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+
+
+@needs_sweep
+def test_accumulators_of_a_pass_survive_the_next():
+    obj, ref_args = _objective((4, 3, 5), "poisson", 7)
+    kern, beta = obj.kernels, ref_args[-1]
+    first = kern.full_pass(beta)
+    hess = kern.hessian(first)
+    kern.full_pass(beta * 0.5)
+    np.testing.assert_array_equal(kern.hessian(first), hess)
+
+
+@needs_sweep
+def test_compiled_and_numpy_passes_agree(monkeypatch):
+    obj, ref_args = _objective((6, 5, 7), "poisson", 3)
+    beta = ref_args[-1]
+    fast = obj.loss_grad_hess(beta)
+    monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1")
+    design, fam, y, m, w, _, _ = ref_args
+    slow_kern = kernels.ChunkKernels(
+        design, obj.kernels.plan, y, w, m, obj.problem.offset, np.float64, fam
+    )
+    assert slow_kern.compiled is None
+    obj.kernels = slow_kern
+    slow = obj.loss_grad_hess(beta)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_numpy_pass_where_there_is_no_compiled_form():
+    obj, _ = _objective((4, 3, 5), "poisson", 1)
+    kern = obj.kernels
+    other = kernels.ChunkKernels(
+        kern.design, kern.plan, kern.y, kern.w, 1.0, None, np.float32, POISSON
+    )
+    assert other.compiled is None  # float32 work runs with numpy
