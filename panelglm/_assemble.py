@@ -60,6 +60,44 @@ class Assembly:
                 ok = codes >= 0
                 out[sls[i]] = np.bincount(codes[ok], weights=t.ravel()[ok], minlength=blk.n_cols)
 
+    def _rows_grad(self, acc: Accumulators, rows: range, blocks) -> np.ndarray:
+        """``X_b' row`` for several rows at once and each block ``b`` in ``blocks``.
+
+        The rows' reductions are taken together from the target that holds
+        them, and a dense block is one matrix product for all rows: each
+        row on its own would cost an ``einsum`` call per block.
+        """
+        design, sls = self.design, self.design.slices()
+        out = np.zeros((len(rows), design.n_coef))
+        if not self.plan.targets:
+            return out
+        held = [
+            (m, red) for m, red in acc.red.items() if all(r in self.local_row[m] for r in rows)
+        ]
+        for i in blocks:
+            blk = design.blocks[i]
+            m, red = min(
+                ((m, red) for m, red in held if set(blk.axes) <= set(m)), key=lambda mr: len(mr[0])
+            )
+            local = [self.local_row[m][r] for r in rows]
+            t = (
+                red[local[0] : local[-1] + 1]
+                if local == list(range(local[0], local[-1] + 1))
+                else red[local]
+            )
+            drop = tuple(1 + k for k, a in enumerate(m) if a not in blk.axes)
+            if drop:
+                t = t.sum(axis=drop)
+            t = t.reshape(len(rows), -1)
+            if isinstance(blk, DenseBlock):
+                out[:, sls[i]] = t @ blk.values.reshape(t.shape[1], -1)
+            else:
+                codes = blk.codes.ravel()
+                ok = codes >= 0
+                for k in range(len(rows)):
+                    out[k, sls[i]] = np.bincount(codes[ok], weights=t[k][ok], minlength=blk.n_cols)
+        return out
+
     def row_gradient(self, acc: Accumulators, r: int, h_row: bool = False) -> np.ndarray:
         """``X' row`` for row ``r`` of a pass (a row reduced to every target).
 
@@ -105,22 +143,21 @@ class Assembly:
         # A spread column's row h * X_q, reduced, gives its full-union pairs.
         for x, (r0, r1, _) in self.spread_rows.items():
             partners = self.spread_partners[x]
-            for q, r in enumerate(range(r0, r1)):
-                row = np.zeros(design.n_coef)
-                self._rest_grad(self._seeded(acc, r), row, partners)
-                col = sls[x].start + q
-                for a in partners:
-                    out[col, sls[a]] = row[sls[a]]
-                    out[sls[a], col] = row[sls[a]]
-        # A cell-level column's row h * X_q gives its whole row of the Hessian.
+            rows = self._rows_grad(acc, range(r0, r1), partners)
+            for a in partners:
+                out[sls[x], sls[a]] = rows[:, sls[a]]
+                out[sls[a], sls[x]] = rows[:, sls[a]].T
+        # A cell-level column's row h * X_q gives its whole row of the Hessian:
+        # the reductions for the other blocks, the dot products for its own.
         r = self.first_u
-        for i in plan.full:
-            for q in range(design.blocks[i].n_cols):
-                row = self.row_gradient(acc, r)
-                col = sls[i].start + q
-                out[col, :] = row
-                out[:, col] = row
-                r += 1
+        n_cell = sum(design.blocks[i].n_cols for i in plan.full)
+        if n_cell:
+            rows = self._rows_grad(acc, range(r, r + n_cell), plan.rest)
+            for i2, cell in zip(plan.full, acc.cell, strict=True):
+                rows[:, sls[i2]] = cell[r : r + n_cell]
+            cols = np.concatenate([np.arange(sls[i].start, sls[i].stop) for i in plan.full])
+            out[cols, :] = rows
+            out[:, cols] = rows.T
         return out
 
     def _partner(self, g_out: Axes, res: np.ndarray, partner: int) -> np.ndarray:

@@ -31,7 +31,7 @@
 #include <string.h>
 
 #define MAXD 32
-#define TILE 1024
+#define TILE 512
 #define MAXT 4 /* terms of eta fused into one loop */
 #define MAXR 3 /* row targets of one op */
 #define MAXC 4 /* dot products of one op */
@@ -342,12 +342,20 @@ ALWAYS double op_dispatch(int fk, int nr, int nc, const double *b, const double 
 }
 
 /* ------------------------------------------------------------------ sweep */
+/* Tiles: eta, h and g of NB lines, and scratch for gathered operands: the
+ * linear predictor's terms, y and w (MAXT + 1), then a block's factors (NB)
+ * and dot-product columns (MAXC * NB). */
+#define NB 4
+#define N_SCRATCH (MAXT + 1 + NB + MAXC * NB)
+#define N_TILES (1 + 2 * NB + N_SCRATCH)
 typedef struct {
-    double *eta, *h, *g, *scratch; /* scratch: MAXT + 1 + MAXC tiles */
+    double *eta, *h, *g, *scratch;
 } Buffers;
 
-ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0, int64_t n,
-                      Buffers *B)
+/* The linear predictor and the family on one line's tile: writes h (and g)
+ * into h and g, returns the loss. */
+ALWAYS double line_family(const Sweep *S, int derivs, const int64_t *idx, int64_t k0, int64_t n,
+                          Buffers *B, double *h, double *g)
 {
     const int D = S->D;
     /* eta: the constant terms first, then the varying ones MAXT at a time. */
@@ -380,9 +388,16 @@ ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0
     }
     const double *y = tile_of(&S->y, idx, D, k0, n, B->scratch);
     const double *w = S->w.p ? tile_of(&S->w, idx, D, k0, n, B->scratch + TILE) : NULL;
-    double loss = S->family == FAM_POISSON
-                      ? family_tile(FAM_POISSON, derivs, B->eta, y, w, B->h, B->g, n)
-                      : family_tile(FAM_GAUSSIAN, derivs, B->eta, y, w, B->h, B->g, n);
+    return S->family == FAM_POISSON ? family_tile(FAM_POISSON, derivs, B->eta, y, w, h, g, n)
+                                    : family_tile(FAM_GAUSSIAN, derivs, B->eta, y, w, h, g, n);
+}
+
+/* One line: family, then every op with its own loop. */
+ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0, int64_t n,
+                      Buffers *B)
+{
+    const int D = S->D;
+    double loss = line_family(S, derivs, idx, k0, n, B, B->h, B->g);
     if (!derivs) return loss;
     for (int i = 0; i < S->n_ops; i++) {
         const Op *op = &S->op[i];
@@ -423,22 +438,200 @@ ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0
     return loss;
 }
 
+/* ------------------------------------------------------- blocks of lines */
+/* NB neighbouring lines along axis D-2 at once. A row target that does not
+ * vary along that axis (the ik target of an ijk grid) receives the sum of
+ * the NB lines' rows, formed in registers: one read-modify-write for NB
+ * lines instead of one each, which is what bounds a line at a time. Rows
+ * that do vary along it (NRP, at most one per loop) and the running sums
+ * stay per line. */
+
+ALWAYS void block_body(int FK, int NRS, int NRP, int NC, const double *h, const double *const *f,
+                       const double *fc, double *const *rs, double *const *rp,
+                       const double *const *cols, v4 *s, v4 (*d)[NB], int64_t k)
+{
+    v4 v[NB];
+    for (int b = 0; b < NB; b++) {
+        v[b] = ld(h + b * TILE + k);
+        if (FK == 1) v[b] *= ld(f[b] + k);
+        if (FK == 2) v[b] *= splat(fc[b]);
+        s[b] += v[b];
+    }
+    if (NRS > 0) {
+        v4 t = (v[0] + v[1]) + (v[2] + v[3]);
+        for (int r = 0; r < NRS; r++) st(rs[r] + k, ld(rs[r] + k) + t);
+    }
+    for (int b = 0; b < NRP * NB; b++) st(rp[b] + k, ld(rp[b] + k) + v[b % NB]);
+    for (int c = 0; c < NC; c++)
+        for (int b = 0; b < NB; b++) d[c][b] += v[b] * ld(cols[c * NB + b] + k);
+}
+
+/* One op on NB lines' tiles; sums[b] gets line b's sum, dots[c][b] its dots. */
+ALWAYS void op_block(int FK, int NRS, int NRP, int NC, const double *restrict h,
+                     const double *const *f, const double *fc, double *const *rs,
+                     double *const *rp, const double *const *cols, double *sums,
+                     double (*dots)[NB], int64_t n)
+{
+    v4 z = splat(0.0), s[NB], d[MAXC][NB];
+    for (int b = 0; b < NB; b++) {
+        s[b] = z;
+        for (int c = 0; c < MAXC; c++) d[c][b] = z;
+    }
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) block_body(FK, NRS, NRP, NC, h, f, fc, rs, rp, cols, s, d, k);
+    for (int b = 0; b < NB; b++) {
+        sums[b] = hsum(s[b]);
+        for (int c = 0; c < NC; c++) dots[c][b] = hsum(d[c][b]);
+    }
+    for (; k < n; k++) {
+        double v[NB];
+        for (int b = 0; b < NB; b++) {
+            v[b] = h[b * TILE + k];
+            if (FK == 1) v[b] *= f[b][k];
+            if (FK == 2) v[b] *= fc[b];
+            sums[b] += v[b];
+        }
+        for (int r = 0; r < NRS; r++) rs[r][k] += (v[0] + v[1]) + (v[2] + v[3]);
+        for (int b = 0; b < NRP * NB; b++) rp[b][k] += v[b % NB];
+        for (int c = 0; c < NC; c++)
+            for (int b = 0; b < NB; b++) dots[c][b] += v[b] * cols[c * NB + b][k];
+    }
+}
+
+#define BLK_NC(FK, NRS, NRP)                                                          \
+    switch (nc) {                                                                     \
+    case 0: op_block(FK, NRS, NRP, 0, h, f, fc, rs, rp, cols, sums, dots, n); return; \
+    case 1: op_block(FK, NRS, NRP, 1, h, f, fc, rs, rp, cols, sums, dots, n); return; \
+    case 2: op_block(FK, NRS, NRP, 2, h, f, fc, rs, rp, cols, sums, dots, n); return; \
+    case 3: op_block(FK, NRS, NRP, 3, h, f, fc, rs, rp, cols, sums, dots, n); return; \
+    default: op_block(FK, NRS, NRP, 4, h, f, fc, rs, rp, cols, sums, dots, n); return; \
+    }
+#define BLK_R(FK)                                      \
+    switch (nrs * 2 + nrp) {                           \
+    case 0: BLK_NC(FK, 0, 0)                           \
+    case 1: BLK_NC(FK, 0, 1)                           \
+    case 2: BLK_NC(FK, 1, 0)                           \
+    case 3: BLK_NC(FK, 1, 1)                           \
+    case 4: BLK_NC(FK, 2, 0)                           \
+    case 5: BLK_NC(FK, 2, 1)                           \
+    case 6: BLK_NC(FK, 3, 0)                           \
+    default: BLK_NC(FK, 3, 1)                          \
+    }
+
+ALWAYS void block_dispatch(int fk, int nrs, int nrp, int nc, const double *h,
+                           const double *const *f, const double *fc, double *const *rs,
+                           double *const *rp, const double *const *cols, double *sums,
+                           double (*dots)[NB], int64_t n)
+{
+    switch (fk) {
+    case 0: BLK_R(0)
+    case 1: BLK_R(1)
+    default: BLK_R(2)
+    }
+}
+
+/* NB lines: idx is the first; line b has idx[D-2] + b. */
+ALWAYS double do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0, int64_t n,
+                       Buffers *B)
+{
+    const int D = S->D, ax = D - 2;
+    int64_t idx[NB][MAXD];
+    double loss = 0.0;
+    for (int b = 0; b < NB; b++) {
+        memcpy(idx[b], idx0, sizeof(int64_t) * D);
+        idx[b][ax] += b;
+        loss += line_family(S, derivs, idx[b], k0, n, B, B->h + b * TILE, B->g + b * TILE);
+    }
+    if (!derivs) return loss;
+    double *scratch = B->scratch + (MAXT + 1) * TILE; /* the tiles line_family left free */
+    for (int i = 0; i < S->n_ops; i++) {
+        const Op *op = &S->op[i];
+        const double *f[NB] = {NULL, NULL, NULL, NULL};
+        double fc[NB] = {0.0, 0.0, 0.0, 0.0};
+        int fk = 0;
+        if (op->factor.p) {
+            fk = op->factor.st[D - 1] == 0 ? 2 : 1;
+            for (int b = 0; b < NB; b++) {
+                if (fk == 2)
+                    fc[b] = at_line(&op->factor, idx[b], D, k0)[0];
+                else
+                    f[b] = tile_of(&op->factor, idx[b], D, k0, n, scratch + b * TILE);
+            }
+        }
+        double *rs[MAXR], *rp[MAXR * NB], *sum_out[8][NB], *dot_out[MAXC][NB];
+        const double *cols[MAXC * NB];
+        int nrs = 0, nrp = 0, nc = 0, ns = 0;
+        for (int j = 0; j < op->n_dest; j++) {
+            const Dest *dst = &op->dest[j];
+            if (dst->kind == DEST_ROW && dst->out.st[ax] == 0) {
+                rs[nrs++] = (double *)at_line(&dst->out, idx[0], D, k0);
+                continue;
+            }
+            for (int b = 0; b < NB; b++) {
+                double *o = (double *)at_line(&dst->out, idx[b], D, k0);
+                if (dst->kind == DEST_ROW) {
+                    rp[nrp * NB + b] = o;
+                } else if (dst->kind == DEST_SUM) {
+                    sum_out[ns][b] = o;
+                } else {
+                    dot_out[nc][b] = o;
+                    cols[nc * NB + b] = tile_of(&dst->col, idx[b], D, k0, n,
+                                                scratch + (NB + nc * NB + b) * TILE);
+                }
+            }
+            if (dst->kind == DEST_ROW)
+                nrp++;
+            else if (dst->kind == DEST_SUM)
+                ns++;
+            else
+                nc++;
+        }
+        const double *base = op->base ? B->g : B->h;
+        double sums[NB], dots[MAXC][NB];
+        /* Rows that vary along axis D-2 one per loop: the first loop also
+         * takes the shared rows, the sums and the dot products. */
+        for (int p = 0; p == 0 || p < nrp; p++) {
+            double tmp[NB], tdots[MAXC][NB];
+            block_dispatch(fk, p ? 0 : nrs, nrp > 0, p ? 0 : nc, base, f, fc, rs, rp + p * NB,
+                           cols, p ? tmp : sums, p ? tdots : dots, n);
+        }
+        for (int j = 0; j < ns; j++)
+            for (int b = 0; b < NB; b++) *sum_out[j][b] += sums[b];
+        for (int c = 0; c < nc; c++)
+            for (int b = 0; b < NB; b++) *dot_out[c][b] += dots[c][b];
+    }
+    return loss;
+}
+
 CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffers *B)
 {
     const int D = S->D;
     int64_t idx[MAXD] = {0};
-    int64_t len = D == 1 ? e - s : S->shape[D - 1];
-    int64_t base = D == 1 ? s : 0;
-    idx[0] = D == 1 ? 0 : s;
     double loss = 0.0;
-    if (D > 1 && s >= e) return 0.0;
+    if (s >= e) return 0.0;
+    if (D == 1) { /* one line: positions [s, e) of the only axis */
+        for (int64_t k0 = 0; k0 < e - s; k0 += TILE)
+            loss += do_tile(S, derivs, idx, s + k0, e - s - k0 < TILE ? e - s - k0 : TILE, B);
+        return loss;
+    }
+    const int64_t len = S->shape[D - 1];
+    const int ax = D - 2; /* lines are taken NB at a time along this axis */
+    const int64_t lo = ax == 0 ? s : 0, hi = ax == 0 ? e : S->shape[ax];
+    idx[0] = s;
     for (;;) {
-        for (int64_t k0 = 0; k0 < len; k0 += TILE) {
-            int64_t n = len - k0 < TILE ? len - k0 : TILE;
-            loss += do_tile(S, derivs, idx, base + k0, n, B);
+        int64_t j = lo;
+        for (; derivs && j + NB <= hi; j += NB) {
+            idx[ax] = j;
+            for (int64_t k0 = 0; k0 < len; k0 += TILE)
+                loss += do_block(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B);
         }
-        if (D == 1) break;
-        int d = D - 2;
+        for (; j < hi; j++) {
+            idx[ax] = j;
+            for (int64_t k0 = 0; k0 < len; k0 += TILE)
+                loss += do_tile(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B);
+        }
+        /* the next index over axes 0 .. D-3 */
+        int d = D - 3;
         for (; d >= 0; d--) {
             idx[d]++;
             if (idx[d] < (d == 0 ? e : S->shape[d])) break;
@@ -536,7 +729,7 @@ static PyObject *sweep(PyObject *self, PyObject *args)
     Buffers B = {NULL, NULL, NULL, NULL};
     double *mem = NULL;
     if (rc == 0) {
-        mem = malloc(sizeof(double) * TILE * (3 + MAXC + 1));
+        mem = malloc(sizeof(double) * TILE * N_TILES);
         if (!mem) rc = -2;
     }
     if (rc == 0 && (s < 0 || e < s || e > S.shape[0])) rc = -1;
@@ -544,8 +737,8 @@ static PyObject *sweep(PyObject *self, PyObject *args)
     if (rc == 0) {
         B.eta = mem;
         B.h = mem + TILE;
-        B.g = mem + 2 * TILE;
-        B.scratch = mem + 3 * TILE;
+        B.g = mem + (1 + NB) * TILE;
+        B.scratch = mem + (1 + 2 * NB) * TILE;
         Py_BEGIN_ALLOW_THREADS
         loss = run(&S, s, e, derivs, &B);
         Py_END_ALLOW_THREADS

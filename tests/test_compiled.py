@@ -91,7 +91,9 @@ def _objective(shape, family, seed):
 
 
 @needs_sweep
-@pytest.mark.parametrize("shape", [(23,), (5, 1), (1, 4), (5, 4), (4, 3, 5), (3, 4, 2, 3)])
+@pytest.mark.parametrize(
+    "shape", [(23,), (5, 1), (1, 4), (9, 4), (4, 3, 5), (3, 9, 5), (3, 4, 2, 3), (2, 3, 5, 3)]
+)
 @pytest.mark.parametrize("family", ["poisson", "gaussian"])
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_compiled_pass_matches_dense(shape, family, parts, monkeypatch):
