@@ -530,6 +530,146 @@ ALWAYS void block_dispatch(int fk, int nrs, int nrp, int nc, const double *h,
     }
 }
 
+/* An op's operands at a block of lines. */
+typedef struct {
+    int fk, nrs, nrp, nc, ns;
+    const double *base;
+    const double *f[NB];
+    double fc[NB];
+    double *rs[MAXR], *rp[MAXR * NB], *sum_out[8][NB], *dot_out[MAXC][NB];
+    const double *cols[MAXC * NB];
+} OpLines;
+
+static void op_lines(const Sweep *S, const Op *op, int64_t (*idx)[MAXD], int64_t k0, int64_t n,
+                     const Buffers *B, double *scratch, OpLines *L)
+{
+    const int D = S->D, ax = D - 2;
+    L->fk = 0;
+    L->base = op->base ? B->g : B->h;
+    if (op->factor.p) {
+        L->fk = op->factor.st[D - 1] == 0 ? 2 : 1;
+        for (int b = 0; b < NB; b++) {
+            if (L->fk == 2)
+                L->fc[b] = at_line(&op->factor, idx[b], D, k0)[0];
+            else
+                L->f[b] = tile_of(&op->factor, idx[b], D, k0, n, scratch + b * TILE);
+        }
+    }
+    L->nrs = L->nrp = L->nc = L->ns = 0;
+    for (int j = 0; j < op->n_dest; j++) {
+        const Dest *dst = &op->dest[j];
+        if (dst->kind == DEST_ROW && dst->out.st[ax] == 0) {
+            L->rs[L->nrs++] = (double *)at_line(&dst->out, idx[0], D, k0);
+            continue;
+        }
+        for (int b = 0; b < NB; b++) {
+            double *o = (double *)at_line(&dst->out, idx[b], D, k0);
+            if (dst->kind == DEST_ROW) {
+                L->rp[L->nrp * NB + b] = o;
+            } else if (dst->kind == DEST_SUM) {
+                L->sum_out[L->ns][b] = o;
+            } else {
+                L->dot_out[L->nc][b] = o;
+                L->cols[L->nc * NB + b] =
+                    tile_of(&dst->col, idx[b], D, k0, n, scratch + (NB + L->nc * NB + b) * TILE);
+            }
+        }
+        if (dst->kind == DEST_ROW)
+            L->nrp++;
+        else if (dst->kind == DEST_SUM)
+            L->ns++;
+        else
+            L->nc++;
+    }
+}
+
+/* Whether op j can share a loop with op i: the same curvature row, a
+ * factor of the same kind that needs no gathering, the same rows, and no
+ * dot products. Each op's own running sums and rows; h is loaded once. */
+static int fusable(const Sweep *S, const Op *a, const Op *b)
+{
+    const int D = S->D, ax = D - 2;
+    if (a->base != b->base || !a->factor.p || !b->factor.p) return 0;
+    int64_t sa = a->factor.st[D - 1], sb = b->factor.st[D - 1];
+    if (sa != sb || (sa != 0 && sa != 1) || a->n_dest != b->n_dest) return 0;
+    int nrp = 0;
+    for (int j = 0; j < a->n_dest; j++) {
+        const Dest *x = &a->dest[j], *y = &b->dest[j];
+        if (x->kind != y->kind || x->kind == DEST_DOT) return 0;
+        if (x->kind == DEST_ROW && ((x->out.st[ax] == 0) != (y->out.st[ax] == 0))) return 0;
+        nrp += x->kind == DEST_ROW && x->out.st[ax] != 0;
+    }
+    return nrp <= 1;
+}
+
+#define NM 3 /* ops fused into one loop */
+
+ALWAYS void multi_body(int M, int FK, int NRS, int NRP, const double *h, OpLines *const *L,
+                       v4 (*s)[NB], int64_t k)
+{
+    v4 hb[NB];
+    for (int b = 0; b < NB; b++) hb[b] = ld(h + b * TILE + k);
+    for (int m = 0; m < M; m++) {
+        v4 v[NB];
+        for (int b = 0; b < NB; b++) {
+            v[b] = hb[b] * (FK == 1 ? ld(L[m]->f[b] + k) : splat(L[m]->fc[b]));
+            s[m][b] += v[b];
+        }
+        if (NRS > 0) {
+            v4 t = (v[0] + v[1]) + (v[2] + v[3]);
+            for (int r = 0; r < NRS; r++) st(L[m]->rs[r] + k, ld(L[m]->rs[r] + k) + t);
+        }
+        for (int b = 0; b < NRP * NB; b++)
+            st(L[m]->rp[b] + k, ld(L[m]->rp[b] + k) + v[b % NB]);
+    }
+}
+
+/* M fused ops on NB lines' tiles; sums[m][b] gets op m's sum on line b. */
+ALWAYS void multi_block(int M, int FK, int NRS, int NRP, const double *restrict h,
+                        OpLines *const *L, double (*sums)[NB], int64_t n)
+{
+    v4 s[NM][NB];
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < NB; b++) s[m][b] = splat(0.0);
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) multi_body(M, FK, NRS, NRP, h, L, s, k);
+    for (int m = 0; m < M; m++)
+        for (int b = 0; b < NB; b++) sums[m][b] = hsum(s[m][b]);
+    for (; k < n; k++) {
+        for (int m = 0; m < M; m++) {
+            double v[NB];
+            for (int b = 0; b < NB; b++) {
+                v[b] = h[b * TILE + k] * (FK == 1 ? L[m]->f[b][k] : L[m]->fc[b]);
+                sums[m][b] += v[b];
+            }
+            for (int r = 0; r < NRS; r++) L[m]->rs[r][k] += (v[0] + v[1]) + (v[2] + v[3]);
+            for (int b = 0; b < NRP * NB; b++) L[m]->rp[b][k] += v[b % NB];
+        }
+    }
+}
+
+#define MULTI_R(M, FK)                                                      \
+    switch (nrs * 2 + nrp) {                                                \
+    case 0: multi_block(M, FK, 0, 0, h, L, sums, n); return;                \
+    case 1: multi_block(M, FK, 0, 1, h, L, sums, n); return;                \
+    case 2: multi_block(M, FK, 1, 0, h, L, sums, n); return;                \
+    case 3: multi_block(M, FK, 1, 1, h, L, sums, n); return;                \
+    case 4: multi_block(M, FK, 2, 0, h, L, sums, n); return;                \
+    case 5: multi_block(M, FK, 2, 1, h, L, sums, n); return;                \
+    case 6: multi_block(M, FK, 3, 0, h, L, sums, n); return;                \
+    default: multi_block(M, FK, 3, 1, h, L, sums, n); return;               \
+    }
+
+ALWAYS void multi_dispatch(int m, int fk, int nrs, int nrp, const double *h, OpLines *const *L,
+                           double (*sums)[NB], int64_t n)
+{
+    if (m == 2) {
+        if (fk == 1) MULTI_R(2, 1) else MULTI_R(2, 2)
+    } else {
+        if (fk == 1) MULTI_R(3, 1) else MULTI_R(3, 2)
+    }
+}
+
 /* NB lines: idx is the first; line b has idx[D-2] + b. */
 ALWAYS double do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0, int64_t n,
                        Buffers *B)
@@ -544,61 +684,39 @@ ALWAYS double do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t 
     }
     if (!derivs) return loss;
     double *scratch = B->scratch + (MAXT + 1) * TILE; /* the tiles line_family left free */
-    for (int i = 0; i < S->n_ops; i++) {
-        const Op *op = &S->op[i];
-        const double *f[NB] = {NULL, NULL, NULL, NULL};
-        double fc[NB] = {0.0, 0.0, 0.0, 0.0};
-        int fk = 0;
-        if (op->factor.p) {
-            fk = op->factor.st[D - 1] == 0 ? 2 : 1;
-            for (int b = 0; b < NB; b++) {
-                if (fk == 2)
-                    fc[b] = at_line(&op->factor, idx[b], D, k0)[0];
-                else
-                    f[b] = tile_of(&op->factor, idx[b], D, k0, n, scratch + b * TILE);
+    OpLines lines[NM];
+    for (int i = 0; i < S->n_ops;) {
+        int m = 1;
+        while (m < NM && i + m < S->n_ops && fusable(S, &S->op[i], &S->op[i + m])) m++;
+        if (m > 1) {
+            OpLines *L[NM];
+            double sums[NM][NB];
+            for (int j = 0; j < m; j++) {
+                op_lines(S, &S->op[i + j], idx, k0, n, B, scratch, &lines[j]);
+                L[j] = &lines[j];
             }
+            multi_dispatch(m, lines[0].fk, lines[0].nrs, lines[0].nrp, lines[0].base, L, sums, n);
+            for (int j = 0; j < m; j++)
+                for (int q = 0; q < lines[j].ns; q++)
+                    for (int b = 0; b < NB; b++) *lines[j].sum_out[q][b] += sums[j][b];
+            i += m;
+            continue;
         }
-        double *rs[MAXR], *rp[MAXR * NB], *sum_out[8][NB], *dot_out[MAXC][NB];
-        const double *cols[MAXC * NB];
-        int nrs = 0, nrp = 0, nc = 0, ns = 0;
-        for (int j = 0; j < op->n_dest; j++) {
-            const Dest *dst = &op->dest[j];
-            if (dst->kind == DEST_ROW && dst->out.st[ax] == 0) {
-                rs[nrs++] = (double *)at_line(&dst->out, idx[0], D, k0);
-                continue;
-            }
-            for (int b = 0; b < NB; b++) {
-                double *o = (double *)at_line(&dst->out, idx[b], D, k0);
-                if (dst->kind == DEST_ROW) {
-                    rp[nrp * NB + b] = o;
-                } else if (dst->kind == DEST_SUM) {
-                    sum_out[ns][b] = o;
-                } else {
-                    dot_out[nc][b] = o;
-                    cols[nc * NB + b] = tile_of(&dst->col, idx[b], D, k0, n,
-                                                scratch + (NB + nc * NB + b) * TILE);
-                }
-            }
-            if (dst->kind == DEST_ROW)
-                nrp++;
-            else if (dst->kind == DEST_SUM)
-                ns++;
-            else
-                nc++;
-        }
-        const double *base = op->base ? B->g : B->h;
+        OpLines *L = &lines[0];
+        op_lines(S, &S->op[i], idx, k0, n, B, scratch, L);
         double sums[NB], dots[MAXC][NB];
         /* Rows that vary along axis D-2 one per loop: the first loop also
          * takes the shared rows, the sums and the dot products. */
-        for (int p = 0; p == 0 || p < nrp; p++) {
+        for (int p = 0; p == 0 || p < L->nrp; p++) {
             double tmp[NB], tdots[MAXC][NB];
-            block_dispatch(fk, p ? 0 : nrs, nrp > 0, p ? 0 : nc, base, f, fc, rs, rp + p * NB,
-                           cols, p ? tmp : sums, p ? tdots : dots, n);
+            block_dispatch(L->fk, p ? 0 : L->nrs, L->nrp > 0, p ? 0 : L->nc, L->base, L->f, L->fc,
+                           L->rs, L->rp + p * NB, L->cols, p ? tmp : sums, p ? tdots : dots, n);
         }
-        for (int j = 0; j < ns; j++)
-            for (int b = 0; b < NB; b++) *sum_out[j][b] += sums[b];
-        for (int c = 0; c < nc; c++)
-            for (int b = 0; b < NB; b++) *dot_out[c][b] += dots[c][b];
+        for (int j = 0; j < L->ns; j++)
+            for (int b = 0; b < NB; b++) *L->sum_out[j][b] += sums[b];
+        for (int c = 0; c < L->nc; c++)
+            for (int b = 0; b < NB; b++) *L->dot_out[c][b] += dots[c][b];
+        i++;
     }
     return loss;
 }
