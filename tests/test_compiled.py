@@ -145,3 +145,32 @@ def test_numpy_pass_where_there_is_no_compiled_form():
         kern.design, kern.plan, kern.y, kern.w, 1.0, None, np.float32, POISSON
     )
     assert other.compiled is None  # float32 work runs with numpy
+
+
+@needs_sweep
+@pytest.mark.parametrize("shape", [(3, 9, 6), (2, 8, 3, 5)])
+def test_compiled_pass_with_blocks_of_three_columns(shape):
+    """Three columns per block: ops of one shape fused three at a time, blocks of lines."""
+    from itertools import combinations
+
+    from panelglm._factored import DenseBlock, FactoredDesign
+
+    rng = np.random.default_rng(11)
+    D = len(shape)
+    blocks = [DenseBlock((), np.ones(1), ("1",))]
+    for r in range(1, D + 1):
+        for axes in combinations(range(D), r):
+            vals = rng.uniform(-0.5, 0.5, size=(*[shape[a] for a in axes], 3))
+            blocks.append(DenseBlock(axes, vals, tuple(f"x{axes}{c}" for c in range(3))))
+    design = FactoredDesign(shape, blocks)
+    beta = rng.normal(scale=0.1, size=design.n_coef)
+    y = rng.poisson(1.0, size=shape).astype(float)
+    problem = PanelProblem(shape, y=y, m=np.ones(()), w=None, offset=None)
+    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef))
+    assert obj.kernels.compiled is not None
+    lsum, grad, hess = reference(design, POISSON, y, np.ones(shape), np.ones(shape), 0 * y, beta)
+    scale = 1.0 / y.size
+    loss, g_obj, h_obj = obj.loss_grad_hess(beta)
+    np.testing.assert_allclose(loss, -scale * lsum, rtol=1e-12)
+    np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
