@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,6 +89,8 @@ class Description:
         if arr.dtype != np.float64 or any(s % 8 for s in arr.strides):
             raise ValueError("sweep operands are float64 arrays of whole-element strides")
         arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)
+        if any(n not in (1, g) for n, g in zip(arr.shape, self.shape, strict=True)):
+            raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
         self._keep.append(arr)
         strides = [0 if n == 1 else s // 8 for n, s in zip(arr.shape, arr.strides, strict=True)]
         self.addresses.append(len(self.words))
@@ -111,9 +114,22 @@ def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
 # A pass is split into PARTS ranges of the first axis, each with its own
 # accumulators, summed in a fixed order: results do not depend on how many
 # threads run the parts. The sweep releases the GIL, so on two cores two parts
-# take half the time.
+# take half the time. (Unlike numpy's passes, which gain nothing from a second
+# thread, see _threads.MAX_THREADS, the compiled sweep is bound by arithmetic.)
 PARTS = 2
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _forget_pool() -> None:
+    # A forked child has the pool object but not its thread: a part submitted
+    # there would never run.
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _threads() -> int:
@@ -125,14 +141,24 @@ def _threads() -> int:
 
 
 def _in_parts(jobs: list) -> list:
-    """Run ``jobs`` (callables), on worker threads where there are cores for them."""
+    """Run ``jobs`` (callables), on worker threads where there are cores for them.
+
+    Returns only once every job has finished, even when one raises (or the
+    wait is interrupted): the sweeps write through raw addresses into arrays
+    the caller frees when it returns.
+    """
     global _POOL
-    if len(jobs) == 1 or _threads() == 1:
+    if len(jobs) <= 1 or _threads() == 1:
         return [job() for job in jobs]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_threads() - 1, thread_name_prefix="panelglm")
-    futures = [_POOL.submit(job) for job in jobs[1:]]
-    first = jobs[0]()
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_threads() - 1, thread_name_prefix="panelglm")
+        pool = _POOL
+    futures = [pool.submit(job) for job in jobs[1:]]
+    try:
+        first = jobs[0]()
+    finally:
+        wait(futures)
     return [first, *(f.result() for f in futures)]
 
 
@@ -217,19 +243,26 @@ class CompiledPass:
         self._shared_at: list[np.ndarray] = []
         self._shared_base = 0
         self._n_ops = 0
+        # The ops and private buffers are reused from pass to pass: one pass
+        # at a time (a kernel is not shared between fits, but may be between
+        # threads of a caller's own).
+        self._lock = threading.Lock()
 
     # -------------------------------------------------------------- passes
     @staticmethod
     def _parts(kern: ChunkKernels) -> list[tuple[int, int]]:
         n0 = kern.shape[0]
         cuts = np.linspace(0, n0, min(PARTS, n0) + 1).astype(int)
-        return [(int(s), int(e)) for s, e in itertools.pairwise(cuts)]
+        return [(int(s), int(e)) for s, e in itertools.pairwise(cuts)] or [(0, 0)]
 
     def loss(self, kern: ChunkKernels, small, cell) -> float:
         """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
-        head = self.describe(kern, small, cell, None).array()
+        desc = self.describe(kern, small, cell, None)
+        head = desc.array()
         jobs = [lambda s=s, e=e: _sweep.sweep(head, s, e, False) for s, e in self._parts(kern)]
-        return float(sum(_in_parts(jobs)))
+        losses = _in_parts(jobs)
+        del desc  # the arrays it points into lived until every part returned
+        return float(sum(losses))
 
     def full(self, kern: ChunkKernels, small, cell) -> Accumulators:
         """Loss and every accumulator of a pass, as :meth:`ChunkKernels.full_pass` gives them.
@@ -239,23 +272,30 @@ class CompiledPass:
         parts' private buffers, which it sums into a new array: the
         accumulators it returns are not touched by later passes.
         """
+        with self._lock:
+            return self._full(kern, small, cell)
+
+    def _full(self, kern: ChunkKernels, small, cell) -> Accumulators:
         parts = self._parts(kern)
         shared = np.zeros(self.layout.shared)
         if self._ops_words is None:
-            self._private = [np.zeros(self.layout.private) for _ in parts]
-            self._ops_words, self._shared_at = [], []
+            # Built into locals: a failure leaves the object as it was.
+            private = [np.zeros(self.layout.private) for _ in parts]
+            ops_words, shared_at, n_ops = [], [], 0
             lo = shared.__array_interface__["data"][0]
             hi = lo + shared.nbytes
-            for priv in self._private:
+            for priv in private:
                 desc = Description(kern.shape)
                 ops = self._ops(kern, self.layout.views(shared, priv))
                 self._write_ops(desc, ops)
                 words = desc.array()
                 pos = np.array(desc.addresses, dtype=np.intp)
-                self._ops_words.append(words)
-                self._shared_at.append(pos[(words[pos] >= lo) & (words[pos] < max(hi, lo + 1))])
-                self._n_ops = len(ops)
+                ops_words.append(words)
+                shared_at.append(pos[(words[pos] >= lo) & (words[pos] < max(hi, lo + 1))])
+                n_ops = len(ops)
+            self._private, self._shared_at, self._n_ops = private, shared_at, n_ops
             self._shared_base = lo
+            self._ops_words = ops_words
         else:
             for priv in self._private:
                 priv.fill(0.0)
@@ -263,8 +303,8 @@ class CompiledPass:
         for words, pos in zip(self._ops_words, self._shared_at, strict=True):
             words[pos] += base - self._shared_base
         self._shared_base = base
-        head = self.describe(kern, small, cell, None, n_ops=self._n_ops).words
-        head = np.asarray(head, dtype=np.int64)
+        desc = self.describe(kern, small, cell, None, n_ops=self._n_ops)
+        head = np.asarray(desc.words, dtype=np.int64)
         descs = [np.concatenate([head, words]) for words in self._ops_words]
         losses = _in_parts(
             [
@@ -272,6 +312,7 @@ class CompiledPass:
                 for d, (s, e) in zip(descs, parts, strict=True)
             ]
         )
+        del desc  # y, w and the linear predictor's parts lived until every part returned
         private = self._private[0].copy()
         for priv in self._private[1:]:
             private += priv

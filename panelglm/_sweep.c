@@ -19,8 +19,10 @@
  * value is loaded once and every output it feeds is updated in the same
  * iteration.
  *
- * Sums run in 4-lane partial sums (GCC vector extensions), the same order on
- * every machine and code path. Only the Python C API is used; descriptions
+ * Sums run in 4-lane partial sums (GCC vector extensions), in the same order
+ * on every code path and however many threads run the parts; the compiler
+ * may fuse multiplies and adds on CPUs that have FMA, so the last bits can
+ * differ between machines. Only the Python C API is used; descriptions
  * are int64 buffers (panelglm/_compiled.py writes them, and keeps every array
  * they point into alive for the call). The GIL is released while it runs.
  */
@@ -36,6 +38,7 @@
 #define MAXR 3 /* row targets of one op */
 #define MAXC 4 /* dot products of one op */
 #define ALWAYS static inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
     __GNUC__ >= 12 && !defined(NOCLONE)
@@ -49,6 +52,7 @@
 #endif
 typedef double v4 __attribute__((vector_size(8 * LANES)));
 typedef int64_t v4i __attribute__((vector_size(8 * LANES)));
+typedef uint64_t v4u __attribute__((vector_size(8 * LANES)));
 
 ALWAYS v4 ld(const double *p) { v4 v; memcpy(&v, p, sizeof v); return v; }
 ALWAYS void st(double *p, v4 v) { memcpy(p, &v, sizeof v); }
@@ -90,8 +94,8 @@ ALWAYS v4 vexp(v4 x)
     /* n = n1 + n2 with n1 = floor(n / 2): each 2^ni is a normal number. */
     v4 n1 = ((n * splat(0.5) - splat(0.25)) + magic) - magic;
     v4 n2 = n - n1;
-    v4i b1 = ((v4i)(n1 + splat(1023.0) + magic)) << 52;
-    v4i b2 = ((v4i)(n2 + splat(1023.0) + magic)) << 52;
+    v4u b1 = ((v4u)(n1 + splat(1023.0) + magic)) << 52;
+    v4u b2 = ((v4u)(n2 + splat(1023.0) + magic)) << 52;
     v4 out = p * (v4)b1 * (v4)b2;
     return blend((v4i)(x != x), x, out);
 }
@@ -331,14 +335,27 @@ ALWAYS double op_tile(int FK, int NR, int NC, const double *restrict b, const do
     default: OP_NC(FK, 3)                                                         \
     }
 
+/* The specialised loops live in a few out-of-line functions, one per factor
+ * kind (each compiled for every target): inlined into one sweep function,
+ * the two hundred variants would take the compiler minutes. */
+#define OP_FK(FK)                                                                        \
+    NOINLINE CLONES static double op_fk##FK(int nr, int nc, const double *b,             \
+                                            const double *f, double fc,                  \
+                                            double *const *rows, const double *const *cols, \
+                                            double *dots, int64_t n)                     \
+    {                                                                                    \
+        OP_NR(FK)                                                                        \
+    }
+OP_FK(0)
+OP_FK(1)
+OP_FK(2)
+
 ALWAYS double op_dispatch(int fk, int nr, int nc, const double *b, const double *f, double fc,
                           double *const *rows, const double *const *cols, double *dots, int64_t n)
 {
-    switch (fk) {
-    case 0: OP_NR(0)
-    case 1: OP_NR(1)
-    default: OP_NR(2)
-    }
+    if (fk == 0) return op_fk0(nr, nc, b, f, fc, rows, cols, dots, n);
+    if (fk == 1) return op_fk1(nr, nc, b, f, fc, rows, cols, dots, n);
+    return op_fk2(nr, nc, b, f, fc, rows, cols, dots, n);
 }
 
 /* ------------------------------------------------------------------ sweep */
@@ -518,16 +535,29 @@ ALWAYS void op_block(int FK, int NRS, int NRP, int NC, const double *restrict h,
     default: BLK_NC(FK, 3, 1)                          \
     }
 
+#define BLK_FK(FK)                                                                        \
+    NOINLINE CLONES static void block_fk##FK(                                             \
+        int nrs, int nrp, int nc, const double *h, const double *const *f, const double *fc, \
+        double *const *rs, double *const *rp, const double *const *cols, double *sums,    \
+        double (*dots)[NB], int64_t n)                                                    \
+    {                                                                                     \
+        BLK_R(FK)                                                                         \
+    }
+BLK_FK(0)
+BLK_FK(1)
+BLK_FK(2)
+
 ALWAYS void block_dispatch(int fk, int nrs, int nrp, int nc, const double *h,
                            const double *const *f, const double *fc, double *const *rs,
                            double *const *rp, const double *const *cols, double *sums,
                            double (*dots)[NB], int64_t n)
 {
-    switch (fk) {
-    case 0: BLK_R(0)
-    case 1: BLK_R(1)
-    default: BLK_R(2)
-    }
+    if (fk == 0)
+        block_fk0(nrs, nrp, nc, h, f, fc, rs, rp, cols, sums, dots, n);
+    else if (fk == 1)
+        block_fk1(nrs, nrp, nc, h, f, fc, rs, rp, cols, sums, dots, n);
+    else
+        block_fk2(nrs, nrp, nc, h, f, fc, rs, rp, cols, sums, dots, n);
 }
 
 /* An op's operands at a block of lines. */
@@ -660,29 +690,41 @@ ALWAYS void multi_block(int M, int FK, int NRS, int NRP, const double *restrict 
     default: multi_block(M, FK, 3, 1, h, L, sums, n); return;               \
     }
 
+#define MULTI_FN(M, FK)                                                                  \
+    NOINLINE CLONES static void multi_##M##_##FK(int nrs, int nrp, const double *h,      \
+                                                 OpLines *const *L, double (*sums)[NB],  \
+                                                 int64_t n)                              \
+    {                                                                                    \
+        MULTI_R(M, FK)                                                                   \
+    }
+MULTI_FN(2, 1)
+MULTI_FN(2, 2)
+MULTI_FN(3, 1)
+MULTI_FN(3, 2)
+
 ALWAYS void multi_dispatch(int m, int fk, int nrs, int nrp, const double *h, OpLines *const *L,
                            double (*sums)[NB], int64_t n)
 {
-    if (m == 2) {
-        if (fk == 1) MULTI_R(2, 1) else MULTI_R(2, 2)
-    } else {
-        if (fk == 1) MULTI_R(3, 1) else MULTI_R(3, 2)
-    }
+    if (m == 2)
+        (fk == 1 ? multi_2_1 : multi_2_2)(nrs, nrp, h, L, sums, n);
+    else
+        (fk == 1 ? multi_3_1 : multi_3_2)(nrs, nrp, h, L, sums, n);
 }
 
 /* NB lines: idx is the first; line b has idx[D-2] + b. */
-ALWAYS double do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0, int64_t n,
-                       Buffers *B)
+/* Each line's loss is added into *loss in line order, as the loss-only
+ * sweep (the same walk, without ops) adds them: both give the same bits. */
+ALWAYS void do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0, int64_t n,
+                     Buffers *B, double *loss)
 {
     const int D = S->D, ax = D - 2;
     int64_t idx[NB][MAXD];
-    double loss = 0.0;
     for (int b = 0; b < NB; b++) {
         memcpy(idx[b], idx0, sizeof(int64_t) * D);
         idx[b][ax] += b;
-        loss += line_family(S, derivs, idx[b], k0, n, B, B->h + b * TILE, B->g + b * TILE);
+        *loss += line_family(S, derivs, idx[b], k0, n, B, B->h + b * TILE, B->g + b * TILE);
     }
-    if (!derivs) return loss;
+    if (!derivs) return;
     double *scratch = B->scratch + (MAXT + 1) * TILE; /* the tiles line_family left free */
     OpLines lines[NM];
     for (int i = 0; i < S->n_ops;) {
@@ -718,7 +760,6 @@ ALWAYS double do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t 
             for (int b = 0; b < NB; b++) *L->dot_out[c][b] += dots[c][b];
         i++;
     }
-    return loss;
 }
 
 CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffers *B)
@@ -727,6 +768,8 @@ CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffe
     int64_t idx[MAXD] = {0};
     double loss = 0.0;
     if (s >= e) return 0.0;
+    for (int d = 0; d < D; d++)
+        if (S->shape[d] == 0) return 0.0; /* no cells */
     if (D == 1) { /* one line: positions [s, e) of the only axis */
         for (int64_t k0 = 0; k0 < e - s; k0 += TILE)
             loss += do_tile(S, derivs, idx, s + k0, e - s - k0 < TILE ? e - s - k0 : TILE, B);
@@ -738,10 +781,10 @@ CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffe
     idx[0] = s;
     for (;;) {
         int64_t j = lo;
-        for (; derivs && j + NB <= hi; j += NB) {
+        for (; j + NB <= hi; j += NB) {
             idx[ax] = j;
             for (int64_t k0 = 0; k0 < len; k0 += TILE)
-                loss += do_block(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B);
+                do_block(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B, &loss);
         }
         for (; j < hi; j++) {
             idx[ax] = j;
@@ -765,7 +808,10 @@ static int parse(Reader *R, Sweep *S)
 {
     S->D = (int)next(R);
     if (S->D < 1 || S->D > MAXD) return -1;
-    for (int d = 0; d < S->D; d++) S->shape[d] = next(R);
+    for (int d = 0; d < S->D; d++) {
+        S->shape[d] = next(R);
+        if (S->shape[d] < 0) return -1;
+    }
     S->family = (int)next(R);
     S->n_terms = (int)next(R);
     S->n_ops = (int)next(R);
@@ -782,6 +828,7 @@ static int parse(Reader *R, Sweep *S)
     for (int t = 0; t < S->n_terms; t++) {
         S->coef[t] = as_double(next(R));
         S->term[t] = operand(R, S->D);
+        if (!S->term[t].p) return -1;
     }
     for (int i = 0; i < S->n_ops && !R->bad; i++) {
         Op *op = &S->op[i];

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 
-# Worker threads per pass. The passes are bound by memory and cache
+# Worker threads per numpy pass. These passes are bound by memory and cache
 # bandwidth: on the 2-core benchmark machine a second thread made fits 10-20 %
 # slower (see benchmarks/PERF_NOTES.md), and one thread also fixes the order of
-# every sum. Raise it where more cores and memory channels are free.
+# every sum. Raise it where more cores and memory channels are free. (The
+# compiled sweep, bound by arithmetic, runs its parts on up to
+# _compiled.PARTS threads, in a fixed order of sums.)
 MAX_THREADS = 1
 
 _CONTROLLER = None

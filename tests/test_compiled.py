@@ -73,9 +73,11 @@ def test_exp_limits():
     assert _neg_exp_sum(x) == pytest.approx(-np.exp(x).sum(), rel=1e-14)
 
 
-def _objective(shape, family, seed):
+def _objective(shape, family, seed, indicators=None):
     rng = np.random.default_rng(seed)
-    design = random_design(shape, rng, indicators=family != "gaussian")
+    if indicators is None:
+        indicators = family != "gaussian"
+    design = random_design(shape, rng, indicators=indicators)
     beta = rng.normal(scale=0.2, size=design.n_coef)
     w = rng.uniform(0.5, 2.0, size=shape)
     off = rng.normal(scale=0.1, size=shape)
@@ -174,3 +176,46 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
     np.testing.assert_allclose(loss, -scale * lsum, rtol=1e-12)
     np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+
+
+@needs_sweep
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+def test_loss_pass_and_full_pass_give_the_same_bits(family):
+    # The line search compares a loss-only pass with a full pass's loss.
+    for shape in [(2, 8, 3), (9, 4), (3, 9, 1030)]:  # the last: lines of three tiles
+        obj, ref_args = _objective(shape, family, 5, indicators=shape[-1] < 100)
+        kern, beta = obj.kernels, ref_args[-1]
+        assert kern.loss_sum(beta) == kern.full_pass(beta).lsum
+
+
+def _fit_in_child(queue):
+    obj, ref_args = _objective((4, 9, 5), "poisson", 2)
+    queue.put(float(obj.loss_grad_hess(ref_args[-1])[0]))
+
+
+@needs_sweep
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_passes():
+    """The thread pool of the parent does not exist in a forked child: a new one is made."""
+    import multiprocessing
+
+    obj, ref_args = _objective((4, 9, 5), "poisson", 2)
+    want = float(obj.loss_grad_hess(ref_args[-1])[0])  # the parent's pool now exists
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_fit_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the child hung"
+    assert queue.get(timeout=5) == want
+
+
+def test_operands_must_fit_the_grid():
+    desc = compiled.Description((3, 4))
+    with pytest.raises(ValueError, match="grid"):
+        desc.operand(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="float64"):
+        desc.operand(np.zeros((3, 4), dtype=np.float32))
