@@ -184,15 +184,25 @@ def _chunked_gram(
         else:
             np.copyto(out, wc)
 
+    def gram_of(k: ChunkKernels) -> np.ndarray:
+        # The Gaussian curvature is the weight itself, so where the compiled
+        # sweep runs the Gaussian pass, its Hessian is the Gram matrix.
+        acc = (
+            k.full_pass(np.zeros(n))
+            if k.compiled is not None
+            else k.full_pass(np.zeros(n), cell_weights)
+        )
+        return k.hessian(acc)
+
     n = design.n_coef
     if not center:
-        gram = kern.hessian(kern.full_pass(np.zeros(n), cell_weights))
+        gram = gram_of(kern)
         return gram, np.diag(gram).copy()
     sums = _column_sums(design) if w is None else kern.row_gradient(kern.rows_pass(weights), 0)
     sum_w = float(np.prod(design.shape) if w is None else np.sum(w))
     centring = _Centring(design, sums, sum_w)
     kern = _kernels(centring.design, w) if centring.copied else kern
-    return centring.finish(kern.hessian(kern.full_pass(np.zeros(n), cell_weights)))
+    return centring.finish(gram_of(kern))
 
 
 def independent_columns(
