@@ -16,6 +16,11 @@ setup(
         Extension(
             "panelglm._sweep",
             sources=["panelglm/_sweep.c"],
+            depends=[
+                "panelglm/_sweep_simd.h",
+                "panelglm/_sweep_loops.h",
+                "panelglm/_sweep_read.h",
+            ],
             extra_compile_args=flags,
             optional=True,
         )

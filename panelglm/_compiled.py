@@ -24,12 +24,12 @@ from __future__ import annotations
 import itertools
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._factored import DenseBlock
+from ._threads import run_parts
 
 try:  # built by pip from _sweep.c; numpy serves where it could not be built
     from . import _sweep
@@ -117,49 +117,10 @@ def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
 # take half the time. (Unlike numpy's passes, which gain nothing from a second
 # thread, see _threads.MAX_THREADS, the compiled sweep is bound by arithmetic.)
 PARTS = 2
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _forget_pool() -> None:
-    # A forked child has the pool object but not its thread: a part submitted
-    # there would never run.
-    global _POOL
-    _POOL = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, PARTS))
 
 
 def _in_parts(jobs: list) -> list:
-    """Run ``jobs`` (callables), on worker threads where there are cores for them.
-
-    Returns only once every job has finished, even when one raises (or the
-    wait is interrupted): the sweeps write through raw addresses into arrays
-    the caller frees when it returns.
-    """
-    global _POOL
-    if len(jobs) <= 1 or _threads() == 1:
-        return [job() for job in jobs]
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(_threads() - 1, thread_name_prefix="panelglm")
-        pool = _POOL
-    futures = [pool.submit(job) for job in jobs[1:]]
-    try:
-        first = jobs[0]()
-    finally:
-        wait(futures)
-    return [first, *(f.result() for f in futures)]
+    return run_parts(jobs, PARTS)
 
 
 class AccumulatorLayout:
@@ -327,7 +288,7 @@ class CompiledPass:
         """The sweep of one pass: loss only (``acc`` None) or everything into ``acc``.
 
         With ``n_ops``, only the header and the linear predictor are written,
-        announcing that many ops to follow (:meth:`_ops_description`).
+        announcing that many ops to follow (the ops :meth:`full` wrote once).
         """
         nd = len(kern.shape)
         desc = Description(kern.shape)

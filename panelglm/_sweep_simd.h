@@ -1,0 +1,150 @@
+/*
+ * Vector helpers, exp, and the loops of the linear predictor and the family
+ * for panelglm/_sweep.c (see there). Included once, by that file only.
+ */
+#define MAXD 32
+#define TILE 512
+#define MAXT 4 /* terms of eta fused into one loop */
+#define MAXR 3 /* row targets of one op */
+#define MAXC 4 /* dot products of one op */
+#define ALWAYS static inline __attribute__((always_inline))
+#define NOINLINE __attribute__((noinline))
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    __GNUC__ >= 12 && !defined(NOCLONE)
+#define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CLONES
+#endif
+
+#ifndef LANES
+#define LANES 4
+#endif
+typedef double v4 __attribute__((vector_size(8 * LANES)));
+typedef int64_t v4i __attribute__((vector_size(8 * LANES)));
+typedef uint64_t v4u __attribute__((vector_size(8 * LANES)));
+
+ALWAYS v4 ld(const double *p) { v4 v; memcpy(&v, p, sizeof v); return v; }
+ALWAYS void st(double *p, v4 v) { memcpy(p, &v, sizeof v); }
+ALWAYS v4 splat(double x) { return (v4){0} + x; }
+ALWAYS double hsum(v4 v)
+{
+    double s = 0.0;
+    for (int i = 0; i < LANES; i++) s += v[i];
+    return s;
+}
+ALWAYS v4 blend(v4i mask, v4 a, v4 b) { return (v4)(((v4i)a & mask) | ((v4i)b & ~mask)); }
+
+/* exp to about 1 ulp: n = round(x / ln 2), r = x - n ln 2 in two parts, a
+ * degree-13 Taylor polynomial on |r| <= ln(2)/2 (truncation < 1e-17), and
+ * 2^n applied as two exact powers of two so that results down to the
+ * subnormals and up to inf come out right. NaN stays NaN. */
+ALWAYS v4 vexp(v4 x)
+{
+    const v4 magic = splat(0x1.8p52);
+    v4 xc = blend(x < splat(-746.0), splat(-746.0), x);
+    xc = blend(xc > splat(710.0), splat(710.0), xc);
+    v4 n = (xc * splat(0x1.71547652b82fep0) + magic) - magic;
+    v4 r = xc - n * splat(6.93147180369123816490e-01);
+    r = r - n * splat(1.90821492927058770002e-10);
+    v4 p = splat(1.0 / 6227020800.0);
+    p = p * r + splat(1.0 / 479001600.0);
+    p = p * r + splat(1.0 / 39916800.0);
+    p = p * r + splat(1.0 / 3628800.0);
+    p = p * r + splat(1.0 / 362880.0);
+    p = p * r + splat(1.0 / 40320.0);
+    p = p * r + splat(1.0 / 5040.0);
+    p = p * r + splat(1.0 / 720.0);
+    p = p * r + splat(1.0 / 120.0);
+    p = p * r + splat(1.0 / 24.0);
+    p = p * r + splat(1.0 / 6.0);
+    p = p * r + splat(0.5);
+    p = p * r + splat(1.0);
+    p = p * r + splat(1.0);
+    /* n = n1 + n2 with n1 = floor(n / 2): each 2^ni is a normal number. */
+    v4 n1 = ((n * splat(0.5) - splat(0.25)) + magic) - magic;
+    v4 n2 = n - n1;
+    v4u b1 = ((v4u)(n1 + splat(1023.0) + magic)) << 52;
+    v4u b2 = ((v4u)(n2 + splat(1023.0) + magic)) << 52;
+    v4 out = p * (v4)b1 * (v4)b2;
+    return blend((v4i)(x != x), x, out);
+}
+
+enum { FAM_POISSON = 0, FAM_GAUSSIAN = 2 };
+
+/* Tiles: eta, h and g of NB lines, and scratch for gathered operands: the
+ * linear predictor's terms, y and w (MAXT + 1), then a block's factors (NB)
+ * and dot-product columns (MAXC * NB). */
+#define NB 4
+#define N_SCRATCH (MAXT + 1 + NB + MAXC * NB)
+#define N_TILES (1 + 2 * NB + N_SCRATCH)
+/* Loops run four vectors (STEP cells) at a time, each with its own running
+ * sums, so that a sum is four independent chains: a line of 100 cells is
+ * otherwise bound by the latency of one chain of additions. Then single
+ * vectors, then single cells. */
+#define STEP (4 * LANES)
+
+/* eta[k] = c + sum_t coef[t] * term[t][k] for NT contiguous terms. */
+ALWAYS void eta_terms(int NT, double *restrict eta, int64_t n, int first, double c,
+                      const double *const *t, const double *coef)
+{
+    int64_t k = 0;
+    for (; k + LANES <= n; k += LANES) {
+        v4 v = first ? splat(c) : ld(eta + k);
+        for (int j = 0; j < NT; j++) v += splat(coef[j]) * ld(t[j] + k);
+        st(eta + k, v);
+    }
+    for (; k < n; k++) {
+        double v = first ? c : eta[k];
+        for (int j = 0; j < NT; j++) v += coef[j] * t[j][k];
+        eta[k] = v;
+    }
+}
+
+/* The family on one vector at k: writes h (and g), adds the weighted loss.
+ * Poisson: f = y eta - exp(eta), h = w exp(eta).  Gaussian: f = -(y-eta)^2/2,
+ * g = w (y - eta), h = w. */
+ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, double *h, double *g)
+{
+    if (fam == FAM_POISSON) {
+        v4 mu = vexp(e);
+        if (derivs) st(h, ww * mu);
+        return ww * (yy * e - mu);
+    }
+    v4 r = yy - e;
+    if (derivs) {
+        st(h, ww);
+        st(g, ww * r);
+    }
+    return ww * (splat(-0.5) * r * r);
+}
+
+ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const double *y,
+                          const double *w, double *restrict h, double *restrict g, int64_t n)
+{
+    v4 a0 = splat(0.0), a1 = a0, a2 = a0, a3 = a0;
+#define FAM(acc, k) \
+    acc += family_vec(fam, derivs, ld(eta + (k)), ld(y + (k)), w ? ld(w + (k)) : splat(1.0), \
+                      h + (k), g + (k))
+    int64_t k = 0;
+    for (; k + STEP <= n; k += STEP) {
+        FAM(a0, k);
+        FAM(a1, k + LANES);
+        FAM(a2, k + 2 * LANES);
+        FAM(a3, k + 3 * LANES);
+    }
+    for (; k + LANES <= n; k += LANES) FAM(a0, k);
+#undef FAM
+    double tail = 0.0;
+    for (; k < n; k++) {
+        double hk[LANES], gk[LANES];
+        v4 f = family_vec(fam, derivs, splat(eta[k]), splat(y[k]), splat(w ? w[k] : 1.0), hk, gk);
+        tail += f[0];
+        if (derivs) {
+            h[k] = hk[0];
+            if (fam != FAM_POISSON) g[k] = gk[0];
+        }
+    }
+    return ((hsum(a0) + hsum(a1)) + (hsum(a2) + hsum(a3))) + tail;
+}
+
