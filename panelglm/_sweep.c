@@ -17,7 +17,13 @@
  * targets that drop it) and to up to four dot products with cell-level
  * columns. Each op is a loop specialised at compile time to its shape, so a
  * value is loaded once and every output it feeds is updated in the same
- * iteration.
+ * iteration. Lines go in blocks of NB along axis D-2, so that a row target
+ * they share takes one add for the block; up to NM ops of one shape share a
+ * loop.
+ *
+ * Files: _sweep_simd.h (vector helpers, exp, the linear predictor's and the
+ * family's loops), _sweep_loops.h (the op loops), _sweep_read.h (reading a
+ * description), and this one (the walk over lines and the Python entry).
  *
  * Sums run in 4-lane partial sums (GCC vector extensions), in the same order
  * on every code path and however many threads run the parts; the compiler
