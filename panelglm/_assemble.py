@@ -47,19 +47,6 @@ class Assembly:
             {m: red[self.local_row[m][r]] for m, red in acc.red.items() if r in self.local_row[m]}
         )
 
-    def _rest_grad(self, red: _Seeded, out: np.ndarray, blocks=None) -> None:
-        design, sls = self.design, self.design.slices()
-        for i in self.plan.rest if blocks is None else blocks:
-            blk = design.blocks[i]
-            t = red.get(blk.axes)
-            if isinstance(blk, DenseBlock):
-                idx = "".join(_IDX[a] for a in blk.axes)
-                out[sls[i]] = np.einsum(f"{idx},{idx}z->z", t, blk.values)
-            else:
-                codes = blk.codes.ravel()
-                ok = codes >= 0
-                out[sls[i]] = np.bincount(codes[ok], weights=t.ravel()[ok], minlength=blk.n_cols)
-
     def _rows_grad(self, acc: Accumulators, rows: range, blocks) -> np.ndarray:
         """``X_b' row`` for several rows at once and each block ``b`` in ``blocks``.
 
@@ -104,9 +91,7 @@ class Assembly:
         The curvature row of a full pass (``h_row``) has no dot products with
         the cell-level columns: ``sum h X_q`` is the total of the row ``h X_q``.
         """
-        out = np.zeros(self.design.n_coef)
-        if self.plan.targets:
-            self._rest_grad(self._seeded(acc, r), out)
+        out = self._rows_grad(acc, range(r, r + 1), self.plan.rest)[0]
         sls = self.design.slices()
         u = self.first_u
         for i, cell in zip(self.plan.full, acc.cell, strict=True):

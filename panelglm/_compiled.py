@@ -218,7 +218,7 @@ class CompiledPass:
 
     def loss(self, kern: ChunkKernels, small, cell) -> float:
         """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
-        desc = self.describe(kern, small, cell, None)
+        desc = self.describe(kern, small, cell)
         head = desc.array()
         jobs = [lambda s=s, e=e: _sweep.sweep(head, s, e, False) for s, e in self._parts(kern)]
         losses = _in_parts(jobs)
@@ -264,7 +264,7 @@ class CompiledPass:
         for words, pos in zip(self._ops_words, self._shared_at, strict=True):
             words[pos] += base - self._shared_base
         self._shared_base = base
-        desc = self.describe(kern, small, cell, None, n_ops=self._n_ops)
+        desc = self.describe(kern, small, cell, n_ops=self._n_ops)
         head = np.asarray(desc.words, dtype=np.int64)
         descs = [np.concatenate([head, words]) for words in self._ops_words]
         losses = _in_parts(
@@ -282,13 +282,11 @@ class CompiledPass:
         return acc
 
     # --------------------------------------------------------- description
-    def describe(
-        self, kern: ChunkKernels, small, cell, acc: Accumulators | None, n_ops: int | None = None
-    ) -> Description:
-        """The sweep of one pass: loss only (``acc`` None) or everything into ``acc``.
+    def describe(self, kern: ChunkKernels, small, cell, n_ops: int = 0) -> Description:
+        """The header and the linear predictor of a sweep, announcing ``n_ops`` ops to follow.
 
-        With ``n_ops``, only the header and the linear predictor are written,
-        announcing that many ops to follow (the ops :meth:`full` wrote once).
+        A loss-only sweep has none; a full pass appends the ops :meth:`full`
+        wrote once.
         """
         nd = len(kern.shape)
         desc = Description(kern.shape)
@@ -300,14 +298,12 @@ class CompiledPass:
             for q in range(len(b)):
                 terms.append((self.cell_cols[q_all], float(b[q])))
                 q_all += 1
-        ops = [] if acc is None else self._ops(kern, acc)
-        desc.words += [nd, *kern.shape, self.family, len(terms), n_ops or len(ops)]
+        desc.words += [nd, *kern.shape, self.family, len(terms), n_ops]
         desc.operand(kern.y)
         desc.operand(kern.w)
         for arr, coef in terms:
             desc.words.append(int(np.float64(coef).view(np.int64)))
             desc.operand(arr)
-        self._write_ops(desc, ops)
         return desc
 
     @staticmethod

@@ -36,11 +36,7 @@ def blas_limit():
 
 
 def default_threads() -> int:
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, MAX_THREADS))
+    return max(1, min(_cores(), MAX_THREADS))
 
 
 # Worker threads of the compiled sweep's parts (panelglm._compiled), kept
