@@ -22,6 +22,8 @@ from itertools import combinations_with_replacement
 
 import numpy as np
 
+from ._contract import DensePair
+
 Axes = tuple[int, ...]
 
 # Above this many cells, a Hessian block is contracted one column at a time
@@ -293,8 +295,11 @@ class FactoredDesign:
         by_column = t.size > COLUMN_CELLS and a.n_cols > 1
         if isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
             if not by_column:
-                sub = f"{_letters(u)},{_letters(a.axes)}y,{_letters(b.axes)}z->yz"
-                return self._einsum(("h", ia, ib), sub, t, a.values, b.values)
+                key = ("pair", ia, ib, t.shape)
+                pair = self._paths.get(key)
+                if pair is None:
+                    pair = self._paths[key] = DensePair(u, a.axes, a.values, b.axes, b.values)
+                return pair(t)
             # t * x_a over u (one grid-sized array), then contracted with b.
             tx = f"{_letters(u)},{_letters(a.axes)}->{_letters(u)}"
             xb = f"{_letters(u)},{_letters(b.axes)}z->z"
