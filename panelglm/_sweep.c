@@ -155,46 +155,60 @@ ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0
     return loss;
 }
 
-static void op_lines(const Sweep *S, const Op *op, int64_t (*idx)[MAXD], int64_t k0, int64_t n,
+/* A contiguous view of a tile that starts at p, with element stride s
+ * along the line (gathered into scratch unless s is 1). */
+ALWAYS const double *tile_at(const double *p, int64_t s, int64_t n, double *scratch)
+{
+    if (s == 1) return p;
+    for (int64_t k = 0; k < n; k++) scratch[k] = p[k * s];
+    return scratch;
+}
+
+/* The op's operands on the NB lines of a block: line b is line 0 moved by
+ * b positions along axis D-2, so each operand is located once. */
+static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k0, int64_t n,
                      const Buffers *B, double *scratch, OpLines *L)
 {
     const int D = S->D, ax = D - 2;
     L->fk = 0;
     L->base = op->base ? B->g : B->h;
     if (op->factor.p) {
-        L->fk = op->factor.st[D - 1] == 0 ? 2 : 1;
+        const Operand *o = &op->factor;
+        const double *p = at_line(o, idx, D, k0);
+        const int64_t sb = o->st[ax], s = o->st[D - 1];
+        L->fk = s == 0 ? 2 : 1;
         for (int b = 0; b < NB; b++) {
             if (L->fk == 2)
-                L->fc[b] = at_line(&op->factor, idx[b], D, k0)[0];
+                L->fc[b] = p[b * sb];
             else
-                L->f[b] = tile_of(&op->factor, idx[b], D, k0, n, scratch + b * TILE);
+                L->f[b] = tile_at(p + b * sb, s, n, scratch + b * TILE);
         }
     }
     L->nrs = L->nrp = L->nc = L->ns = 0;
     for (int j = 0; j < op->n_dest; j++) {
         const Dest *dst = &op->dest[j];
-        if (dst->kind == DEST_ROW && dst->out.st[ax] == 0) {
-            L->rs[L->nrs++] = (double *)at_line(&dst->out, idx[0], D, k0);
-            continue;
-        }
-        for (int b = 0; b < NB; b++) {
-            double *o = (double *)at_line(&dst->out, idx[b], D, k0);
-            if (dst->kind == DEST_ROW) {
-                L->rp[L->nrp * NB + b] = o;
-            } else if (dst->kind == DEST_SUM) {
-                L->sum_out[L->ns][b] = o;
-            } else {
-                L->dot_out[L->nc][b] = o;
-                L->cols[L->nc * NB + b] =
-                    tile_of(&dst->col, idx[b], D, k0, n, scratch + (NB + L->nc * NB + b) * TILE);
+        double *o = (double *)at_line(&dst->out, idx, D, k0);
+        const int64_t sb = dst->out.st[ax];
+        if (dst->kind == DEST_ROW) {
+            if (sb == 0)
+                L->rs[L->nrs++] = o;
+            else {
+                for (int b = 0; b < NB; b++) L->rp[L->nrp * NB + b] = o + b * sb;
+                L->nrp++;
             }
-        }
-        if (dst->kind == DEST_ROW)
-            L->nrp++;
-        else if (dst->kind == DEST_SUM)
+        } else if (dst->kind == DEST_SUM) {
+            for (int b = 0; b < NB; b++) L->sum_out[L->ns][b] = o + b * sb;
             L->ns++;
-        else
+        } else {
+            const double *c = at_line(&dst->col, idx, D, k0);
+            const int64_t cb = dst->col.st[ax], cs = dst->col.st[D - 1];
+            for (int b = 0; b < NB; b++) {
+                L->dot_out[L->nc][b] = o + b * sb;
+                L->cols[L->nc * NB + b] =
+                    tile_at(c + b * cb, cs, n, scratch + (NB + L->nc * NB + b) * TILE);
+            }
             L->nc++;
+        }
     }
 }
 
@@ -217,6 +231,17 @@ static int fusable(const Sweep *S, const Op *a, const Op *b)
     return nrp <= 1;
 }
 
+/* Groups of up to NM consecutive fusable ops, chosen once per sweep. */
+static void plan_fusion(Sweep *S)
+{
+    for (int i = 0; i < S->n_ops;) {
+        int m = 1;
+        while (m < NM && i + m < S->n_ops && fusable(S, &S->op[i], &S->op[i + m])) m++;
+        S->op[i].fused = m;
+        i += m;
+    }
+}
+
 /* NB lines: idx is the first; line b has idx[D-2] + b. */
 /* Each line's loss is added into *loss in line order, as the loss-only
  * sweep (the same walk, without ops) adds them: both give the same bits. */
@@ -234,13 +259,12 @@ ALWAYS void do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0
     double *scratch = B->scratch + (MAXT + 1) * TILE; /* the tiles line_family left free */
     OpLines lines[NM];
     for (int i = 0; i < S->n_ops;) {
-        int m = 1;
-        while (m < NM && i + m < S->n_ops && fusable(S, &S->op[i], &S->op[i + m])) m++;
+        const int m = S->op[i].fused;
         if (m > 1) {
             OpLines *L[NM];
             double sums[NM][NB];
             for (int j = 0; j < m; j++) {
-                op_lines(S, &S->op[i + j], idx, k0, n, B, scratch, &lines[j]);
+                op_lines(S, &S->op[i + j], idx0, k0, n, B, scratch, &lines[j]);
                 L[j] = &lines[j];
             }
             multi_dispatch(m, lines[0].fk, lines[0].nrs, lines[0].nrp, lines[0].base, L, sums, n);
@@ -251,7 +275,7 @@ ALWAYS void do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0
             continue;
         }
         OpLines *L = &lines[0];
-        op_lines(S, &S->op[i], idx, k0, n, B, scratch, L);
+        op_lines(S, &S->op[i], idx0, k0, n, B, scratch, L);
         double sums[NB], dots[MAXC][NB];
         /* Rows that vary along axis D-2 one per loop: the first loop also
          * takes the shared rows, the sums and the dot products. */
@@ -284,27 +308,40 @@ CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffe
     const int64_t len = S->shape[D - 1];
     const int ax = D - 2; /* lines are taken NB at a time along this axis */
     const int64_t lo = ax == 0 ? s : 0, hi = ax == 0 ? e : S->shape[ax];
-    idx[0] = s;
-    for (;;) {
-        int64_t j = lo;
-        for (; j + NB <= hi; j += NB) {
-            idx[ax] = j;
-            for (int64_t k0 = 0; k0 < len; k0 += TILE)
-                do_block(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B, &loss);
+    /* Rows of targets that vary along axis D-2 but not along an outer axis
+     * (jk in an i x j x k panel) are revisited at every outer index. Axis D-2
+     * is walked in spans of about SPAN_CELLS cells, all outer indices per
+     * span, so that those rows stay in L2 meanwhile. */
+    int64_t span = hi - lo;
+    if (ax > 0) {
+        int64_t per = SPAN_CELLS / len;
+        per = per < NB ? NB : per - per % NB;
+        if (per < span) span = per;
+    }
+    for (int64_t j0 = lo; j0 < hi; j0 += span) {
+        const int64_t j1 = hi - j0 < span ? hi : j0 + span;
+        for (int d = 0; d < ax; d++) idx[d] = d == 0 ? s : 0;
+        for (;;) {
+            int64_t j = j0;
+            for (; j + NB <= j1; j += NB) {
+                idx[ax] = j;
+                for (int64_t k0 = 0; k0 < len; k0 += TILE)
+                    do_block(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B, &loss);
+            }
+            for (; j < j1; j++) {
+                idx[ax] = j;
+                for (int64_t k0 = 0; k0 < len; k0 += TILE)
+                    loss += do_tile(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B);
+            }
+            /* the next index over axes 0 .. D-3 */
+            int d = D - 3;
+            for (; d >= 0; d--) {
+                idx[d]++;
+                if (idx[d] < (d == 0 ? e : S->shape[d])) break;
+                idx[d] = d == 0 ? s : 0;
+            }
+            if (d < 0) break;
         }
-        for (; j < hi; j++) {
-            idx[ax] = j;
-            for (int64_t k0 = 0; k0 < len; k0 += TILE)
-                loss += do_tile(S, derivs, idx, k0, len - k0 < TILE ? len - k0 : TILE, B);
-        }
-        /* the next index over axes 0 .. D-3 */
-        int d = D - 3;
-        for (; d >= 0; d--) {
-            idx[d]++;
-            if (idx[d] < (d == 0 ? e : S->shape[d])) break;
-            idx[d] = d == 0 ? s : 0;
-        }
-        if (d < 0) break;
     }
     return loss;
 }
@@ -331,6 +368,7 @@ static PyObject *sweep(PyObject *self, PyObject *args)
     Sweep S;
     memset(&S, 0, sizeof S);
     int rc = parse(&R, &S);
+    if (rc == 0) plan_fusion(&S);
     Buffers B = {NULL, NULL, NULL, NULL};
     double *mem = NULL;
     if (rc == 0) {

@@ -53,6 +53,7 @@ typedef struct {
     Operand factor;
     int n_dest;
     Dest *dest;
+    int fused; /* ops from this one on that share its loop (0 inside a group) */
 } Op;
 
 typedef struct {

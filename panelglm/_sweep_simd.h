@@ -4,6 +4,9 @@
  */
 #define MAXD 32
 #define TILE 512
+#ifndef SPAN_CELLS
+#define SPAN_CELLS 16384 /* cells per outer index in a span of axis D-2 (see run) */
+#endif
 #define MAXT 4 /* terms of eta fused into one loop */
 #define MAXR 3 /* row targets of one op */
 #define MAXC 4 /* dot products of one op */

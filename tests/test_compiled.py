@@ -93,15 +93,22 @@ def _objective(shape, family, seed, indicators=None):
 
 
 @needs_sweep
+# The last two: axis D-2 walked in spans of 40 lines (SPAN_CELLS / 400), the
+# last span with a block of lines and single lines left over.
 @pytest.mark.parametrize(
-    "shape", [(23,), (5, 1), (1, 4), (9, 4), (4, 3, 5), (3, 9, 5), (3, 4, 2, 3), (2, 3, 5, 3)]
+    "shape",
+    [
+        *[(23,), (5, 1), (1, 4), (9, 4), (4, 3, 5), (3, 9, 5), (3, 4, 2, 3), (2, 3, 5, 3)],
+        *[(2, 46, 400), (2, 2, 43, 400)],
+    ],
 )
 @pytest.mark.parametrize("family", ["poisson", "gaussian"])
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_compiled_pass_matches_dense(shape, family, parts, monkeypatch):
     """Any number of parts: the dense matrix's loss, gradient and Hessian."""
     monkeypatch.setattr(compiled, "PARTS", parts)
-    obj, ref_args = _objective(shape, family, len(shape) + parts)
+    # Fixed effects on the larger grids would make the dense reference slow.
+    obj, ref_args = _objective(shape, family, len(shape) + parts, indicators=np.prod(shape) < 1000)
     assert obj.kernels is not None and obj.kernels.compiled is not None
     lsum, grad, hess = reference(*ref_args)
     beta, scale = ref_args[-1], 1.0 / ref_args[4].sum()
@@ -182,7 +189,8 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
 @pytest.mark.parametrize("family", ["poisson", "gaussian"])
 def test_loss_pass_and_full_pass_give_the_same_bits(family):
     # The line search compares a loss-only pass with a full pass's loss.
-    for shape in [(2, 8, 3), (9, 4), (3, 9, 1030)]:  # the last: lines of three tiles
+    # (3, 9, 1030): lines of three tiles; (2, 46, 400): axis 1 in spans of 40 lines.
+    for shape in [(2, 8, 3), (9, 4), (3, 9, 1030), (2, 46, 400)]:
         obj, ref_args = _objective(shape, family, 5, indicators=shape[-1] < 100)
         kern, beta = obj.kernels, ref_args[-1]
         assert kern.loss_sum(beta) == kern.full_pass(beta).lsum
