@@ -128,6 +128,13 @@ def test_accumulators_of_a_pass_survive_the_next():
     hess = kern.hessian(first)
     kern.full_pass(beta * 0.5)
     np.testing.assert_array_equal(kern.hessian(first), hess)
+    # One array of a pass, kept alone, survives the next pass too.
+    key = next(iter(first.red))
+    kept = first.red[key]
+    expected = kept.copy()
+    del first
+    kern.full_pass(beta * 0.25)
+    np.testing.assert_array_equal(kept, expected)
 
 
 @needs_sweep
