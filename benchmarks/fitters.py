@@ -201,16 +201,18 @@ def _floor_and_step(panel: datagen.Panel, fit: Fit, fit_s: float, n_iter: int) -
 
     The step is the marginal cost of an iteration: (full fit - fit with max_iter=1)
     / (n_iter - 1), so the design's one-off set-up is not counted. Full and one-step
-    fits are timed in alternation and the fastest of each is used (the least
-    disturbed by other load). The crude fit time / n_iter is reported beside it, and
-    replaces the marginal one when that cannot be measured.
+    fits are timed in alternation (7 pairs for fits under 2 s, 3 under 10 s, else 1)
+    and the fastest of each is used (the least disturbed by other load). The crude
+    fit time / n_iter is reported beside it, and replaces the marginal one when
+    that cannot be measured.
     """
     a = np.full(panel.n_cells, 0.5)
     exp_once = partial(np.exp, a, out=np.empty_like(a))
     exp_s = min(_timed(exp_once) for _ in range(7))
     del a, exp_once
     crude_s = fit_s / max(n_iter, 1)
-    pairs = 3 if fit_s < 10.0 else 1
+    # The step is a small difference of two fit times: more pairs where fits are quick.
+    pairs = 7 if fit_s < 2.0 else 3 if fit_s < 10.0 else 1
     full, one, note = [], [], ""
     try:
         for _ in range(pairs):
