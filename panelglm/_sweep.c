@@ -19,7 +19,9 @@
  * value is loaded once and every output it feeds is updated in the same
  * iteration. Lines go in blocks of NB along axis D-2, so that a row target
  * they share takes one add for the block; up to NM ops of one shape share a
- * loop.
+ * loop. Axis D-2 is walked in spans of about SPAN_CELLS cells, every outer
+ * index per span, so that row targets varying along it but not along the
+ * outer axes (jk of an i x j x k grid) stay in L2 while the outer axes run.
  *
  * Files: _sweep_simd.h (vector helpers, exp, the linear predictor's and the
  * family's loops), _sweep_loops.h (the op loops), _sweep_read.h (reading a
