@@ -4,7 +4,7 @@ A pass (:mod:`panelglm._kernels`, reduced by :mod:`panelglm._reductions`)
 leaves, per row of its stack, the row summed to a few maximal axis sets, the
 batched contractions of the plan's groups and the dot products with the
 cell-level columns. These few, small arrays are contracted with the blocks
-here: a dense block by ``einsum``, a fixed effect or categorical by summing
+here: a dense block by matrix products, a fixed effect or categorical by summing
 within its codes.
 """
 
