@@ -11,9 +11,8 @@ What the sweep computes is a list of *ops*: a row ``v = h * factor`` (or the
 residual ``g``), formed once per cell and added into every accumulator that
 needs it. The accumulators are the same :class:`~panelglm._reductions.Accumulators`
 the numpy pass fills, so the assembly of the gradient and the Hessian is
-shared. Where a family, a dtype or a pass has no compiled form (the binomial
-family, float32, the robust meat's weights), numpy runs the pass with the
-same results to rounding.
+shared. Where a dtype or a pass has no compiled form (float32, the robust
+meat's weights), numpy runs the pass with the same results to rounding.
 
 The addresses are only valid while the arrays live where they are: a
 :class:`Description` keeps a reference to every array it was given.
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
     from ._reductions import Accumulators
 
 # Family codes of _sweep.c.
-_FAMILIES = {"poisson": 0, "gaussian": 2}
+_FAMILIES = {"poisson": 0, "binomial": 1, "gaussian": 2}
 # Destination kinds of _sweep.c, and how many of each one op takes.
 SUM, ROW, DOT = 0, 1, 2
 _LIMITS = {SUM: 8, ROW: 3, DOT: 4}
@@ -61,7 +60,7 @@ def enabled() -> bool:
 
 
 def usable(kern: ChunkKernels) -> bool:
-    """Whether the compiled sweep can run this kernel's passes (float64, Poisson or Gaussian)."""
+    """Whether the compiled sweep can run this kernel's passes (float64; its three families)."""
     return (
         enabled()
         and kern.dtype == np.float64
@@ -197,6 +196,10 @@ class CompiledPass:
             kern.values[i][..., q] for i in plan.full for q in range(kern.values[i].shape[-1])
         ]
         self.layout = AccumulatorLayout(kern)
+        # Binomial trials, broadcastable to the grid (None: one per cell).
+        m = kern.m
+        one = not isinstance(m, np.ndarray) and float(m) == 1.0
+        self.trials = None if one else np.asarray(m, dtype=np.float64)
         # Written on the first full pass: each part's ops, the positions of
         # their addresses into the shared buffer, and that buffer's address.
         self._ops_words: list[np.ndarray] | None = None
@@ -301,6 +304,7 @@ class CompiledPass:
         desc.words += [nd, *kern.shape, self.family, len(terms), n_ops]
         desc.operand(kern.y)
         desc.operand(kern.w)
+        desc.operand(self.trials)
         for arr, coef in terms:
             desc.words.append(int(np.float64(coef).view(np.int64)))
             desc.operand(arr)

@@ -107,8 +107,12 @@ ALWAYS double line_family(const Sweep *S, int derivs, const int64_t *idx, int64_
     }
     const double *y = tile_of(&S->y, idx, D, k0, n, B->scratch);
     const double *w = S->w.p ? tile_of(&S->w, idx, D, k0, n, B->scratch + TILE) : NULL;
-    return S->family == FAM_POISSON ? family_tile(FAM_POISSON, derivs, B->eta, y, w, h, g, n)
-                                    : family_tile(FAM_GAUSSIAN, derivs, B->eta, y, w, h, g, n);
+    const double *m = S->m.p ? tile_of(&S->m, idx, D, k0, n, B->scratch + 2 * TILE) : NULL;
+    if (S->family == FAM_POISSON)
+        return family_tile(FAM_POISSON, derivs, B->eta, y, w, NULL, h, g, n);
+    if (S->family == FAM_BINOMIAL)
+        return family_tile(FAM_BINOMIAL, derivs, B->eta, y, w, m, h, g, n);
+    return family_tile(FAM_GAUSSIAN, derivs, B->eta, y, w, NULL, h, g, n);
 }
 
 /* One line: family, then every op with its own loop. */

@@ -59,7 +59,7 @@ typedef struct {
 typedef struct {
     int D, family, n_terms, n_ops;
     int64_t shape[MAXD];
-    Operand y, w;
+    Operand y, w, m; /* m: binomial trials (absent: 1) */
     double *coef;
     Operand *term;
     Op *op;
@@ -77,10 +77,11 @@ static int parse(Reader *R, Sweep *S)
     S->n_terms = (int)next(R);
     S->n_ops = (int)next(R);
     if (R->bad || S->n_terms < 0 || S->n_ops < 0 ||
-        (S->family != FAM_POISSON && S->family != FAM_GAUSSIAN))
+        (S->family != FAM_POISSON && S->family != FAM_GAUSSIAN && S->family != FAM_BINOMIAL))
         return -1;
     S->y = operand(R, S->D);
     S->w = operand(R, S->D);
+    S->m = operand(R, S->D);
     if (!S->y.p) return -1;
     S->coef = calloc((size_t)S->n_terms + 1, sizeof(double));
     S->term = calloc((size_t)S->n_terms + 1, sizeof(Operand));

@@ -73,7 +73,35 @@ ALWAYS v4 vexp(v4 x)
     return blend((v4i)(x != x), x, out);
 }
 
-enum { FAM_POISSON = 0, FAM_GAUSSIAN = 2 };
+enum { FAM_POISSON = 0, FAM_BINOMIAL = 1, FAM_GAUSSIAN = 2 };
+
+/* log(1 + e) for e in [0, 1], to about 2 ulp, given inv = 1 / (1 + e): with
+ * u = 1 + e rounded, log u = k ln 2 + 2 atanh(s), s = (v - 1) / (v + 1),
+ * u = 2^k v, v in [sqrt(1/2), sqrt(2)] (|s| <= 0.1716, so the series to
+ * s^21 is exact to 4e-18), plus (e - (u - 1)) / u for the rounding of u. */
+ALWAYS v4 vlog1p01(v4 e, v4 inv)
+{
+    const v4 one = splat(1.0);
+    v4 u = one + e;
+    v4i big = u > splat(1.4142135623730951);
+    v4 v = blend(big, u * splat(0.5), u);
+    v4 k = blend(big, one, splat(0.0));
+    v4 s = (v - one) / (v + one);
+    v4 s2 = s * s;
+    v4 q = splat(2.0 / 21);
+    q = q * s2 + splat(2.0 / 19);
+    q = q * s2 + splat(2.0 / 17);
+    q = q * s2 + splat(2.0 / 15);
+    q = q * s2 + splat(2.0 / 13);
+    q = q * s2 + splat(2.0 / 11);
+    q = q * s2 + splat(2.0 / 9);
+    q = q * s2 + splat(2.0 / 7);
+    q = q * s2 + splat(2.0 / 5);
+    q = q * s2 + splat(2.0 / 3);
+    v4 c = (e - (u - one)) * inv;
+    v4 lo = k * splat(1.90821492927058770002e-10) + c;
+    return k * splat(6.93147180369123816490e-01) + (splat(2.0) * s + (s * s2 * q + lo));
+}
 
 /* Tiles: eta, h and g of NB lines, and scratch for gathered operands: the
  * linear predictor's terms, y and w (MAXT + 1), then a block's factors (NB)
@@ -106,13 +134,28 @@ ALWAYS void eta_terms(int NT, double *restrict eta, int64_t n, int first, double
 
 /* The family on one vector at k: writes h (and g), adds the weighted loss.
  * Poisson: f = y eta - exp(eta), h = w exp(eta).  Gaussian: f = -(y-eta)^2/2,
- * g = w (y - eta), h = w. */
-ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, double *h, double *g)
+ * g = w (y - eta), h = w.  Binomial (logit, m trials): with e = exp(-|eta|),
+ * f = y eta - m (max(eta, 0) + log1p(e)), p = 1 / (1 + e) or e / (1 + e),
+ * g = w (y - m p), h = w m e / (1 + e)^2 (p (1 - p) without cancellation). */
+ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, v4 mm, double *h, double *g)
 {
     if (fam == FAM_POISSON) {
         v4 mu = vexp(e);
         if (derivs) st(h, ww * mu);
         return ww * (yy * e - mu);
+    }
+    if (fam == FAM_BINOMIAL) {
+        const v4i sign = (v4i){0} + INT64_MIN; /* splat(-0.0) would be +0.0 + -0.0 = +0.0 */
+        v4 x = vexp((v4)((v4i)e | sign)); /* exp(-|eta|) */
+        v4 inv = splat(1.0) / (splat(1.0) + x);
+        v4i pos = e > splat(0.0);
+        v4 soft = blend(pos, e, splat(0.0)) + vlog1p01(x, inv);
+        if (derivs) {
+            v4 p = blend(pos, inv, x * inv);
+            st(h, ww * mm * (x * inv * inv));
+            st(g, ww * (yy - mm * p));
+        }
+        return ww * (yy * e - mm * soft);
     }
     v4 r = yy - e;
     if (derivs) {
@@ -123,12 +166,13 @@ ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, double *h, double 
 }
 
 ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const double *y,
-                          const double *w, double *restrict h, double *restrict g, int64_t n)
+                          const double *w, const double *m, double *restrict h,
+                          double *restrict g, int64_t n)
 {
     v4 a0 = splat(0.0), a1 = a0, a2 = a0, a3 = a0;
 #define FAM(acc, k) \
     acc += family_vec(fam, derivs, ld(eta + (k)), ld(y + (k)), w ? ld(w + (k)) : splat(1.0), \
-                      h + (k), g + (k))
+                      m ? ld(m + (k)) : splat(1.0), h + (k), g + (k))
     int64_t k = 0;
     for (; k + STEP <= n; k += STEP) {
         FAM(a0, k);
@@ -141,7 +185,8 @@ ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const
     double tail = 0.0;
     for (; k < n; k++) {
         double hk[LANES], gk[LANES];
-        v4 f = family_vec(fam, derivs, splat(eta[k]), splat(y[k]), splat(w ? w[k] : 1.0), hk, gk);
+        v4 f = family_vec(fam, derivs, splat(eta[k]), splat(y[k]), splat(w ? w[k] : 1.0),
+                          splat(m ? m[k] : 1.0), hk, gk);
         tail += f[0];
         if (derivs) {
             h[k] = hk[0];

@@ -37,8 +37,9 @@ def _neg_exp_sum(x: np.ndarray) -> float:
     """``-sum exp(x)`` by the sweep: a Poisson loss with y = 0 and eta = x."""
     desc = compiled.Description(x.shape)
     desc.words += [1, x.size, 0, 1, 0]
-    desc.operand(np.zeros(1))
-    desc.operand(None)
+    desc.operand(np.zeros(1))  # y
+    desc.operand(None)  # w
+    desc.operand(None)  # trials
     desc.words.append(int(np.float64(1.0).view(np.int64)))
     desc.operand(x)
     return compiled._sweep.sweep(desc.array(), 0, x.size, False)
@@ -73,6 +74,38 @@ def test_exp_limits():
     assert _neg_exp_sum(x) == pytest.approx(-np.exp(x).sum(), rel=1e-14)
 
 
+def _neg_softplus_sum(x: np.ndarray) -> float:
+    """``-sum log(1 + exp(x))`` by the sweep: a binomial loss with y = 0, one trial."""
+    desc = compiled.Description(x.shape)
+    desc.words += [1, x.size, 1, 1, 0]
+    for arr in (np.zeros(1), None, None):  # y, w, trials
+        desc.operand(arr)
+    desc.words.append(int(np.float64(1.0).view(np.int64)))
+    desc.operand(x)
+    return compiled._sweep.sweep(desc.array(), 0, x.size, False)
+
+
+@needs_sweep
+def test_softplus_matches_numpy_to_a_few_ulp():
+    """The binomial loss's log(1 + exp(x)): its vectorised log1p, both tails, the limits."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            rng.uniform(-745, 709.7, 1000),
+            rng.normal(scale=3.0, size=2000),
+            rng.uniform(-1e-3, 1e-3, 200),
+            [0.0, -0.0, 1e-300, 0.3466, -0.3466, 0.8813, -0.8813, 36.0, 37.5, -36.0, -700.0],
+        ]
+    )
+    got = np.array([-_neg_softplus_sum(np.array([v])) for v in x])
+    want = np.logaddexp(0.0, x)
+    assert np.all(np.abs(got - want) <= 3 * np.spacing(want))
+    for v in (750.0, 1e308):  # past exp's overflow, and near the largest double
+        assert -_neg_softplus_sum(np.array([v])) == v
+        assert _neg_softplus_sum(np.array([-v])) == 0.0
+    assert np.isnan(_neg_softplus_sum(np.array([np.nan])))
+
+
 def _objective(shape, family, seed, indicators=None):
     rng = np.random.default_rng(seed)
     if indicators is None:
@@ -82,11 +115,15 @@ def _objective(shape, family, seed, indicators=None):
     w = rng.uniform(0.5, 2.0, size=shape)
     off = rng.normal(scale=0.1, size=shape)
     eta = design.to_dense() @ beta + off.ravel()
+    # Binomial: one to three trials per cell.
+    m = rng.integers(1, 4, size=shape).astype(float) if family == "binomial" else np.ones(shape)
     if family == "poisson":
         y = rng.poisson(np.exp(eta)).astype(float).reshape(shape)
+    elif family == "binomial":
+        y = rng.binomial(m.astype(int).ravel(), 1 / (1 + np.exp(-eta))).astype(float)
+        y = y.reshape(shape)
     else:
         y = rng.normal(size=shape)
-    m = np.ones(shape)
     problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
     obj = PenalizedObjective(design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef))
     return obj, (design, FAMILIES[family], y, m, w, off, beta)
@@ -102,7 +139,7 @@ def _objective(shape, family, seed, indicators=None):
         *[(2, 46, 400), (2, 2, 43, 400)],
     ],
 )
-@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
 @pytest.mark.parametrize("parts", [1, 2, 3])
 def test_compiled_pass_matches_dense(shape, family, parts, monkeypatch):
     """Any number of parts: the dense matrix's loss, gradient and Hessian."""
@@ -193,7 +230,7 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
 
 
 @needs_sweep
-@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
 def test_loss_pass_and_full_pass_give_the_same_bits(family):
     # The line search compares a loss-only pass with a full pass's loss.
     # (3, 9, 1030): lines of three tiles; (2, 46, 400): axis 1 in spans of 40 lines.
