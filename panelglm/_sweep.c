@@ -11,16 +11,16 @@
  * (stride 1) or gathered into a scratch tile.
  *
  * Per tile: eta = sum of coef * term; then the family writes the curvature h
- * (and, for the Gaussian, the residual g) and adds the loss; then each "op"
- * forms v = h * factor (or g) once, in registers, and adds it to up to three
- * row targets (targets that keep the last axis), to one running sum (for the
- * targets that drop it) and to up to four dot products with cell-level
- * columns. Each op is a loop specialised at compile time to its shape, so a
- * value is loaded once and every output it feeds is updated in the same
- * iteration. Lines go in blocks of NB along axis D-2, so that a row target
- * they share takes one add for the block; up to NM ops of one shape share a
- * loop. Axis D-2 is walked in spans of about SPAN_CELLS cells, every outer
- * index per span, so that row targets varying along it but not along the
+ * (and, for the Gaussian and binomial, the residual g) and adds the loss; then
+ * each "op" forms v = h * factor (or g) once, in registers, and adds it to up
+ * to three row targets (targets that keep the last axis), to one running sum
+ * (for the targets that drop it) and to up to four dot products with
+ * cell-level columns. Each op is a loop specialised at compile time to its
+ * shape, so a value is loaded once and every output it feeds is updated in the
+ * same iteration. Lines go in blocks of NB along axis D-2, so that a row
+ * target they share takes one add for the block; up to NM ops of one shape
+ * share a loop. Axis D-2 is walked in spans of about SPAN_CELLS cells, every
+ * outer index per span, so that row targets varying along it but not along the
  * outer axes (jk of an i x j x k grid) stay in L2 while the outer axes run.
  *
  * Files: _sweep_simd.h (vector helpers, exp, the linear predictor's and the
