@@ -38,6 +38,23 @@ ALWAYS double hsum(v4 v)
 }
 ALWAYS v4 blend(v4i mask, v4 a, v4 b) { return (v4)(((v4i)a & mask) | ((v4i)b & ~mask)); }
 
+/* c[0] x^(n-1) + ... + c[n-1] by Horner's rule (unrolled: n is a constant). */
+ALWAYS v4 horner(v4 x, const double *c, int n)
+{
+    v4 p = splat(c[0]);
+    for (int i = 1; i < n; i++) p = p * x + splat(c[i]);
+    return p;
+}
+
+/* 1/13!, 1/12!, ..., 1/1!, 1/0!: exp's Taylor polynomial, highest power first. */
+static const double EXP_TAYLOR[14] = {
+    1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0,
+    1.0 / 40320.0,      1.0 / 5040.0,      1.0 / 720.0,       1.0 / 120.0,     1.0 / 24.0,
+    1.0 / 6.0,          0.5,               1.0,               1.0};
+/* 2/21, 2/19, ..., 2/3: 2 atanh(s) = 2 s + s^3 (2/3 + 2/5 s^2 + ...), in s^2. */
+static const double ATANH_SERIES[10] = {2.0 / 21, 2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13,
+                                        2.0 / 11, 2.0 / 9,  2.0 / 7,  2.0 / 5,  2.0 / 3};
+
 /* exp to about 1 ulp: n = round(x / ln 2), r = x - n ln 2 in two parts, a
  * degree-13 Taylor polynomial on |r| <= ln(2)/2 (truncation < 1e-17), and
  * 2^n applied as two exact powers of two so that results down to the
@@ -50,20 +67,7 @@ ALWAYS v4 vexp(v4 x)
     v4 n = (xc * splat(0x1.71547652b82fep0) + magic) - magic;
     v4 r = xc - n * splat(6.93147180369123816490e-01);
     r = r - n * splat(1.90821492927058770002e-10);
-    v4 p = splat(1.0 / 6227020800.0);
-    p = p * r + splat(1.0 / 479001600.0);
-    p = p * r + splat(1.0 / 39916800.0);
-    p = p * r + splat(1.0 / 3628800.0);
-    p = p * r + splat(1.0 / 362880.0);
-    p = p * r + splat(1.0 / 40320.0);
-    p = p * r + splat(1.0 / 5040.0);
-    p = p * r + splat(1.0 / 720.0);
-    p = p * r + splat(1.0 / 120.0);
-    p = p * r + splat(1.0 / 24.0);
-    p = p * r + splat(1.0 / 6.0);
-    p = p * r + splat(0.5);
-    p = p * r + splat(1.0);
-    p = p * r + splat(1.0);
+    v4 p = horner(r, EXP_TAYLOR, 14);
     /* n = n1 + n2 with n1 = floor(n / 2): each 2^ni is a normal number. */
     v4 n1 = ((n * splat(0.5) - splat(0.25)) + magic) - magic;
     v4 n2 = n - n1;
@@ -88,16 +92,7 @@ ALWAYS v4 vlog1p01(v4 e, v4 inv)
     v4 k = blend(big, one, splat(0.0));
     v4 s = (v - one) / (v + one);
     v4 s2 = s * s;
-    v4 q = splat(2.0 / 21);
-    q = q * s2 + splat(2.0 / 19);
-    q = q * s2 + splat(2.0 / 17);
-    q = q * s2 + splat(2.0 / 15);
-    q = q * s2 + splat(2.0 / 13);
-    q = q * s2 + splat(2.0 / 11);
-    q = q * s2 + splat(2.0 / 9);
-    q = q * s2 + splat(2.0 / 7);
-    q = q * s2 + splat(2.0 / 5);
-    q = q * s2 + splat(2.0 / 3);
+    v4 q = horner(s2, ATANH_SERIES, 10);
     v4 c = (e - (u - one)) * inv;
     v4 lo = k * splat(1.90821492927058770002e-10) + c;
     return k * splat(6.93147180369123816490e-01) + (splat(2.0) * s + (s * s2 * q + lo));

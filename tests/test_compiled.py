@@ -33,16 +33,26 @@ def test_sweep_is_built_where_required():
         pytest.skip("PANELGLM_REQUIRE_COMPILED is not set")
 
 
-def _neg_exp_sum(x: np.ndarray) -> float:
-    """``-sum exp(x)`` by the sweep: a Poisson loss with y = 0 and eta = x."""
+def _zero_response_loss(x: np.ndarray, family: int) -> float:
+    """The sweep's loss of ``eta = x`` with y = 0, no weights and one trial.
+
+    Poisson (family 0): ``-sum exp(x)``; binomial (1): ``-sum log(1 + exp(x))``.
+    """
     desc = compiled.Description(x.shape)
-    desc.words += [1, x.size, 0, 1, 0]
-    desc.operand(np.zeros(1))  # y
-    desc.operand(None)  # w
-    desc.operand(None)  # trials
+    desc.words += [1, x.size, family, 1, 0]
+    for arr in (np.zeros(1), None, None):  # y, w, trials
+        desc.operand(arr)
     desc.words.append(int(np.float64(1.0).view(np.int64)))
     desc.operand(x)
     return compiled._sweep.sweep(desc.array(), 0, x.size, False)
+
+
+def _neg_exp_sum(x: np.ndarray) -> float:
+    return _zero_response_loss(x, 0)
+
+
+def _neg_softplus_sum(x: np.ndarray) -> float:
+    return _zero_response_loss(x, 1)
 
 
 @needs_sweep
@@ -72,17 +82,6 @@ def test_exp_limits():
     # A whole vector plus a tail: the sum over every element.
     x = np.linspace(-3, 3, 23)
     assert _neg_exp_sum(x) == pytest.approx(-np.exp(x).sum(), rel=1e-14)
-
-
-def _neg_softplus_sum(x: np.ndarray) -> float:
-    """``-sum log(1 + exp(x))`` by the sweep: a binomial loss with y = 0, one trial."""
-    desc = compiled.Description(x.shape)
-    desc.words += [1, x.size, 1, 1, 0]
-    for arr in (np.zeros(1), None, None):  # y, w, trials
-        desc.operand(arr)
-    desc.words.append(int(np.float64(1.0).view(np.int64)))
-    desc.operand(x)
-    return compiled._sweep.sweep(desc.array(), 0, x.size, False)
 
 
 @needs_sweep
