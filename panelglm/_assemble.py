@@ -47,6 +47,28 @@ class Assembly:
             {m: red[self.local_row[m][r]] for m, red in acc.red.items() if r in self.local_row[m]}
         )
 
+    def _rows_plan(self, rows: range, blocks) -> list[tuple]:
+        """Per block: the target holding ``rows``, their index in it, and the axes to sum.
+
+        Worked out on first use for each ``(rows, blocks)``: a Newton step
+        asks for the same few every time.
+        """
+        plans = self.__dict__.setdefault("_rows_plans", {})
+        key = (rows.start, rows.stop, tuple(blocks))
+        if key not in plans:
+            held = [m for m in self.plan.targets if all(r in self.local_row[m] for r in rows)]
+            steps = []
+            for i in blocks:
+                axes = set(self.design.blocks[i].axes)
+                m = min((m for m in held if axes <= set(m)), key=len)
+                local = [self.local_row[m][r] for r in rows]
+                run = local == list(range(local[0], local[-1] + 1))
+                index = slice(local[0], local[-1] + 1) if run else local
+                drop = tuple(1 + k for k, a in enumerate(m) if a not in axes)
+                steps.append((i, m, index, drop))
+            plans[key] = steps
+        return plans[key]
+
     def _rows_grad(self, acc: Accumulators, rows: range, blocks) -> np.ndarray:
         """``X_b' row`` for several rows at once and each block ``b`` in ``blocks``.
 
@@ -58,21 +80,9 @@ class Assembly:
         out = np.zeros((len(rows), design.n_coef))
         if not self.plan.targets:
             return out
-        held = [
-            (m, red) for m, red in acc.red.items() if all(r in self.local_row[m] for r in rows)
-        ]
-        for i in blocks:
+        for i, m, index, drop in self._rows_plan(rows, blocks):
             blk = design.blocks[i]
-            m, red = min(
-                ((m, red) for m, red in held if set(blk.axes) <= set(m)), key=lambda mr: len(mr[0])
-            )
-            local = [self.local_row[m][r] for r in rows]
-            t = (
-                red[local[0] : local[-1] + 1]
-                if local == list(range(local[0], local[-1] + 1))
-                else red[local]
-            )
-            drop = tuple(1 + k for k, a in enumerate(m) if a not in blk.axes)
+            t = acc.red[m][index]
             if drop:
                 t = t.sum(axis=drop)
             t = t.reshape(len(rows), -1)
@@ -103,26 +113,41 @@ class Assembly:
             u += cell.shape[1]
         return out
 
+    def _pair_schedule(self) -> list[tuple[int, int, object]]:
+        """The Hessian's block pairs not served by spread rows, each as it is formed.
+
+        ``(ia, ib, u)``: from the curvature reduced to ``u``; ``(partner,
+        block, k)`` with ``k`` an int: from group ``k``. Worked out once.
+        """
+        sched = self.__dict__.get("_pairs")
+        if sched is None:
+            design, plan, sched = self.design, self.plan, []
+            for ia, ib in combinations_with_replacement(plan.rest, 2):
+                a, b = design.blocks[ia], design.blocks[ib]
+                u = tuple(sorted(set(a.axes) | set(b.axes)))
+                if u == self.every and (ia in plan.spread or ib in plan.spread):
+                    continue  # filled from the spread rows
+                if u != self.every:
+                    if not isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
+                        ia, ib = ib, ia
+                    sched.append((ia, ib, u))
+                else:
+                    grp, partner = plan.group_of(ia, ib)
+                    sched.append((partner, grp.block, plan.groups.index(grp)))
+            self._pairs = sched
+        return sched
+
     def hessian(self, acc: Accumulators) -> np.ndarray:
         """``X' diag(curvature) X`` from the pass's small arrays."""
         design, plan = self.design, self.plan
         sls = design.slices()
         out = np.zeros((design.n_coef, design.n_coef))
         red = self._seeded(acc, 0) if plan.targets else None
-        for ia, ib in combinations_with_replacement(plan.rest, 2):
-            a, b = design.blocks[ia], design.blocks[ib]
-            u = tuple(sorted(set(a.axes) | set(b.axes)))
-            if u == self.every and (ia in plan.spread or ib in plan.spread):
-                continue  # filled from the spread rows below
-            if u != self.every:
-                if not isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
-                    (ia, a), (ib, b) = (ib, b), (ia, a)
-                blk = design._pair(ia, ib, a, b, u, red.get(u))
+        for ia, ib, via in self._pair_schedule():
+            if isinstance(via, int):  # a group's result, with partner ia
+                blk = self._partner(self.group_out[via], acc.grp[via], ia)
             else:
-                grp, partner = plan.group_of(ia, ib)
-                k = plan.groups.index(grp)
-                blk = self._partner(self.group_out[k], acc.grp[k], partner)
-                ia, ib = partner, grp.block
+                blk = design._pair(ia, ib, design.blocks[ia], design.blocks[ib], via, red.get(via))
             out[sls[ia], sls[ib]] = blk
             out[sls[ib], sls[ia]] = blk.T
         # A spread column's row h * X_q, reduced, gives its full-union pairs.
