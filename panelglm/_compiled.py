@@ -196,10 +196,12 @@ class CompiledPass:
             kern.values[i][..., q] for i in plan.full for q in range(kern.values[i].shape[-1])
         ]
         self.layout = AccumulatorLayout(kern)
-        # Binomial trials, broadcastable to the grid (None: one per cell).
+        # Binomial trials, broadcastable to the grid (None: one per cell, or
+        # another family, which has none).
         m = kern.m
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
-        self.trials = None if one else np.asarray(m, dtype=np.float64)
+        binomial = kern.family.name == "binomial"
+        self.trials = np.asarray(m, dtype=np.float64) if binomial and not one else None
         # Written on the first full pass: each part's ops, the positions of
         # their addresses into the shared buffer, and that buffer's address.
         self._ops_words: list[np.ndarray] | None = None
