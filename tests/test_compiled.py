@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import pytest
-from test_kernels import FAMILIES, random_design, reference
+from test_kernels import FAMILIES, random_design, random_response, reference
 
 import panelglm._compiled as compiled
 import panelglm._kernels as kernels
@@ -116,13 +116,7 @@ def _objective(shape, family, seed, indicators=None):
     eta = design.to_dense() @ beta + off.ravel()
     # Binomial: one to three trials per cell.
     m = rng.integers(1, 4, size=shape).astype(float) if family == "binomial" else np.ones(shape)
-    if family == "poisson":
-        y = rng.poisson(np.exp(eta)).astype(float).reshape(shape)
-    elif family == "binomial":
-        y = rng.binomial(m.astype(int).ravel(), 1 / (1 + np.exp(-eta))).astype(float)
-        y = y.reshape(shape)
-    else:
-        y = rng.normal(size=shape)
+    y = random_response(family, rng, eta, m)
     problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
     obj = PenalizedObjective(design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef))
     return obj, (design, FAMILIES[family], y, m, w, off, beta)

@@ -52,6 +52,17 @@ def reference(design, family, y, m, w, off, beta):
     return float(np.sum(ww * f)), X.T @ (ww * g), X.T @ (X * (ww * h)[:, None])
 
 
+def random_response(family, rng, eta, m):
+    """A response of ``family`` on the grid of ``m`` for the linear predictor ``eta`` (flat)."""
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta))
+    elif family == "binomial":
+        y = rng.binomial(m.astype(int).ravel(), 1 / (1 + np.exp(-eta)))
+    else:
+        y = rng.normal(size=m.size)
+    return y.astype(float).reshape(m.shape)
+
+
 @pytest.mark.parametrize("shape", [(23,), (5, 4), (4, 3, 5), (3, 4, 2, 3)])
 @pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
 def test_fused_pass_matches_dense(shape, family):
@@ -63,13 +74,7 @@ def test_fused_pass_matches_dense(shape, family):
     w = rng.uniform(0.5, 2.0, size=shape)
     off = rng.normal(scale=0.1, size=shape)
     eta = design.to_dense() @ beta + off.ravel()
-    if family == "poisson":
-        y = rng.poisson(np.exp(eta)).astype(float).reshape(shape)
-    elif family == "binomial":
-        y = rng.binomial(m.astype(int).ravel(), 1 / (1 + np.exp(-eta))).astype(float)
-        y = y.reshape(shape)
-    else:
-        y = rng.normal(size=shape)
+    y = random_response(family, rng, eta, m)
     problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
     obj = PenalizedObjective(design, fam, problem, 0.0, np.ones(design.n_coef))
     assert obj.kernels is not None
