@@ -131,7 +131,9 @@ class FactoredDesign:
 
     shape: tuple[int, ...]
     blocks: list[Block]
-    _paths: dict = field(default_factory=dict, repr=False)
+    # Per call site: einsum contraction paths and planned pair contractions
+    # (DensePair), worked out on first use.
+    _plans: dict = field(default_factory=dict, repr=False)
 
     @property
     def ndim(self) -> int:
@@ -162,10 +164,10 @@ class FactoredDesign:
     def _einsum(self, key: object, subscripts: str, *operands: np.ndarray) -> np.ndarray:
         # The operand shapes of a given key never change within one design, so
         # the contraction order is searched for once and reused every iteration.
-        path = self._paths.get(key)
+        path = self._plans.get(key)
         if path is None:
             path = np.einsum_path(subscripts, *operands, optimize="greedy")[0]
-            self._paths[key] = path
+            self._plans[key] = path
         return np.einsum(subscripts, *operands, optimize=path)
 
     # ------------------------------------------------------------------ V
@@ -296,9 +298,9 @@ class FactoredDesign:
         if isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
             if not by_column:
                 key = ("pair", ia, ib, t.shape)
-                pair = self._paths.get(key)
+                pair = self._plans.get(key)
                 if pair is None:
-                    pair = self._paths[key] = DensePair(u, a.axes, a.values, b.axes, b.values)
+                    pair = self._plans[key] = DensePair(u, a.axes, a.values, b.axes, b.values)
                 return pair(t)
             # t * x_a over u (one grid-sized array), then contracted with b.
             tx = f"{_letters(u)},{_letters(a.axes)}->{_letters(u)}"

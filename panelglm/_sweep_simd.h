@@ -99,8 +99,8 @@ ALWAYS v4 vlog1p01(v4 e, v4 inv)
 }
 
 /* Tiles: eta, h and g of NB lines, and scratch for gathered operands: the
- * linear predictor's terms, y and w (MAXT + 1), then a block's factors (NB)
- * and dot-product columns (MAXC * NB). */
+ * linear predictor's terms, y, w and trials (MAXT + 1), then a block's
+ * factors (NB) and dot-product columns (MAXC * NB). */
 #define NB 4
 #define N_SCRATCH (MAXT + 1 + NB + MAXC * NB)
 #define N_TILES (1 + 2 * NB + N_SCRATCH)

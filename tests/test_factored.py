@@ -74,12 +74,12 @@ def test_paths_are_planned_once_per_design():
     rng = np.random.default_rng(0)
     design = random_design((3, 3, 2), rng)
     design.hessian(np.ones((3, 3, 2)))
-    n_paths = len(design._paths)
+    n_paths = len(design._plans)
     assert n_paths > 0
     design.hessian(rng.uniform(size=(3, 3, 2)))
     design.gradient(rng.uniform(size=(3, 3, 2)))
     design.gradient(rng.uniform(size=(3, 3, 2)))
-    assert len(design._paths) == n_paths + sum(isinstance(b, DenseBlock) for b in design.blocks)
+    assert len(design._plans) == n_paths + sum(isinstance(b, DenseBlock) for b in design.blocks)
 
 
 @pytest.mark.parametrize("family", [GAUSSIAN, POISSON, BINOMIAL], ids=lambda f: f.name)
