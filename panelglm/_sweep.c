@@ -95,11 +95,11 @@ ALWAYS double line_family(const Sweep *S, int derivs, const int64_t *idx, int64_
         }
         if (nv == MAXT || (t == S->n_terms && (nv || first))) {
             switch (nv) {
-            case 0: eta_terms(0, B->eta, n, first, c, vt, vc); break;
-            case 1: eta_terms(1, B->eta, n, first, c, vt, vc); break;
-            case 2: eta_terms(2, B->eta, n, first, c, vt, vc); break;
-            case 3: eta_terms(3, B->eta, n, first, c, vt, vc); break;
-            default: eta_terms(4, B->eta, n, first, c, vt, vc); break;
+            case 0: eta_terms(0, derivs, B->eta, n, first, c, vt, vc); break;
+            case 1: eta_terms(1, derivs, B->eta, n, first, c, vt, vc); break;
+            case 2: eta_terms(2, derivs, B->eta, n, first, c, vt, vc); break;
+            case 3: eta_terms(3, derivs, B->eta, n, first, c, vt, vc); break;
+            default: eta_terms(4, derivs, B->eta, n, first, c, vt, vc); break;
             }
             first = 0;
             nv = 0;

@@ -7,6 +7,9 @@
 #ifndef SPAN_CELLS
 #define SPAN_CELLS 16384 /* cells per outer index in a span of axis D-2 (see run) */
 #endif
+#ifndef AHEAD
+#define AHEAD 512 /* cells ahead that a full pass prefetches its streamed operands */
+#endif
 #define MAXT 4 /* terms of eta fused into one loop */
 #define MAXR 3 /* row targets of one op */
 #define MAXC 4 /* dot products of one op */
@@ -18,6 +21,17 @@
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES
+#endif
+
+/* A full pass reads the cell-level columns and y once, from memory or L3,
+ * between long runs of ops on each line; the hardware prefetcher, which
+ * follows the reads, falls behind there (the linear predictor's loads
+ * stalled), so the pass asks AHEAD cells ahead itself. The loss-only pass
+ * reads steadily, and the prefetcher keeps up without it. */
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch((p), 0, 0)
+#else
+#define PREFETCH(p) ((void)(p))
 #endif
 
 #ifndef LANES
@@ -111,11 +125,13 @@ ALWAYS v4 vlog1p01(v4 e, v4 inv)
 #define STEP (4 * LANES)
 
 /* eta[k] = c + sum_t coef[t] * term[t][k] for NT contiguous terms. */
-ALWAYS void eta_terms(int NT, double *restrict eta, int64_t n, int first, double c,
+ALWAYS void eta_terms(int NT, int ahead, double *restrict eta, int64_t n, int first, double c,
                       const double *const *t, const double *coef)
 {
     int64_t k = 0;
     for (; k + LANES <= n; k += LANES) {
+        if (ahead && k % 8 == 0) /* one 64-byte line per term */
+            for (int j = 0; j < NT; j++) PREFETCH(t[j] + k + AHEAD);
         v4 v = first ? splat(c) : ld(eta + k);
         for (int j = 0; j < NT; j++) v += splat(coef[j]) * ld(t[j] + k);
         st(eta + k, v);
@@ -170,6 +186,8 @@ ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const
                       m ? ld(m + (k)) : splat(1.0), h + (k), g + (k))
     int64_t k = 0;
     for (; k + STEP <= n; k += STEP) {
+        if (derivs)
+            for (int b = 0; b < STEP; b += 8) PREFETCH(y + k + AHEAD + b); /* 64-byte lines */
         FAM(a0, k);
         FAM(a1, k + LANES);
         FAM(a2, k + 2 * LANES);
