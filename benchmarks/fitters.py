@@ -208,7 +208,8 @@ def _floor_and_step(panel: datagen.Panel, fit: Fit, fit_s: float, n_iter: int) -
 
     The step is the marginal cost of an iteration: (full fit - fit with max_iter=1)
     / (n_iter - 1), so the design's one-off set-up is not counted. Full and one-step
-    fits are timed in alternation (7 pairs for fits under 2 s, 3 under 10 s, else 1)
+    fits are timed in alternation (21 pairs for fits under 0.5 s, 7 under 2 s, 3 under
+    10 s, else 1)
     and the fastest of each is used (the least disturbed by other load). The crude
     fit time / n_iter is reported beside it, and replaces the marginal one when
     that cannot be measured. ``np.exp`` is the fastest of 7 runs before the fits
@@ -217,7 +218,9 @@ def _floor_and_step(panel: datagen.Panel, fit: Fit, fit_s: float, n_iter: int) -
     exp_s = _exp_time(panel.n_cells)
     crude_s = fit_s / max(n_iter, 1)
     # The step is a small difference of two fit times: more pairs where fits are quick.
-    pairs = 7 if fit_s < 2.0 else 3 if fit_s < 10.0 else 1
+    # At 1e6 cells a step is ~5 ms in a ~0.1 s fit, and one pair's difference
+    # swung from 3.4 to 6.1 ms between runs of the same code: 21 pairs there.
+    pairs = 21 if fit_s < 0.5 else 7 if fit_s < 2.0 else 3 if fit_s < 10.0 else 1
     full, one, note = [], [], ""
     try:
         for _ in range(pairs):

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 _FAMILIES = {"poisson": 0, "binomial": 1, "gaussian": 2}
 # Destination kinds of _sweep.c, and how many of each one op takes.
 SUM, ROW, DOT = 0, 1, 2
+# The bits of 1.0, the coefficient of the linear predictor's small parts.
+_ONE = int(np.float64(1.0).view(np.int64))
 _LIMITS = {SUM: 8, ROW: 3, DOT: 4}
 
 
@@ -152,6 +154,13 @@ class AccumulatorLayout:
             self.entries.append(("cell", None, shp, False, False))
         self.shared = sum(int(np.prod(e[2])) for e in self.entries if e[4])
         self.private = sum(int(np.prod(e[2])) for e in self.entries if not e[4])
+        # Where each view starts in its buffer: worked out once, since every
+        # pass asks for the views over its own new buffers.
+        at, self._slices = {True: 0, False: 0}, []
+        for _, _, shp, _, is_shared in self.entries:
+            n = int(np.prod(shp))
+            self._slices.append(slice(at[is_shared], at[is_shared] + n))
+            at[is_shared] += n
 
     def views(self, shared: np.ndarray, private: np.ndarray) -> Accumulators:
         """The accumulators over the two buffers."""
@@ -159,16 +168,12 @@ class AccumulatorLayout:
 
         acc = Accumulators.__new__(Accumulators)
         acc.lsum, acc.red, acc.grp, acc.cell = 0.0, {}, [], []
-        at = {True: 0, False: 0}
-        for kind, key, shp, moved, is_shared in self.entries:
-            n = int(np.prod(shp))
-            buf = shared if is_shared else private
-            view = buf[at[is_shared] : at[is_shared] + n].reshape(shp)
-            at[is_shared] += n
+        for (kind, key, shp, moved, is_shared), at in zip(self.entries, self._slices, strict=True):
+            view = (shared if is_shared else private)[at].reshape(shp)
             if kind == "red":
                 acc.red[key] = view
             elif kind == "grp":
-                acc.grp.append(np.moveaxis(view, -1, -2) if moved else view)
+                acc.grp.append(view.swapaxes(-1, -2) if moved else view)
             else:
                 acc.cell.append(view)
         return acc
@@ -213,13 +218,17 @@ class CompiledPass:
         # at a time (a kernel is not shared between fits, but may be between
         # threads of a caller's own).
         self._lock = threading.Lock()
+        self._cuts: tuple | None = None  # (n0, PARTS) and the parts' ranges
+        self._fixed: tuple | None = None  # see _fixed_words
 
     # -------------------------------------------------------------- passes
-    @staticmethod
-    def _parts(kern: ChunkKernels) -> list[tuple[int, int]]:
+    def _parts(self, kern: ChunkKernels) -> list[tuple[int, int]]:
         n0 = kern.shape[0]
-        cuts = np.linspace(0, n0, min(PARTS, n0) + 1).astype(int)
-        return [(int(s), int(e)) for s, e in itertools.pairwise(cuts)] or [(0, 0)]
+        if self._cuts is None or self._cuts[0] != (n0, PARTS):
+            cuts = np.linspace(0, n0, min(PARTS, n0) + 1).astype(int)
+            parts = [(int(s), int(e)) for s, e in itertools.pairwise(cuts)] or [(0, 0)]
+            self._cuts = ((n0, PARTS), parts)
+        return self._cuts[1]
 
     def loss(self, kern: ChunkKernels, small, cell) -> float:
         """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
@@ -293,24 +302,41 @@ class CompiledPass:
         A loss-only sweep has none; a full pass appends the ops :meth:`full`
         wrote once.
         """
-        nd = len(kern.shape)
+        fixed, offset, cols = self._fixed_words(kern)
         desc = Description(kern.shape)
-        terms = [(part, 1.0) for part in small]
-        if kern.offset_full is not None:
-            terms.append((kern.offset_full, 1.0))
-        q_all = 0
-        for b in cell:
-            for q in range(len(b)):
-                terms.append((self.cell_cols[q_all], float(b[q])))
-                q_all += 1
-        desc.words += [nd, *kern.shape, self.family, len(terms), n_ops]
-        desc.operand(kern.y)
-        desc.operand(kern.w)
-        desc.operand(self.trials)
-        for arr, coef in terms:
-            desc.words.append(int(np.float64(coef).view(np.int64)))
-            desc.operand(arr)
+        n_terms = len(small) + (offset is not None) + len(cols)
+        desc.words += [len(kern.shape), *kern.shape, self.family, n_terms, n_ops, *fixed]
+        for part in small:
+            desc.words.append(_ONE)
+            desc.operand(part)
+        if offset is not None:
+            desc.words += [_ONE, *offset]
+        coefs = np.concatenate(cell) if cell else np.empty(0)
+        for bits, col in zip(coefs.view(np.int64).tolist(), cols, strict=True):
+            desc.words += [bits, *col]
         return desc
+
+    def _fixed_words(self, kern: ChunkKernels) -> tuple[list[int], list[int] | None, list]:
+        """The words of the operands every pass reads: y, w, trials; the offset; the columns.
+
+        Written once: only the small parts of the linear predictor are new
+        arrays on each pass. The arrays are kept with their words.
+        """
+        arrays = (kern.y, kern.w, self.trials, kern.offset_full)
+        same = self._fixed is not None and all(
+            a is b for a, b in zip(arrays, self._fixed[0], strict=True)
+        )
+        if not same:
+            desc = Description(kern.shape)
+            for arr in arrays[:3]:
+                desc.operand(arr)
+            words = []
+            for arr in (arrays[3], *self.cell_cols):
+                one = Description(kern.shape)
+                one.operand(arr)
+                words.append(one.words if arr is not None else None)
+            self._fixed = (arrays, (desc.words, words[0], words[1:]))
+        return self._fixed[1]
 
     @staticmethod
     def _write_ops(desc: Description, ops: list) -> None:
