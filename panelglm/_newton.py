@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 from sklearn.exceptions import ConvergenceWarning
 
 # Armijo's sufficient-decrease constant: any small positive value works for
@@ -93,6 +94,12 @@ def _newton_step(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, bool]:
     the caller must not mistake for convergence.
     """
     scaled, g, d = _equilibrate(grad, hess)
+    # Cholesky factor and solve in one LAPACK call: the same dpotrf and dpotrs
+    # as cho_factor and cho_solve (the same bits), without their checks.
+    # Anything but a finite solution takes the checked path below.
+    _, u, info = scipy.linalg.lapack.dposv(scaled, -g)
+    if info == 0 and np.isfinite(u).all():
+        return u / d, True
     try:
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(scaled), -g) / d, True
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):

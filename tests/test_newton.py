@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 
-from panelglm._newton import newton_solve
+from panelglm._newton import _newton_step, newton_solve
 
 
 class Quadratic:
@@ -128,3 +128,22 @@ def test_curvatures_spanning_many_orders_reach_the_optimum_or_warn():
     np.testing.assert_allclose(b, ref.x, rtol=1e-6)
     assert nll(b) <= nll(ref.x) + 1e-9 * abs(nll(ref.x))
     assert np.max(np.abs(grad(b))) < 1e-6
+
+
+def test_newton_step_solves_the_system_and_flags_what_it_cannot():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((60, 8))
+    hess, grad = a.T @ a * np.logspace(0, 6, 8), rng.standard_normal(8)
+    hess = (hess + hess.T) / 2  # curvatures over six orders of magnitude
+    step, solved = _newton_step(grad, hess)
+    assert solved
+    np.testing.assert_allclose(step, np.linalg.solve(hess, -grad), rtol=1e-9)
+    # Two equal columns: no Cholesky factor; the least-squares step is
+    # flagged unless the gradient lies in the Hessian's range.
+    singular = hess.copy()
+    singular[:, 1], singular[1, :] = singular[:, 0], singular[0, :]
+    with pytest.warns(RuntimeWarning, match="singular"):
+        _, solved = _newton_step(grad, singular)
+    assert not solved
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="infs or NaNs"):
+        _newton_step(grad, np.where(np.eye(8) == 1, np.nan, hess))
