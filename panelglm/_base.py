@@ -207,9 +207,14 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         solve_kw = {"tol": self.tol, "max_iter": self.max_iter, "verbose": self.verbose}
         l1 = self.alpha * self.l1_ratio
         # BLAS threads are held by the caller (_fit_panel) for the whole fit.
-        if l1 > 0:  # objective.pen: 1 for penalized coefficients, 0 for the intercept
-            return prox_newton_solve(objective, l1 * objective.pen, coef0, **solve_kw)
-        return newton_solve(objective, coef0, **solve_kw)
+        try:
+            if l1 > 0:  # objective.pen: 1 for penalized coefficients, 0 for the intercept
+                return prox_newton_solve(objective, l1 * objective.pen, coef0, **solve_kw)
+            return newton_solve(objective, coef0, **solve_kw)
+        finally:
+            # The passes keep their accumulators' buffers from one to the next
+            # (no fresh pages); the statistics after the solve need them no more.
+            objective.release()
 
     def _set_identification(
         self, ident: Identifier, data: PanelData, spec: ModelSpec, order: np.ndarray

@@ -225,6 +225,11 @@ class PenalizedObjective:
         loss = -self._scale * total + self._penalty(beta) if np.isfinite(total) else np.inf
         return loss, grad, hess
 
+    def release(self) -> None:
+        """Free what the passes keep for the next one; the objective still works after."""
+        if self.kernels is not None and self.kernels.compiled is not None:
+            self.kernels.compiled.release()
+
     def chunk_sums(
         self, beta: np.ndarray, fn: Callable[[PanelProblem, np.ndarray], tuple[float, ...]]
     ) -> tuple[float, ...]:

@@ -158,13 +158,38 @@ def test_accumulators_of_a_pass_survive_the_next():
     hess = kern.hessian(first)
     kern.full_pass(beta * 0.5)
     np.testing.assert_array_equal(kern.hessian(first), hess)
-    # One array of a pass, kept alone, survives the next pass too.
-    key = next(iter(first.red))
-    kept = first.red[key]
-    expected = kept.copy()
-    del first
+    # One array of the last pass, kept alone, survives the next pass too: one
+    # over the first axis (the parts' shared buffer), one without it (their sum).
+    last = kern.full_pass(beta)
+    kept = [last.red[(0, 1)], last.red[(1, 2)]]
+    expected = [a.copy() for a in kept]
+    del last
     kern.full_pass(beta * 0.25)
-    np.testing.assert_array_equal(kept, expected)
+    for a, b in zip(kept, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _address(arr: np.ndarray) -> int:
+    return arr.base.__array_interface__["data"][0]
+
+
+@needs_sweep
+def test_a_pass_reuses_the_buffers_nobody_holds():
+    """Fresh memory costs a page fault per page: a pass whose accumulators were
+    dropped hands its buffers, zeroed, to the next; the solver releases them."""
+    obj, ref_args = _objective((4, 3, 5), "poisson", 8)
+    kern, beta = obj.kernels, ref_args[-1]
+    acc = kern.full_pass(beta)
+    where = [_address(acc.red[(0, 1)]), _address(acc.red[(1, 2)])]
+    hess = kern.hessian(acc)
+    del acc
+    kern.full_pass(beta * 0.5)  # dropped at once
+    acc = kern.full_pass(beta)
+    assert [_address(acc.red[(0, 1)]), _address(acc.red[(1, 2)])] == where
+    np.testing.assert_array_equal(kern.hessian(acc), hess)  # zeroed before reuse
+    obj.release()
+    assert kern.compiled._shared is None and kern.compiled._summed is None
+    np.testing.assert_array_equal(kern.hessian(kern.full_pass(beta)), hess)
 
 
 @needs_sweep
