@@ -10,7 +10,6 @@ within its codes.
 
 from __future__ import annotations
 
-import string
 from itertools import combinations_with_replacement
 from typing import TYPE_CHECKING
 
@@ -20,8 +19,6 @@ from ._factored import Axes, DenseBlock
 
 if TYPE_CHECKING:
     from ._reductions import Accumulators
-
-_IDX = string.ascii_letters
 
 
 class _Seeded:
@@ -113,6 +110,24 @@ class Assembly:
             u += cell.shape[1]
         return out
 
+    def curvature_row(self, acc: Accumulators) -> np.ndarray:
+        """``X' h`` for the curvature ``h`` of a full pass, worked out once per pass.
+
+        The Poisson gradient subtracts it, and it is the Hessian's row of a
+        constant column (the intercept).
+        """
+        if acc.h_row is None:
+            acc.h_row = self.row_gradient(acc, 0, h_row=True)
+        return acc.h_row
+
+    def _constant_blocks(self) -> list[int]:
+        """Dense blocks over no axis (the intercept): their Hessian rows are ``v (X' h)'``."""
+        return [
+            i
+            for i in self.plan.rest
+            if isinstance(self.design.blocks[i], DenseBlock) and not self.design.blocks[i].axes
+        ]
+
     def _pair_schedule(self) -> list[tuple[int, int, object]]:
         """The Hessian's block pairs not served by spread rows, each as it is formed.
 
@@ -122,7 +137,10 @@ class Assembly:
         sched = self.__dict__.get("_pairs")
         if sched is None:
             design, plan, sched = self.design, self.plan, []
+            constant = self._constant_blocks()
             for ia, ib in combinations_with_replacement(plan.rest, 2):
+                if ia in constant or ib in constant:
+                    continue  # from the curvature row
                 a, b = design.blocks[ia], design.blocks[ib]
                 u = tuple(sorted(set(a.axes) | set(b.axes)))
                 if u == self.every and (ia in plan.spread or ib in plan.spread):
@@ -150,6 +168,10 @@ class Assembly:
                 blk = design._pair(ia, ib, design.blocks[ia], design.blocks[ib], via, red.get(via))
             out[sls[ia], sls[ib]] = blk
             out[sls[ib], sls[ia]] = blk.T
+        for c in self._constant_blocks():
+            rows = np.multiply.outer(design.blocks[c].values.reshape(-1), self.curvature_row(acc))
+            out[sls[c], :] = rows
+            out[:, sls[c]] = rows.T
         # A spread column's row h * X_q, reduced, gives its full-union pairs.
         for x, (r0, r1, _) in self.spread_rows.items():
             partners = self.spread_partners[x]
@@ -176,8 +198,19 @@ class Assembly:
         drop = tuple(i for i, a in enumerate(g_out) if a not in blk.axes)
         t = res.sum(axis=drop) if drop else res
         if isinstance(blk, DenseBlock):
-            idx = "".join(_IDX[a] for a in blk.axes)
-            return np.einsum(f"{idx}z,{idx}y->yz", t, blk.values)
+            # X' t as a matrix product with X' stored row by row: t is the
+            # group's result over the partner's axes (its columns z last).
+            xt = self.__dict__.setdefault("_partner_xt", {}).get(partner)
+            if xt is None:
+                flat = blk.values.reshape(-1, blk.n_cols)
+                xt = self._partner_xt[partner] = np.ascontiguousarray(flat.T)
+            if t.flags.c_contiguous:
+                return xt @ t.reshape(xt.shape[1], -1)
+            # The sweep stores a group's columns before the last axis: t with its
+            # columns first, copied row by row, then a product of rows (OpenBLAS
+            # is slow on the other layout of an n x 3 by n x 3 product).
+            rows = np.ascontiguousarray(np.moveaxis(t, -1, 0)).reshape(-1, xt.shape[1])
+            return (rows @ xt.T).T
         codes = blk.codes.ravel()
         ok = codes >= 0
         flat = t.reshape(codes.size, -1)

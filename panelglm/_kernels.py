@@ -362,4 +362,4 @@ class ChunkKernels(Reductions, Assembly):
                     row *= w[s:e]
 
             self._wy_grad = self.row_gradient(self.rows_pass(wy), 0)
-        return self._wy_grad - self.row_gradient(acc, 0, h_row=True)
+        return self._wy_grad - self.curvature_row(acc)

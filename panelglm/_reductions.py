@@ -35,6 +35,9 @@ def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
 class Accumulators:
     """The small float64 arrays one pass produces."""
 
+    # X' h, once asked for (Assembly.curvature_row): the gradient and the Hessian share it.
+    h_row: np.ndarray | None = None
+
     def __init__(self, kern: ChunkKernels) -> None:
         shape, n_rows = kern.shape, kern.n_rows
         self.lsum = 0.0
