@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._factored import Axes, DenseBlock
+from ._factored import COLUMN_CELLS, Axes, DenseBlock
 
 if TYPE_CHECKING:
     from ._reductions import Accumulators
@@ -128,11 +128,13 @@ class Assembly:
             if isinstance(self.design.blocks[i], DenseBlock) and not self.design.blocks[i].axes
         ]
 
-    def _pair_schedule(self) -> list[tuple[int, int, object]]:
+    def _pair_schedule(self) -> list[tuple[str, int, int, object]]:
         """The Hessian's block pairs not served by spread rows, each as it is formed.
 
-        ``(ia, ib, u)``: from the curvature reduced to ``u``; ``(partner,
-        block, k)`` with ``k`` an int: from group ``k``. Worked out once.
+        ``("pair", ia, ib, u)``: from the curvature reduced to ``u``;
+        ``("top", ia, ib, u)``: the same, where ``ia`` is a dense block over
+        all of ``u`` (see :meth:`_top_pair`); ``("group", partner, block,
+        k)``: from group ``k``. Worked out once.
         """
         sched = self.__dict__.get("_pairs")
         if sched is None:
@@ -145,15 +147,41 @@ class Assembly:
                 u = tuple(sorted(set(a.axes) | set(b.axes)))
                 if u == self.every and (ia in plan.spread or ib in plan.spread):
                     continue  # filled from the spread rows
-                if u != self.every:
-                    if not isinstance(a, DenseBlock) and isinstance(b, DenseBlock):
-                        ia, ib = ib, ia
-                    sched.append((ia, ib, u))
-                else:
+                if u == self.every:
                     grp, partner = plan.group_of(ia, ib)
-                    sched.append((partner, grp.block, plan.groups.index(grp)))
+                    sched.append(("group", partner, grp.block, plan.groups.index(grp)))
+                    continue
+                dense = isinstance(a, DenseBlock) and isinstance(b, DenseBlock)
+                # A dense block first (_pair's order); of two, the one over u.
+                if (dense and b.axes == u) or (isinstance(b, DenseBlock) and not dense):
+                    (ia, a), (ib, b) = (ib, b), (ia, a)
+                small = np.prod([self.shape[x] for x in u]) <= COLUMN_CELLS
+                top = dense and small and a.axes == u
+                sched.append(("top" if top else "pair", ia, ib, u))
             self._pairs = sched
         return sched
+
+    def _rows_t(self, i: int) -> np.ndarray:
+        """Dense block ``i``'s values as columns by cells, stored row by row (cached)."""
+        cache = self.__dict__.setdefault("_values_t", {})
+        if i not in cache:
+            blk = self.design.blocks[i]
+            cache[i] = np.ascontiguousarray(blk.values.reshape(-1, blk.n_cols).T)
+        return cache[i]
+
+    def _top_pair(self, top: int, other: int, w: np.ndarray) -> np.ndarray:
+        """Hessian block of ``top`` (a dense block over all of ``u``) and ``other``.
+
+        ``w`` is ``X_top' * t`` (columns by cells of ``u``), formed once for
+        every pair of ``top``: the pair is ``w`` summed over the axes ``other``
+        lacks, times ``X_other`` (``X_top'`` itself for the diagonal block).
+        """
+        if other == top:
+            return w @ self._rows_t(top).T
+        axes_t, axes_o = self.design.blocks[top].axes, self.design.blocks[other].axes
+        drop = tuple(1 + k for k, a in enumerate(axes_t) if a not in axes_o)
+        cells = w.reshape(w.shape[0], *(self.shape[a] for a in axes_t)).sum(axis=drop)
+        return cells.reshape(w.shape[0], -1) @ self._rows_t(other).T
 
     def hessian(self, acc: Accumulators) -> np.ndarray:
         """``X' diag(curvature) X`` from the pass's small arrays."""
@@ -161,9 +189,14 @@ class Assembly:
         sls = design.slices()
         out = np.zeros((design.n_coef, design.n_coef))
         red = self._seeded(acc, 0) if plan.targets else None
-        for ia, ib, via in self._pair_schedule():
-            if isinstance(via, int):  # a group's result, with partner ia
+        weighted: dict[int, np.ndarray] = {}  # X_top' * t, per top block
+        for kind, ia, ib, via in self._pair_schedule():
+            if kind == "group":  # a group's result, with partner ia
                 blk = self._partner(self.group_out[via], acc.grp[via], ia)
+            elif kind == "top":
+                if ia not in weighted:
+                    weighted[ia] = self._rows_t(ia) * red.get(via).reshape(-1)
+                blk = self._top_pair(ia, ib, weighted[ia])
             else:
                 blk = design._pair(ia, ib, design.blocks[ia], design.blocks[ib], via, red.get(via))
             out[sls[ia], sls[ib]] = blk
@@ -200,10 +233,7 @@ class Assembly:
         if isinstance(blk, DenseBlock):
             # X' t as a matrix product with X' stored row by row: t is the
             # group's result over the partner's axes (its columns z last).
-            xt = self.__dict__.setdefault("_partner_xt", {}).get(partner)
-            if xt is None:
-                flat = blk.values.reshape(-1, blk.n_cols)
-                xt = self._partner_xt[partner] = np.ascontiguousarray(flat.T)
+            xt = self._rows_t(partner)
             if t.flags.c_contiguous:
                 return xt @ t.reshape(xt.shape[1], -1)
             # The sweep stores a group's columns before the last axis: t with its

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_kernels import FAMILIES, random_design, random_response, reference
 
+import panelglm._assemble as assemble
 import panelglm._compiled as compiled
 import panelglm._kernels as kernels
 from panelglm._families import POISSON
@@ -167,6 +168,25 @@ def test_accumulators_of_a_pass_survive_the_next():
     kern.full_pass(beta * 0.25)
     for a, b in zip(kept, expected, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+def test_hessian_pairs_of_a_block_over_their_union_either_way(family, monkeypatch):
+    """A dense block over all the axes of its pairs shares ``X' * t`` among them,
+    below a size; above it, each pair is formed on its own. Same numbers."""
+    obj, ref_args = _objective((4, 3, 5), family, 11)
+    kern, beta = obj.kernels, ref_args[-1]
+    _, _, want = reference(*ref_args)
+    acc = kern.full_pass(beta)
+    kinds = {entry[0] for entry in kern._pair_schedule()}
+    assert "top" in kinds
+    shared = kern.hessian(acc)
+    monkeypatch.setattr(assemble, "COLUMN_CELLS", 0)
+    del kern._pairs  # the schedule is worked out again, without the shared products
+    assert "top" not in {entry[0] for entry in kern._pair_schedule()}
+    alone = kern.hessian(acc)
+    np.testing.assert_allclose(shared, alone, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(shared, -want, rtol=1e-9, atol=1e-12)
 
 
 def _address(arr: np.ndarray) -> int:
