@@ -27,6 +27,7 @@ Tolerances (chosen so every converged solver agrees with panelglm to well below
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import inspect
 import json
@@ -38,7 +39,7 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from importlib.metadata import version as _dist_version
 from typing import Any
@@ -220,57 +221,96 @@ def _solve_time(n_coef: int) -> float:
         return min(_timed(partial(_newton_step, grad, hess)) for _ in range(21))
 
 
+@contextlib.contextmanager
+def _solver_clock(steps: list[float]) -> Iterator[None]:
+    """Time the Newton steps of the fits run inside: one entry per solve in ``steps``.
+
+    A step is the solve's time after its first evaluation of the objective (at
+    the starting point, where the passes are also laid out), over its
+    iterations: what one more iteration costs, set-up excluded.
+    """
+    import panelglm._base as base
+
+    inner = base.newton_solve
+
+    def timed(objective, coef0, **kw):
+        first: list[float] = []
+        evaluate = objective.loss_grad_hess
+
+        def clocked(beta):
+            t0 = time.perf_counter()
+            out = evaluate(beta)
+            if not first:
+                first.append(time.perf_counter() - t0)
+            return out
+
+        objective.loss_grad_hess = clocked
+        try:
+            t0 = time.perf_counter()
+            result = inner(objective, coef0, **kw)
+            total = time.perf_counter() - t0
+        finally:
+            del objective.loss_grad_hess
+        steps.append((total - first[0]) / max(result.n_iter, 1))
+        return result
+
+    base.newton_solve = timed
+    try:
+        yield
+    finally:
+        base.newton_solve = inner
+
+
 def _floor_and_step(
     panel: datagen.Panel, fit: Fit, fit_s: float, n_iter: int, n_coef: int
 ) -> dict:
     """Time ``np.exp`` over N float64 (one memory pass) and one panelglm Newton step.
 
-    The step is the marginal cost of an iteration: (full fit - fit with max_iter=1)
-    / (n_iter - 1), so the design's one-off set-up is not counted. Full and one-step
-    fits are timed in alternation (21 pairs for fits under 0.5 s, 7 under 2 s, 3 under
-    10 s, else 1)
-    and the fastest of each is used (the least disturbed by other load). The crude
-    fit time / n_iter is reported beside it, and replaces the marginal one when
-    that cannot be measured. ``np.exp`` is the fastest of 7 runs before the fits,
-    one after each pair and 7 after. The issue's target counts a step without its
-    P x P solve, which is timed on its own (``solve_s``) and taken off in
-    ``step_wo_solve_over_exp``.
+    The step is timed inside the solver (:func:`_solver_clock`), the fastest over
+    the full fits timed here (21 for fits under 0.5 s, 7 under 2 s, 3 under 10 s,
+    else 1). As a check from outside, the marginal cost of an iteration, (full
+    fit - fit with max_iter=1) / (n_iter - 1), from the fastest of each; the two
+    kinds of fit are timed in alternation, each first in half the pairs, since
+    the set-up of a fit that follows a full one was seen to be 3.7 ms slower at
+    1e6 cells (its collinearity screen), which biased that difference. The
+    crude fit time / n_iter is reported too. ``np.exp`` is the fastest of 7 runs
+    before the fits, one after each pair and 7 after. The issue's target counts
+    a step without its P x P solve, which is timed on its own (``solve_s``) and
+    taken off in ``step_wo_solve_over_exp``.
     """
     exp_time = _exp_timer(panel.n_cells)
     exp_s = exp_time(7)
     crude_s = fit_s / max(n_iter, 1)
-    # The step is a small difference of two fit times: more pairs where fits are quick.
-    # At 1e6 cells a step is ~5 ms in a ~0.1 s fit, and one pair's difference
-    # swung from 3.4 to 6.1 ms between runs of the same code: 21 pairs there.
     pairs = 21 if fit_s < 0.5 else 7 if fit_s < 2.0 else 3 if fit_s < 10.0 else 1
-    full, one, note = [], [], ""
-    try:
-        for _ in range(pairs):
-            full.append(_timed(fit))
-            one.append(_timed(partial(fit, max_iter=1)))
-            # The floor is also timed between the pairs, in the same spells of
-            # the machine as the fits (one run's 14 timings before and after
-            # them all landed in a slow one: 0.95 ms for a 0.80 ms pass).
-            exp_s = min(exp_s, exp_time(1))
-    except Exception as exc:  # max_iter=1 may be refused
-        note = f"max_iter=1 fit failed ({type(exc).__name__}); step = fit / iterations"
-    # np.exp is timed before and after the fits: on a shared or virtual machine
-    # a lone measurement can land in a slow spell (seen: 15 ms for a 7 ms pass).
+    full, one, steps, note = [], [], [], ""
+    for k in range(pairs):
+        for kind in ("full", "one") if k % 2 == 0 else ("one", "full"):
+            if kind == "full":
+                with _solver_clock(steps):
+                    full.append(_timed(fit))
+                continue
+            try:
+                one.append(_timed(partial(fit, max_iter=1)))
+            except Exception as exc:  # max_iter=1 may be refused
+                note = f"max_iter=1 fit failed ({type(exc).__name__}); no marginal step"
+        # The floor is also timed between the pairs, in the same spells of
+        # the machine as the fits (one run's 14 timings before and after
+        # them all landed in a slow one: 0.95 ms for a 0.80 ms pass).
+        exp_s = min(exp_s, exp_time(1))
     exp_s = min(exp_s, exp_time(7))
-    step_s = (min(full) - min(one)) / (n_iter - 1) if n_iter > 1 and not note else math.nan
-    if not step_s > 0:
-        note = note or "marginal step not measurable (noise); step = fit / iterations"
-        step_s = crude_s
+    marginal_s = (min(full) - min(one)) / (n_iter - 1) if n_iter > 1 and one else math.nan
+    step_s = min(steps)
     solve_s = _solve_time(n_coef)
     return {
         "exp_s": exp_s,
         "solve_s": solve_s,
-        "step_wo_solve_over_exp": (step_s - solve_s) / exp_s,
-        "fit_full_min_s": min(full, default=math.nan),
-        "fit_1iter_min_s": min(one, default=math.nan),
         "step_s": step_s,
-        "step_crude_s": crude_s,
         "step_over_exp": step_s / exp_s,
+        "step_wo_solve_over_exp": (step_s - solve_s) / exp_s,
+        "step_marginal_s": marginal_s,
+        "fit_full_min_s": min(full),
+        "fit_1iter_min_s": min(one, default=math.nan),
+        "step_crude_s": crude_s,
         "note": note,
     }
 
