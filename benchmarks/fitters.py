@@ -225,40 +225,35 @@ def _solve_time(n_coef: int) -> float:
 def _solver_clock(steps: list[float]) -> Iterator[None]:
     """Time the Newton steps of the fits run inside: one entry per solve in ``steps``.
 
-    A step is the solve's time after its first evaluation of the objective (at
-    the starting point, where the passes are also laid out), over its
-    iterations: what one more iteration costs, set-up excluded.
+    An iteration runs from one Newton solve of the solver to the next (or to
+    its return); the entry is the mean of its iterations after the first, which
+    alone may halve its step from the starting point: what one more iteration
+    costs, as the marginal cost from outside measures it, without the set-up.
     """
     import panelglm._base as base
+    import panelglm._newton as newton
 
-    inner = base.newton_solve
+    solve, step = base.newton_solve, newton._newton_step
+    starts: list[float] = []
 
-    def timed(objective, coef0, **kw):
-        first: list[float] = []
-        evaluate = objective.loss_grad_hess
+    def timed_step(*args, **kw):
+        starts.append(time.perf_counter())
+        return step(*args, **kw)
 
-        def clocked(beta):
-            t0 = time.perf_counter()
-            out = evaluate(beta)
-            if not first:
-                first.append(time.perf_counter() - t0)
-            return out
-
-        objective.loss_grad_hess = clocked
-        try:
-            t0 = time.perf_counter()
-            result = inner(objective, coef0, **kw)
-            total = time.perf_counter() - t0
-        finally:
-            del objective.loss_grad_hess
-        steps.append((total - first[0]) / max(result.n_iter, 1))
+    def timed_solve(*args, **kw):
+        starts.clear()
+        result = solve(*args, **kw)
+        if starts:  # none when a proximal model, not _newton_step, gives the steps
+            ends = [*starts[1:], time.perf_counter()]
+            spans = [b - a for a, b in zip(starts, ends, strict=True)]
+            steps.append(statistics.fmean(spans[1:] or spans))
         return result
 
-    base.newton_solve = timed
+    base.newton_solve, newton._newton_step = timed_solve, timed_step
     try:
         yield
     finally:
-        base.newton_solve = inner
+        base.newton_solve, newton._newton_step = solve, step
 
 
 def _floor_and_step(
@@ -266,7 +261,7 @@ def _floor_and_step(
 ) -> dict:
     """Time ``np.exp`` over N float64 (one memory pass) and one panelglm Newton step.
 
-    The step is timed inside the solver (:func:`_solver_clock`), the fastest over
+    The step is timed inside the solver (:func:`_solver_clock`): the fastest over
     the full fits timed here (21 for fits under 0.5 s, 7 under 2 s, 3 under 10 s,
     else 1). As a check from outside, the marginal cost of an iteration, (full
     fit - fit with max_iter=1) / (n_iter - 1), from the fastest of each; the two
