@@ -146,10 +146,10 @@ def markdown(records: Sequence[dict[str, Any]], env: dict[str, Any], command: st
             "",
             "exp: fastest `np.exp(a, out=b)` on N float64 (one pass over N values, "
             "the floor for N-sized work; 7 runs before the fits, one after each pair "
-            "of fits, 7 after). Newton step: timed inside the solver, its time after "
-            "the first evaluation (set-up) over its iterations, fastest over the full "
-            "fits. P x P solve: fastest of 21 Newton solves of that size, which the "
-            "target does not count. Marginal: (fastest full fit - fastest fit with "
+            "of fits, 7 after). Newton step: timed inside the solver, the mean of a "
+            "fit's iterations after the first, fastest over the full fits. P x P "
+            "solve: fastest of 21 Newton solves of that size, which the target does "
+            "not count. Marginal: (fastest full fit - fastest fit with "
             "max_iter=1) / (iterations - 1), the same from outside; crude: median fit "
             "time / iterations.",
             "",
