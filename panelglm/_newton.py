@@ -244,7 +244,12 @@ def newton_solve(
         # rounding makes predict an increase, is no evidence of a minimum.
         done = solved and abs(predicted) <= max(tol * max(floor, abs(loss - ref)), noise)
         t, accepted = 1.0, False
-        for k in range(MAX_HALVINGS):
+        # A direction along which the objective does not decrease (rounding in a
+        # numerically singular Hessian can make the least-squares step one) would
+        # pass Armijo's test with an unchanged loss, step after step, until
+        # max_iter: Levenberg-Marquardt steps below take over instead.
+        searching = done or slope < 0 or minimize_model is not None
+        for k in range(MAX_HALVINGS if searching else 0):
             # The full step is almost always taken, so it is evaluated with its
             # gradient and Hessian in one pass over the data; shorter steps
             # only need the loss.

@@ -151,3 +151,27 @@ def test_newton_step_solves_the_system_and_flags_what_it_cannot():
         warnings.simplefilter("ignore", RuntimeWarning)  # the same notice, then the error
         with pytest.raises(ValueError, match="infs or NaNs"):
             _newton_step(grad, np.where(np.eye(8) == 1, np.nan, hess))
+
+
+class BlindCurvature(Quadratic):
+    """A quadratic whose Hessian misses the curvature along its last coordinate:
+    the least-squares Newton step does not move it, so it is not a descent
+    direction once the other coordinates are solved."""
+
+    def loss_grad_hess(self, x):
+        loss, grad, hess = super().loss_grad_hess(x)
+        blind = hess.copy()
+        blind[-1, :] = blind[:, -1] = 0.0
+        return loss, grad, blind
+
+
+def test_a_step_that_does_not_descend_hands_over_to_damped_steps():
+    """Armijo's test passes an unchanged loss along a direction with a zero slope:
+    the solver must not take such steps until max_iter, but find decreases. (It
+    cannot certify convergence without a Hessian that solves its system.)"""
+    A, c = np.diag([2.0, 3.0]), np.array([1.0, -2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the singular-Hessian notice
+        with pytest.warns(ConvergenceWarning, match="max_iter=50"):
+            res = newton_solve(BlindCurvature(A, c), np.zeros(2), tol=1e-12, max_iter=50)
+    np.testing.assert_allclose(res.coef, c, atol=1e-5)
