@@ -92,13 +92,24 @@ class Assembly:
                     out[k, sls[i]] = np.bincount(codes[ok], weights=t[k][ok], minlength=blk.n_cols)
         return out
 
+    def _first_rows(self, acc: Accumulators) -> np.ndarray:
+        """``X_b' row`` for every row all targets hold, for the blocks reduced to them.
+
+        The curvature, the residual and the cell-level columns' rows: the
+        gradient, the intercept's and the cell-level columns' Hessian rows
+        read them, from one call per pass.
+        """
+        if acc.first_rows is None:
+            acc.first_rows = self._rows_grad(acc, range(self.n_all_rows), self.plan.rest)
+        return acc.first_rows
+
     def row_gradient(self, acc: Accumulators, r: int, h_row: bool = False) -> np.ndarray:
         """``X' row`` for row ``r`` of a pass (a row reduced to every target).
 
         The curvature row of a full pass (``h_row``) has no dot products with
         the cell-level columns: ``sum h X_q`` is the total of the row ``h X_q``.
         """
-        out = self._rows_grad(acc, range(r, r + 1), self.plan.rest)[0]
+        out = self._first_rows(acc)[r].copy()
         sls = self.design.slices()
         u = self.first_u
         for i, cell in zip(self.plan.full, acc.cell, strict=True):
@@ -217,7 +228,7 @@ class Assembly:
         r = self.first_u
         n_cell = sum(design.blocks[i].n_cols for i in plan.full)
         if n_cell:
-            rows = self._rows_grad(acc, range(r, r + n_cell), plan.rest)
+            rows = self._first_rows(acc)[r : r + n_cell].copy()
             for i2, cell in zip(plan.full, acc.cell, strict=True):
                 rows[:, sls[i2]] = cell[r : r + n_cell]
             cols = np.concatenate([np.arange(sls[i].start, sls[i].stop) for i in plan.full])

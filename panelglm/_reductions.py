@@ -35,7 +35,9 @@ def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
 class Accumulators:
     """The small float64 arrays one pass produces."""
 
-    # X' h, once asked for (Assembly.curvature_row): the gradient and the Hessian share it.
+    # Worked out once from these arrays, for the gradient and the Hessian to
+    # share (Assembly._first_rows and Assembly.curvature_row).
+    first_rows: np.ndarray | None = None
     h_row: np.ndarray | None = None
 
     def __init__(self, kern: ChunkKernels) -> None:
