@@ -3,7 +3,7 @@
 A compiled sweep (:mod:`panelglm._compiled`) adds into raw addresses, so the
 accumulators of a pass are views into two flat float64 buffers laid out once
 per kernel (:class:`AccumulatorLayout`). A buffer no one holds any more is
-handed to the next pass, zeroed (:func:`zeroed`), rather than fresh memory.
+handed to the next pass (:func:`reused`) rather than fresh memory.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from ._reductions import Accumulators
 
 
-def zeroed(last: np.ndarray | None, size: int) -> np.ndarray:
-    """``size`` zeros: the last pass's buffer ``last`` again if nothing else holds it.
+def reused(last: np.ndarray | None, size: int, fill: float | np.ndarray) -> np.ndarray:
+    """``size`` values ``fill`` (a number, or an array copied in), in ``last`` if nobody holds it.
 
     Accumulators a pass returned are views of its buffers, and keep them
     referenced while anyone holds one: such a buffer is never reused. A free
@@ -28,10 +28,10 @@ def zeroed(last: np.ndarray | None, size: int) -> np.ndarray:
     faults) when the heap had been trimmed since the last pass.
     """
     # References to ``last``: the caller's attribute, this argument, getrefcount's.
-    if last is not None and last.size == size and sys.getrefcount(last) <= 3:
-        last.fill(0.0)
-        return last
-    return np.zeros(size)
+    if last is None or last.size != size or sys.getrefcount(last) > 3:
+        last = np.empty(size)
+    np.copyto(last, fill)
+    return last
 
 
 class AccumulatorLayout:

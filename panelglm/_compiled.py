@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._buffers import AccumulatorLayout, zeroed
+from ._buffers import AccumulatorLayout, reused
 from ._factored import DenseBlock
 from ._threads import run_parts
 
@@ -166,7 +166,7 @@ class CompiledPass:
         self._lock = threading.Lock()
         self._cuts: tuple | None = None  # (n0, PARTS) and the parts' ranges
         self._fixed: tuple | None = None  # see _fixed_words
-        # The buffers of the last pass's accumulators, reused when free (see zeroed).
+        # The buffers of the last pass's accumulators, reused when free (see reused).
         self._shared: np.ndarray | None = None
         self._summed: np.ndarray | None = None
 
@@ -206,7 +206,7 @@ class CompiledPass:
 
     def _full(self, kern: ChunkKernels, small, cell) -> Accumulators:
         parts = self._parts(kern)
-        self._shared = shared = zeroed(self._shared, self.layout.shared)
+        self._shared = shared = reused(self._shared, self.layout.shared, 0.0)
         if self._ops_words is None:
             # Built into locals: a failure leaves the object as it was.
             private = [np.zeros(self.layout.private) for _ in parts]
@@ -242,8 +242,8 @@ class CompiledPass:
             ]
         )
         del desc  # y, w and the linear predictor's parts lived until every part returned
-        self._summed = private = zeroed(self._summed, self.layout.private)
-        for priv in self._private:
+        self._summed = private = reused(self._summed, self.layout.private, self._private[0])
+        for priv in self._private[1:]:
             private += priv
         acc = self.layout.views(shared, private)
         acc.lsum = float(sum(losses))
