@@ -65,7 +65,7 @@ class AccumulatorLayout:
         self.shared = sum(int(np.prod(e[2])) for e in self.entries if e[4])
         self.private = sum(int(np.prod(e[2])) for e in self.entries if not e[4])
         # Where each view starts in its buffer: worked out once, since every
-        # pass asks for the views over its own new buffers.
+        # pass asks for the views over its buffers.
         at, self._slices = {True: 0, False: 0}, []
         for _, _, shp, _, is_shared in self.entries:
             n = int(np.prod(shp))
