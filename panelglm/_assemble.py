@@ -132,12 +132,16 @@ class Assembly:
         return acc.h_row
 
     def _constant_blocks(self) -> list[int]:
-        """Dense blocks over no axis (the intercept): their Hessian rows are ``v (X' h)'``."""
-        return [
-            i
-            for i in self.plan.rest
-            if isinstance(self.design.blocks[i], DenseBlock) and not self.design.blocks[i].axes
-        ]
+        """Dense blocks over no axis (the intercept): their Hessian rows are ``v (X' h)'``.
+
+        Worked out once, like the pair schedule that leaves them out.
+        """
+        constant = self.__dict__.get("_constant")
+        if constant is None:
+            blocks = self.design.blocks
+            dense = [i for i in self.plan.rest if isinstance(blocks[i], DenseBlock)]
+            constant = self._constant = [i for i in dense if not blocks[i].axes]
+        return constant
 
     def _pair_schedule(self) -> list[tuple[str, int, int, object]]:
         """The Hessian's block pairs not served by spread rows, each as it is formed.

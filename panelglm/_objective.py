@@ -151,7 +151,7 @@ class PenalizedObjective:
         self.alpha = float(alpha)
         self.pen = np.asarray(penalized, dtype=np.float64)
         self._scale = 1.0 / problem.sum_w
-        self._saturated: tuple[float, float] | None = None  # see _y_totals
+        self._y_sums: tuple[float, float] | None = None  # see _y_totals
         # A float32 linear predictor makes the loss noisy at about float32's
         # resolution; the solver must not chase decreases below it.
         self.roundoff = 0.0 if np.dtype(dtype) == np.float64 else float(np.finfo(np.float32).eps)
@@ -181,14 +181,14 @@ class PenalizedObjective:
         Taken together, once: counts are tallied by value for both in one go
         (a few ms at a million cells), for the stopping rule and the statistics.
         """
-        if self._saturated is None:
+        if self._y_sums is None:
             fam, p = self.family, self.problem
             funcs = [f for f in (fam.saturated, fam.loglik_const) if f is not None]
             sums = iter(y_sums(funcs, p.y, p.m, p.w) if funcs and p.y is not None else [])
             sat = next(sums, 0.0) if fam.saturated is not None else 0.0
             const = next(sums, 0.0) if fam.loglik_const is not None else 0.0
-            self._saturated = (sat, const)
-        return self._saturated
+            self._y_sums = (sat, const)
+        return self._y_sums
 
     def eta(self, beta: np.ndarray) -> np.ndarray:
         """The linear predictor on the grid."""
