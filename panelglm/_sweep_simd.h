@@ -69,19 +69,53 @@ static const double EXP_TAYLOR[14] = {
 static const double ATANH_SERIES[10] = {2.0 / 21, 2.0 / 19, 2.0 / 17, 2.0 / 15, 2.0 / 13,
                                         2.0 / 11, 2.0 / 9,  2.0 / 7,  2.0 / 5,  2.0 / 3};
 
-/* exp to about 1 ulp: n = round(x / ln 2), r = x - n ln 2 in two parts, a
- * degree-13 Taylor polynomial on |r| <= ln(2)/2 (truncation < 1e-17), and
- * 2^n applied as two exact powers of two so that results down to the
- * subnormals and up to inf come out right. NaN stays NaN. */
+/* exp(r) for |r| <= ln(2)/2: the degree-13 Taylor polynomial (truncation
+ * < 1e-17). The terms from r^4 on by Estrin's scheme, the last four by
+ * Horner's rule, whose final steps keep the result within an ulp; with
+ * fewer dependent multiply-adds than Horner's rule throughout. */
+ALWAYS v4 exp_reduced(v4 r)
+{
+    const double *c = EXP_TAYLOR;
+    v4 r2 = r * r, r4 = r2 * r2;
+#define PAIR(i) (splat(c[9 - (i)]) + r * splat(c[8 - (i)]))
+    v4 q0 = PAIR(0), q1 = PAIR(2), q2 = PAIR(4), q3 = PAIR(6), q4 = PAIR(8);
+#undef PAIR
+    v4 p = (q0 + r2 * q1) + r4 * ((q2 + r2 * q3) + r4 * q4);
+    for (int i = 10; i < 14; i++) p = p * r + splat(c[i]);
+    return p;
+}
+
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+#define MAGIC 0x1.8p52 /* t + MAGIC - MAGIC rounds t to an integer; its low bits hold it */
+
+/* exp to about 1 ulp: n = round(x / ln 2), r = x - n ln 2 in two parts,
+ * exp(r) by exp_reduced, times 2^n. Where every lane's result is a normal
+ * number (|x| <= 708, nearly always), 2^n is built from the low bits of the
+ * rounding sum; otherwise 2^n is applied as two exact powers of two, so that
+ * results down to the subnormals and up to inf come out right (the same bits
+ * where both apply). NaN stays NaN. */
 ALWAYS v4 vexp(v4 x)
 {
-    const v4 magic = splat(0x1.8p52);
+    const v4 magic = splat(MAGIC);
+    v4i ok = (x >= splat(-708.0)) & (x <= splat(708.0)); /* false for NaN */
+    int all = 1;
+    for (int i = 0; i < LANES; i++) all &= (int)(ok[i] != 0);
+    if (__builtin_expect(all, 1)) {
+        v4 t = x * splat(0x1.71547652b82fep0) + magic;
+        v4 n = t - magic;
+        v4 r = x - n * splat(LN2_HI);
+        r = r - n * splat(LN2_LO);
+        /* n's low twelve bits, moved into the exponent, plus the bias */
+        v4u b = ((v4u)t << 52) + ((v4u){0} + ((uint64_t)1023 << 52));
+        return exp_reduced(r) * (v4)b;
+    }
     v4 xc = blend(x < splat(-746.0), splat(-746.0), x);
     xc = blend(xc > splat(710.0), splat(710.0), xc);
     v4 n = (xc * splat(0x1.71547652b82fep0) + magic) - magic;
-    v4 r = xc - n * splat(6.93147180369123816490e-01);
-    r = r - n * splat(1.90821492927058770002e-10);
-    v4 p = horner(r, EXP_TAYLOR, 14);
+    v4 r = xc - n * splat(LN2_HI);
+    r = r - n * splat(LN2_LO);
+    v4 p = exp_reduced(r);
     /* n = n1 + n2 with n1 = floor(n / 2): each 2^ni is a normal number. */
     v4 n1 = ((n * splat(0.5) - splat(0.25)) + magic) - magic;
     v4 n2 = n - n1;
