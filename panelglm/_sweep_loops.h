@@ -147,8 +147,23 @@ ALWAYS void op_block(int FK, int NRS, int NRP, int NC, const double *restrict h,
         s[b] = z;
         for (int c = 0; c < MAXC; c++) d[c][b] = z;
     }
+    /* The operands' addresses in locals: the stores (memcpy, which may alias
+     * anything) would otherwise make the loop reload them from the caller's
+     * arrays at every step. Nothing takes these locals' addresses. */
+    const double *lf[NB];
+    double lfc[NB];
+    double *lrs[MAXR], *lrp[MAXR * NB];
+    const double *lcols[MAXC * NB];
+    for (int b = 0; b < NB; b++) {
+        lf[b] = FK == 1 ? f[b] : NULL;
+        lfc[b] = FK == 2 ? fc[b] : 0.0;
+    }
+    for (int r = 0; r < NRS; r++) lrs[r] = rs[r];
+    for (int b = 0; b < NRP * NB; b++) lrp[b] = rp[b];
+    for (int c = 0; c < NC * NB; c++) lcols[c] = cols[c];
     int64_t k = 0;
-    for (; k + LANES <= n; k += LANES) block_body(FK, NRS, NRP, NC, h, f, fc, rs, rp, cols, s, d, k);
+    for (; k + LANES <= n; k += LANES)
+        block_body(FK, NRS, NRP, NC, h, lf, lfc, lrs, lrp, lcols, s, d, k);
     for (int b = 0; b < NB; b++) {
         sums[b] = hsum(s[b]);
         for (int c = 0; c < NC; c++) dots[c][b] = hsum(d[c][b]);
@@ -252,8 +267,20 @@ ALWAYS void multi_block(int M, int FK, int NRS, int NRP, const double *restrict 
     v4 s[NM][NB];
     for (int m = 0; m < M; m++)
         for (int b = 0; b < NB; b++) s[m][b] = splat(0.0);
+    /* The ops' operands in locals (see op_block). */
+    OpLines loc[NM];
+    OpLines *lp[NM];
+    for (int m = 0; m < M; m++) {
+        for (int b = 0; b < NB; b++) {
+            loc[m].f[b] = FK == 1 ? L[m]->f[b] : NULL;
+            loc[m].fc[b] = FK == 2 ? L[m]->fc[b] : 0.0;
+        }
+        for (int r = 0; r < NRS; r++) loc[m].rs[r] = L[m]->rs[r];
+        for (int b = 0; b < NRP * NB; b++) loc[m].rp[b] = L[m]->rp[b];
+        lp[m] = &loc[m];
+    }
     int64_t k = 0;
-    for (; k + LANES <= n; k += LANES) multi_body(M, FK, NRS, NRP, h, L, s, k);
+    for (; k + LANES <= n; k += LANES) multi_body(M, FK, NRS, NRP, h, lp, s, k);
     for (int m = 0; m < M; m++)
         for (int b = 0; b < NB; b++) sums[m][b] = hsum(s[m][b]);
     for (; k < n; k++) {
