@@ -183,11 +183,15 @@ static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k
         const double *p = at_line(o, idx, D, k0);
         const int64_t sb = o->st[ax], s = o->st[D - 1];
         L->fk = s == 0 ? 2 : 1;
-        for (int b = 0; b < NB; b++) {
-            if (L->fk == 2)
-                L->fc[b] = p[b * sb];
-            else
-                L->f[b] = tile_at(p + b * sb, s, n, scratch + b * TILE);
+        if (L->fk == 2) {
+            for (int b = 0; b < NB; b++) L->fc[b] = p[b * sb];
+        } else if (s == 1) {
+            L->f = p;
+            L->fs = sb;
+        } else {
+            for (int b = 0; b < NB; b++) tile_at(p + b * sb, s, n, scratch + b * TILE);
+            L->f = scratch;
+            L->fs = TILE;
         }
     }
     L->nrs = L->nrp = L->nc = L->ns = 0;
@@ -196,22 +200,28 @@ static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k
         double *o = (double *)at_line(&dst->out, idx, D, k0);
         const int64_t sb = dst->out.st[ax];
         if (dst->kind == DEST_ROW) {
-            if (sb == 0)
+            if (sb == 0) {
                 L->rs[L->nrs++] = o;
-            else {
-                for (int b = 0; b < NB; b++) L->rp[L->nrp * NB + b] = o + b * sb;
-                L->nrp++;
+            } else {
+                L->rp[L->nrp] = o;
+                L->rps[L->nrp++] = sb;
             }
         } else if (dst->kind == DEST_SUM) {
-            for (int b = 0; b < NB; b++) L->sum_out[L->ns][b] = o + b * sb;
-            L->ns++;
+            L->sum_out[L->ns] = o;
+            L->sos[L->ns++] = sb;
         } else {
             const double *c = at_line(&dst->col, idx, D, k0);
             const int64_t cb = dst->col.st[ax], cs = dst->col.st[D - 1];
-            for (int b = 0; b < NB; b++) {
-                L->dot_out[L->nc][b] = o + b * sb;
-                L->cols[L->nc * NB + b] =
-                    tile_at(c + b * cb, cs, n, scratch + (NB + L->nc * NB + b) * TILE);
+            L->dot_out[L->nc] = o;
+            L->dos[L->nc] = sb;
+            if (cs == 1) {
+                L->cols[L->nc] = c;
+                L->cs[L->nc] = cb;
+            } else {
+                double *t = scratch + (NB + L->nc * NB) * TILE;
+                for (int b = 0; b < NB; b++) tile_at(c + b * cb, cs, n, t + b * TILE);
+                L->cols[L->nc] = t;
+                L->cs[L->nc] = TILE;
             }
             L->nc++;
         }
@@ -267,16 +277,13 @@ ALWAYS void do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0
     for (int i = 0; i < S->n_ops;) {
         const int m = S->op[i].fused;
         if (m > 1) {
-            OpLines *L[NM];
             double sums[NM][NB];
-            for (int j = 0; j < m; j++) {
-                op_lines(S, &S->op[i + j], idx0, k0, n, B, scratch, &lines[j]);
-                L[j] = &lines[j];
-            }
-            multi_dispatch(m, lines[0].fk, lines[0].nrs, lines[0].nrp, lines[0].base, L, sums, n);
+            for (int j = 0; j < m; j++) op_lines(S, &S->op[i + j], idx0, k0, n, B, scratch, &lines[j]);
+            multi_dispatch(m, lines, sums, n);
             for (int j = 0; j < m; j++)
                 for (int q = 0; q < lines[j].ns; q++)
-                    for (int b = 0; b < NB; b++) *lines[j].sum_out[q][b] += sums[j][b];
+                    for (int b = 0; b < NB; b++)
+                        lines[j].sum_out[q][b * lines[j].sos[q]] += sums[j][b];
             i += m;
             continue;
         }
@@ -287,13 +294,13 @@ ALWAYS void do_block(const Sweep *S, int derivs, const int64_t *idx0, int64_t k0
          * takes the shared rows, the sums and the dot products. */
         for (int p = 0; p == 0 || p < L->nrp; p++) {
             double tmp[NB], tdots[MAXC][NB];
-            block_dispatch(L->fk, p ? 0 : L->nrs, L->nrp > 0, p ? 0 : L->nc, L->base, L->f, L->fc,
-                           L->rs, L->rp + p * NB, L->cols, p ? tmp : sums, p ? tdots : dots, n);
+            block_dispatch(p ? 0 : L->nrs, L->nrp > 0, p ? 0 : L->nc, L, p, p ? tmp : sums,
+                           p ? tdots : dots, n);
         }
         for (int j = 0; j < L->ns; j++)
-            for (int b = 0; b < NB; b++) *L->sum_out[j][b] += sums[b];
+            for (int b = 0; b < NB; b++) L->sum_out[j][b * L->sos[j]] += sums[b];
         for (int c = 0; c < L->nc; c++)
-            for (int b = 0; b < NB; b++) *L->dot_out[c][b] += dots[c][b];
+            for (int b = 0; b < NB; b++) L->dot_out[c][b * L->dos[c]] += dots[c][b];
         i++;
     }
 }

@@ -116,54 +116,85 @@ ALWAYS double op_dispatch(int fk, int nr, int nc, const double *b, const double 
  * that do vary along it (NRP, at most one per loop) and the running sums
  * stay per line. */
 
-ALWAYS void block_body(int FK, int NRS, int NRP, int NC, const double *h, const double *const *f,
-                       const double *fc, double *const *rs, double *const *rp,
-                       const double *const *cols, v4 *s, v4 (*d)[NB], int64_t k)
+/* An op's operands at a block of lines, located once per block: line b's
+ * operand is line 0's moved by b strides (a gathered tile's stride is TILE). */
+typedef struct {
+    int fk, nrs, nrp, nc, ns;
+    const double *base;
+    const double *f; /* fk 1: the factor's tile on line 0; line b's at f + b * fs */
+    int64_t fs;
+    double fc[NB]; /* fk 2: the factor, constant along each line */
+    double *rs[MAXR]; /* rows shared by the NB lines */
+    double *rp[MAXR]; /* rows per line, line b's at rp + b * rps */
+    int64_t rps[MAXR];
+    double *sum_out[8]; /* running sums, line b's at sum_out + b * sos */
+    int64_t sos[8];
+    double *dot_out[MAXC]; /* dot products, line b's at dot_out + b * dos */
+    int64_t dos[MAXC];
+    const double *cols[MAXC]; /* their columns, line b's at cols + b * cs */
+    int64_t cs[MAXC];
+} OpLines;
+
+/* The addresses one loop over a block reads and writes, per line. Kept in
+ * locals that nothing takes the address of: the stores (memcpy, which may
+ * alias anything) would otherwise make the loop reload every address from
+ * memory at every step. */
+typedef struct {
+    const double *f[NB];
+    double fc[NB];
+    double *rs[MAXR], *rp[NB];
+    const double *cols[MAXC * NB];
+} Lines;
+
+/* Line by line addresses of L's operands for a loop that takes its shared
+ * rows (NRS), per-line row p (NRP) and dot products (NC). */
+ALWAYS void lines_of(int FK, int NRS, int NRP, int NC, const OpLines *L, int p, Lines *o)
+{
+    for (int b = 0; b < NB; b++) {
+        o->f[b] = FK == 1 ? L->f + b * L->fs : NULL;
+        o->fc[b] = FK == 2 ? L->fc[b] : 0.0;
+        o->rp[b] = NRP ? L->rp[p] + b * L->rps[p] : NULL;
+    }
+    for (int r = 0; r < NRS; r++) o->rs[r] = L->rs[r];
+    for (int c = 0; c < NC; c++)
+        for (int b = 0; b < NB; b++) o->cols[c * NB + b] = L->cols[c] + b * L->cs[c];
+}
+
+ALWAYS void block_body(int FK, int NRS, int NRP, int NC, const double *h, const Lines *o, v4 *s,
+                       v4 (*d)[NB], int64_t k)
 {
     v4 v[NB];
     for (int b = 0; b < NB; b++) {
         v[b] = ld(h + b * TILE + k);
-        if (FK == 1) v[b] *= ld(f[b] + k);
-        if (FK == 2) v[b] *= splat(fc[b]);
+        if (FK == 1) v[b] *= ld(o->f[b] + k);
+        if (FK == 2) v[b] *= splat(o->fc[b]);
         s[b] += v[b];
     }
     if (NRS > 0) {
         v4 t = (v[0] + v[1]) + (v[2] + v[3]);
-        for (int r = 0; r < NRS; r++) st(rs[r] + k, ld(rs[r] + k) + t);
+        for (int r = 0; r < NRS; r++) st(o->rs[r] + k, ld(o->rs[r] + k) + t);
     }
-    for (int b = 0; b < NRP * NB; b++) st(rp[b] + k, ld(rp[b] + k) + v[b % NB]);
+    if (NRP)
+        for (int b = 0; b < NB; b++) st(o->rp[b] + k, ld(o->rp[b] + k) + v[b]);
     for (int c = 0; c < NC; c++)
-        for (int b = 0; b < NB; b++) d[c][b] += v[b] * ld(cols[c * NB + b] + k);
+        for (int b = 0; b < NB; b++) d[c][b] += v[b] * ld(o->cols[c * NB + b] + k);
 }
 
-/* One op on NB lines' tiles; sums[b] gets line b's sum, dots[c][b] its dots. */
+/* One op on NB lines' tiles, with L's shared rows (NRS), its per-line row p
+ * (NRP) and its dot products (NC); sums[b] gets line b's sum, dots[c][b]
+ * its dots. */
 ALWAYS void op_block(int FK, int NRS, int NRP, int NC, const double *restrict h,
-                     const double *const *f, const double *fc, double *const *rs,
-                     double *const *rp, const double *const *cols, double *sums,
-                     double (*dots)[NB], int64_t n)
+                     const OpLines *L, int p, double *sums, double (*dots)[NB], int64_t n)
 {
     v4 z = splat(0.0), s[NB], d[MAXC][NB];
     for (int b = 0; b < NB; b++) {
         s[b] = z;
         for (int c = 0; c < MAXC; c++) d[c][b] = z;
     }
-    /* The operands' addresses in locals: the stores (memcpy, which may alias
-     * anything) would otherwise make the loop reload them from the caller's
-     * arrays at every step. Nothing takes these locals' addresses. */
-    const double *lf[NB];
-    double lfc[NB];
-    double *lrs[MAXR], *lrp[MAXR * NB];
-    const double *lcols[MAXC * NB];
-    for (int b = 0; b < NB; b++) {
-        lf[b] = FK == 1 ? f[b] : NULL;
-        lfc[b] = FK == 2 ? fc[b] : 0.0;
-    }
-    for (int r = 0; r < NRS; r++) lrs[r] = rs[r];
-    for (int b = 0; b < NRP * NB; b++) lrp[b] = rp[b];
-    for (int c = 0; c < NC * NB; c++) lcols[c] = cols[c];
+    Lines o;
+    lines_of(FK, NRS, NRP, NC, L, p, &o);
     int64_t k = 0;
-    for (; k + LANES <= n; k += LANES)
-        block_body(FK, NRS, NRP, NC, h, lf, lfc, lrs, lrp, lcols, s, d, k);
+    for (; k + LANES <= n; k += LANES) block_body(FK, NRS, NRP, NC, h, &o, s, d, k);
     for (int b = 0; b < NB; b++) {
         sums[b] = hsum(s[b]);
         for (int c = 0; c < NC; c++) dots[c][b] = hsum(d[c][b]);
@@ -172,24 +203,25 @@ ALWAYS void op_block(int FK, int NRS, int NRP, int NC, const double *restrict h,
         double v[NB];
         for (int b = 0; b < NB; b++) {
             v[b] = h[b * TILE + k];
-            if (FK == 1) v[b] *= f[b][k];
-            if (FK == 2) v[b] *= fc[b];
+            if (FK == 1) v[b] *= o.f[b][k];
+            if (FK == 2) v[b] *= o.fc[b];
             sums[b] += v[b];
         }
-        for (int r = 0; r < NRS; r++) rs[r][k] += (v[0] + v[1]) + (v[2] + v[3]);
-        for (int b = 0; b < NRP * NB; b++) rp[b][k] += v[b % NB];
+        for (int r = 0; r < NRS; r++) o.rs[r][k] += (v[0] + v[1]) + (v[2] + v[3]);
+        if (NRP)
+            for (int b = 0; b < NB; b++) o.rp[b][k] += v[b];
         for (int c = 0; c < NC; c++)
-            for (int b = 0; b < NB; b++) dots[c][b] += v[b] * cols[c * NB + b][k];
+            for (int b = 0; b < NB; b++) dots[c][b] += v[b] * o.cols[c * NB + b][k];
     }
 }
 
-#define BLK_NC(FK, NRS, NRP)                                                          \
-    switch (nc) {                                                                     \
-    case 0: op_block(FK, NRS, NRP, 0, h, f, fc, rs, rp, cols, sums, dots, n); return; \
-    case 1: op_block(FK, NRS, NRP, 1, h, f, fc, rs, rp, cols, sums, dots, n); return; \
-    case 2: op_block(FK, NRS, NRP, 2, h, f, fc, rs, rp, cols, sums, dots, n); return; \
-    case 3: op_block(FK, NRS, NRP, 3, h, f, fc, rs, rp, cols, sums, dots, n); return; \
-    default: op_block(FK, NRS, NRP, 4, h, f, fc, rs, rp, cols, sums, dots, n); return; \
+#define BLK_NC(FK, NRS, NRP)                                                   \
+    switch (nc) {                                                              \
+    case 0: op_block(FK, NRS, NRP, 0, h, L, p, sums, dots, n); return;         \
+    case 1: op_block(FK, NRS, NRP, 1, h, L, p, sums, dots, n); return;         \
+    case 2: op_block(FK, NRS, NRP, 2, h, L, p, sums, dots, n); return;         \
+    case 3: op_block(FK, NRS, NRP, 3, h, L, p, sums, dots, n); return;         \
+    default: op_block(FK, NRS, NRP, 4, h, L, p, sums, dots, n); return;        \
     }
 #define BLK_R(FK)                                      \
     switch (nrs * 2 + nrp) {                           \
@@ -203,44 +235,33 @@ ALWAYS void op_block(int FK, int NRS, int NRP, int NC, const double *restrict h,
     default: BLK_NC(FK, 3, 1)                          \
     }
 
-#define BLK_FK(FK)                                                                        \
-    NOINLINE CLONES static void block_fk##FK(                                             \
-        int nrs, int nrp, int nc, const double *h, const double *const *f, const double *fc, \
-        double *const *rs, double *const *rp, const double *const *cols, double *sums,    \
-        double (*dots)[NB], int64_t n)                                                    \
-    {                                                                                     \
-        BLK_R(FK)                                                                         \
+#define BLK_FK(FK)                                                                           \
+    NOINLINE CLONES static void block_fk##FK(int nrs, int nrp, int nc, const double *h,     \
+                                             const OpLines *L, int p, double *sums,         \
+                                             double (*dots)[NB], int64_t n)                 \
+    {                                                                                        \
+        BLK_R(FK)                                                                            \
     }
 BLK_FK(0)
 BLK_FK(1)
 BLK_FK(2)
 
-ALWAYS void block_dispatch(int fk, int nrs, int nrp, int nc, const double *h,
-                           const double *const *f, const double *fc, double *const *rs,
-                           double *const *rp, const double *const *cols, double *sums,
+/* L's op on a block: nrs shared rows, per-line row p if nrp, nc dot products. */
+ALWAYS void block_dispatch(int nrs, int nrp, int nc, const OpLines *L, int p, double *sums,
                            double (*dots)[NB], int64_t n)
 {
-    if (fk == 0)
-        block_fk0(nrs, nrp, nc, h, f, fc, rs, rp, cols, sums, dots, n);
-    else if (fk == 1)
-        block_fk1(nrs, nrp, nc, h, f, fc, rs, rp, cols, sums, dots, n);
+    const double *h = L->base;
+    if (L->fk == 0)
+        block_fk0(nrs, nrp, nc, h, L, p, sums, dots, n);
+    else if (L->fk == 1)
+        block_fk1(nrs, nrp, nc, h, L, p, sums, dots, n);
     else
-        block_fk2(nrs, nrp, nc, h, f, fc, rs, rp, cols, sums, dots, n);
+        block_fk2(nrs, nrp, nc, h, L, p, sums, dots, n);
 }
-
-/* An op's operands at a block of lines. */
-typedef struct {
-    int fk, nrs, nrp, nc, ns;
-    const double *base;
-    const double *f[NB];
-    double fc[NB];
-    double *rs[MAXR], *rp[MAXR * NB], *sum_out[8][NB], *dot_out[MAXC][NB];
-    const double *cols[MAXC * NB];
-} OpLines;
 
 #define NM 3 /* ops fused into one loop */
 
-ALWAYS void multi_body(int M, int FK, int NRS, int NRP, const double *h, OpLines *const *L,
+ALWAYS void multi_body(int M, int FK, int NRS, int NRP, const double *h, const Lines *o,
                        v4 (*s)[NB], int64_t k)
 {
     v4 hb[NB];
@@ -248,50 +269,42 @@ ALWAYS void multi_body(int M, int FK, int NRS, int NRP, const double *h, OpLines
     for (int m = 0; m < M; m++) {
         v4 v[NB];
         for (int b = 0; b < NB; b++) {
-            v[b] = hb[b] * (FK == 1 ? ld(L[m]->f[b] + k) : splat(L[m]->fc[b]));
+            v[b] = hb[b] * (FK == 1 ? ld(o[m].f[b] + k) : splat(o[m].fc[b]));
             s[m][b] += v[b];
         }
         if (NRS > 0) {
             v4 t = (v[0] + v[1]) + (v[2] + v[3]);
-            for (int r = 0; r < NRS; r++) st(L[m]->rs[r] + k, ld(L[m]->rs[r] + k) + t);
+            for (int r = 0; r < NRS; r++) st(o[m].rs[r] + k, ld(o[m].rs[r] + k) + t);
         }
-        for (int b = 0; b < NRP * NB; b++)
-            st(L[m]->rp[b] + k, ld(L[m]->rp[b] + k) + v[b % NB]);
+        if (NRP)
+            for (int b = 0; b < NB; b++) st(o[m].rp[b] + k, ld(o[m].rp[b] + k) + v[b]);
     }
 }
 
 /* M fused ops on NB lines' tiles; sums[m][b] gets op m's sum on line b. */
 ALWAYS void multi_block(int M, int FK, int NRS, int NRP, const double *restrict h,
-                        OpLines *const *L, double (*sums)[NB], int64_t n)
+                        const OpLines *L, double (*sums)[NB], int64_t n)
 {
     v4 s[NM][NB];
-    for (int m = 0; m < M; m++)
-        for (int b = 0; b < NB; b++) s[m][b] = splat(0.0);
-    /* The ops' operands in locals (see op_block). */
-    OpLines loc[NM];
-    OpLines *lp[NM];
+    Lines o[NM];
     for (int m = 0; m < M; m++) {
-        for (int b = 0; b < NB; b++) {
-            loc[m].f[b] = FK == 1 ? L[m]->f[b] : NULL;
-            loc[m].fc[b] = FK == 2 ? L[m]->fc[b] : 0.0;
-        }
-        for (int r = 0; r < NRS; r++) loc[m].rs[r] = L[m]->rs[r];
-        for (int b = 0; b < NRP * NB; b++) loc[m].rp[b] = L[m]->rp[b];
-        lp[m] = &loc[m];
+        for (int b = 0; b < NB; b++) s[m][b] = splat(0.0);
+        lines_of(FK, NRS, NRP, 0, &L[m], 0, &o[m]);
     }
     int64_t k = 0;
-    for (; k + LANES <= n; k += LANES) multi_body(M, FK, NRS, NRP, h, lp, s, k);
+    for (; k + LANES <= n; k += LANES) multi_body(M, FK, NRS, NRP, h, o, s, k);
     for (int m = 0; m < M; m++)
         for (int b = 0; b < NB; b++) sums[m][b] = hsum(s[m][b]);
     for (; k < n; k++) {
         for (int m = 0; m < M; m++) {
             double v[NB];
             for (int b = 0; b < NB; b++) {
-                v[b] = h[b * TILE + k] * (FK == 1 ? L[m]->f[b][k] : L[m]->fc[b]);
+                v[b] = h[b * TILE + k] * (FK == 1 ? o[m].f[b][k] : o[m].fc[b]);
                 sums[m][b] += v[b];
             }
-            for (int r = 0; r < NRS; r++) L[m]->rs[r][k] += (v[0] + v[1]) + (v[2] + v[3]);
-            for (int b = 0; b < NRP * NB; b++) L[m]->rp[b][k] += v[b % NB];
+            for (int r = 0; r < NRS; r++) o[m].rs[r][k] += (v[0] + v[1]) + (v[2] + v[3]);
+            if (NRP)
+                for (int b = 0; b < NB; b++) o[m].rp[b][k] += v[b];
         }
     }
 }
@@ -310,7 +323,7 @@ ALWAYS void multi_block(int M, int FK, int NRS, int NRP, const double *restrict 
 
 #define MULTI_FN(M, FK)                                                                  \
     NOINLINE CLONES static void multi_##M##_##FK(int nrs, int nrp, const double *h,      \
-                                                 OpLines *const *L, double (*sums)[NB],  \
+                                                 const OpLines *L, double (*sums)[NB],   \
                                                  int64_t n)                              \
     {                                                                                    \
         MULTI_R(M, FK)                                                                   \
@@ -320,12 +333,12 @@ MULTI_FN(2, 2)
 MULTI_FN(3, 1)
 MULTI_FN(3, 2)
 
-ALWAYS void multi_dispatch(int m, int fk, int nrs, int nrp, const double *h, OpLines *const *L,
-                           double (*sums)[NB], int64_t n)
+/* m fused ops L[0 .. m-1] of one shape. */
+ALWAYS void multi_dispatch(int m, const OpLines *L, double (*sums)[NB], int64_t n)
 {
+    const int fk = L[0].fk, nrs = L[0].nrs, nrp = L[0].nrp > 0;
     if (m == 2)
-        (fk == 1 ? multi_2_1 : multi_2_2)(nrs, nrp, h, L, sums, n);
+        (fk == 1 ? multi_2_1 : multi_2_2)(nrs, nrp, L[0].base, L, sums, n);
     else
-        (fk == 1 ? multi_3_1 : multi_3_2)(nrs, nrp, h, L, sums, n);
+        (fk == 1 ? multi_3_1 : multi_3_2)(nrs, nrp, L[0].base, L, sums, n);
 }
-
