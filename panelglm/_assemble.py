@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ._factored import COLUMN_CELLS, Axes, DenseBlock
+from ._sums import sum_axes
 
 if TYPE_CHECKING:
     from ._reductions import Accumulators
@@ -31,7 +32,7 @@ class _Seeded:
         if axes not in self._cache:
             src = min((k for k in self._cache if set(axes) <= set(k)), key=len)
             drop = tuple(i for i, a in enumerate(src) if a not in axes)
-            self._cache[axes] = self._cache[src].sum(axis=drop)
+            self._cache[axes] = sum_axes(self._cache[src], drop)
         return self._cache[axes]
 
 
@@ -80,9 +81,7 @@ class Assembly:
         for i, m, index, drop in self._rows_plan(rows, blocks):
             blk = design.blocks[i]
             t = acc.red[m][index]
-            if drop:
-                t = t.sum(axis=drop)
-            t = t.reshape(len(rows), -1)
+            t = sum_axes(t, drop).reshape(len(rows), -1)
             if isinstance(blk, DenseBlock):
                 out[:, sls[i]] = t @ blk.values.reshape(t.shape[1], -1)
             else:
@@ -195,7 +194,7 @@ class Assembly:
             return w @ self._rows_t(top).T
         axes_t, axes_o = self.design.blocks[top].axes, self.design.blocks[other].axes
         drop = tuple(1 + k for k, a in enumerate(axes_t) if a not in axes_o)
-        cells = w.reshape(w.shape[0], *(self.shape[a] for a in axes_t)).sum(axis=drop)
+        cells = sum_axes(w.reshape(w.shape[0], *(self.shape[a] for a in axes_t)), drop)
         return cells.reshape(w.shape[0], -1) @ self._rows_t(other).T
 
     def hessian(self, acc: Accumulators) -> np.ndarray:
@@ -244,7 +243,7 @@ class Assembly:
         """Hessian block (partner, group block) from a group's result."""
         blk = self.design.blocks[partner]
         drop = tuple(i for i, a in enumerate(g_out) if a not in blk.axes)
-        t = res.sum(axis=drop) if drop else res
+        t = sum_axes(res, drop)
         if isinstance(blk, DenseBlock):
             # X' t as a matrix product with X' stored row by row: t is the
             # group's result over the partner's axes (its columns z last).

@@ -1,0 +1,30 @@
+"""Planned sums over axes (BLAS products with ones) against numpy's sum."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from panelglm._sums import sum_axes
+
+SHAPES = [(3, 100, 100), (100, 100, 3), (1, 40, 1, 9), (5, 1, 3000), (2, 3, 4, 5), (12,), (4, 1)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_subset_of_axes_matches_numpy(shape):
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(size=shape)
+    for r in range(len(shape) + 1):
+        for drop in combinations(range(len(shape)), r):
+            want = x.sum(axis=drop)
+            got = sum_axes(x, drop)
+            assert got.shape == want.shape, drop
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13 * np.abs(x).max())
+
+
+def test_strided_input_and_no_axes():
+    x = np.random.default_rng(0).normal(size=(20, 30, 4)).transpose(2, 0, 1)
+    np.testing.assert_allclose(sum_axes(x, (1,)), x.sum(axis=1), rtol=1e-13)
+    assert sum_axes(x, ()) is x
