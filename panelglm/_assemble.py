@@ -41,9 +41,11 @@ class Assembly:
 
     def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
         # A spread row is held only by the targets its partners need.
-        return _Seeded(
-            {m: red[self.local_row[m][r]] for m, red in acc.red.items() if r in self.local_row[m]}
-        )
+        local = self.local_row
+        seeds = {m: red[local[m][r]] for m, red in acc.red.items() if r in local[m]}
+        if r < self.n_all_rows:  # the first rows' sums to the blocks' axes: not summed twice
+            seeds.update((axes, t[r]) for axes, t in self._first_sums(acc).items())
+        return _Seeded(seeds)
 
     def _rows_plan(self, rows: range, blocks) -> list[tuple]:
         """Per block: the target holding ``rows``, their index in it, and the axes to sum.
@@ -67,12 +69,13 @@ class Assembly:
             plans[key] = steps
         return plans[key]
 
-    def _rows_grad(self, acc: Accumulators, rows: range, blocks) -> np.ndarray:
+    def _rows_grad(self, acc: Accumulators, rows: range, blocks, sums=None) -> np.ndarray:
         """``X_b' row`` for several rows at once and each block ``b`` in ``blocks``.
 
         The rows' reductions are taken together from the target that holds
         them, and a dense block is one matrix product for all rows: each
-        row on its own would cost an ``einsum`` call per block.
+        row on its own would cost an ``einsum`` call per block. The rows
+        summed to each block's axes go into ``sums`` (a dict), if given.
         """
         design, sls = self.design, self.design.slices()
         out = np.zeros((len(rows), design.n_coef))
@@ -81,7 +84,10 @@ class Assembly:
         for i, m, index, drop in self._rows_plan(rows, blocks):
             blk = design.blocks[i]
             t = acc.red[m][index]
-            t = sum_axes(t, drop).reshape(len(rows), -1)
+            t = sum_axes(t, drop)
+            if sums is not None:
+                sums[blk.axes] = t
+            t = t.reshape(len(rows), -1)
             if isinstance(blk, DenseBlock):
                 out[:, sls[i]] = t @ blk.values.reshape(t.shape[1], -1)
             else:
@@ -99,8 +105,15 @@ class Assembly:
         read them, from one call per pass.
         """
         if acc.first_rows is None:
-            acc.first_rows = self._rows_grad(acc, range(self.n_all_rows), self.plan.rest)
+            sums: dict[Axes, np.ndarray] = {}
+            acc.first_rows = self._rows_grad(acc, range(self.n_all_rows), self.plan.rest, sums)
+            acc.first_sums = sums
         return acc.first_rows
+
+    def _first_sums(self, acc: Accumulators) -> dict[Axes, np.ndarray]:
+        """Those rows summed to each block's axes, as :meth:`_first_rows` found them."""
+        self._first_rows(acc)
+        return acc.first_sums
 
     def row_gradient(self, acc: Accumulators, r: int, h_row: bool = False) -> np.ndarray:
         """``X' row`` for row ``r`` of a pass (a row reduced to every target).
@@ -110,13 +123,15 @@ class Assembly:
         """
         out = self._first_rows(acc)[r].copy()
         sls = self.design.slices()
+        if h_row and self.plan.full:
+            # Each row's total, from the smallest array that holds it.
+            n_all = self.n_all_rows
+            held = [acc.red[m][:n_all] for m in self.plan.targets]
+            src = min([*self._first_sums(acc).values(), *held], key=np.size)
+            totals = sum_axes(np.ascontiguousarray(src), tuple(range(1, src.ndim)))
         u = self.first_u
         for i, cell in zip(self.plan.full, acc.cell, strict=True):
-            if h_row:
-                cols = range(u, u + cell.shape[1])
-                out[sls[i]] = [acc.red[self.plan.targets[0]][c].sum() for c in cols]
-            else:
-                out[sls[i]] = cell[r]
+            out[sls[i]] = totals[u : u + cell.shape[1]] if h_row else cell[r]
             u += cell.shape[1]
         return out
 

@@ -38,6 +38,7 @@ class Accumulators:
     # Worked out once from these arrays, for the gradient and the Hessian to
     # share (Assembly._first_rows and Assembly.curvature_row).
     first_rows: np.ndarray | None = None
+    first_sums: dict | None = None
     h_row: np.ndarray | None = None
 
     def __init__(self, kern: ChunkKernels) -> None:
