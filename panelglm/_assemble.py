@@ -36,6 +36,13 @@ class _Seeded:
         return self._cache[axes]
 
 
+def _run(index: list[int]) -> slice | list[int]:
+    """``index`` as a slice where it is a run (a view, not a copy), else as it is."""
+    if index == list(range(index[0], index[-1] + 1)):
+        return slice(index[0], index[-1] + 1)
+    return index
+
+
 class Assembly:
     """Gradient and Hessian assembly, mixed into :class:`~panelglm._kernels.ChunkKernels`."""
 
@@ -47,71 +54,80 @@ class Assembly:
             seeds.update((axes, t[r]) for axes, t in self._first_sums(acc).items())
         return _Seeded(seeds)
 
-    def _rows_plan(self, rows: range, blocks) -> list[tuple]:
-        """Per block: the target holding ``rows``, their index in it, and the axes to sum.
+    def _slices(self) -> list[slice]:
+        """The blocks' coefficient slices (cached: the design never changes)."""
+        sls = self.__dict__.get("_sls")
+        if sls is None:
+            sls = self._sls = self.design.slices()
+        return sls
 
-        Worked out on first use for each ``(rows, blocks)``: a Newton step
-        asks for the same few every time.
+    def _rows_plan(self) -> list[tuple]:
+        """Per block of the plan's rest: the rows to bring into coefficient space, and how.
+
+        Every block takes the rows all targets hold; a full-union partner of
+        a spread column also that column's rows, from the same target and in
+        the same product, so that its values are read once. Each step holds
+        the block, its target, the rows' index there and in the result, and
+        the axes to sum. Worked out once.
         """
-        plans = self.__dict__.setdefault("_rows_plans", {})
-        key = (rows.start, rows.stop, tuple(blocks))
-        if key not in plans:
-            held = [m for m in self.plan.targets if all(r in self.local_row[m] for r in rows)]
+        steps = self.__dict__.get("_row_steps")
+        if steps is None:
             steps = []
-            for i in blocks:
+            for i in self.plan.rest:
                 axes = set(self.design.blocks[i].axes)
-                m = min((m for m in held if axes <= set(m)), key=len)
+                rows = list(range(self.n_all_rows))
+                for x, (r0, r1, _) in self.spread_rows.items():
+                    if i in self.spread_partners[x]:
+                        rows += range(r0, r1)
+                m = min(
+                    (
+                        m
+                        for m in self.plan.targets
+                        if axes <= set(m) and all(r in self.local_row[m] for r in rows)
+                    ),
+                    key=len,
+                )
                 local = [self.local_row[m][r] for r in rows]
-                run = local == list(range(local[0], local[-1] + 1))
-                index = slice(local[0], local[-1] + 1) if run else local
+                index, dest = _run(local), _run(rows)
                 drop = tuple(1 + k for k, a in enumerate(m) if a not in axes)
-                steps.append((i, m, index, drop))
-            plans[key] = steps
-        return plans[key]
-
-    def _rows_grad(self, acc: Accumulators, rows: range, blocks, sums=None) -> np.ndarray:
-        """``X_b' row`` for several rows at once and each block ``b`` in ``blocks``.
-
-        The rows' reductions are taken together from the target that holds
-        them, and a dense block is one matrix product for all rows: each
-        row on its own would cost an ``einsum`` call per block. The rows
-        summed to each block's axes go into ``sums`` (a dict), if given.
-        """
-        design, sls = self.design, self.design.slices()
-        out = np.zeros((len(rows), design.n_coef))
-        if not self.plan.targets:
-            return out
-        for i, m, index, drop in self._rows_plan(rows, blocks):
-            blk = design.blocks[i]
-            t = acc.red[m][index]
-            t = sum_axes(t, drop)
-            if sums is not None:
-                sums[blk.axes] = t
-            t = t.reshape(len(rows), -1)
-            if isinstance(blk, DenseBlock):
-                out[:, sls[i]] = t @ blk.values.reshape(t.shape[1], -1)
-            else:
-                codes = blk.codes.ravel()
-                ok = codes >= 0
-                for k in range(len(rows)):
-                    out[k, sls[i]] = np.bincount(codes[ok], weights=t[k][ok], minlength=blk.n_cols)
-        return out
+                steps.append((i, m, index, dest, len(rows), drop))
+            self._row_steps = steps
+        return steps
 
     def _first_rows(self, acc: Accumulators) -> np.ndarray:
-        """``X_b' row`` for every row all targets hold, for the blocks reduced to them.
+        """``X_b' row`` for every row and block of :meth:`_rows_plan`, once per pass.
 
-        The curvature, the residual and the cell-level columns' rows: the
+        The curvature, the residual and the cell-level columns' rows (the
         gradient, the intercept's and the cell-level columns' Hessian rows
-        read them, from one call per pass.
+        read them), and the spread columns' rows for their partners. Each
+        block's rows are taken together from one target, and a dense block
+        is one matrix product for all of them: each row on its own would
+        cost an ``einsum`` call per block. The rows summed to each block's
+        axes are kept for the Hessian (:meth:`_first_sums`).
         """
         if acc.first_rows is None:
+            design, sls = self.design, self._slices()
+            out = np.zeros((self.n_rows, design.n_coef))
             sums: dict[Axes, np.ndarray] = {}
-            acc.first_rows = self._rows_grad(acc, range(self.n_all_rows), self.plan.rest, sums)
-            acc.first_sums = sums
+            for i, m, index, dest, n, drop in self._rows_plan():
+                blk = design.blocks[i]
+                t = sums[blk.axes] = sum_axes(acc.red[m][index], drop)
+                t = t.reshape(n, -1)
+                if isinstance(blk, DenseBlock):
+                    out[dest, sls[i]] = t @ blk.values.reshape(t.shape[1], -1)
+                else:
+                    codes = blk.codes.ravel()
+                    ok = codes >= 0
+                    rows = range(*dest.indices(self.n_rows)) if isinstance(dest, slice) else dest
+                    for k, r in enumerate(rows):
+                        out[r, sls[i]] = np.bincount(
+                            codes[ok], weights=t[k][ok], minlength=blk.n_cols
+                        )
+            acc.first_rows, acc.first_sums = out, sums
         return acc.first_rows
 
     def _first_sums(self, acc: Accumulators) -> dict[Axes, np.ndarray]:
-        """Those rows summed to each block's axes, as :meth:`_first_rows` found them."""
+        """Per block's axes, its rows of :meth:`_rows_plan` summed to them (first rows first)."""
         self._first_rows(acc)
         return acc.first_sums
 
@@ -122,12 +138,12 @@ class Assembly:
         the cell-level columns: ``sum h X_q`` is the total of the row ``h X_q``.
         """
         out = self._first_rows(acc)[r].copy()
-        sls = self.design.slices()
+        sls = self._slices()
         if h_row and self.plan.full:
             # Each row's total, from the smallest array that holds it.
             n_all = self.n_all_rows
-            held = [acc.red[m][:n_all] for m in self.plan.targets]
-            src = min([*self._first_sums(acc).values(), *held], key=np.size)
+            held = [*self._first_sums(acc).values(), *acc.red.values()]
+            src = min((t[:n_all] for t in held), key=np.size)
             totals = sum_axes(np.ascontiguousarray(src), tuple(range(1, src.ndim)))
         u = self.first_u
         for i, cell in zip(self.plan.full, acc.cell, strict=True):
@@ -215,7 +231,7 @@ class Assembly:
     def hessian(self, acc: Accumulators) -> np.ndarray:
         """``X' diag(curvature) X`` from the pass's small arrays."""
         design, plan = self.design, self.plan
-        sls = design.slices()
+        sls = self._slices()
         out = np.zeros((design.n_coef, design.n_coef))
         red = self._seeded(acc, 0) if plan.targets else None
         weighted: dict[int, np.ndarray] = {}  # X_top' * t, per top block
@@ -236,9 +252,8 @@ class Assembly:
             out[:, sls[c]] = rows.T
         # A spread column's row h * X_q, reduced, gives its full-union pairs.
         for x, (r0, r1, _) in self.spread_rows.items():
-            partners = self.spread_partners[x]
-            rows = self._rows_grad(acc, range(r0, r1), partners)
-            for a in partners:
+            rows = self._first_rows(acc)[r0:r1]
+            for a in self.spread_partners[x]:
                 out[sls[x], sls[a]] = rows[:, sls[a]]
                 out[sls[a], sls[x]] = rows[:, sls[a]].T
         # A cell-level column's row h * X_q gives its whole row of the Hessian:
