@@ -63,6 +63,7 @@ class DensePair:
         # multiplications; with A first, the same with y and z (and a, b) swapped.
         self.b_first = n_a * n_b * n_z + n_a * n_y * n_z <= n_b * n_a * n_y + n_b * n_y * n_z
         self.perm = [u.index(x) for x in (*shared, *only_a, *only_b)]
+        self.in_order = self.perm == sorted(self.perm)
         self.t_shape = (n_c, n_a, n_b)
         self.a3, self.b3 = a3, b3
         # Blocks over the same axes: out = (A' * t) B, with A' and B' stored
@@ -77,7 +78,7 @@ class DensePair:
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         """The ``(n_cols_a, n_cols_b)`` block for the curvature ``t`` over ``u``."""
-        t3 = np.transpose(t, self.perm).reshape(self.t_shape)
+        t3 = (t if self.in_order else t.transpose(self.perm)).reshape(self.t_shape)
         if self.diagonal:
             return (self.a_t * t3.reshape(-1)) @ self.b_t.T
         if self.b_first:  # contract over Ob, then over (C, Oa) with A

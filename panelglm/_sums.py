@@ -71,7 +71,7 @@ def sum_axes(x: np.ndarray, drop: tuple[int, ...]) -> np.ndarray:
     if not drop:
         return x
     if not x.flags.c_contiguous:
-        return np.add.reduce(x, axis=drop)
+        return _permuted(x, drop)
     key = (x.shape, drop)
     plan = _PLANS.get(key)
     if plan is None:
@@ -90,3 +90,18 @@ def sum_axes(x: np.ndarray, drop: tuple[int, ...]) -> np.ndarray:
     else:
         res = np.matmul(_ones(dims[1]), x.reshape(dims))
     return res.reshape(out_shape)
+
+
+def _permuted(x: np.ndarray, drop: tuple[int, ...]) -> np.ndarray:
+    """:func:`sum_axes` of an array whose axes, reordered, are C-contiguous.
+
+    A group's result is stored with its columns before its last axis: summed
+    as laid out, then viewed in the caller's order of axes.
+    """
+    order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
+    y = x.transpose(order)
+    if not y.flags.c_contiguous:
+        return np.add.reduce(x, axis=drop)
+    kept = [a for a in order if a not in drop]
+    res = sum_axes(y, tuple(sorted(order.index(a) for a in drop)))
+    return res.transpose([kept.index(a) for a in sorted(kept)])

@@ -28,3 +28,14 @@ def test_strided_input_and_no_axes():
     x = np.random.default_rng(0).normal(size=(20, 30, 4)).transpose(2, 0, 1)
     np.testing.assert_allclose(sum_axes(x, (1,)), x.sum(axis=1), rtol=1e-13)
     assert sum_axes(x, ()) is x
+
+
+def test_permuted_layout_sums_as_stored():
+    """A group's result (columns before the last axis) and any other axis order."""
+    x = np.random.default_rng(1).normal(size=(6, 3, 5, 4))
+    for perm in [(0, 2, 3, 1), (3, 1, 0, 2), (1, 0, 2, 3)]:
+        v = x.transpose(perm)
+        for r in range(1, 4):
+            for drop in combinations(range(4), r):
+                got = sum_axes(v, drop)
+                np.testing.assert_allclose(got, v.sum(axis=drop), rtol=1e-13, atol=1e-13)
