@@ -98,10 +98,17 @@ def _permuted(x: np.ndarray, drop: tuple[int, ...]) -> np.ndarray:
     A group's result is stored with its columns before its last axis: summed
     as laid out, then viewed in the caller's order of axes.
     """
-    order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
-    y = x.transpose(order)
-    if not y.flags.c_contiguous:
+    key = (x.shape, x.strides, drop)
+    plan = _PLANS.get(key)
+    if plan is None:
+        order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
+        plan = False  # no order of the axes is contiguous
+        if x.transpose(order).flags.c_contiguous:
+            kept = [a for a in order if a not in drop]
+            inner = tuple(sorted(order.index(a) for a in drop))
+            plan = (order, inner, [kept.index(a) for a in sorted(kept)])
+        _PLANS[key] = plan
+    if plan is False:
         return np.add.reduce(x, axis=drop)
-    kept = [a for a in order if a not in drop]
-    res = sum_axes(y, tuple(sorted(order.index(a) for a in drop)))
-    return res.transpose([kept.index(a) for a in sorted(kept)])
+    order, inner, back = plan
+    return sum_axes(x.transpose(order), inner).transpose(back)
