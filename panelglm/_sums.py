@@ -24,6 +24,8 @@ _PLANS: dict[tuple, tuple] = {}
 def _ones(n: int) -> np.ndarray:
     one = _ONES.get(n)
     if one is None:
+        if len(_ONES) > 64:  # many shapes in one process: do not keep them all
+            _ONES.clear()
         one = _ONES[n] = np.ones(n)
         one.flags.writeable = False  # shared by every caller
     return one
