@@ -108,11 +108,23 @@ ALWAYS double line_family(const Sweep *S, int derivs, const int64_t *idx, int64_
     const double *y = tile_of(&S->y, idx, D, k0, n, B->scratch);
     const double *w = S->w.p ? tile_of(&S->w, idx, D, k0, n, B->scratch + TILE) : NULL;
     const double *m = S->m.p ? tile_of(&S->m, idx, D, k0, n, B->scratch + 2 * TILE) : NULL;
+    /* exp by its one-step path; the tile again by the careful one if any
+     * result was not a normal number (the same bits where both apply). The
+     * common shapes (weights or not) are specialised; the rare pass not. */
+    int all = 1;
+    /* the trials are binomial's only (a constant NULL for the others) */
+#define FAMILY(FAM, NORMAL, HW) \
+    family_tile(FAM, derivs, NORMAL, HW, B->eta, y, w, FAM == FAM_BINOMIAL ? m : NULL, h, g, n, &all)
+    if (S->family == FAM_GAUSSIAN) return w ? FAMILY(FAM_GAUSSIAN, 0, 1) : FAMILY(FAM_GAUSSIAN, 0, 0);
+    double f;
     if (S->family == FAM_POISSON)
-        return family_tile(FAM_POISSON, derivs, B->eta, y, w, NULL, h, g, n);
-    if (S->family == FAM_BINOMIAL)
-        return family_tile(FAM_BINOMIAL, derivs, B->eta, y, w, m, h, g, n);
-    return family_tile(FAM_GAUSSIAN, derivs, B->eta, y, w, NULL, h, g, n);
+        f = w ? FAMILY(FAM_POISSON, 1, 1) : FAMILY(FAM_POISSON, 1, 0);
+    else
+        f = w ? FAMILY(FAM_BINOMIAL, 1, 1) : FAMILY(FAM_BINOMIAL, 1, 0);
+    if (all) return f;
+    return S->family == FAM_POISSON ? FAMILY(FAM_POISSON, 0, w != NULL)
+                                    : FAMILY(FAM_BINOMIAL, 0, w != NULL);
+#undef FAMILY
 }
 
 /* One line: family, then every op with its own loop. */
@@ -250,6 +262,7 @@ static int fusable(const Sweep *S, const Op *a, const Op *b)
 /* Groups of up to NM consecutive fusable ops, chosen once per sweep. */
 static void plan_fusion(Sweep *S)
 {
+    if (S->D < 2) return; /* one line: no blocks of lines (see run), and no axis D-2 */
     for (int i = 0; i < S->n_ops;) {
         int m = 1;
         while (m < NM && i + m < S->n_ops && fusable(S, &S->op[i], &S->op[i + m])) m++;

@@ -89,19 +89,20 @@ ALWAYS v4 exp_reduced(v4 r)
 #define LN2_LO 1.90821492927058770002e-10
 #define MAGIC 0x1.8p52 /* t + MAGIC - MAGIC rounds t to an integer; its low bits hold it */
 
+/* Whether exp(x) is a normal number, lane by lane: |x| <= 708 (false for NaN). */
+ALWAYS v4i exp_normal(v4 x) { return (x >= splat(-708.0)) & (x <= splat(708.0)); }
+
 /* exp to about 1 ulp: n = round(x / ln 2), r = x - n ln 2 in two parts,
- * exp(r) by exp_reduced, times 2^n. Where every lane's result is a normal
- * number (|x| <= 708, nearly always), 2^n is built from the low bits of the
- * rounding sum; otherwise 2^n is applied as two exact powers of two, so that
- * results down to the subnormals and up to inf come out right (the same bits
- * where both apply). NaN stays NaN. */
-ALWAYS v4 vexp(v4 x)
+ * exp(r) by exp_reduced, times 2^n. Where the result is a normal number
+ * (exp_normal), 2^n is built from the low bits of the rounding sum in one
+ * step (NORMAL: the caller checks that every lane is, see family_tile);
+ * otherwise it is applied as two exact powers of two, so that results down
+ * to the subnormals and up to inf come out right. The two give the same
+ * bits where both apply. NaN stays NaN. */
+ALWAYS v4 vexp(int NORMAL, v4 x)
 {
     const v4 magic = splat(MAGIC);
-    v4i ok = (x >= splat(-708.0)) & (x <= splat(708.0)); /* false for NaN */
-    int all = 1;
-    for (int i = 0; i < LANES; i++) all &= (int)(ok[i] != 0);
-    if (__builtin_expect(all, 1)) {
+    if (NORMAL) {
         v4 t = x * splat(0x1.71547652b82fep0) + magic;
         v4 n = t - magic;
         v4 r = x - n * splat(LN2_HI);
@@ -182,16 +183,20 @@ ALWAYS void eta_terms(int NT, int ahead, double *restrict eta, int64_t n, int fi
  * g = w (y - eta), h = w.  Binomial (logit, m trials): with e = exp(-|eta|),
  * f = y eta - m (max(eta, 0) + log1p(e)), p = 1 / (1 + e) or e / (1 + e),
  * g = w (y - m p), h = w m e / (1 + e)^2 (p (1 - p) without cancellation). */
-ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, v4 mm, double *h, double *g)
+ALWAYS v4 family_vec(int fam, int derivs, int NORMAL, v4 e, v4 yy, v4 ww, v4 mm, double *h,
+                     double *g, v4i *ok)
 {
     if (fam == FAM_POISSON) {
-        v4 mu = vexp(e);
+        if (NORMAL) *ok &= exp_normal(e);
+        v4 mu = vexp(NORMAL, e);
         if (derivs) st(h, ww * mu);
         return ww * (yy * e - mu);
     }
     if (fam == FAM_BINOMIAL) {
         const v4i sign = (v4i){0} + INT64_MIN; /* splat(-0.0) would be +0.0 + -0.0 = +0.0 */
-        v4 x = vexp((v4)((v4i)e | sign)); /* exp(-|eta|) */
+        v4 ne = (v4)((v4i)e | sign); /* -|eta| */
+        if (NORMAL) *ok &= exp_normal(ne);
+        v4 x = vexp(NORMAL, ne);
         v4 inv = splat(1.0) / (splat(1.0) + x);
         v4i pos = e > splat(0.0);
         v4 soft = blend(pos, e, splat(0.0)) + vlog1p01(x, inv);
@@ -210,14 +215,19 @@ ALWAYS v4 family_vec(int fam, int derivs, v4 e, v4 yy, v4 ww, v4 mm, double *h, 
     return ww * (splat(-0.5) * r * r);
 }
 
-ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const double *y,
-                          const double *w, const double *m, double *restrict h,
-                          double *restrict g, int64_t n)
+/* The family on a tile: writes h (and g), returns the weighted loss. With
+ * NORMAL, exp takes its one-step path, and *all is cleared unless every
+ * result was a normal number (then the caller runs the tile again without). */
+ALWAYS double family_tile(int fam, int derivs, int NORMAL, int HW, const double *restrict eta,
+                          const double *y, const double *w, const double *m,
+                          double *restrict h, double *restrict g, int64_t n, int *all)
 {
     v4 a0 = splat(0.0), a1 = a0, a2 = a0, a3 = a0;
+    v4i ok = (v4i){0} - 1;
 #define FAM(acc, k) \
-    acc += family_vec(fam, derivs, ld(eta + (k)), ld(y + (k)), w ? ld(w + (k)) : splat(1.0), \
-                      m ? ld(m + (k)) : splat(1.0), h + (k), g + (k))
+    acc += family_vec(fam, derivs, NORMAL, ld(eta + (k)), ld(y + (k)), \
+                      HW ? ld(w + (k)) : splat(1.0), m ? ld(m + (k)) : splat(1.0), h + (k), \
+                      g + (k), &ok)
     int64_t k = 0;
     for (; k + STEP <= n; k += STEP) {
         if (derivs)
@@ -232,14 +242,15 @@ ALWAYS double family_tile(int fam, int derivs, const double *restrict eta, const
     double tail = 0.0;
     for (; k < n; k++) {
         double hk[LANES], gk[LANES];
-        v4 f = family_vec(fam, derivs, splat(eta[k]), splat(y[k]), splat(w ? w[k] : 1.0),
-                          splat(m ? m[k] : 1.0), hk, gk);
+        v4 f = family_vec(fam, derivs, NORMAL, splat(eta[k]), splat(y[k]),
+                          splat(HW ? w[k] : 1.0), splat(m ? m[k] : 1.0), hk, gk, &ok);
         tail += f[0];
         if (derivs) {
             h[k] = hk[0];
             if (fam != FAM_POISSON) g[k] = gk[0];
         }
     }
+    if (NORMAL)
+        for (int i = 0; i < LANES; i++) *all &= (int)(ok[i] != 0);
     return ((hsum(a0) + hsum(a1)) + (hsum(a2) + hsum(a3))) + tail;
 }
-

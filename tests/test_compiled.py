@@ -75,11 +75,11 @@ def test_exp_matches_numpy_to_an_ulp_or_two():
 
 @needs_sweep
 def test_exp_gives_the_same_bits_on_either_path():
-    """A vector with a result outside the normal numbers takes the careful path.
+    """A tile with a result outside the normal numbers is run again by the careful path.
 
-    Where every lane is within |x| <= 708 the power of two is built at once;
-    one lane beyond sends the whole vector down the path that scales in two
-    steps. The in-range lanes must not notice: exp(-800) adds an exact zero.
+    Where every result is within |x| <= 708 the power of two is built at once;
+    one beyond sends the whole tile down the path that scales in two steps.
+    The other values must not notice: exp(-800) adds an exact zero.
     """
     rng = np.random.default_rng(3)
     x = np.concatenate([rng.uniform(-708, 708, 300), rng.normal(size=300), [-708.0, 708.0]])
