@@ -20,6 +20,7 @@ setup(
                 "panelglm/_sweep_simd.h",
                 "panelglm/_sweep_loops.h",
                 "panelglm/_sweep_read.h",
+                "panelglm/_sweep_lines.h",
             ],
             extra_compile_args=flags,
             optional=True,

@@ -140,7 +140,9 @@ class Assembly:
         out = self._first_rows(acc)[r].copy()
         sls = self._slices()
         if h_row and self.plan.full:
-            # Each row's total, from the smallest array that holds it.
+            # Each row's total, from the smallest array that holds it. Every
+            # target holds the first rows at their own index (local_row[m][r]
+            # is r for r < n_all_rows: the kernel numbers them first).
             n_all = self.n_all_rows
             held = [*self._first_sums(acc).values(), *acc.red.values()]
             src = min((t[:n_all] for t in held), key=np.size)

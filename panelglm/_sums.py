@@ -21,14 +21,28 @@ _ONES: dict[int, np.ndarray] = {}
 _PLANS: dict[tuple, tuple] = {}
 
 
-def _ones(n: int) -> np.ndarray:
-    one = _ONES.get(n)
-    if one is None:
-        if len(_ONES) > 64:  # many shapes in one process: do not keep them all
-            _ONES.clear()
-        one = _ONES[n] = np.ones(n)
-        one.flags.writeable = False  # shared by every caller
+def _cached(cache: dict, key, make, limit: int):
+    """``cache[key]``, made on first use; the cache emptied when it holds more than ``limit``.
+
+    Many designs in one process must not keep every shape's entry alive. An
+    entry is complete before other threads can see it.
+    """
+    value = cache.get(key)
+    if value is None:
+        if len(cache) > limit:
+            cache.clear()
+        value = cache[key] = make()
+    return value
+
+
+def _read_only_ones(n: int) -> np.ndarray:
+    one = np.ones(n)
+    one.flags.writeable = False  # shared by every caller
     return one
+
+
+def _ones(n: int) -> np.ndarray:
+    return _cached(_ONES, n, lambda: _read_only_ones(n), 64)
 
 
 def _plan(shape: tuple[int, ...], drop: tuple[int, ...]) -> tuple:
@@ -74,13 +88,7 @@ def sum_axes(x: np.ndarray, drop: tuple[int, ...]) -> np.ndarray:
         return x
     if not x.flags.c_contiguous:
         return _permuted(x, drop)
-    key = (x.shape, drop)
-    plan = _PLANS.get(key)
-    if plan is None:
-        if len(_PLANS) > 4096:  # many designs in one process: keep it small
-            _PLANS.clear()
-        plan = _PLANS[key] = _plan(x.shape, drop)
-    kind, out_shape, dims = plan
+    kind, out_shape, dims = _cached(_PLANS, (x.shape, drop), lambda: _plan(x.shape, drop), 4096)
     if kind == "reshape":
         return x.reshape(out_shape)
     if kind == "reduce":
@@ -100,17 +108,18 @@ def _permuted(x: np.ndarray, drop: tuple[int, ...]) -> np.ndarray:
     A group's result is stored with its columns before its last axis: summed
     as laid out, then viewed in the caller's order of axes.
     """
-    key = (x.shape, x.strides, drop)
-    plan = _PLANS.get(key)
-    if plan is None:
-        order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
-        plan = False  # no order of the axes is contiguous
-        if x.transpose(order).flags.c_contiguous:
-            kept = [a for a in order if a not in drop]
-            inner = tuple(sorted(order.index(a) for a in drop))
-            plan = (order, inner, [kept.index(a) for a in sorted(kept)])
-        _PLANS[key] = plan
+    plan = _cached(_PLANS, (x.shape, x.strides, drop), lambda: _permuted_plan(x, drop), 4096)
     if plan is False:
         return np.add.reduce(x, axis=drop)
     order, inner, back = plan
     return sum_axes(x.transpose(order), inner).transpose(back)
+
+
+def _permuted_plan(x: np.ndarray, drop: tuple[int, ...]) -> tuple | bool:
+    """The axis order that makes ``x`` C-contiguous, and the sum's axes in it (False: none)."""
+    order = sorted(range(x.ndim), key=lambda a: -x.strides[a])
+    if not x.transpose(order).flags.c_contiguous:
+        return False
+    kept = [a for a in order if a not in drop]
+    inner = tuple(sorted(order.index(a) for a in drop))
+    return (order, inner, [kept.index(a) for a in sorted(kept)])

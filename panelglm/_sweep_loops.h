@@ -135,10 +135,11 @@ typedef struct {
     int64_t cs[MAXC];
 } OpLines;
 
-/* The addresses one loop over a block reads and writes, per line. Kept in
- * locals that nothing takes the address of: the stores (memcpy, which may
- * alias anything) would otherwise make the loop reload every address from
- * memory at every step. */
+/* The addresses one loop over a block reads and writes, per line, in a
+ * local of the loop's function whose address goes nowhere but the inlined
+ * loop body: the compiler keeps them in registers. Read from the caller's
+ * arrays instead, they were reloaded at every step, since the stores (memcpy,
+ * which may alias anything) could have changed them. */
 typedef struct {
     const double *f[NB];
     double fc[NB];

@@ -109,7 +109,13 @@ ALWAYS v4 vexp(int NORMAL, v4 x)
         r = r - n * splat(LN2_LO);
         /* n's low twelve bits, moved into the exponent, plus the bias */
         v4u b = ((v4u)t << 52) + ((v4u){0} + ((uint64_t)1023 << 52));
-        return exp_reduced(r) * (v4)b;
+        /* The blend (a no-op here: no NaN passed the check) keeps the
+         * product a rounded value of its own, as on the careful path: the
+         * compiler may otherwise fuse it into the caller's y eta - exp(eta)
+         * where exp feeds nothing else (the loss-only pass) and not where it
+         * also gives h, and the two passes, which the line search compares,
+         * would differ in their last bits. */
+        return blend((v4i)(x != x), x, exp_reduced(r) * (v4)b);
     }
     v4 xc = blend(x < splat(-746.0), splat(-746.0), x);
     xc = blend(xc > splat(710.0), splat(710.0), xc);

@@ -90,6 +90,56 @@ def test_exp_gives_the_same_bits_on_either_path():
 
 
 @needs_sweep
+@pytest.mark.parametrize("extreme", [-800.0, -720.0, np.nan])
+def test_one_extreme_value_sends_its_tile_down_the_careful_path(extreme):
+    """One value outside |x| <= 708 anywhere in a line of whole loop steps.
+
+    Its tile runs again by the careful path: exp(-800) is 0, exp(-720) a
+    subnormal that the one-step path would get wrong, NaN stays NaN.
+    """
+    rng = np.random.default_rng(5)
+    for j in range(40):
+        x = rng.normal(size=40)
+        x[j] = extreme
+        got = -_neg_exp_sum(x)
+        want = np.exp(x).sum()
+        if np.isnan(extreme):
+            assert np.isnan(got)
+        else:
+            assert got == pytest.approx(want, rel=1e-14), j
+
+
+@needs_sweep
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+def test_extreme_linear_predictors_match_dense(family):
+    """Cells whose exp leaves the normal numbers, among others, in full and loss passes."""
+    shape = (3, 5, 40)
+    rng = np.random.default_rng(8)
+    design = random_design(shape, rng, indicators=False)
+    beta = rng.normal(scale=0.2, size=design.n_coef)
+    off = rng.normal(scale=0.1, size=shape)
+    # Poisson: exp(-720) is subnormal; binomial: exp(-|eta|) at +-720 too.
+    off[1, 2, [3, 17, 30]] = [-720.0, -750.0, -720.0]
+    if family == "binomial":
+        off[2, 4, [0, 21]] = [720.0, -730.0]
+    eta = design.to_dense() @ beta + off.ravel()
+    m = np.full(shape, 2.0) if family == "binomial" else np.ones(shape)
+    with np.errstate(over="ignore"):  # the binomial draw's exp(-eta) at eta = -730
+        y = random_response(family, rng, eta, m)
+    w = rng.uniform(0.5, 2.0, size=shape)
+    problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
+    obj = PenalizedObjective(design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef))
+    assert obj.kernels.compiled is not None
+    lsum, grad, hess = reference(design, FAMILIES[family], y, m, w, off, beta)
+    scale = 1.0 / w.sum()
+    loss, g_obj, h_obj = obj.loss_grad_hess(beta)
+    np.testing.assert_allclose(loss, -scale * lsum, rtol=1e-12)
+    np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+    assert obj.kernels.loss_sum(beta) == obj.kernels.full_pass(beta).lsum
+
+
+@needs_sweep
 def test_exp_limits():
     with np.errstate(over="ignore"):
         assert -_neg_exp_sum(np.array([710.0])) == np.inf

@@ -41,3 +41,30 @@ def test_permuted_layout_sums_as_stored():
             for drop in combinations(range(4), r):
                 got = sum_axes(v, drop)
                 np.testing.assert_allclose(got, v.sum(axis=drop), rtol=1e-13, atol=1e-13)
+
+
+def test_empty_reversed_and_fortran_ordered_inputs():
+    rng = np.random.default_rng(2)
+    empty = np.zeros((0, 4, 3))
+    for drop in [(0,), (1,), (0, 2)]:
+        got = sum_axes(empty, drop)
+        assert got.shape == empty.sum(axis=drop).shape
+        np.testing.assert_array_equal(got, empty.sum(axis=drop))
+    reversed_ = rng.normal(size=(5, 6, 7))[::-1, :, ::-1]
+    fortran = np.asfortranarray(rng.normal(size=(5, 6, 7)))
+    for x in (reversed_, fortran):
+        for drop in [(0,), (2,), (0, 1), (1, 2)]:
+            np.testing.assert_allclose(sum_axes(x, drop), x.sum(axis=drop), rtol=1e-13)
+
+
+def test_the_caches_stay_small_and_the_ones_read_only(monkeypatch):
+    import panelglm._sums as sums
+
+    monkeypatch.setattr(sums, "_PLANS", {})
+    monkeypatch.setattr(sums, "_ONES", {})
+    rng = np.random.default_rng(3)
+    for n in range(8, 200):
+        x = rng.normal(size=(2, n))
+        np.testing.assert_allclose(sum_axes(x, (1,)), x.sum(axis=1), rtol=1e-13)
+    assert len(sums._ONES) <= 65
+    assert all(not one.flags.writeable for one in sums._ONES.values())
