@@ -197,7 +197,7 @@ class ChunkKernels(Reductions, Assembly):
         def add(axes, arr):
             parts[axes] = parts[axes] + arr if axes in parts else np.asarray(arr, np.float64)
 
-        sls = design.slices()
+        sls = self._slices()  # the Assembly's cached copy
         for i in self.plan.rest:
             blk, b = design.blocks[i], beta[sls[i]]
             if isinstance(blk, DenseBlock):

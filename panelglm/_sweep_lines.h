@@ -20,17 +20,6 @@ ALWAYS const double *at_line(const Operand *o, const int64_t *idx, int D, int64_
     return p + k0 * o->st[D - 1];
 }
 
-/* A contiguous view of an operand along a tile (gathered if strided). */
-ALWAYS const double *tile_of(const Operand *o, const int64_t *idx, int D, int64_t k0, int64_t n,
-                             double *scratch)
-{
-    const double *p = at_line(o, idx, D, k0);
-    int64_t s = o->st[D - 1];
-    if (s == 1) return p;
-    for (int64_t k = 0; k < n; k++) scratch[k] = p[k * s];
-    return scratch;
-}
-
 /* A contiguous view of a tile that starts at p, with element stride s
  * along the line (gathered into scratch unless s is 1). */
 ALWAYS const double *tile_at(const double *p, int64_t s, int64_t n, double *scratch)
@@ -38,6 +27,13 @@ ALWAYS const double *tile_at(const double *p, int64_t s, int64_t n, double *scra
     if (s == 1) return p;
     for (int64_t k = 0; k < n; k++) scratch[k] = p[k * s];
     return scratch;
+}
+
+/* A contiguous view of an operand along a tile (gathered if strided). */
+ALWAYS const double *tile_of(const Operand *o, const int64_t *idx, int D, int64_t k0, int64_t n,
+                             double *scratch)
+{
+    return tile_at(at_line(o, idx, D, k0), o->st[D - 1], n, scratch);
 }
 
 /* The op's operands on the NB lines of a block: line b is line 0 moved by
