@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._absorb_fit import AbsorbedFit
 from ._cd import prox_newton_solve
 from ._design import PanelDesign
 from ._factored import FactoredDesign
@@ -38,7 +39,7 @@ from ._validation import check_response, check_target
 SMALL_SOLVE = 1000
 
 
-class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
+class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
     """Shared machinery of the panel GLM estimators; not for direct use.
 
     Subclasses set :attr:`family` and name their auxiliary columns; see
@@ -59,6 +60,7 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         "verbose": ["verbose"],
         "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
+        "absorb": [list, tuple, None],
         "cov_type": [StrOptions(set(COV_TYPES))],
         "cluster": [str, tuple, list, None],
         "small_sample": ["boolean"],
@@ -153,6 +155,10 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         data, y, layout = self._fit_input(X, y)
         y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows)
+        if data.absorb:
+            self._fit_absorbed(data, y, w)
+            return layout
+        self._effects = None
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
         self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
@@ -317,6 +323,8 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
         design, _ = build_design(self._spec, data)
         check_observed(self._unobserved_levels, self._spec, data)
         eta = design.linear_predictor(self._beta, problem.offset)
+        if getattr(self, "_effects", None) is not None:
+            return data, problem, self._absorbed_eta(data, eta)
         # At a separated level the maximum likelihood mean is the boundary itself.
         limits = limit_signs(self._separated_levels, self._spec, data)
         if limits is not None:

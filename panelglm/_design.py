@@ -140,6 +140,13 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         when fewer than 10 % of its cells are observed. :meth:`transform`
         accepts any subset of cells either way (predictions are made for the
         given rows only).
+    absorb : list of str or tuple of str, default=None
+        Absorbed fixed effects, each a dimension or a tuple of dimensions
+        (whose level combinations count), as Stata's ``absorb()`` and
+        fixest's ``| fe``. They are nuisance parameters solved through their
+        structure, for any number of levels: not coefficients (not in
+        ``coef_`` or the summary) but the estimator's ``fixef_``. See the
+        user guide's page on absorbed fixed effects.
 
     Attributes
     ----------
@@ -152,6 +159,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         out, each with the error that says why (empty otherwise).
     fixed_effects_ : tuple of tuple of str
         The fixed effects, as tuples of dimension names.
+    absorb_ : tuple of tuple of str
+        The absorbed fixed effects, as tuples of dimension names.
     n_features_in_ : int
         Number of columns seen during fit.
     feature_names_in_ : ndarray of str
@@ -185,14 +194,18 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         "covariates": [list, tuple, None],
         "tables": [dict, None],
         "balanced": ["boolean"],
+        "absorb": [list, tuple, None],
     }
 
-    def __init__(self, dims, fixed_effects=None, covariates=None, tables=None, balanced=True):
+    def __init__(
+        self, dims, fixed_effects=None, covariates=None, tables=None, balanced=True, absorb=None
+    ):
         self.dims = dims
         self.fixed_effects = fixed_effects
         self.covariates = covariates
         self.tables = tables
         self.balanced = balanced
+        self.absorb = absorb
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
@@ -251,6 +264,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.covariates_ = covariates
         self.skipped_columns_ = skipped
         self.fixed_effects_ = normalize_fixed_effects(self.fixed_effects, dims)
+        self.absorb_ = normalize_fixed_effects(self.absorb, dims)
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         return self._panel_data(grid, X, tables)
@@ -265,6 +279,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             tables,
             # An estimator pickled before columns could be skipped has none.
             skipped=getattr(self, "skipped_columns_", {}),
+            absorb=getattr(self, "absorb_", ()),
         )
 
     @staticmethod

@@ -46,6 +46,11 @@ _COMMON_PARAMS = """alpha : float, default=0.0
     fixed_effects : list of str or tuple of str, default=None
         Fixed effects, used with ``dims`` (without ``dims`` a ValueError);
         see :class:`PanelDesign`.
+    absorb : list of str or tuple of str, default=None
+        Absorbed fixed effects, used with ``dims`` (without ``dims`` a
+        ValueError): nuisance parameters with any number of levels, reported
+        in ``fixef_`` rather than ``coef_``; see :class:`PanelDesign`. The
+        constant is then one of the effects (``intercept_`` is 0).
     cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
         Covariance of the coefficients, computed at fit time from the factored
         design: ``"nonrobust"`` the inverse Fisher information (times the

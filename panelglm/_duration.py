@@ -105,6 +105,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        absorb=None,
         cov_type="nonrobust",
         cluster=None,
         small_sample=True,
@@ -121,6 +122,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.absorb = absorb
         self.cov_type = cov_type
         self.cluster = cluster
         self.small_sample = small_sample

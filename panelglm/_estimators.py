@@ -65,6 +65,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        absorb=None,
         cov_type="nonrobust",
         cluster=None,
         small_sample=True,
@@ -80,6 +81,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.absorb = absorb
         self.cov_type = cov_type
         self.cluster = cluster
         self.small_sample = small_sample
@@ -131,6 +133,7 @@ class PanelLinearRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        absorb=None,
         cov_type="nonrobust",
         cluster=None,
         small_sample=True,
@@ -145,6 +148,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.absorb = absorb
         self.cov_type = cov_type
         self.cluster = cluster
         self.small_sample = small_sample
@@ -218,6 +222,7 @@ class PanelLogitRegressor(PanelGLMBase):
         verbose=0,
         dims=None,
         fixed_effects=None,
+        absorb=None,
         cov_type="nonrobust",
         cluster=None,
         small_sample=True,
@@ -233,6 +238,7 @@ class PanelLogitRegressor(PanelGLMBase):
         self.verbose = verbose
         self.dims = dims
         self.fixed_effects = fixed_effects
+        self.absorb = absorb
         self.cov_type = cov_type
         self.cluster = cluster
         self.small_sample = small_sample

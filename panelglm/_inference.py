@@ -300,6 +300,7 @@ def coef_covariance(
     small_sample: bool = True,
     scale: float = 1.0,
     dims: tuple[str, ...] = (),
+    n_params: int | None = None,
 ) -> Covariance:
     """Covariance of the coefficient estimates.
 
@@ -328,6 +329,9 @@ def coef_covariance(
         Dispersion multiplying the model-based covariance.
     dims : tuple of str
         Dimension names, for the description.
+    n_params : int, optional
+        ``k`` of the small-sample factors when the model has parameters
+        beyond the design's coefficients (absorbed fixed effects).
 
     Returns
     -------
@@ -336,12 +340,13 @@ def coef_covariance(
     if cov_type == "nonrobust":
         return Covariance(scale * bread, "nonrobust (model-based, inverse information)")
     every = tuple(range(design.ndim))
-    n, k = _n_positive(problem, every), design.n_coef
+    n = _n_positive(problem, every)
+    k = design.n_coef if n_params is None else n_params
     if cov_type == "robust":
         name = "robust (HC1)" if small_sample else "robust (HC0)"
         factor = _ratio(n, n - k) if small_sample else 1.0
         return _sandwich(bread, factor * scores.meat(every), name, f"n={n}, k={k}")
-    meat = np.zeros((k, k))
+    meat = np.zeros((design.n_coef, design.n_coef))
     for axes, sign in inclusion_exclusion(clusters).items():
         n_clusters = _n_positive(problem, axes)
         if small_sample:
@@ -351,7 +356,7 @@ def coef_covariance(
         if not np.isfinite(factor):
             why = f"{n_clusters} cluster(s) by {[dims[a] for a in axes]}, n={n}, k={k}"
             return _sandwich(
-                bread, np.full((k, k), np.nan), _describe_clusters(clusters, dims), why
+                bread, np.full(bread.shape, np.nan), _describe_clusters(clusters, dims), why
             )
         meat += sign * factor * scores.meat(axes)
     note = "small-sample corrected" if small_sample else "no small-sample correction"

@@ -24,10 +24,10 @@ class PanelInput:
 
     def _fit_input(self, X: Any, y: Any) -> tuple[PanelData, Any, PanelDesign | None]:
         """The training data as a panel, ``y``, and the layout made for a frame (if any)."""
+        absorb = getattr(self, "absorb", None)
         if isinstance(X, PanelData):
-            if self.fixed_effects is not None or (
-                self.dims is not None and tuple(self.dims) != tuple(X.dims)
-            ):
+            own = self.fixed_effects is not None or absorb is not None
+            if own or (self.dims is not None and tuple(self.dims) != tuple(X.dims)):
                 warnings.warn(
                     "The estimator's dims and fixed_effects lay out a DataFrame; a PanelData "
                     f"keeps its own (dims {list(X.dims)}, fixed effects "
@@ -36,19 +36,20 @@ class PanelInput:
                     stacklevel=5,  # _fit_input, _fit_panel, fit, scikit-learn's wrapper, caller
                 )
             return X, y, None
-        if self.fixed_effects is not None and self.dims is None:
-            raise ValueError(
-                f"fixed_effects={self.fixed_effects!r} needs dims: without them the data "
-                "is a cross-section. Pass dims=..., or a PanelData from "
-                "PanelDesign(dims, fixed_effects=...)."
-            )
+        for name, value in (("fixed_effects", self.fixed_effects), ("absorb", absorb)):
+            if value is not None and self.dims is None:
+                raise ValueError(
+                    f"{name}={value!r} needs dims: without them the data "
+                    "is a cross-section. Pass dims=..., or a PanelData from "
+                    f"PanelDesign(dims, {name}=...)."
+                )
         if self.dims is not None and not isinstance(X, pd.DataFrame):
             raise TypeError(
                 f"dims={list(self.dims)!r} name columns of a long DataFrame; got "
                 f"{type(X).__name__}. Pass the DataFrame, or dims=None for a cross-section."
             )
         if isinstance(X, pd.DataFrame) and self.dims is not None:
-            design = PanelDesign(self.dims, self.fixed_effects)
+            design = PanelDesign(self.dims, self.fixed_effects, absorb=absorb)
             try:
                 return design.fit_transform(X, y), y, design
             except ValueError as exc:

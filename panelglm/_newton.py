@@ -224,7 +224,9 @@ def newton_solve(
     coarse = roundoff > ROUNDOFF
     for it in range(1, max_iter + 1):
         if minimize_model is None:
-            newton, solved = _newton_step(grad, hess)
+            # A Hessian kept in factored form (absorbed effects) solves its own system.
+            structured = hasattr(hess, "newton_step")
+            newton, solved = hess.newton_step(grad) if structured else _newton_step(grad, hess)
             z = coef + newton
         else:
             z, solved = minimize_model(grad, hess, coef), True
@@ -282,7 +284,7 @@ def newton_solve(
                 grad, hess = objective.loss_grad_hess(coef)[1:]
         if done:
             return NewtonResult(coef, loss, grad, hess, it, True)
-        if not accepted and not done and minimize_model is None:
+        if not accepted and not done and minimize_model is None and not structured:
             # Newton's model is wrong far from the minimum when rounding hides
             # curvatures many orders of magnitude below the largest (the
             # Hessian is then numerically singular): Levenberg-Marquardt steps,

@@ -101,6 +101,8 @@ class PanelData:
     tables : TableColumns, optional
         Columns of dimension tables (see :class:`PanelDesign`), laid out from
         the tables' own rows.
+    absorb : sequence of tuple of str, optional
+        Absorbed fixed effects, each a tuple of dimension names.
     skipped : dict of str to Exception, optional
         Columns that are not covariates and could not be laid out when
         :class:`PanelDesign` was fitted, with the reason; asking for one
@@ -151,12 +153,14 @@ class PanelData:
         fixed_effects: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
         tables: Any = None,
         skipped: dict[str, Exception] | None = None,
+        absorb: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
     ) -> None:
         self.grid = grid
         self._frame = frame
         self.spec = dict(spec)
         self.covariates = tuple(covariates)
         self.fixed_effects = tuple(tuple(fe) for fe in fixed_effects)
+        self.absorb = tuple(tuple(fe) for fe in absorb)
         self._tables = tables if tables is not None else ()
         self._skipped = dict(skipped or {})
         self._cache: dict[str, np.ndarray] = {}

@@ -157,7 +157,9 @@ def check_unique_names(terms: list[Term]) -> None:
     )
 
 
-def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) -> ModelSpec:
+def build_model_spec(
+    data: PanelData, fit_intercept: bool, exclude: set[str], reference: bool = False
+) -> ModelSpec:
     """Choose the terms of a model from the data's covariates and fixed effects.
 
     Coefficient names are strings: column names that are not are converted
@@ -171,6 +173,9 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
         Whether to include an intercept.
     exclude : set of str
         Columns used otherwise (offset, trials, event).
+    reference : bool, default=False
+        Whether categorical terms drop a reference level even without an
+        intercept (absorbed fixed effects hold the constant instead).
 
     Returns
     -------
@@ -185,7 +190,7 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
     terms: list[Term] = []
     # As in patsy's full-rank coding: every categorical term drops its first
     # level, except the first one when there is no intercept to absorb it.
-    reference_needed = fit_intercept
+    reference_needed = fit_intercept or reference
     if fit_intercept:
         terms.append(Term("intercept", (), (INTERCEPT,)))
     for name in data.covariates:

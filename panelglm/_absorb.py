@@ -1,0 +1,298 @@
+"""Absorbed fixed effects: their layout on the panel grid and their curvature's systems.
+
+An absorbed effect ``a_r`` has one value per level combination of its axes
+``S_r`` (one dimension, or a tuple). It adds ``a_r[c_{S_r}]`` to the linear
+predictor of cell ``c``; it is a nuisance parameter, never a column of the
+model matrix. With curvature weights ``t >= 0`` per cell, the effects' block of
+the Hessian is ``D = F' diag(t) F`` (``F`` the cells' indicators):
+
+* ``D_rr`` is diagonal: ``t`` summed to ``S_r``;
+* ``D_rs`` is ``t`` summed to ``S_r | S_s``, read as a map from the levels of
+  ``S_s`` to those of ``S_r``.
+
+Nothing of the size (levels)^2 or cells x levels is formed: :class:`EffectSystem`
+applies ``D`` through those reductions and solves ``D z = b`` by eliminating
+the effect with the most levels exactly (its block is diagonal) and solving
+what remains directly when it is small, by preconditioned conjugate gradients
+otherwise.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.linalg
+
+from ._factored import Axes, _Reducer
+
+# Above this many levels of the effects left after elimination, or this many
+# cell-level multiply-adds to build their dense system, conjugate gradients
+# are used instead of a dense factorization.
+DENSE_LEVELS = 1000
+DENSE_WORK = 2e9
+
+
+def _letters(axes: Axes, among: Axes) -> str:
+    """Subscript letters of ``axes``, named by their position in ``among``."""
+    return "".join(string.ascii_letters[among.index(a)] for a in axes)
+
+
+@dataclass(frozen=True)
+class AbsorbedEffects:
+    """The absorbed effects of a model on a panel grid.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The panel's shape.
+    axes : tuple of tuple of int
+        Each effect's sorted axes.
+    names : tuple of str
+        Each effect's name, its dimensions joined by ``":"``.
+    """
+
+    shape: tuple[int, ...]
+    axes: tuple[Axes, ...]
+    names: tuple[str, ...]
+
+    def sub_shape(self, r: int) -> tuple[int, ...]:
+        """Level counts of effect ``r``'s axes."""
+        return tuple(self.shape[a] for a in self.axes[r])
+
+    @cached_property
+    def n_levels(self) -> tuple[int, ...]:
+        """Number of level combinations of each effect."""
+        return tuple(int(np.prod(self.sub_shape(r))) for r in range(len(self.axes)))
+
+    @property
+    def total(self) -> int:
+        """Number of effect values in all."""
+        return int(sum(self.n_levels))
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Views of a stacked vector (or matrix, by rows) as each effect's array."""
+        out, start = [], 0
+        for r, n in enumerate(self.n_levels):
+            out.append(flat[start : start + n].reshape(self.sub_shape(r) + flat.shape[1:]))
+            start += n
+        return out
+
+    def join(self, parts: list[np.ndarray]) -> np.ndarray:
+        """The stacked vector (or matrix) of each effect's array."""
+        return np.concatenate(
+            [p.reshape((n, *p.shape[len(self.axes[r]) :])) for r, (p, n) in
+             enumerate(zip(parts, self.n_levels, strict=True))]
+        )
+
+    def broadcastable(self, r: int, values: np.ndarray) -> np.ndarray:
+        """Effect ``r``'s values shaped to broadcast against the grid."""
+        shape = [n if a in self.axes[r] else 1 for a, n in enumerate(self.shape)]
+        return values.reshape(shape)
+
+    def expand(self, parts: list[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """``sum_r a_r[c_{S_r}]`` on the grid (added to ``out`` if given)."""
+        if out is None:
+            out = np.zeros(self.shape)
+        for r, p in enumerate(parts):
+            out += self.broadcastable(r, p)
+        return out
+
+    def reduce(self, grid: np.ndarray) -> list[np.ndarray]:
+        """``grid`` summed to each effect's axes."""
+        red = _Reducer(grid)
+        return [red.get(ax) for ax in self.axes]
+
+
+class EffectSystem:
+    """The effects' Hessian block ``D = F' diag(t) F`` and solutions of ``D z = b``.
+
+    Parameters
+    ----------
+    effects : AbsorbedEffects
+        The absorbed effects.
+    t : ndarray
+        Non-negative curvature weight of every cell, on the grid.
+    """
+
+    def __init__(self, effects: AbsorbedEffects, t: np.ndarray) -> None:
+        self.effects = effects
+        red = _Reducer(t)
+        self.diag = [red.get(ax) for ax in effects.axes]
+        m = len(effects.axes)
+        self._pair: dict[tuple[int, int], tuple[Axes, np.ndarray]] = {}
+        for r in range(m):
+            for s in range(r + 1, m):
+                u = tuple(sorted(set(effects.axes[r]) | set(effects.axes[s])))
+                self._pair[(r, s)] = (u, red.get(u))
+        # The effect eliminated exactly: the one with the most levels.
+        self.elim = int(np.argmax(effects.n_levels)) if m else 0
+        self.rest = [r for r in range(m) if r != self.elim]
+        d = self.diag[self.elim]
+        self._inv = np.divide(1.0, d, out=np.zeros_like(d), where=d > 0)
+        self._dense: tuple[np.ndarray, np.ndarray] | None = None
+        self._precond: list[np.ndarray] | None = None
+
+    # ------------------------------------------------------------ products
+    def cross(self, r: int, s: int, z: np.ndarray) -> np.ndarray:
+        """``D_rs z`` for ``z`` of effect ``s``'s shape plus one trailing batch axis."""
+        u, tu = self._pair[(min(r, s), max(r, s))]
+        ar, as_ = self.effects.axes[r], self.effects.axes[s]
+        sub = f"{_letters(u, u)},{_letters(as_, u)}Z->{_letters(ar, u)}Z"
+        return np.einsum(sub, tu, z, optimize=True)
+
+    def matvec(self, z: list[np.ndarray]) -> list[np.ndarray]:
+        """``D z`` for every effect's part of ``z`` (each with a trailing batch axis)."""
+        m = len(z)
+        out = [self.diag[r][..., None] * z[r] for r in range(m)]
+        for r in range(m):
+            for s in range(m):
+                if r != s:
+                    out[r] += self.cross(r, s, z[s])
+        return out
+
+    def _schur(self, z: list[np.ndarray]) -> list[np.ndarray]:
+        """The Schur complement of the eliminated effect, applied to the others' ``z``."""
+        e = self.elim
+        ye = sum(self.cross(e, s, zs) for s, zs in zip(self.rest, z, strict=True))
+        ye = self._inv[..., None] * ye
+        out = []
+        for i, r in enumerate(self.rest):
+            v = self.diag[r][..., None] * z[i] - self.cross(r, e, ye)
+            for j, s in enumerate(self.rest):
+                if j != i:
+                    v += self.cross(r, s, z[j])
+            out.append(v)
+        return out
+
+    # --------------------------------------------------------------- solves
+    def solve(
+        self, b: list[np.ndarray], x0: list[np.ndarray] | None = None, rtol: float = 1e-11
+    ) -> tuple[list[np.ndarray], int]:
+        """Solve ``D z = b`` (a solution of least norm on levels of zero weight).
+
+        Parameters
+        ----------
+        b : list of ndarray
+            Each effect's right-hand sides, with one trailing batch axis.
+        x0 : list of ndarray, optional
+            A starting guess (e.g. the previous Newton step's solution).
+        rtol : float
+            Relative residual at which conjugate gradients stop.
+
+        Returns
+        -------
+        z : list of ndarray
+            The solution, shaped like ``b``.
+        n_iter : int
+            Conjugate-gradient iterations (0 for a direct solve).
+        """
+        e = self.elim
+        inv = self._inv[..., None]
+        if not self.rest:
+            return [inv * b[e]], 0
+        be = inv * b[e]
+        rhs = [b[r] - self.cross(r, e, be) for r in self.rest]
+        if self._use_dense(b[0].shape[-1]):
+            zr, n_iter = self._dense_solve(rhs), 0
+        else:
+            start = None if x0 is None else [x0[r] for r in self.rest]
+            zr, n_iter = self._pcg(rhs, start, rtol)
+        ze = inv * (b[e] - sum(self.cross(e, s, z) for s, z in zip(self.rest, zr, strict=True)))
+        out: list[np.ndarray] = [None] * (len(self.rest) + 1)  # type: ignore[list-item]
+        out[e] = ze
+        for r, z in zip(self.rest, zr, strict=True):
+            out[r] = z
+        return out, n_iter
+
+    def _use_dense(self, k: int) -> bool:
+        n_rest = sum(self.effects.n_levels[r] for r in self.rest)
+        work = n_rest * sum(tu.size for _, tu in self._pair.values())
+        return self._dense is not None or (n_rest <= DENSE_LEVELS and work <= DENSE_WORK)
+
+    def _dense_solve(self, rhs: list[np.ndarray]) -> list[np.ndarray]:
+        """Solve the Schur system by its eigen-decomposition (pseudo-inverse)."""
+        eff = self.effects
+        shapes = [eff.sub_shape(r) for r in self.rest]
+        sizes = [eff.n_levels[r] for r in self.rest]
+        if self._dense is None:
+            n = sum(sizes)
+            eye = np.eye(n)
+            cols = self._schur(self._split_rest(eye, shapes, sizes))
+            mat = np.concatenate([c.reshape(s, n) for c, s in zip(cols, sizes, strict=True)])
+            vals, vecs = scipy.linalg.eigh(0.5 * (mat + mat.T))
+            # Directions of (numerically) zero curvature are the effects' free
+            # normalisations: the least-norm solution leaves them out.
+            cut = max(vals.max(initial=0.0), 0.0) * n * np.finfo(float).eps * 16
+            keep = vals > cut
+            self._dense = (vecs[:, keep], 1.0 / vals[keep])
+        vecs, inv_vals = self._dense
+        flat = np.concatenate([r.reshape(s, -1) for r, s in zip(rhs, sizes, strict=True)])
+        sol = vecs @ (inv_vals[:, None] * (vecs.T @ flat))
+        return self._split_rest(sol, shapes, sizes)
+
+    @staticmethod
+    def _split_rest(flat: np.ndarray, shapes: list, sizes: list) -> list[np.ndarray]:
+        out, start = [], 0
+        for shape, n in zip(shapes, sizes, strict=True):
+            out.append(flat[start : start + n].reshape((*shape, flat.shape[-1])))
+            start += n
+        return out
+
+    def _preconditioner(self) -> list[np.ndarray]:
+        """Inverse diagonal of the Schur complement (zero where it vanishes)."""
+        if self._precond is None:
+            e, eff = self.elim, self.effects
+            out = []
+            for r in self.rest:
+                u, tu = self._pair[(min(r, e), max(r, e))]
+                inv_e = self._inv.reshape([eff.shape[a] if a in eff.axes[e] else 1 for a in u])
+                other = tuple(i for i, a in enumerate(u) if a not in eff.axes[r])
+                drop = (tu * tu * inv_e).sum(axis=other)
+                diag = self.diag[r] - drop
+                tiny = diag <= 1e-12 * np.maximum(self.diag[r], 0)
+                out.append(np.divide(1.0, diag, out=np.zeros_like(diag), where=~tiny))
+            self._precond = out
+        return self._precond
+
+    def _pcg(
+        self, b: list[np.ndarray], x0: list[np.ndarray] | None, rtol: float
+    ) -> tuple[list[np.ndarray], int]:
+        """Jacobi-preconditioned conjugate gradients on the Schur system, column by column."""
+        minv = [p[..., None] for p in self._preconditioner()]
+
+        def dot(u: list[np.ndarray], v: list[np.ndarray]) -> np.ndarray:
+            return sum(
+                (a * c).reshape(-1, a.shape[-1]).sum(axis=0) for a, c in zip(u, v, strict=True)
+            )
+
+        x = [np.zeros_like(v) for v in b] if x0 is None else [np.array(v) for v in x0]
+        r = [bi - ai for bi, ai in zip(b, self._schur(x), strict=True)] if x0 is not None else [
+            np.array(v) for v in b
+        ]
+        bnorm = np.sqrt(dot(b, b))
+        target = rtol * bnorm
+        z = [mi * ri for mi, ri in zip(minv, r, strict=True)]
+        p = [np.array(v) for v in z]
+        rz = dot(r, z)
+        n = sum(self.effects.n_levels[i] for i in self.rest)
+        it = 0
+        for it in range(1, 10 * n + 100):  # noqa: B007 (the count is returned)
+            if np.all(np.sqrt(dot(r, r)) <= target):
+                break
+            q = self._schur(p)
+            pq = dot(p, q)
+            alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)
+            for xi, ri, pi, qi in zip(x, r, p, q, strict=True):
+                xi += alpha * pi
+                ri -= alpha * qi
+            z = [mi * ri for mi, ri in zip(minv, r, strict=True)]
+            rz_new = dot(r, z)
+            beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
+            rz = rz_new
+            for pi, zi in zip(p, z, strict=True):
+                pi *= beta
+                pi += zi
+        return x, it

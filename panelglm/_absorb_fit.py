@@ -1,0 +1,309 @@
+"""The estimators' fit, inference and prediction with absorbed fixed effects.
+
+Mixed into :class:`~panelglm._base.PanelGLMBase`: when the data has absorbed
+effects, ``fit`` comes here. The covariates keep the base's factored design
+(without an intercept: the effects hold the constant); the effects are solved
+through their structure (:mod:`panelglm._absorb_objective`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._absorb import AbsorbedEffects
+from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
+from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
+from ._factored import Axes, FactoredDesign, _Reducer
+from ._families import full_loglik, profiled_gaussian_loglik
+from ._identification import expand, restrict_design
+from ._inference import coef_covariance, invert_information
+from ._newton import newton_solve
+from ._objective import FitStatistics, PanelProblem, null_intercept
+from ._panel import PanelData
+from ._terms import build_design, build_model_spec
+from .exceptions import CollinearityWarning, SeparationWarning
+
+
+def _effects_of(data: PanelData) -> AbsorbedEffects:
+    axes = tuple(tuple(data.dims.index(d) for d in fe) for fe in data.absorb)
+    names = tuple(":".join(str(d) for d in fe) for fe in data.absorb)
+    return AbsorbedEffects(tuple(data.shape), axes, names)
+
+
+class AbsorbedScores:
+    """The meat of sandwich covariances from the scores of projected covariates.
+
+    The score of covariate ``k`` in cell ``c`` is ``u_c (x_ck - (F Z)_ck)``,
+    ``Z = D^-1 B'`` the effects' least-squares fit of the covariate under the
+    curvature weights: by Frisch-Waugh-Lovell, the covariates' block of the
+    sandwich of the full model.
+    """
+
+    def __init__(
+        self,
+        design: FactoredDesign,
+        effects: AbsorbedEffects,
+        u: np.ndarray,
+        z: list[np.ndarray],
+    ) -> None:
+        self.design, self.effects, self.u, self.z = design, effects, u, z
+
+    def cluster_scores(self, keep: Axes) -> np.ndarray:
+        """Sum of the projected scores within each cluster of ``keep`` (clusters x p)."""
+        out = self.design.scores(self.u, keep)
+        eff = self.effects
+        red = _Reducer(self.u)
+        for r, zr in enumerate(self.z):
+            u_axes = tuple(sorted(set(keep) | set(eff.axes[r])))
+            uu = red.get(u_axes)
+            letters = "abcdefghijklmnopqrstuvwxy"
+            sub = (
+                "".join(letters[u_axes.index(a)] for a in u_axes)
+                + ","
+                + "".join(letters[u_axes.index(a)] for a in eff.axes[r])
+                + "z->"
+                + "".join(letters[u_axes.index(a)] for a in keep)
+                + "z"
+            )
+            out -= np.einsum(sub, uu, zr, optimize=True).reshape(out.shape)
+        return out
+
+    def meat(self, keep: Axes) -> np.ndarray:
+        """``sum_G s_G s_G'`` over the clusters of ``keep`` (every cell: all axes)."""
+        if len(keep) == len(self.effects.shape):
+            return self._cell_meat()
+        s = self.cluster_scores(keep)
+        return s.T @ s
+
+    def _cell_meat(self) -> np.ndarray:
+        """``X~' diag(u^2) X~`` without the cells x p array ``X~``."""
+        from ._absorb import EffectSystem  # local: only robust covariances need it
+
+        u2 = self.u * self.u
+        eff, p = self.effects, self.design.n_coef
+        gram = self.design.hessian(u2)
+        bt = [self.design.scores(u2, keep=ax).reshape(-1, p) for ax in eff.axes]
+        zf = [z.reshape(-1, p) for z in self.z]
+        cross = sum(b.T @ z for b, z in zip(bt, zf, strict=True))
+        dz = EffectSystem(eff, u2).matvec(self.z)
+        quad = sum(z.T @ d.reshape(-1, p) for z, d in zip(zf, dz, strict=True))
+        return gram - cross - cross.T + quad
+
+
+class AbsorbedFit:
+    """Fit, statistics and predictions of a model with absorbed effects (a mixin)."""
+
+    def _fit_absorbed(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
+        aux = self._aux_columns()
+        spec = build_model_spec(data, False, set(aux.values()), reference=True)
+        clusters = self._cluster_axes(spec.dims, data.shape)
+        design, order = build_design(spec, data)
+        effects = _effects_of(data)
+        problem = self._problem(data, y, w)
+        self._check_response(data, problem)
+        problem = self._drop_separated(data, problem, effects)
+        names = [design.names[i] for i in range(design.n_coef)]
+        kept = np.ones(design.n_coef, dtype=bool)
+        start = self._absorbed_start(problem, effects, design.n_coef)
+        if self.alpha == 0 and design.n_coef:
+            obj = AbsorbedObjective(design, effects, self.family, problem, 0.0, kept, self.tol)
+            hess = obj.loss_grad_hess(start)[2]
+            hess.projections()
+            kept = collinear(hess.schur, hess.a)
+            if not kept.all():
+                dropped = [n for n, k in zip(names, kept, strict=True) if not k]
+                if self.collinear == "raise":
+                    raise ValueError(
+                        f"Covariate(s) {dropped} are explained by the absorbed fixed effects "
+                        "(and the covariates before them): they cannot be estimated."
+                    )
+                warnings.warn(
+                    f"Covariate(s) {dropped} are collinear with the absorbed fixed effects "
+                    f"{list(effects.names)} (and the covariates before them) and were dropped.",
+                    CollinearityWarning,
+                    stacklevel=4,
+                )
+                design = restrict_design(design, kept)
+                start = self._absorbed_start(problem, effects, design.n_coef)
+        obj = AbsorbedObjective(
+            design, effects, self.family, problem, self.alpha, np.ones(design.n_coef), self.tol
+        )
+        result = newton_solve(
+            obj, start, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
+        )
+        self._set_absorbed(data, spec, order, kept, effects, obj, result, problem, clusters)
+
+    def _drop_separated(
+        self, data: PanelData, problem: PanelProblem, effects: AbsorbedEffects
+    ) -> PanelProblem:
+        drop, signs = boundary_levels(self.family, problem, effects)
+        self._absorbed_signs = signs
+        self.separated_rows_ = np.zeros(data.n_rows, dtype=bool)
+        if drop is None:
+            return problem
+        n_rows = int(np.count_nonzero(drop & observed(problem)))
+        counts = [int(np.count_nonzero(s)) for s in signs]
+        where = ", ".join(f"{n} of {e!r}" for n, e in zip(counts, effects.names, strict=True) if n)
+        warnings.warn(
+            f"Separation: level(s) of absorbed fixed effects ({where}) have y all at a "
+            f"boundary of the {self.family.name} model; their {n_rows} row(s) were dropped "
+            "(their effect is infinite; predictions there are the limit).",
+            SeparationWarning,
+            stacklevel=5,
+        )
+        self.separated_rows_ = data.from_grid(drop).astype(bool)
+        w = observed(problem).astype(np.float64) if problem.w is None else problem.w.copy()
+        w[drop] = 0.0
+        problem.w = w
+        return problem
+
+    def _absorbed_start(
+        self, problem: PanelProblem, effects: AbsorbedEffects, n_beta: int
+    ) -> np.ndarray:
+        coef = np.zeros(n_beta + effects.total)
+        coef[n_beta : n_beta + effects.n_levels[0]] = null_intercept(self.family, problem)
+        return coef
+
+    def _set_absorbed(
+        self,
+        data: PanelData,
+        spec: Any,
+        order: np.ndarray,
+        kept: np.ndarray,
+        effects: AbsorbedEffects,
+        obj: AbsorbedObjective,
+        result: Any,
+        problem: PanelProblem,
+        clusters: tuple[Axes, ...],
+    ) -> None:
+        p = obj.n_beta
+        beta = expand(kept, result.coef[:p])
+        self._kept, self._spec, self._order, self._beta = kept, spec, order, beta
+        self._shift_map = None
+        self._separated_levels, self._unobserved_levels = [], []
+        self.collinear_names_ = [
+            n for n, k in zip(spec.names, kept[order], strict=True) if not k
+        ]
+        self.intercept_ = 0.0
+        self.coef_ = np.where(kept[order], beta[order], np.nan)
+        self.coef_names_ = spec.names
+        self.n_iter_, self.converged_ = result.n_iter, result.converged
+        a = self._normalise(effects, obj.split(result.coef)[1], problem)
+        self._effects, self._effect_values = effects, a
+        self.fixef_ = self._fixef_series(data, effects, a, problem)
+        eta = obj.eta(result.coef)
+        fam = self.family
+        dev = problem.deviance(fam, eta)
+        eta0 = null_intercept(fam, problem) + problem.offset_grid()
+        dev0 = problem.deviance(fam, eta0)
+        wt = 1.0 if problem.w is None else problem.w
+        if fam.loglik_const is not None:
+            ll = full_loglik(fam, problem.y, eta, problem.m, wt)
+            ll0 = full_loglik(fam, problem.y, np.broadcast_to(eta0, problem.shape), problem.m, wt)
+        else:
+            ll = profiled_gaussian_loglik(dev, problem.sum_w)
+            ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)
+        self.deviance_, self.loglik_ = dev, ll
+        dof, _ = effect_dof(effects, problem)
+        k = p + dof
+        self.scale_ = self._scale(problem.sum_w, k, problem.w is not None)
+        # The covariance: the Schur complement at the solution is the
+        # covariates' block of the information with the effects profiled out.
+        hess: AbsorbedHessian = result.hess
+        z = hess.projections()
+        info = problem.sum_w * (hess.schur - np.diag(self.alpha * np.ones(p)))
+        self._hessian = None
+        scores = None
+        if self.cov_type != "nonrobust":
+            g = fam.grad_hess(problem.y, eta, problem.m)[0]
+            scores = AbsorbedScores(obj.design, effects, problem.weighted(g), z)
+        cov = coef_covariance(
+            obj.design,
+            problem,
+            invert_information(info) if p else np.zeros((0, 0)),
+            scores,
+            cov_type=self.cov_type,
+            clusters=clusters,
+            small_sample=self.small_sample,
+            scale=self.scale_,
+            dims=spec.dims,
+            n_params=k,
+        )
+        full = np.full((kept.size, kept.size), np.nan)
+        full[np.ix_(kept, kept)] = cov.cov
+        c = full[np.ix_(order, order)]
+        self._cov = 0.5 * (c + c.T)
+        self._cov_description = cov.description
+        self._set_fit_statistics(problem, k, FitStatistics(dev, ll, dev0, ll0))
+
+    @staticmethod
+    def _normalise(
+        effects: AbsorbedEffects, a: list[np.ndarray], problem: PanelProblem
+    ) -> list[np.ndarray]:
+        """Every effect but the first with its first observed level at 0; the first carries it."""
+        obs = _Reducer(observed(problem).astype(np.float64))
+        a = [np.array(v, dtype=np.float64) for v in a]
+        for r in range(1, len(a)):
+            seen = np.flatnonzero(obs.get(effects.axes[r]).ravel() > 0)
+            if seen.size:
+                shift = a[r].flat[seen[0]]
+                a[r] -= shift
+                a[0] += shift
+        for r, v in enumerate(a):
+            v[obs.get(effects.axes[r]) <= 0] = np.nan
+        return a
+
+    def _fixef_series(
+        self,
+        data: PanelData,
+        effects: AbsorbedEffects,
+        a: list[np.ndarray],
+        problem: PanelProblem,
+    ) -> dict[str, pd.Series]:
+        out = {}
+        for r, (fe, name) in enumerate(zip(data.absorb, effects.names, strict=True)):
+            vals = a[r].copy()
+            sign = self._absorbed_signs[r]
+            vals[sign < 0] = -np.inf
+            vals[sign > 0] = np.inf
+            levels = [data.levels[data.dims.index(d)] for d in fe]
+            if len(fe) == 1:
+                index: pd.Index = pd.Index(levels[0], name=fe[0])
+            else:
+                index = pd.MultiIndex.from_product(levels, names=list(fe))
+            series = pd.Series(vals.ravel(), index=index, name=name)
+            out[name] = series[series.notna()]
+        return out
+
+    def _absorbed_eta(self, data: PanelData, eta: np.ndarray) -> np.ndarray:
+        """Add the fitted effects of each cell's levels to ``eta`` (new data's grid)."""
+        for fe, name in zip(data.absorb, self._effects.names, strict=True):
+            series = self.fixef_[name]
+            levels = [data.levels[data.dims.index(d)] for d in fe]
+            if len(fe) == 1:
+                index: pd.Index = pd.Index(levels[0])
+            else:
+                index = pd.MultiIndex.from_product(levels)
+            vals = series.reindex(index).to_numpy(dtype=np.float64)
+            axes = tuple(data.dims.index(d) for d in fe)
+            grid_vals = vals.reshape([len(lv) for lv in levels])
+            shape = [n if a in axes else 1 for a, n in enumerate(data.shape)]
+            full = np.broadcast_to(grid_vals.reshape(shape), data.shape)
+            rows = data.from_grid(full)
+            bad = np.isnan(rows)
+            if bad.any():
+                cell = data.from_grid(np.broadcast_to(
+                    np.arange(grid_vals.size).reshape(grid_vals.shape).reshape(shape), data.shape
+                ))[np.argmax(bad)]
+                combo = index[int(cell)]
+                raise ValueError(
+                    f"Level {combo!r} of the absorbed fixed effect {name!r} was not seen "
+                    "(with a row of positive weight) when fitting: the model has no effect "
+                    "for it, so it cannot predict those rows."
+                )
+            eta = eta + full
+        return eta

@@ -1,0 +1,122 @@
+"""Identification with absorbed effects: separated levels, collinear covariates, dof.
+
+* A level of an effect whose observed ``y`` all sit at one boundary of the
+  family (all-zero counts; all-0 or all-``M`` binomial outcomes) has an
+  infinite maximum-likelihood effect and tells nothing about the rest: its
+  cells are dropped, level after level, until no effect has one (ppmlhdfe's
+  and fixest's rule).
+* A covariate that the effects explain (constant within the levels of one
+  of them, or a sum of such) has a zero pivot in the Schur complement
+  ``S = A - B D^-1 B'``: the covariates' Gram after the effects are
+  projected out. It is dropped.
+* The effects' degrees of freedom: their levels, less one per connected
+  set of levels for two effects (exact), less one per further effect beyond
+  (fixest's count) for more.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
+
+from ._absorb import AbsorbedEffects
+from ._factored import _Reducer
+from ._families import Family
+from ._objective import PanelProblem
+from ._separation import boundary_signs
+
+# Relative size of a covariate's pivot in S below which the effects (and the
+# covariates before it) are taken to explain it: far above the rounding of S,
+# far below any variation a real covariate keeps.
+COLLINEAR_TOL = 1e-9
+
+
+def observed(problem: PanelProblem) -> np.ndarray:
+    """Cells of positive weight, as a boolean grid."""
+    if problem.w is None:
+        return np.ones(problem.shape, dtype=bool)
+    return problem.w > 0
+
+
+def boundary_levels(
+    family: Family, problem: PanelProblem, effects: AbsorbedEffects
+) -> tuple[np.ndarray | None, list[np.ndarray]]:
+    """Cells to drop, and each effect's level signs (-1 all at 0, +1 all at M, 0 neither).
+
+    Returns ``(None, zeros)`` when nothing is separated.
+    """
+    signs = [np.zeros(effects.sub_shape(r), np.int8) for r in range(len(effects.axes))]
+    s = boundary_signs(family, problem)
+    if s is None:
+        return None, signs
+    obs = observed(problem)
+    drop = np.zeros(problem.shape, dtype=bool)
+    changed = True
+    while changed:  # dropping one effect's level can leave another's all at a boundary
+        changed = False
+        live = obs & ~drop
+        for r, axes in enumerate(effects.axes):
+            red = _Reducer(live.astype(np.float64))
+            n = red.get(axes)
+            lower = _Reducer((live & (s < 0)).astype(np.float64)).get(axes)
+            upper = _Reducer((live & (s > 0)).astype(np.float64)).get(axes)
+            new = (n > 0) & ((lower == n) | (upper == n))
+            if new.any():
+                signs[r][new & (lower == n)] = -1
+                signs[r][new & (upper == n)] = 1
+                drop |= effects.broadcastable(r, new)
+                changed = True
+    return (drop if drop.any() else None), signs
+
+
+def collinear(schur: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """Which covariates to keep: pivots of ``schur`` relative to ``gram``'s diagonal.
+
+    In the covariates' order, each is kept unless what the effects and the
+    covariates kept before it leave of it is below :data:`COLLINEAR_TOL` of
+    its own size.
+    """
+    p = schur.shape[0]
+    keep = np.zeros(p, dtype=bool)
+    size = np.sqrt(np.maximum(np.diag(gram), 0.0))
+    size[size == 0] = 1.0
+    s = schur / size[:, None] / size
+    for k in range(p):
+        idx = np.flatnonzero(keep)
+        rest = s[k, k]
+        if idx.size:
+            sol = np.linalg.lstsq(s[np.ix_(idx, idx)], s[idx, k], rcond=None)[0]
+            rest -= s[k, idx] @ sol
+        keep[k] = rest > COLLINEAR_TOL
+    return keep
+
+
+def _components(effects: AbsorbedEffects, obs: np.ndarray, r: int, s: int) -> int:
+    """Connected sets of levels of effects ``r`` and ``s`` linked by observed cells."""
+    u = tuple(sorted(set(effects.axes[r]) | set(effects.axes[s])))
+    linked = _Reducer(obs.astype(np.float64)).get(u) > 0
+    cells = np.nonzero(linked)
+    pos = {a: i for a, i in zip(u, cells, strict=True)}
+    lr = np.ravel_multi_index(tuple(pos[a] for a in effects.axes[r]), effects.sub_shape(r))
+    ls = np.ravel_multi_index(tuple(pos[a] for a in effects.axes[s]), effects.sub_shape(s))
+    nr, ns = effects.n_levels[r], effects.n_levels[s]
+    graph = scipy.sparse.coo_matrix(
+        (np.ones(lr.size), (lr, nr + ls)), shape=(nr + ns, nr + ns)
+    ).tocsr()
+    _, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    live = np.zeros(nr + ns, dtype=bool)
+    live[lr] = live[nr + ls] = True
+    return int(np.unique(labels[live]).size)
+
+
+def effect_dof(effects: AbsorbedEffects, problem: PanelProblem) -> tuple[int, list[int]]:
+    """Degrees of freedom of the effects, and each effect's observed levels."""
+    obs = observed(problem)
+    red = _Reducer(obs.astype(np.float64))
+    levels = [int(np.count_nonzero(red.get(ax))) for ax in effects.axes]
+    m = len(levels)
+    if m == 1:
+        return levels[0], levels
+    dof = sum(levels) - _components(effects, obs, 0, 1) - (m - 2)
+    return dof, levels

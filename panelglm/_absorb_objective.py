@@ -1,0 +1,209 @@
+"""The penalized objective over covariates and absorbed effects, and its Newton step.
+
+The coefficients are ``theta = (beta, a)``: the covariates' ``beta`` (the
+factored design's order) then every absorbed effect's values, stacked. The
+objective is the same as :class:`~panelglm._objective.PenalizedObjective`'s,
+the effects unpenalized. Its Hessian is never formed: :class:`AbsorbedHessian`
+keeps the covariates' block ``A``, the cross blocks ``B'`` (levels x
+covariates) and the effects' block ``D`` as an :class:`EffectSystem`, and
+solves the Newton system through the Schur complement ``S = A - B D^-1 B'``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._absorb import AbsorbedEffects, EffectSystem
+from ._factored import FactoredDesign
+from ._families import Family
+from ._newton import _newton_step
+from ._objective import PanelProblem
+from ._statistics import y_sums
+
+
+def _cross_t(bt: list[np.ndarray], z: list[np.ndarray]) -> np.ndarray:
+    """``sum_r B_r' z_r``: blocks of levels x covariates against levels x columns."""
+    out = 0.0
+    for b, v in zip(bt, z, strict=True):
+        out = out + b.reshape(-1, b.shape[-1]).T @ v.reshape(-1, v.shape[-1])
+    return np.asarray(out)
+
+
+class AbsorbedHessian:
+    """The Hessian of :class:`AbsorbedObjective` at one point, in factored form.
+
+    Parameters
+    ----------
+    a : ndarray of shape (p, p)
+        The covariates' block (penalty included).
+    bt : list of ndarray
+        For each effect, its levels' cross block with the covariates, shaped
+        ``levels + (p,)``.
+    system : EffectSystem
+        The effects' block.
+    rtol : float
+        Relative residual of the iterative effect solves.
+    warm : list
+        A one-item box shared by the objective's Hessians: the last solve's
+        ``D^-1 [B', g_a]``, which starts the next one (the effects' fits change
+        little from one Newton iterate to the next).
+    """
+
+    # ndarray @ AbsorbedHessian must reach __rmatmul__, not numpy's conversion.
+    __array_ufunc__ = None
+
+    def __init__(
+        self,
+        a: np.ndarray,
+        bt: list[np.ndarray],
+        system: EffectSystem,
+        rtol: float,
+        warm: list,
+    ) -> None:
+        self.a, self.bt, self.system, self.rtol, self.warm = a, bt, system, rtol, warm
+        self.p = a.shape[0]
+        self._z: list[np.ndarray] | None = None
+        self.schur: np.ndarray | None = None
+
+    @property
+    def effects(self) -> AbsorbedEffects:
+        """The absorbed effects."""
+        return self.system.effects
+
+    def projections(self) -> list[np.ndarray]:
+        """``Z = D^-1 B'``: each covariate's least-squares fit by the effects."""
+        if self._z is None:
+            self._solve_with(None)
+        return [z[..., : self.p] for z in self._z]
+
+    def _solve_with(self, ga: list[np.ndarray] | None) -> list[np.ndarray]:
+        """``D^-1 [B', g_a]`` (the gradient column only if given); sets ``Z`` and ``S``."""
+        rhs = self.bt if ga is None else [np.concatenate([b, g[..., None]], axis=-1)
+                                         for b, g in zip(self.bt, ga, strict=True)]
+        warm = self.warm[0]
+        if warm is not None and warm[0].shape[-1] != rhs[0].shape[-1]:
+            warm = [w[..., : rhs[0].shape[-1]] for w in warm]
+        sol, _ = self.system.solve(rhs, warm, self.rtol)
+        self._z = self.warm[0] = sol
+        z = [s[..., : self.p] for s in sol]
+        self.schur = self.a - _cross_t(self.bt, z)
+        self.schur = 0.5 * (self.schur + self.schur.T)
+        return sol
+
+    def newton_step(self, grad: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The Newton step ``-H^-1 grad``, and whether it solves the system."""
+        p, eff = self.p, self.effects
+        gb, ga = grad[:p], eff.split(grad[p:])
+        sol = self._solve_with(ga)
+        zg = [s[..., p] for s in sol]
+        if p:
+            rhs = gb - _cross_t(self.bt, [v[..., None] for v in zg])[:, 0]
+            db, solved = _newton_step(rhs, self.schur)
+        else:
+            db, solved = np.zeros(0), True
+        da = [-g - s[..., :p] @ db for g, s in zip(zg, sol, strict=True)]
+        return np.concatenate([db, eff.join(da)]), solved
+
+    def __rmatmul__(self, v: np.ndarray) -> np.ndarray:
+        """``H v`` (``H`` is symmetric, so ``v @ H`` is the same)."""
+        p, eff = self.p, self.effects
+        vb, va = v[:p], eff.split(v[p:])
+        top = self.a @ vb + _cross_t(self.bt, [x[..., None] for x in va])[:, 0]
+        dv = self.system.matvec([x[..., None] for x in va])
+        bottom = [d[..., 0] + b @ vb for d, b in zip(dv, self.bt, strict=True)]
+        return np.concatenate([top, eff.join(bottom)])
+
+
+class AbsorbedObjective:
+    """Loss, gradient and factored Hessian over ``(beta, a)``.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The covariates' factored design (no intercept: the effects hold it).
+    effects : AbsorbedEffects
+        The absorbed effects.
+    family : Family
+        The GLM family.
+    problem : PanelProblem
+        Response, trials, weights and offset.
+    alpha : float
+        L2 penalty on the covariates.
+    penalized : ndarray
+        1 for each penalized covariate.
+    tol : float
+        The Newton tolerance; the effect solves are made tighter than it.
+    """
+
+    def __init__(
+        self,
+        design: FactoredDesign,
+        effects: AbsorbedEffects,
+        family: Family,
+        problem: PanelProblem,
+        alpha: float,
+        penalized: np.ndarray,
+        tol: float,
+    ) -> None:
+        self.design, self.effects, self.family, self.problem = design, effects, family, problem
+        self.alpha = float(alpha)
+        self.pen = np.asarray(penalized, dtype=np.float64)
+        self.n_beta = design.n_coef
+        self._scale = 1.0 / problem.sum_w
+        # Inexact Newton: a step accurate to far below the tolerance changes
+        # neither the iterates' path nor the optimum, which the exact gradient fixes.
+        self.rtol = min(1e-8, max(1e-13, 1e-3 * tol))
+        self._warm: list = [None]
+        funcs = [f for f in (family.saturated,) if f is not None]
+        sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
+        self.saturated_loss = -self._scale * sat
+
+    def split(self, coef: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``beta`` and each effect's values."""
+        return coef[: self.n_beta], self.effects.split(coef[self.n_beta :])
+
+    def eta(self, coef: np.ndarray) -> np.ndarray:
+        """The linear predictor on the grid."""
+        beta, a = self.split(coef)
+        return self.effects.expand(a, self.design.linear_predictor(beta, self.problem.offset))
+
+    def _penalty(self, beta: np.ndarray) -> float:
+        return 0.5 * self.alpha * float(np.sum(self.pen * beta * beta))
+
+    def _total(self, f: np.ndarray) -> float:
+        w = self.problem.w
+        return float(np.sum(f) if w is None else np.vdot(w, f))
+
+    def loss(self, coef: np.ndarray) -> float:
+        """Objective value (``inf`` where it overflows)."""
+        p = self.problem
+        total = self._total(self.family.loglik(p.y, self.eta(coef), p.m))
+        if not np.isfinite(total):
+            return np.inf
+        return -self._scale * total + self._penalty(coef[: self.n_beta])
+
+    def loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, AbsorbedHessian]:
+        """Objective, gradient and factored Hessian."""
+        p, s = self.problem, self._scale
+        beta = coef[: self.n_beta]
+        eta = self.eta(coef)
+        total = self._total(self.family.loglik(p.y, eta, p.m))
+        g, h = self.family.grad_hess(p.y, eta, p.m)
+        del eta
+        u = p.weighted(g)
+        t = np.broadcast_to(p.weighted(h), p.shape) * -s
+        grad = np.concatenate(
+            [
+                -s * self.design.gradient(u) + self.alpha * self.pen * beta,
+                -s * self.effects.join(self.effects.reduce(u)),
+            ]
+        )
+        a = self.design.hessian(t)
+        a[np.diag_indices_from(a)] += self.alpha * self.pen
+        bt = [
+            self.design.scores(t, keep=ax).reshape((*self.effects.sub_shape(r), self.n_beta))
+            for r, ax in enumerate(self.effects.axes)
+        ]
+        hess = AbsorbedHessian(a, bt, EffectSystem(self.effects, t), self.rtol, self._warm)
+        loss = -s * total + self._penalty(beta) if np.isfinite(total) else np.inf
+        return loss, grad, hess
