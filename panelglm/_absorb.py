@@ -83,8 +83,10 @@ class AbsorbedEffects:
     def join(self, parts: list[np.ndarray]) -> np.ndarray:
         """The stacked vector (or matrix) of each effect's array."""
         return np.concatenate(
-            [p.reshape((n, *p.shape[len(self.axes[r]) :])) for r, (p, n) in
-             enumerate(zip(parts, self.n_levels, strict=True))]
+            [
+                p.reshape((n, *p.shape[len(self.axes[r]) :]))
+                for r, (p, n) in enumerate(zip(parts, self.n_levels, strict=True))
+            ]
         )
 
     def broadcastable(self, r: int, values: np.ndarray) -> np.ndarray:
@@ -269,9 +271,11 @@ class EffectSystem:
             )
 
         x = [np.zeros_like(v) for v in b] if x0 is None else [np.array(v) for v in x0]
-        r = [bi - ai for bi, ai in zip(b, self._schur(x), strict=True)] if x0 is not None else [
-            np.array(v) for v in b
-        ]
+        r = (
+            [bi - ai for bi, ai in zip(b, self._schur(x), strict=True)]
+            if x0 is not None
+            else [np.array(v) for v in b]
+        )
         bnorm = np.sqrt(dot(b, b))
         target = rtol * bnorm
         z = [mi * ri for mi, ri in zip(minv, r, strict=True)]

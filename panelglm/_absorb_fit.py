@@ -185,9 +185,7 @@ class AbsorbedFit:
         self._kept, self._spec, self._order, self._beta = kept, spec, order, beta
         self._shift_map = None
         self._separated_levels, self._unobserved_levels = [], []
-        self.collinear_names_ = [
-            n for n, k in zip(spec.names, kept[order], strict=True) if not k
-        ]
+        self.collinear_names_ = [n for n, k in zip(spec.names, kept[order], strict=True) if not k]
         self.intercept_ = 0.0
         self.coef_ = np.where(kept[order], beta[order], np.nan)
         self.coef_names_ = spec.names
@@ -296,9 +294,12 @@ class AbsorbedFit:
             rows = data.from_grid(full)
             bad = np.isnan(rows)
             if bad.any():
-                cell = data.from_grid(np.broadcast_to(
-                    np.arange(grid_vals.size).reshape(grid_vals.shape).reshape(shape), data.shape
-                ))[np.argmax(bad)]
+                cell = data.from_grid(
+                    np.broadcast_to(
+                        np.arange(grid_vals.size).reshape(grid_vals.shape).reshape(shape),
+                        data.shape,
+                    )
+                )[np.argmax(bad)]
                 combo = index[int(cell)]
                 raise ValueError(
                     f"Level {combo!r} of the absorbed fixed effect {name!r} was not seen "

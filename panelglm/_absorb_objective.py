@@ -78,8 +78,14 @@ class AbsorbedHessian:
 
     def _solve_with(self, ga: list[np.ndarray] | None) -> list[np.ndarray]:
         """``D^-1 [B', g_a]`` (the gradient column only if given); sets ``Z`` and ``S``."""
-        rhs = self.bt if ga is None else [np.concatenate([b, g[..., None]], axis=-1)
-                                         for b, g in zip(self.bt, ga, strict=True)]
+        rhs = (
+            self.bt
+            if ga is None
+            else [
+                np.concatenate([b, g[..., None]], axis=-1)
+                for b, g in zip(self.bt, ga, strict=True)
+            ]
+        )
         warm = self.warm[0]
         if warm is not None and warm[0].shape[-1] != rhs[0].shape[-1]:
             warm = [w[..., : rhs[0].shape[-1]] for w in warm]
