@@ -31,8 +31,12 @@ from ._factored import Axes, _Reducer
 # Above this many levels of the effects left after elimination, or this many
 # cell-level multiply-adds to build their dense system, conjugate gradients
 # are used instead of a dense factorization.
-DENSE_LEVELS = 1000
+DENSE_LEVELS = 200
 DENSE_WORK = 2e9
+# Conjugate gradients stop after this many iterations without a smaller
+# residual, or this many in all.
+STALL = 50
+MAX_CG = 5000
 
 
 def _letters(axes: Axes, among: Axes) -> str:
@@ -262,7 +266,14 @@ class EffectSystem:
     def _pcg(
         self, b: list[np.ndarray], x0: list[np.ndarray] | None, rtol: float
     ) -> tuple[list[np.ndarray], int]:
-        """Jacobi-preconditioned conjugate gradients on the Schur system, column by column."""
+        """Jacobi-preconditioned conjugate gradients on the Schur system, column by column.
+
+        Each column stops at its own relative residual ``rtol``, or when its
+        residual has not improved for :data:`STALL` iterations: the system is
+        singular (the effects' normalisations), and rounding leaves the
+        right-hand side a part outside its range that no iteration removes.
+        The best iterate of each column is returned.
+        """
         minv = [p[..., None] for p in self._preconditioner()]
 
         def dot(u: list[np.ndarray], v: list[np.ndarray]) -> np.ndarray:
@@ -270,33 +281,43 @@ class EffectSystem:
                 (a * c).reshape(-1, a.shape[-1]).sum(axis=0) for a, c in zip(u, v, strict=True)
             )
 
-        x = [np.zeros_like(v) for v in b] if x0 is None else [np.array(v) for v in x0]
-        r = (
-            [bi - ai for bi, ai in zip(b, self._schur(x), strict=True)]
-            if x0 is not None
-            else [np.array(v) for v in b]
-        )
-        bnorm = np.sqrt(dot(b, b))
-        target = rtol * bnorm
+        if x0 is None:
+            x = [np.zeros_like(v) for v in b]
+            r = [np.array(v) for v in b]
+        else:
+            x = [np.array(v) for v in x0]
+            r = [bi - ai for bi, ai in zip(b, self._schur(x), strict=True)]
+        target = rtol * np.sqrt(dot(b, b))
+        best_x = [np.array(v) for v in x]
+        best = np.sqrt(dot(r, r))
+        since = np.zeros(best.shape, dtype=int)
+        active = best > target
         z = [mi * ri for mi, ri in zip(minv, r, strict=True)]
         p = [np.array(v) for v in z]
         rz = dot(r, z)
-        n = sum(self.effects.n_levels[i] for i in self.rest)
         it = 0
-        for it in range(1, 10 * n + 100):  # noqa: B007 (the count is returned)
-            if np.all(np.sqrt(dot(r, r)) <= target):
-                break
+        while active.any() and it < MAX_CG:
+            it += 1
             q = self._schur(p)
             pq = dot(p, q)
-            alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=pq > 0)
+            ok = active & (pq > 0) & (rz > 0)
+            alpha = np.divide(rz, pq, out=np.zeros_like(rz), where=ok)
             for xi, ri, pi, qi in zip(x, r, p, q, strict=True):
                 xi += alpha * pi
                 ri -= alpha * qi
             z = [mi * ri for mi, ri in zip(minv, r, strict=True)]
             rz_new = dot(r, z)
-            beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz > 0)
+            beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=ok)
             rz = rz_new
             for pi, zi in zip(p, z, strict=True):
                 pi *= beta
                 pi += zi
-        return x, it
+            norm = np.sqrt(dot(r, r))
+            better = active & (norm < best)
+            if better.any():
+                for bx, xi in zip(best_x, x, strict=True):
+                    bx[..., better] = xi[..., better]
+                best = np.where(better, norm, best)
+            since = np.where(better, 0, since + 1)
+            active &= ok & (best > target) & (since < STALL)
+        return best_x, it

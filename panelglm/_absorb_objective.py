@@ -158,7 +158,7 @@ class AbsorbedObjective:
         self._scale = 1.0 / problem.sum_w
         # Inexact Newton: a step accurate to far below the tolerance changes
         # neither the iterates' path nor the optimum, which the exact gradient fixes.
-        self.rtol = min(1e-8, max(1e-13, 1e-3 * tol))
+        self.rtol = min(1e-8, max(1e-11, 1e-3 * tol))
         self._warm: list = [None]
         funcs = [f for f in (family.saturated,) if f is not None]
         sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
