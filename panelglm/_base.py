@@ -30,7 +30,7 @@ from ._panel import PanelData
 from ._separation import check_observed, limit_signs
 from ._shifts import shift_map, to_user
 from ._summary import InferenceMixin
-from ._terms import ModelSpec, build_design, build_model_spec
+from ._terms import ModelSpec, build_design, build_model_spec, conform
 from ._threads import blas_threads
 from ._validation import check_response, check_target
 
@@ -311,6 +311,8 @@ class PanelGLMBase(InferenceMixin, PanelInput, RegressorMixin, BaseEstimator):
     ) -> tuple[PanelData, PanelProblem, np.ndarray]:
         check_is_fitted(self, "coef_")
         data, _ = self._as_panel(X, None, reset=False)
+        # A PanelData laid out by another PanelDesign is read as the model was fitted.
+        data = conform(self._spec, data)
         if y is not None:
             y = check_target(y, data)
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))

@@ -235,6 +235,32 @@ class PanelData:
         dims = " x ".join(f"{d}={n}" for d, n in zip(self.dims, self.shape, strict=True))
         return f"PanelData({dims}; {len(self.covariates)} covariates)"
 
+    def laid_out_as(self, specs: dict[str, ColumnSpec]) -> PanelData:
+        """The same rows with some columns laid out as ``specs`` say.
+
+        How a model fitted elsewhere reads this data: along its fitted axes,
+        with its fitted categories. Nothing laid out so far is shared, so
+        no column is read with a layout other than its own.
+
+        Parameters
+        ----------
+        specs : dict of str to ColumnSpec
+            Layouts that replace this data's own.
+
+        Returns
+        -------
+        PanelData
+        """
+        return PanelData(
+            self.grid,
+            self._frame,
+            {**self.spec, **specs},
+            self.covariates,
+            self.fixed_effects,
+            self._tables,
+            self._skipped,
+        )
+
     # ------------------------------------------------------------- columns
     def has_column(self, name: str) -> bool:
         """Whether ``name`` is a usable column of this data.
@@ -300,7 +326,7 @@ class PanelData:
         key = name if fill == 0 else f"\0fill{fill!r}:{name}"
         if key not in self._cache and name in self._tables:
             # Tables have a row for every level combination of their key.
-            self._cache[key] = self._tables.numeric(spec)
+            self._cache[key] = self._from_table(spec, self._tables.numeric)
         if key in self._cache:
             return self._cache[key], spec.axes
         laid = lay_out(numeric_values(self._frame[name], name), self.grid, spec.axes, name, fill)
@@ -350,11 +376,26 @@ class PanelData:
         spec = self._require(name, "covariate")
         key = "\0codes:" + name
         if key not in self._cache and name in self._tables:
-            self._cache[key] = self._tables.category_codes(spec)
+            self._cache[key] = self._from_table(spec, self._tables.category_codes)
         if key not in self._cache:
             codes = spec.codes(self._frame[name])
             self._cache[key] = lay_out(codes, self.grid, spec.axes, name)
         return self._cache[key], spec.axes
+
+    def _from_table(self, spec: ColumnSpec, read: Any) -> np.ndarray:
+        """A table column over ``spec.axes``, which may reach beyond the table's key.
+
+        They do for a model fitted on the column from the frame, along more
+        axes than the key of the table it now comes from: it is constant
+        along those, so it is repeated along them.
+        """
+        key = self._tables.key_axes(spec.name)
+        inner = tuple(a for a in spec.axes if a in key)
+        if inner == spec.axes:
+            return read(spec)
+        arr = read(ColumnSpec(spec.name, inner, spec.categories))
+        arr = arr.reshape([self.shape[a] if a in inner else 1 for a in spec.axes])
+        return np.ascontiguousarray(np.broadcast_to(arr, [self.shape[a] for a in spec.axes]))
 
     # ------------------------------------------------------- row <-> grid
     def to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:

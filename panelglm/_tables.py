@@ -211,6 +211,10 @@ class TableColumns:
         """Every table covariate, table by table."""
         return list(self._by_name)
 
+    def key_axes(self, name: str) -> Axes:
+        """The axes of the key of the table that holds ``name``."""
+        return self._by_name[name].axes
+
     def fit_spec(self, name: str, categorical: bool) -> ColumnSpec:
         """Learn a column's axes (and categories) from the joined rows."""
         jt = self._by_name[name]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._layout import show_value
-from ._panel import PanelData
+from ._panel import ColumnSpec, PanelData
 from ._shifts import column_shift
 
 INTERCEPT = "Intercept"
@@ -43,6 +43,10 @@ class Term:
     shift : float
         Numeric columns: the constant subtracted from the column inside the
         solver (see :func:`column_shift`); 0 for most columns.
+    column : ColumnSpec or None
+        Numeric and categorical columns: the layout fitted (axes and
+        categories), by which new data is laid out whatever its own
+        :class:`PanelDesign` detected.
     """
 
     kind: str
@@ -51,6 +55,7 @@ class Term:
     levels: tuple[pd.Index, ...] = ()
     drop_first: bool = False
     shift: float = 0.0
+    column: ColumnSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -202,12 +207,13 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
                     tuple(f"{name!s}[{c}]" for c in kept),
                     (spec.categories,),
                     reference_needed,
+                    column=spec,
                 )
             )
             reference_needed = True
         else:
             shift = column_shift(data.observed(name)) if fit_intercept else 0.0
-            terms.append(Term("numeric", (name,), (str(name),), shift=shift))
+            terms.append(Term("numeric", (name,), (str(name),), shift=shift, column=spec))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)
         names = _fe_names(fe, levels)
@@ -223,6 +229,53 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
         reference_needed = True
     check_unique_names(terms)
     return ModelSpec(dims=data.dims, terms=tuple(terms))
+
+
+def _same_layout(a: ColumnSpec | None, b: ColumnSpec) -> bool:
+    if a is None or a.axes != b.axes or a.is_categorical != b.is_categorical:
+        return False
+    return not b.is_categorical or (
+        a.categories is b.categories
+        or (a.categories.dtype == b.categories.dtype and a.categories.equals(b.categories))
+    )
+
+
+def conform(spec: ModelSpec, data: PanelData) -> PanelData:
+    """``data`` with the model's columns laid out as they were when it was fitted.
+
+    A :class:`PanelData` from another :class:`PanelDesign` (one fitted on the
+    new data) may have detected a column along other axes, or other
+    categories: its blocks would then come in another order, or its dummies
+    mean other levels, and the coefficients would be applied to the wrong
+    columns. The fitted layout is used instead: categorical values are
+    looked up among the fitted categories by value, and a column is laid out
+    along the fitted axes (an error names it if it varies along others).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The fitted terms.
+    data : PanelData
+        New (or training) data.
+
+    Returns
+    -------
+    PanelData
+        ``data`` itself when its layout is the fitted one.
+    """
+    if tuple(data.dims) != tuple(spec.dims):
+        raise ValueError(
+            f"The data has dims {list(data.dims)}; the model was fitted on {list(spec.dims)}."
+        )
+    fitted = {
+        t.source[0]: t.column
+        for t in spec.terms
+        if t.column is not None  # None: a model pickled before terms kept their layout
+    }
+    differ = {
+        name: col for name, col in fitted.items() if not _same_layout(data.spec.get(name), col)
+    }
+    return data.laid_out_as(differ) if differ else data
 
 
 def _fe_codes(term: Term, data: PanelData) -> tuple[tuple[int, ...], np.ndarray]:
@@ -315,7 +368,8 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
     spec : ModelSpec
         The fitted terms.
     data : PanelData
-        Training or new data with the same dimensions.
+        Training or new data with the same dimensions; its columns are laid
+        out as they were fitted (see :func:`conform`).
 
     Returns
     -------
@@ -324,10 +378,7 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
     order : ndarray of int
         ``coef_user = coef_internal[order]``.
     """
-    if tuple(data.dims) != tuple(spec.dims):
-        raise ValueError(
-            f"The data has dims {list(data.dims)}; the model was fitted on {list(spec.dims)}."
-        )
+    data = conform(spec, data)
     # The intercept stays internal coefficient 0 and numeric blocks follow it;
     # indicator blocks come last. Each block carries its users' positions.
     lead: list[tuple[DenseBlock, list[int]]] = []
