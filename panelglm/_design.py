@@ -10,7 +10,7 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import detect_axes
+from ._columns import detect_axes, lay_out
 from ._layout import Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._tables import TableColumns, join_tables, table_keys
@@ -83,6 +83,49 @@ def normalize_fixed_effects(
     return tuple(out)
 
 
+STATED = "is stated in levels= as"
+
+
+def stated_levels(
+    levels: Any, dims: tuple[str, ...], columns: list[str], target: str | None = None
+) -> dict[str, tuple[int, ...]]:
+    """``PanelDesign(levels=...)`` as the sorted axes of each column, checked.
+
+    Raises
+    ------
+    ValueError
+        If a key is not a covariate column (a dimension, the target, or no
+        column at all), or a value names something that is not a dimension.
+    """
+    out = {}
+    for name, level in (levels or {}).items():
+        if name not in columns:
+            what = (
+                "a dimension"
+                if name in dims
+                else "the target"
+                if name == target
+                else "not a column of the data or its tables"
+            )
+            raise ValueError(
+                f"levels= states the level of {name!r}, which is {what}; only the level of "
+                "a covariate (or an offset, trials or event column) can be stated."
+            )
+        names = (level,) if isinstance(level, str) else level
+        if not isinstance(names, (tuple, list)) or not all(isinstance(d, str) for d in names):
+            raise ValueError(
+                f"levels[{name!r}] must be a dimension or a tuple of dimensions, got {level!r}."
+            )
+        unknown = [d for d in names if d not in dims]
+        if unknown or len(set(names)) != len(names):
+            raise ValueError(
+                f"levels[{name!r}] = {level!r} must name distinct panel dimensions; "
+                f"{unknown} not in dims {list(dims)}."
+            )
+        out[name] = tuple(sorted(dims.index(d) for d in names))
+    return out
+
+
 class PanelDesign(TransformerMixin, BaseEstimator):
     """Lay out a long-format frame as a panel of covariate blocks.
 
@@ -140,6 +183,17 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         when fewer than 10 % of its cells are observed. :meth:`transform`
         accepts any subset of cells either way (predictions are made for the
         given rows only).
+    levels : dict, default=None
+        The level of some columns, stated rather than detected: each key a
+        column (of the frame or of a table), each value the dimension or the
+        tuple of dimensions it varies along (``()`` for a constant), e.g.
+        ``{"price": ("product", "week")}``. A stated level is used as given,
+        so that it does not depend on the rows at hand: a cross-validation
+        fold in which prices happen to be equal across products would
+        otherwise be laid out by week alone, and a test fold where they
+        differ would then be refused. :meth:`fit` checks it: a column that
+        varies along a dimension not stated is an error naming the column,
+        that dimension and a row where it does. Other columns are detected.
 
     Attributes
     ----------
@@ -177,6 +231,12 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     >>> design = PanelDesign(dims=["firm", "year"], tables={"firm": firms})
     >>> design.fit_transform(df[["firm", "year", "rate"]]).numeric("size")
     (array([3., 5.]), (0,))
+
+    A column may be stated to vary along more dimensions than these rows show:
+
+    >>> stated = PanelDesign(dims=["firm", "year"], levels={"rate": ("firm", "year")})
+    >>> stated.fit_transform(df).numeric("rate")[1]
+    (0, 1)
     """
 
     _parameter_constraints: dict = {
@@ -185,14 +245,18 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         "covariates": [list, tuple, None],
         "tables": [dict, None],
         "balanced": ["boolean"],
+        "levels": [dict, None],
     }
 
-    def __init__(self, dims, fixed_effects=None, covariates=None, tables=None, balanced=True):
+    def __init__(
+        self, dims, fixed_effects=None, covariates=None, tables=None, balanced=True, levels=None
+    ):
         self.dims = dims
         self.fixed_effects = fixed_effects
         self.covariates = covariates
         self.tables = tables
         self.balanced = balanced
+        self.levels = levels
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
@@ -230,14 +294,15 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
         covariates = list(self.covariates) if self.covariates is not None else candidates
+        stated = stated_levels(self.levels, dims, candidates, target)
         spec: dict[str, ColumnSpec] = {}
         skipped: dict[str, Exception] = {}
         for name in candidates:
             try:
                 if name in tables:
-                    spec[name] = self._table_spec(name, tables)
+                    spec[name] = self._table_spec(name, tables, stated.get(name))
                 else:
-                    spec[name] = self._frame_spec(X[name], name, grid)
+                    spec[name] = self._frame_spec(X[name], name, grid, stated.get(name))
             except (TypeError, ValueError) as exc:
                 # Named covariates make the other columns optional: one that
                 # cannot be laid out (a date, a column with gaps) must not
@@ -268,21 +333,36 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         )
 
     @staticmethod
-    def _frame_spec(col: pd.Series, name: str, grid: Grid) -> ColumnSpec:
-        """The layout of a frame column, or the error that says why it has none."""
+    def _frame_spec(
+        col: pd.Series, name: str, grid: Grid, axes: tuple[int, ...] | None = None
+    ) -> ColumnSpec:
+        """The layout of a frame column (along ``axes`` if stated), or why it has none."""
         check_dtype(col, name)
+        cats = None
         if is_categorical_dtype(col):
             if col.isna().any():
                 raise ValueError(f"Column {name!r} has missing values.")
-            codes, cats = pd.factorize(col, sort=True)
-            return ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
-        return ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
+            values, cats = pd.factorize(col, sort=True)
+            cats = pd.Index(cats)
+        else:
+            values = numeric_values(col, name)
+        if axes is None:
+            return ColumnSpec(name, detect_axes(values, grid), cats)
+        lay_out(values, grid, axes, name, stated=STATED)  # raises if it varies elsewhere
+        return ColumnSpec(name, axes, cats)
 
-    def _table_spec(self, name: str, tables: TableColumns) -> ColumnSpec:
-        """The layout of a table column, or the error that says why it has none."""
+    def _table_spec(
+        self, name: str, tables: TableColumns, axes: tuple[int, ...] | None = None
+    ) -> ColumnSpec:
+        """The layout of a table column (along ``axes`` if stated), or why it has none."""
         col = self._table_column(name)
         check_dtype(col, name)
-        return tables.fit_spec(name, is_categorical_dtype(col))
+        spec = tables.fit_spec(name, is_categorical_dtype(col))
+        if axes is None:
+            return spec
+        spec = ColumnSpec(name, axes, spec.categories)
+        tables.check_level(spec, STATED)
+        return spec
 
     def _table_column(self, name: str) -> pd.Series:
         for table in self.tables.values():

@@ -235,6 +235,15 @@ class TableColumns:
         axes = tuple(a for a in jt.axes if a in single or a in _varying_axes(arr, jt.axes))
         return ColumnSpec(name, axes, cats)
 
+    def check_level(self, spec: ColumnSpec, stated: str) -> None:
+        """Raise if the column varies along an axis of its key not in ``spec.axes``."""
+        jt = self._by_name[spec.name]
+        col = jt.column(spec.name)
+        values = spec.codes(col) if spec.is_categorical else numeric_values(col, spec.name)
+        local = tuple(k for k, a in enumerate(jt.axes) if a in spec.axes)
+        # The rows checked are the key's level combinations (with a row in the table).
+        lay_out(jt.present(values), jt.sub_grid(), local, spec.name, stated=stated)
+
     @staticmethod
     def _gaps_lay_out(jt: JoinedTable, arr: np.ndarray, spec: ColumnSpec) -> np.ndarray:
         """A column of a table with gaps laid out over ``spec.axes`` (0 at the gaps)."""
