@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._cd import prox_newton_solve
+from ._conform import conform
 from ._design import PanelDesign
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
@@ -30,7 +31,7 @@ from ._panel import PanelData
 from ._separation import check_observed, limit_signs
 from ._shifts import shift_map, to_user
 from ._summary import InferenceMixin
-from ._terms import ModelSpec, build_design, build_model_spec, conform
+from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
 from ._validation import check_response, check_target
 

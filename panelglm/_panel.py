@@ -235,30 +235,30 @@ class PanelData:
         dims = " x ".join(f"{d}={n}" for d, n in zip(self.dims, self.shape, strict=True))
         return f"PanelData({dims}; {len(self.covariates)} covariates)"
 
-    def laid_out_as(self, specs: dict[str, ColumnSpec]) -> PanelData:
-        """The same rows with some columns laid out as ``specs`` say.
+    def _replaced(self, **changes: Any) -> PanelData:
+        """A copy with some constructor arguments changed, and nothing laid out yet."""
+        args = dict(grid=self.grid, frame=self._frame, spec=self.spec, tables=self._tables)
+        args.update(covariates=self.covariates, fixed_effects=self.fixed_effects)
+        args["skipped"] = self._skipped
+        return PanelData(**{**args, **changes})
 
-        How a model fitted elsewhere reads this data: along its fitted axes,
-        with its fitted categories. Nothing laid out so far is shared, so
-        no column is read with a layout other than its own.
+    @property
+    def rows(self) -> Any:
+        """The panel as a sequence of rows, for scikit-learn's cross-validation.
 
-        Parameters
-        ----------
-        specs : dict of str to ColumnSpec
-            Layouts that replace this data's own.
-
-        Returns
-        -------
-        PanelData
+        ``cross_val_score(est, data.rows, y, cv=PanelKFold("customer"))``:
+        see :class:`~panelglm.PanelRows`.
         """
-        return PanelData(
-            self.grid,
-            self._frame,
-            {**self.spec, **specs},
-            self.covariates,
-            self.fixed_effects,
-            self._tables,
-            self._skipped,
+        from ._rows import PanelRows  # here: _rows builds on this module
+
+        return PanelRows(self)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        # scikit-learn turns what it cannot index by rows into an array; say what to do.
+        raise TypeError(
+            "A PanelData is not an array: its shape is the grid's, not rows by columns. "
+            "To cross-validate on it, pass its rows: cross_val_score(estimator, data.rows, y, "
+            "cv=PanelKFold(dim)); or pass the long DataFrame with PanelDesign in a pipeline."
         )
 
     # ------------------------------------------------------------- columns
@@ -326,7 +326,7 @@ class PanelData:
         key = name if fill == 0 else f"\0fill{fill!r}:{name}"
         if key not in self._cache and name in self._tables:
             # Tables have a row for every level combination of their key.
-            self._cache[key] = self._from_table(spec, self._tables.numeric)
+            self._cache[key] = self._tables.read(spec, self.shape)
         if key in self._cache:
             return self._cache[key], spec.axes
         laid = lay_out(numeric_values(self._frame[name], name), self.grid, spec.axes, name, fill)
@@ -376,26 +376,11 @@ class PanelData:
         spec = self._require(name, "covariate")
         key = "\0codes:" + name
         if key not in self._cache and name in self._tables:
-            self._cache[key] = self._from_table(spec, self._tables.category_codes)
+            self._cache[key] = self._tables.read(spec, self.shape, codes=True)
         if key not in self._cache:
             codes = spec.codes(self._frame[name])
             self._cache[key] = lay_out(codes, self.grid, spec.axes, name)
         return self._cache[key], spec.axes
-
-    def _from_table(self, spec: ColumnSpec, read: Any) -> np.ndarray:
-        """A table column over ``spec.axes``, which may reach beyond the table's key.
-
-        They do for a model fitted on the column from the frame, along more
-        axes than the key of the table it now comes from: it is constant
-        along those, so it is repeated along them.
-        """
-        key = self._tables.key_axes(spec.name)
-        inner = tuple(a for a in spec.axes if a in key)
-        if inner == spec.axes:
-            return read(spec)
-        arr = read(ColumnSpec(spec.name, inner, spec.categories))
-        arr = arr.reshape([self.shape[a] if a in inner else 1 for a in spec.axes])
-        return np.ascontiguousarray(np.broadcast_to(arr, [self.shape[a] for a in spec.axes]))
 
     # ------------------------------------------------------- row <-> grid
     def to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:

@@ -211,9 +211,26 @@ class TableColumns:
         """Every table covariate, table by table."""
         return list(self._by_name)
 
-    def key_axes(self, name: str) -> Axes:
-        """The axes of the key of the table that holds ``name``."""
-        return self._by_name[name].axes
+    def rejoin(self, grid: Grid) -> TableColumns:
+        """The same tables joined to another grid (that of a subset of the rows)."""
+        tables = {id(jt): jt for jt in self._by_name.values()}.values()
+        return TableColumns([join_table(jt.key, jt.key, jt.frame, grid) for jt in tables])
+
+    def read(self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False) -> np.ndarray:
+        """A column (its category codes if ``codes``) over ``spec.axes`` of a grid of ``shape``.
+
+        ``spec.axes`` may reach beyond the table's key: for a model fitted on
+        the column from the frame, or a level stated so. The column is
+        constant along those axes, so it is repeated along them.
+        """
+        key = self._by_name[spec.name].axes
+        inner = tuple(a for a in spec.axes if a in key)
+        read = self.category_codes if codes else self.numeric
+        if inner == spec.axes:
+            return read(spec)
+        arr = read(ColumnSpec(spec.name, inner, spec.categories))
+        arr = arr.reshape([shape[a] if a in inner else 1 for a in spec.axes])
+        return np.ascontiguousarray(np.broadcast_to(arr, [shape[a] for a in spec.axes]))
 
     def fit_spec(self, name: str, categorical: bool) -> ColumnSpec:
         """Learn a column's axes (and categories) from the joined rows."""
