@@ -8,6 +8,7 @@ from ._design import PanelDesign
 from ._duration import PanelExponentialRegressor
 from ._estimators import PanelLinearRegressor, PanelLogitRegressor, PanelPoissonRegressor
 from ._panel import PanelData
+from ._rows import PanelRows
 from ._version import __version__
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "PanelLinearRegressor",
     "PanelLogitRegressor",
     "PanelPoissonRegressor",
+    "PanelRows",
     "__version__",
 ]

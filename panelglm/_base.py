@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._absorb_fit import AbsorbedFit
 from ._cd import prox_newton_solve
+from ._conform import conform
 from ._design import PanelDesign
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
@@ -317,6 +318,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
     ) -> tuple[PanelData, PanelProblem, np.ndarray]:
         check_is_fitted(self, "coef_")
         data, _ = self._as_panel(X, None, reset=False)
+        # A PanelData laid out by another PanelDesign is read as the model was fitted.
+        data = conform(self._spec, data)
         if y is not None:
             y = check_target(y, data)
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))

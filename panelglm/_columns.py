@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._layout import show_value
+
 if TYPE_CHECKING:
     from ._layout import Grid
 
@@ -85,8 +87,45 @@ def detect_axes(values: np.ndarray, grid: Grid) -> tuple[int, ...]:
     return tuple(a for a in range(len(grid.dims)) if a in single or _varies_along(values, grid, a))
 
 
+def _beyond(
+    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, row: int, stated: str
+) -> ValueError:
+    """The error for a column that varies along an axis not in ``axes``.
+
+    It names the axes it does vary along (not every other axis: a price
+    fitted by week may vary by product but not by customer) and a row where
+    it does.
+    """
+    rest = [a for a in range(len(grid.dims)) if a not in axes]
+    if grid.is_balanced:
+        extra = [a for a in rest if _varies_along(values, grid, a)]
+    else:
+        every = range(len(grid.dims))
+        extra = [
+            a
+            for a in rest
+            if not _depends_only_on(values, grid, tuple(b for b in every if b != a))
+        ]
+    # With missing cells no single axis may be to blame; then name them all.
+    here = sorted(set(axes).union(extra or rest))
+    cell = ", ".join(
+        f"{grid.dims[a]}={show_value(grid.levels[a][grid.codes[a][row]])}"
+        for a in range(len(grid.dims))
+    )
+    return ValueError(
+        f"Column {name!r} {stated} varying only along {[grid.dims[a] for a in axes]} but "
+        f"varies along {[grid.dims[a] for a in (extra or rest)]} here, e.g. at row {row} "
+        f"({cell}): this data has it at the level of {[grid.dims[a] for a in here]}."
+    )
+
+
 def lay_out(
-    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float = 0
+    values: np.ndarray,
+    grid: Grid,
+    axes: tuple[int, ...],
+    name: str,
+    fill: float = 0,
+    stated: str = "was fitted as",
 ) -> np.ndarray:
     """Place a column's row values on the grid over ``axes``.
 
@@ -106,6 +145,8 @@ def lay_out(
         Column name, for error messages.
     fill : float, default=0
         Value of the level combinations that no row has (unbalanced panels).
+    stated : str, default="was fitted as"
+        Where ``axes`` come from, for the error message.
 
     Returns
     -------
@@ -120,7 +161,7 @@ def lay_out(
     if tuple(axes) == tuple(range(ndim)):
         return grid.to_grid(values, fill)
     if not grid.is_balanced:
-        return _lay_out_rows(values, grid, axes, name, fill)
+        return _lay_out_rows(values, grid, axes, name, fill, stated)
     shape = grid.shape
     sub_shape = tuple(shape[a] for a in axes)
     # The cell at position 0 of every axis not in `axes` represents its level combination.
@@ -139,17 +180,12 @@ def lay_out(
         if bad.any():
             cell = s * int(np.prod(shape[1:])) + int(np.flatnonzero(bad)[0])
             row = cell if order is None else int(order[cell])
-            varying = [grid.dims[a] for a in range(ndim) if a not in axes]
-            raise ValueError(
-                f"Column {name!r} was fitted as varying only along "
-                f"{[grid.dims[a] for a in axes]} but varies along {varying} here, "
-                f"e.g. at row {row}."
-            )
+            raise _beyond(values, grid, axes, name, row, stated)
     return out
 
 
 def _lay_out_rows(
-    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float
+    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float, stated: str
 ) -> np.ndarray:
     """:func:`lay_out` for rows that do not fill the grid."""
     sub_shape = tuple(grid.shape[a] for a in axes)
@@ -160,9 +196,5 @@ def _lay_out_rows(
     out[key] = values
     bad = np.flatnonzero(out[key] != values)
     if bad.size:
-        varying = [grid.dims[a] for a in range(len(grid.dims)) if a not in axes]
-        raise ValueError(
-            f"Column {name!r} was fitted as varying only along {[grid.dims[a] for a in axes]} "
-            f"but varies along {varying} here, e.g. at row {int(bad[0])}."
-        )
+        raise _beyond(values, grid, axes, name, int(bad[0]), stated)
     return out.reshape(sub_shape)

@@ -10,9 +10,10 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import detect_axes
+from ._columns import detect_axes, lay_out
 from ._layout import Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
+from ._stated import STATED, stated_levels
 from ._tables import TableColumns, join_tables, table_keys
 from ._validation import check_dtype, warn_if_sparse
 
@@ -147,6 +148,17 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         structure, for any number of levels: not coefficients (not in
         ``coef_`` or the summary) but the estimator's ``fixef_``. See the
         user guide's page on absorbed fixed effects.
+    levels : dict, default=None
+        The level of some columns, stated rather than detected: each key a
+        column (of the frame or of a table), each value the dimension or the
+        tuple of dimensions it varies along (``()`` for a constant), e.g.
+        ``{"price": ("product", "week")}``. A stated level is used as given,
+        so that it does not depend on the rows at hand: a cross-validation
+        fold in which prices happen to be equal across products would
+        otherwise be laid out by week alone, and a test fold where they
+        differ would then be refused. :meth:`fit` checks it: a column that
+        varies along a dimension not stated is an error naming the column,
+        that dimension and a row where it does. Other columns are detected.
 
     Attributes
     ----------
@@ -186,6 +198,12 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     >>> design = PanelDesign(dims=["firm", "year"], tables={"firm": firms})
     >>> design.fit_transform(df[["firm", "year", "rate"]]).numeric("size")
     (array([3., 5.]), (0,))
+
+    A column may be stated to vary along more dimensions than these rows show:
+
+    >>> stated = PanelDesign(dims=["firm", "year"], levels={"rate": ("firm", "year")})
+    >>> stated.fit_transform(df).numeric("rate")[1]
+    (0, 1)
     """
 
     _parameter_constraints: dict = {
@@ -195,10 +213,18 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         "tables": [dict, None],
         "balanced": ["boolean"],
         "absorb": [list, tuple, None],
+        "levels": [dict, None],
     }
 
     def __init__(
-        self, dims, fixed_effects=None, covariates=None, tables=None, balanced=True, absorb=None
+        self,
+        dims,
+        fixed_effects=None,
+        covariates=None,
+        tables=None,
+        balanced=True,
+        absorb=None,
+        levels=None,
     ):
         self.dims = dims
         self.fixed_effects = fixed_effects
@@ -206,6 +232,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.tables = tables
         self.balanced = balanced
         self.absorb = absorb
+        self.levels = levels
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
@@ -243,14 +270,15 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
         covariates = list(self.covariates) if self.covariates is not None else candidates
+        stated = stated_levels(self.levels, dims, candidates, target)
         spec: dict[str, ColumnSpec] = {}
         skipped: dict[str, Exception] = {}
         for name in candidates:
             try:
                 if name in tables:
-                    spec[name] = self._table_spec(name, tables)
+                    spec[name] = self._table_spec(name, tables, stated.get(name))
                 else:
-                    spec[name] = self._frame_spec(X[name], name, grid)
+                    spec[name] = self._frame_spec(X[name], name, grid, stated.get(name))
             except (TypeError, ValueError) as exc:
                 # Named covariates make the other columns optional: one that
                 # cannot be laid out (a date, a column with gaps) must not
@@ -283,21 +311,36 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         )
 
     @staticmethod
-    def _frame_spec(col: pd.Series, name: str, grid: Grid) -> ColumnSpec:
-        """The layout of a frame column, or the error that says why it has none."""
+    def _frame_spec(
+        col: pd.Series, name: str, grid: Grid, axes: tuple[int, ...] | None = None
+    ) -> ColumnSpec:
+        """The layout of a frame column (along ``axes`` if stated), or why it has none."""
         check_dtype(col, name)
+        cats = None
         if is_categorical_dtype(col):
             if col.isna().any():
                 raise ValueError(f"Column {name!r} has missing values.")
-            codes, cats = pd.factorize(col, sort=True)
-            return ColumnSpec(name, detect_axes(codes, grid), pd.Index(cats))
-        return ColumnSpec(name, detect_axes(numeric_values(col, name), grid))
+            values, cats = pd.factorize(col, sort=True)
+            cats = pd.Index(cats)
+        else:
+            values = numeric_values(col, name)
+        if axes is None:
+            return ColumnSpec(name, detect_axes(values, grid), cats)
+        lay_out(values, grid, axes, name, stated=STATED)  # raises if it varies elsewhere
+        return ColumnSpec(name, axes, cats)
 
-    def _table_spec(self, name: str, tables: TableColumns) -> ColumnSpec:
-        """The layout of a table column, or the error that says why it has none."""
+    def _table_spec(
+        self, name: str, tables: TableColumns, axes: tuple[int, ...] | None = None
+    ) -> ColumnSpec:
+        """The layout of a table column (along ``axes`` if stated), or why it has none."""
         col = self._table_column(name)
         check_dtype(col, name)
-        return tables.fit_spec(name, is_categorical_dtype(col))
+        spec = tables.fit_spec(name, is_categorical_dtype(col))
+        if axes is None:
+            return spec
+        spec = ColumnSpec(name, axes, spec.categories)
+        tables.check_level(spec, STATED)
+        return spec
 
     def _table_column(self, name: str) -> pd.Series:
         for table in self.tables.values():

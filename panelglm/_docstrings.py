@@ -40,7 +40,7 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         other column is a covariate, except the offset, trials or event
         column and the target itself (a column that ``y``, a Series, is
         named after and equals row by row, as ``df["sales"]``). For
-        ``balanced=False``, ``covariates=`` or ``tables=``, use
+        ``balanced=False``, ``covariates=``, ``tables=`` or ``levels=``, use
         ``make_pipeline(PanelDesign(...), estimator)``. A :class:`PanelData`
         keeps the dims and fixed effects of its own PanelDesign.
     fixed_effects : list of str or tuple of str, default=None

@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._design import PanelDesign
 from ._panel import PanelData
+from ._rows import as_panel_data
 
 
 class PanelInput:
@@ -25,6 +26,7 @@ class PanelInput:
     def _fit_input(self, X: Any, y: Any) -> tuple[PanelData, Any, PanelDesign | None]:
         """The training data as a panel, ``y``, and the layout made for a frame (if any)."""
         absorb = getattr(self, "absorb", None)
+        X = as_panel_data(X)
         if isinstance(X, PanelData):
             own = self.fixed_effects is not None or absorb is not None
             if own or (self.dims is not None and tuple(self.dims) != tuple(X.dims)):
@@ -65,6 +67,7 @@ class PanelInput:
 
     def _as_panel(self, X: Any, y: Any, *, reset: bool) -> tuple[PanelData, Any]:
         """The data as a panel, and ``y`` (validated with ``X`` for a cross-section)."""
+        X = as_panel_data(X)
         if isinstance(X, PanelData):
             return X, y
         if isinstance(X, pd.DataFrame) and self.dims is not None:
@@ -110,6 +113,6 @@ class PanelInput:
                 self.feature_names_in_ = layout.feature_names_in_
             return
         self.__dict__.pop("design_", None)
-        if isinstance(X, PanelData):
+        if isinstance(as_panel_data(X), PanelData):
             for name in ("n_features_in_", "feature_names_in_"):
                 self.__dict__.pop(name, None)

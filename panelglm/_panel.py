@@ -239,6 +239,32 @@ class PanelData:
         dims = " x ".join(f"{d}={n}" for d, n in zip(self.dims, self.shape, strict=True))
         return f"PanelData({dims}; {len(self.covariates)} covariates)"
 
+    def _replaced(self, **changes: Any) -> PanelData:
+        """A copy with some constructor arguments changed, and nothing laid out yet."""
+        args = dict(grid=self.grid, frame=self._frame, spec=self.spec, tables=self._tables)
+        args.update(covariates=self.covariates, fixed_effects=self.fixed_effects)
+        args.update(skipped=self._skipped, absorb=self.absorb)
+        return PanelData(**{**args, **changes})
+
+    @property
+    def rows(self) -> Any:
+        """The panel as a sequence of rows, for scikit-learn's cross-validation.
+
+        ``cross_val_score(est, data.rows, y, cv=PanelKFold("customer"))``:
+        see :class:`~panelglm.PanelRows`.
+        """
+        from ._rows import PanelRows  # here: _rows builds on this module
+
+        return PanelRows(self)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        # scikit-learn turns what it cannot index by rows into an array; say what to do.
+        raise TypeError(
+            "A PanelData is not an array: its shape is the grid's, not rows by columns. "
+            "To cross-validate on it, pass its rows: cross_val_score(estimator, data.rows, y, "
+            "cv=PanelKFold(dim)); or pass the long DataFrame with PanelDesign in a pipeline."
+        )
+
     # ------------------------------------------------------------- columns
     def has_column(self, name: str) -> bool:
         """Whether ``name`` is a usable column of this data.
@@ -304,7 +330,7 @@ class PanelData:
         key = name if fill == 0 else f"\0fill{fill!r}:{name}"
         if key not in self._cache and name in self._tables:
             # Tables have a row for every level combination of their key.
-            self._cache[key] = self._tables.numeric(spec)
+            self._cache[key] = self._tables.read(spec, self.shape)
         if key in self._cache:
             return self._cache[key], spec.axes
         laid = lay_out(numeric_values(self._frame[name], name), self.grid, spec.axes, name, fill)
@@ -354,7 +380,7 @@ class PanelData:
         spec = self._require(name, "covariate")
         key = "\0codes:" + name
         if key not in self._cache and name in self._tables:
-            self._cache[key] = self._tables.category_codes(spec)
+            self._cache[key] = self._tables.read(spec, self.shape, codes=True)
         if key not in self._cache:
             codes = spec.codes(self._frame[name])
             self._cache[key] = lay_out(codes, self.grid, spec.axes, name)

@@ -211,6 +211,27 @@ class TableColumns:
         """Every table covariate, table by table."""
         return list(self._by_name)
 
+    def rejoin(self, grid: Grid) -> TableColumns:
+        """The same tables joined to another grid (that of a subset of the rows)."""
+        tables = {id(jt): jt for jt in self._by_name.values()}.values()
+        return TableColumns([join_table(jt.key, jt.key, jt.frame, grid) for jt in tables])
+
+    def read(self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False) -> np.ndarray:
+        """A column (its category codes if ``codes``) over ``spec.axes`` of a grid of ``shape``.
+
+        ``spec.axes`` may reach beyond the table's key: for a model fitted on
+        the column from the frame, or a level stated so. The column is
+        constant along those axes, so it is repeated along them.
+        """
+        key = self._by_name[spec.name].axes
+        inner = tuple(a for a in spec.axes if a in key)
+        read = self.category_codes if codes else self.numeric
+        if inner == spec.axes:
+            return read(spec)
+        arr = read(ColumnSpec(spec.name, inner, spec.categories))
+        arr = arr.reshape([shape[a] if a in inner else 1 for a in spec.axes])
+        return np.ascontiguousarray(np.broadcast_to(arr, [shape[a] for a in spec.axes]))
+
     def fit_spec(self, name: str, categorical: bool) -> ColumnSpec:
         """Learn a column's axes (and categories) from the joined rows."""
         jt = self._by_name[name]
@@ -230,6 +251,15 @@ class TableColumns:
         single = {a for k, a in enumerate(jt.axes) if arr.shape[k] == 1}
         axes = tuple(a for a in jt.axes if a in single or a in _varying_axes(arr, jt.axes))
         return ColumnSpec(name, axes, cats)
+
+    def check_level(self, spec: ColumnSpec, stated: str) -> None:
+        """Raise if the column varies along an axis of its key not in ``spec.axes``."""
+        jt = self._by_name[spec.name]
+        col = jt.column(spec.name)
+        values = spec.codes(col) if spec.is_categorical else numeric_values(col, spec.name)
+        local = tuple(k for k, a in enumerate(jt.axes) if a in spec.axes)
+        # The rows checked are the key's level combinations (with a row in the table).
+        lay_out(jt.present(values), jt.sub_grid(), local, spec.name, stated=stated)
 
     @staticmethod
     def _gaps_lay_out(jt: JoinedTable, arr: np.ndarray, spec: ColumnSpec) -> np.ndarray:

@@ -15,9 +15,10 @@ from itertools import pairwise, product
 import numpy as np
 import pandas as pd
 
+from ._conform import conform
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._layout import show_value
-from ._panel import PanelData
+from ._panel import ColumnSpec, PanelData
 from ._shifts import column_shift
 
 INTERCEPT = "Intercept"
@@ -43,6 +44,10 @@ class Term:
     shift : float
         Numeric columns: the constant subtracted from the column inside the
         solver (see :func:`column_shift`); 0 for most columns.
+    column : ColumnSpec or None
+        Numeric and categorical columns: the layout fitted (axes and
+        categories), by which new data is laid out whatever its own
+        :class:`PanelDesign` detected.
     """
 
     kind: str
@@ -51,6 +56,7 @@ class Term:
     levels: tuple[pd.Index, ...] = ()
     drop_first: bool = False
     shift: float = 0.0
+    column: ColumnSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -207,12 +213,13 @@ def build_model_spec(
                     tuple(f"{name!s}[{c}]" for c in kept),
                     (spec.categories,),
                     reference_needed,
+                    column=spec,
                 )
             )
             reference_needed = True
         else:
             shift = column_shift(data.observed(name)) if fit_intercept else 0.0
-            terms.append(Term("numeric", (name,), (str(name),), shift=shift))
+            terms.append(Term("numeric", (name,), (str(name),), shift=shift, column=spec))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)
         names = _fe_names(fe, levels)
@@ -320,7 +327,8 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
     spec : ModelSpec
         The fitted terms.
     data : PanelData
-        Training or new data with the same dimensions.
+        Training or new data with the same dimensions; its columns are laid
+        out as they were fitted (see :func:`conform`).
 
     Returns
     -------
@@ -329,10 +337,7 @@ def build_design(spec: ModelSpec, data: PanelData) -> tuple[FactoredDesign, np.n
     order : ndarray of int
         ``coef_user = coef_internal[order]``.
     """
-    if tuple(data.dims) != tuple(spec.dims):
-        raise ValueError(
-            f"The data has dims {list(data.dims)}; the model was fitted on {list(spec.dims)}."
-        )
+    data = conform(spec, data)
     # The intercept stays internal coefficient 0 and numeric blocks follow it;
     # indicator blocks come last. Each block carries its users' positions.
     lead: list[tuple[DenseBlock, list[int]]] = []

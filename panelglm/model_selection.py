@@ -8,11 +8,13 @@ dimension from ``X`` itself (a long-format DataFrame or a :class:`PanelData`),
 so no ``groups=`` is needed, and they plug into ``GridSearchCV`` and
 ``cross_val_score`` as any scikit-learn splitter does.
 
-scikit-learn's tools split ``X`` by rows, which a :class:`PanelData` does not
-support (its ``shape`` is the grid's, not rows by columns): give them the
-long DataFrame, with :class:`PanelDesign` in a pipeline
+scikit-learn's tools split ``X`` by rows, which a :class:`PanelData` itself
+does not support (its ``shape`` is the grid's, not rows by columns): give
+them its rows, ``data.rows`` (a :class:`~panelglm.PanelRows`, whose folds are
+panels laid out as ``data`` is), or the long DataFrame, with
+:class:`PanelDesign` in a pipeline
 (``make_pipeline(PanelDesign(dims), PanelPoissonRegressor())``) or the
-estimator's ``dims=``. ``split`` itself accepts either.
+estimator's ``dims=``. ``split`` accepts any of them.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, KFold, TimeSeriesSplit
 
 from ._panel import PanelData
+from ._rows import as_panel_data
 
 __all__ = ["PanelKFold", "PanelTimeSeriesSplit"]
 
 
 def _dim_codes(X: Any, dim: str, who: str) -> tuple[np.ndarray, pd.Index]:
     """Level position of every row of ``X`` along ``dim``, and the sorted levels."""
+    X = as_panel_data(X)
     if isinstance(X, PanelData):
         if dim not in X.dims:
             raise ValueError(f"{who}: {dim!r} is not a dimension of the panel {list(X.dims)}.")
@@ -72,9 +76,9 @@ class _LevelSplitter(BaseCrossValidator):
 
         Parameters
         ----------
-        X : DataFrame or PanelData
-            Long-format data holding the column ``dim``, or a panel with the
-            dimension ``dim``.
+        X : DataFrame, PanelData or PanelRows
+            Long-format data holding the column ``dim``, or a panel (or its
+            rows) with the dimension ``dim``.
         y : array-like, default=None
             Ignored; accepted for scikit-learn compatibility.
         groups : array-like, default=None
