@@ -19,7 +19,6 @@ otherwise.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -37,11 +36,6 @@ DENSE_WORK = 2e9
 # residual, or this many in all.
 STALL = 50
 MAX_CG = 5000
-
-
-def _letters(axes: Axes, among: Axes) -> str:
-    """Subscript letters of ``axes``, named by their position in ``among``."""
-    return "".join(string.ascii_letters[among.index(a)] for a in axes)
 
 
 @dataclass(frozen=True)
@@ -129,10 +123,18 @@ class EffectSystem:
         self.diag = [red.get(ax) for ax in effects.axes]
         m = len(effects.axes)
         self._pair: dict[tuple[int, int], tuple[Axes, np.ndarray]] = {}
+        self._mat: dict[tuple[int, int], np.ndarray] = {}
         for r in range(m):
             for s in range(r + 1, m):
                 u = tuple(sorted(set(effects.axes[r]) | set(effects.axes[s])))
-                self._pair[(r, s)] = (u, red.get(u))
+                tu = red.get(u)
+                self._pair[(r, s)] = (u, tu)
+                # Laid out once as (shared, r only, s only): every product with
+                # it is then one batched matrix product, either way round.
+                shared, r_only, s_only = self._split_axes(r, s)
+                perm = [u.index(a) for a in shared + r_only + s_only]
+                sizes = [self._size(ax) for ax in (shared, r_only, s_only)]
+                self._mat[(r, s)] = np.ascontiguousarray(tu.transpose(perm)).reshape(sizes)
         # The effect eliminated exactly: the one with the most levels.
         self.elim = int(np.argmax(effects.n_levels)) if m else 0
         self.rest = [r for r in range(m) if r != self.elim]
@@ -142,12 +144,26 @@ class EffectSystem:
         self._precond: list[np.ndarray] | None = None
 
     # ------------------------------------------------------------ products
+    def _split_axes(self, r: int, s: int) -> tuple[Axes, Axes, Axes]:
+        ar, as_ = self.effects.axes[r], self.effects.axes[s]
+        shared = tuple(a for a in ar if a in as_)
+        return shared, tuple(a for a in ar if a not in as_), tuple(a for a in as_ if a not in ar)
+
+    def _size(self, axes: Axes) -> int:
+        return int(np.prod([self.effects.shape[a] for a in axes]))
+
     def cross(self, r: int, s: int, z: np.ndarray) -> np.ndarray:
         """``D_rs z`` for ``z`` of effect ``s``'s shape plus one trailing batch axis."""
-        u, tu = self._pair[(min(r, s), max(r, s))]
-        ar, as_ = self.effects.axes[r], self.effects.axes[s]
-        sub = f"{_letters(u, u)},{_letters(as_, u)}Z->{_letters(ar, u)}Z"
-        return np.einsum(sub, tu, z, optimize=True)
+        eff = self.effects
+        ar, as_ = eff.axes[r], eff.axes[s]
+        shared, r_only, s_only = self._split_axes(r, s)
+        k = z.shape[-1]
+        zs = z.transpose([as_.index(a) for a in shared + s_only] + [len(as_)])
+        zs = zs.reshape(self._size(shared), self._size(s_only), k)
+        mat = self._mat[(r, s)] if r < s else self._mat[(s, r)].transpose(0, 2, 1)
+        out = (mat @ zs).reshape([eff.shape[a] for a in shared + r_only] + [k])
+        order = shared + r_only
+        return out.transpose([order.index(a) for a in ar] + [len(ar)])
 
     def matvec(self, z: list[np.ndarray]) -> list[np.ndarray]:
         """``D z`` for every effect's part of ``z`` (each with a trailing batch axis)."""

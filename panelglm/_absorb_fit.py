@@ -191,7 +191,7 @@ class AbsorbedFit:
         self.coef_names_ = spec.names
         self.n_iter_, self.converged_ = result.n_iter, result.converged
         a = self._normalise(effects, obj.split(result.coef)[1], problem)
-        self._effects, self._effect_values = effects, a
+        self._effects, self._absorb_dims = effects, data.absorb
         self.fixef_ = self._fixef_series(data, effects, a, problem)
         eta = obj.eta(result.coef)
         fam = self.family
@@ -279,7 +279,8 @@ class AbsorbedFit:
 
     def _absorbed_eta(self, data: PanelData, eta: np.ndarray) -> np.ndarray:
         """Add the fitted effects of each cell's levels to ``eta`` (new data's grid)."""
-        for fe, name in zip(data.absorb, self._effects.names, strict=True):
+        # The fitted effects, whatever the new data's PanelDesign says it absorbs.
+        for fe, name in zip(self._absorb_dims, self._effects.names, strict=True):
             series = self.fixef_[name]
             levels = [data.levels[data.dims.index(d)] for d in fe]
             if len(fe) == 1:
