@@ -17,6 +17,7 @@ import pandas as pd
 from ._absorb import AbsorbedEffects
 from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
 from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
+from ._corrections import SmallSample
 from ._factored import Axes, FactoredDesign, _Reducer
 from ._families import full_loglik, profiled_gaussian_loglik
 from ._identification import expand, restrict_design
@@ -206,7 +207,7 @@ class AbsorbedFit:
             ll = profiled_gaussian_loglik(dev, problem.sum_w)
             ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)
         self.deviance_, self.loglik_ = dev, ll
-        dof, _ = effect_dof(effects, problem)
+        dof, levels = effect_dof(effects, problem)
         k = p + dof
         self.scale_ = self._scale(problem.sum_w, k, problem.w is not None)
         # The covariance: the Schur complement at the solution is the
@@ -226,10 +227,15 @@ class AbsorbedFit:
             scores,
             cov_type=self.cov_type,
             clusters=clusters,
-            small_sample=self.small_sample,
+            correction=SmallSample(
+                self.small_sample,
+                k,
+                p,
+                tuple(zip(effects.axes, levels, strict=True)),
+                dispersion=fam.loglik_const is None,
+            ),
             scale=self.scale_,
             dims=spec.dims,
-            n_params=k,
         )
         full = np.full((kept.size, kept.size), np.nan)
         full[np.ix_(kept, kept)] = cov.cov

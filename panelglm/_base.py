@@ -64,7 +64,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         "absorb": [list, tuple, None],
         "cov_type": [StrOptions(set(COV_TYPES))],
         "cluster": [str, tuple, list, None],
-        "small_sample": ["boolean"],
+        "small_sample": ["boolean", StrOptions({"fixest"})],
         "dtype": [
             Options(type, {np.float64, np.float32}),
             Options(np.dtype, {np.dtype(np.float64), np.dtype(np.float32)}),

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
+from ._corrections import SmallSample
 from ._factored import Axes
 from ._identification import embed
 from ._inference import ScoreFactors, coef_covariance, invert_information, normalize_cluster
@@ -79,7 +80,12 @@ class InferenceMixin:
             scores,
             cov_type=self.cov_type,
             clusters=self._cluster_axes(self._spec.dims, problem.shape),
-            small_sample=self.small_sample,
+            correction=SmallSample(
+                self.small_sample,
+                design.n_coef,
+                design.n_coef,
+                dispersion=objective.family.loglik_const is None,
+            ),
             scale=self.scale_,
             dims=self._spec.dims,
         )
