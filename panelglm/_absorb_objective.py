@@ -42,11 +42,13 @@ class AbsorbedHessian:
     system : EffectSystem
         The effects' block.
     rtol : float
-        Relative residual of the iterative effect solves.
+        Relative residual of the iterative effect solves for the projections
+        ``Z`` that the covariances use, and the floor of the Newton steps'.
     warm : list
-        A one-item box shared by the objective's Hessians: the last solve's
+        A two-item box shared by the objective's Hessians: the last solve's
         ``D^-1 [B', g_a]``, which starts the next one (the effects' fits change
-        little from one Newton iterate to the next).
+        little from one Newton iterate to the next), and the last Newton
+        decrement.
     """
 
     # ndarray @ AbsorbedHessian must reach __rmatmul__, not numpy's conversion.
@@ -73,10 +75,10 @@ class AbsorbedHessian:
     def projections(self) -> list[np.ndarray]:
         """``Z = D^-1 B'``: each covariate's least-squares fit by the effects."""
         if self._z is None:
-            self._solve_with(None)
+            self._solve_with(None, self.rtol)
         return [z[..., : self.p] for z in self._z]
 
-    def _solve_with(self, ga: list[np.ndarray] | None) -> list[np.ndarray]:
+    def _solve_with(self, ga: list[np.ndarray] | None, rtol: float) -> list[np.ndarray]:
         """``D^-1 [B', g_a]`` (the gradient column only if given); sets ``Z`` and ``S``."""
         rhs = (
             self.bt
@@ -89,7 +91,7 @@ class AbsorbedHessian:
         warm = self.warm[0]
         if warm is not None and warm[0].shape[-1] != rhs[0].shape[-1]:
             warm = [w[..., : rhs[0].shape[-1]] for w in warm]
-        sol, _ = self.system.solve(rhs, warm, self.rtol)
+        sol, _ = self.system.solve(rhs, warm, rtol)
         self._z = self.warm[0] = sol
         z = [s[..., : self.p] for s in sol]
         self.schur = self.a - _cross_t(self.bt, z)
@@ -100,7 +102,12 @@ class AbsorbedHessian:
         """The Newton step ``-H^-1 grad``, and whether it solves the system."""
         p, eff = self.p, self.effects
         gb, ga = grad[:p], eff.split(grad[p:])
-        sol = self._solve_with(ga)
+        # Inexact Newton (Dembo, Eisenstat & Steihaug): far from the optimum a
+        # step solved to a relative residual of about the last decrement keeps
+        # the iteration superlinear; near it the floor makes the step exact.
+        last = self.warm[1]
+        rtol = self.rtol if last is None else max(self.rtol, min(1e-4, last))
+        sol = self._solve_with(ga, rtol)
         zg = [s[..., p] for s in sol]
         if p:
             rhs = gb - _cross_t(self.bt, [v[..., None] for v in zg])[:, 0]
@@ -108,7 +115,9 @@ class AbsorbedHessian:
         else:
             db, solved = np.zeros(0), True
         da = [-g - s[..., :p] @ db for g, s in zip(zg, sol, strict=True)]
-        return np.concatenate([db, eff.join(da)]), solved
+        step = np.concatenate([db, eff.join(da)])
+        self.warm[1] = float(np.sqrt(max(-float(grad @ step), 0.0)))
+        return step, solved
 
     def __rmatmul__(self, v: np.ndarray) -> np.ndarray:
         """``H v`` (``H`` is symmetric, so ``v @ H`` is the same)."""
@@ -159,7 +168,7 @@ class AbsorbedObjective:
         # Inexact Newton: a step accurate to far below the tolerance changes
         # neither the iterates' path nor the optimum, which the exact gradient fixes.
         self.rtol = min(1e-8, max(1e-11, 1e-3 * tol))
-        self._warm: list = [None]
+        self._warm: list = [None, None]
         funcs = [f for f in (family.saturated,) if f is not None]
         sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
         self.saturated_loss = -self._scale * sat
