@@ -14,7 +14,7 @@ from ._columns import detect_axes
 from ._layout import Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._tables import TableColumns, join_tables, table_keys
-from ._validation import check_dtype, warn_if_sparse
+from ._validation import check_dtype, check_unique_columns, warn_if_sparse
 
 
 def _same_values(a: pd.Series, b: pd.Series) -> bool:
@@ -226,6 +226,16 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         frame_cols = [c for c in X.columns if c not in dims and c != target]
         candidates = frame_cols + tables.names()
         if self.covariates is not None:
+            for c in self.covariates:
+                if c in dims:
+                    raise ValueError(
+                        f"Covariate {c!r} is a panel dimension, which identifies cells and "
+                        f"enters a model only as fixed effects (fixed_effects=[{c!r}]); to "
+                        "use its values as a covariate, add a copy of the column under "
+                        "another name."
+                    )
+                if c == target:
+                    raise ValueError(f"Covariate {c!r} is the target y.")
             unknown = [c for c in self.covariates if c not in candidates]
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
@@ -351,4 +361,5 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             raise TypeError(
                 f"PanelDesign needs a pandas DataFrame in long format, got {type(X).__name__}."
             )
+        check_unique_columns(X)
         return X

@@ -17,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ._design import PanelDesign
 from ._panel import PanelData
+from ._validation import check_unique_columns
 
 
 class PanelInput:
@@ -70,6 +71,8 @@ class PanelInput:
             check_is_fitted(self, "design_")
             return self.design_.transform(X), y
         # A plain array (or a frame without dims) is a cross-section: D = 1.
+        if isinstance(X, pd.DataFrame):
+            check_unique_columns(X)
         if reset:
             X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         else:
@@ -80,6 +83,8 @@ class PanelInput:
     def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
+        if np.iscomplexobj(sample_weight):
+            raise TypeError("sample_weight holds complex numbers; weights must be real.")
         w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
         if w.sum() <= 0:
             raise ValueError("sample_weight sums to zero.")

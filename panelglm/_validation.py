@@ -33,6 +33,42 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+def check_hashable(values: np.ndarray, what: str) -> None:
+    """Reject values of an object column that can be neither a number nor a level.
+
+    Levels are found by hashing, so an array or a list in a cell would fail
+    deep inside pandas with a message that does not say which column.
+
+    Parameters
+    ----------
+    values : ndarray of object
+        The column's values.
+    what : str
+        The column, for the message ("Column 'x'").
+
+    Raises
+    ------
+    TypeError
+        Naming the column and the first such value.
+    """
+    plain = (str, Number, np.bool_)
+    # Types first (a C-level pass): only values of unusual types are hashed one by one.
+    odd = tuple(t for t in set(map(type, values)) if not issubclass(t, plain))
+    if not odd:
+        return
+    for v in values:
+        if isinstance(v, odd):
+            try:
+                hash(v)
+            except TypeError:
+                raise TypeError(
+                    f"{what} holds {type(v).__name__} values, such as "
+                    f"{v!r}, which are neither numbers nor categories (they are not "
+                    "hashable); a column needs one number or one category per row, e.g. "
+                    "spread the values over columns of their own."
+                ) from None
+
+
 def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
     """Reject object columns whose values are of mixed kinds or are numbers.
 
@@ -54,11 +90,13 @@ def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
     Raises
     ------
     TypeError
-        For a mixed or numeric object column.
+        For a mixed or numeric object column, or one holding values that are
+        not hashable (arrays, lists).
     """
     if not pd.api.types.is_object_dtype(series.dtype):
         return
     values = series.dropna().to_numpy()
+    check_hashable(values, f"{role.capitalize()} {name!r}")
     kinds = sorted({_kind(v) for v in values})
     if len(kinds) > 1:
         examples = {k: next(v for v in values if _kind(v) == k) for k in kinds}
@@ -72,6 +110,33 @@ def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
             f"{role.capitalize()} {name!r} holds numbers in an object column; convert it "
             "with pd.to_numeric to use it as a number, or .astype('category') to use it "
             "as categories."
+        )
+
+
+def check_unique_columns(frame: pd.DataFrame, what: str = "The data") -> None:
+    """Reject a frame with two columns of the same name.
+
+    ``frame[name]`` is then a DataFrame, not a column, and nothing says which
+    of the copies is meant.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The frame.
+    what : str
+        What it is, for the message ("The data", "The table for 'firm'").
+
+    Raises
+    ------
+    ValueError
+        Naming the duplicated columns.
+    """
+    dup = frame.columns[frame.columns.duplicated()].unique()
+    if len(dup):
+        raise ValueError(
+            f"{what} has duplicated column name(s) {', '.join(show_value(c) for c in dup)}; each "
+            "column needs a distinct name (rename the copies, or drop them with "
+            "df.loc[:, ~df.columns.duplicated()])."
         )
 
 
@@ -116,7 +181,7 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     Raises
     ------
     TypeError
-        If ``y`` is not numeric.
+        If ``y`` is not numeric, or is complex.
     ValueError
         If ``y`` has the wrong shape or a missing or infinite value.
     """
@@ -128,6 +193,13 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     ):
         if not pd.api.types.is_bool_dtype(y.dtype):
             raise TypeError(f"The target y has dtype {y.dtype}; a numeric target is needed.")
+    try:
+        dtype = y.dtype if hasattr(y, "dtype") else np.asarray(y).dtype
+    except (TypeError, ValueError):
+        dtype = None  # not an array at all: the conversion below says why
+    if pd.api.types.is_complex_dtype(dtype):
+        # Casting to float would drop the imaginary part with only a warning.
+        raise TypeError(f"The target y holds complex numbers (dtype {dtype}); y must be real.")
     try:
         if isinstance(y, pd.Series | pd.DataFrame):
             arr = y.to_numpy(dtype=np.float64, na_value=np.nan)
