@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._columns import detect_axes
-from ._layout import Grid, build_grid
+from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._tables import TableColumns, join_tables, table_keys
 from ._validation import check_dtype, check_unique_columns, warn_if_sparse
@@ -141,6 +141,16 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         accepts any subset of cells either way (predictions are made for the
         given rows only).
 
+        A grid with fewer than 10 % of its cells observed whose float64
+        arrays would take more than ``PanelDesign.max_sparse_grid_bytes``
+        bytes each (a class attribute, 2**30 = 1 GiB by default, so 2**27
+        cells) is refused, by :meth:`fit` and :meth:`transform` alike, with
+        an error giving the cells, rows and bytes, before anything of the
+        grid's size is allocated: dimensions with about one row per level
+        (IDs) make such grids. Set the attribute to a larger number, or to
+        None for no limit, on the class (it then holds for the estimators'
+        ``dims=`` as well) or on an instance.
+
     Attributes
     ----------
     spec_ : dict of str to ColumnSpec
@@ -178,6 +188,10 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     >>> design.fit_transform(df[["firm", "year", "rate"]]).numeric("size")
     (array([3., 5.]), (0,))
     """
+
+    # The memory budget of a sparse grid (see ``balanced``): a setting, not a
+    # parameter, so that it also holds for the layout an estimator makes.
+    max_sparse_grid_bytes: int | None = MAX_SPARSE_GRID_BYTES
 
     _parameter_constraints: dict = {
         "dims": [list, tuple],
@@ -345,7 +359,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         for d in dims:
             if d in X.columns:
                 check_dtype(X[d], d, "dimension")
-        grid = build_grid(X, dims, balanced=balanced)
+        grid = build_grid(X, dims, balanced=balanced, max_sparse_bytes=self.max_sparse_grid_bytes)
         if grid.n_rows < np.prod(grid.shape, dtype=np.float64):
             warn_if_sparse(grid.n_rows, grid.shape, dims)
         return grid

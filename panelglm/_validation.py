@@ -14,12 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._layout import show_value
+from ._layout import MIN_DENSITY, show_value
 from .exceptions import SparsePanelWarning
-
-# Below this share of observed cells an unbalanced panel spends most of its
-# memory and time on empty cells; the issue asks for a warning at 10 %.
-MIN_DENSITY = 0.10
 
 
 def _kind(value: Any) -> str:

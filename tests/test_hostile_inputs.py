@@ -20,6 +20,7 @@ from panelglm import (
     PanelLogitRegressor,
     PanelPoissonRegressor,
 )
+from panelglm.exceptions import SparsePanelWarning
 
 DIMS = ["c", "w"]
 
@@ -167,6 +168,11 @@ def test_unhashable_values_named(frame, value):
     pipe = make_pipeline(PanelDesign(DIMS, covariates=["x"]), PanelPoissonRegressor(offset="z"))
     with pytest.raises(TypeError, match=rf"Column 'z' holds {kind} values.*as offset"):
         pipe.fit(df.assign(z=cells), y)
+    # Tuples are hashable: a column of them stays a categorical covariate.
+    tuples = pd.Series([(k % 2, "a") for k in df["c"]], dtype=object)
+    codes, axes = PanelDesign(DIMS).fit_transform(df.assign(z=tuples)).category_codes("z")
+    assert axes == (0,)
+    np.testing.assert_array_equal(codes, np.arange(6) % 2)
 
 
 def test_unhashable_values_in_tables(frame):
@@ -179,16 +185,6 @@ def test_unhashable_values_in_tables(frame):
     firms = pd.DataFrame({"c": keys, "size": np.arange(6.0)})
     with pytest.raises(TypeError, match="Key column 'c' of the table 'c' holds ndarray"):
         PanelDesign(DIMS, tables={"c": firms}).fit(df[["c", "w", "x"]])
-
-
-def test_hashable_objects_still_categories(frame):
-    # Tuples are hashable: a column of them stays a categorical covariate.
-    df, _ = frame
-    tuples = pd.Series([(k % 2, "a") for k in df["c"]], dtype=object)
-    data = PanelDesign(DIMS).fit_transform(df.assign(z=tuples))
-    codes, axes = data.category_codes("z")
-    assert axes == (0,)
-    np.testing.assert_array_equal(codes, np.arange(6) % 2)
 
 
 # ----------------------------------------------- a dimension named as a column
@@ -213,3 +209,117 @@ def test_dimension_named_as_auxiliary_column(frame, make, role):
     y = np.minimum(y, 1.0) if role == "trials" else y + 0.5
     with pytest.raises(ValueError, match=f"Column 'w' named as {role} is a panel dimension"):
         make().fit(df.drop(columns="note"), y)
+
+
+# ------------------------------------------------------- ID-like dimensions
+def id_like(n_levels, n_rows, seed=0, repeat=0):
+    """``n_rows`` distinct random cells of an ``n_levels x n_levels`` grid (plus repeats)."""
+    rng = np.random.default_rng(seed)
+    flat = np.unique(rng.integers(0, n_levels * n_levels, int(n_rows * 1.1)))[:n_rows]
+    flat = rng.permutation(np.concatenate([flat, np.repeat(flat[:1], repeat)]))
+    return pd.DataFrame({"a": flat // n_levels, "b": flat % n_levels, "x": 1.0})
+
+
+def peak_bytes(fn):
+    """Peak memory traced while ``fn`` runs (numpy's arrays included), and its error."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+    except ValueError as exc:
+        error = exc
+    else:
+        error = None
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return peak, error
+
+
+def grid_numbers(df):
+    na, nb = df["a"].nunique(), df["b"].nunique()
+    return na, nb, na * nb
+
+
+@pytest.mark.parametrize("n_levels", [20_000, 100_000])
+def test_id_like_dims_balanced_fail_fast(n_levels):
+    # 74.5 GiB for a count per cell at 100,000 x 100,000 levels; 3.2 GB at 20,000.
+    df = id_like(n_levels, 60_000)
+    *_, n_cells = grid_numbers(df)
+    peak, error = peak_bytes(lambda: PanelDesign(["a", "b"]).fit(df))
+    assert error is not None
+    assert f"Missing cells: the panel over ['a', 'b'] has {n_cells} cells" in str(error)
+    assert f"{n_cells - 60_000} have no row" in str(error)
+    # The rows' size (60,000 rows: a few MB), not the grid's (GBs).
+    assert peak < 20e6
+    y = np.zeros(len(df))
+    peak, error = peak_bytes(lambda: PanelPoissonRegressor(dims=["a", "b"]).fit(df, y))
+    assert error is not None and "Missing cells" in str(error)
+    assert peak < 20e6
+
+
+@pytest.mark.parametrize("n_levels", [20_000, 100_000])
+def test_id_like_dims_unbalanced_refused(n_levels):
+    df = id_like(n_levels, 60_000)
+    na, nb, n_cells = grid_numbers(df)
+    design = PanelDesign(["a", "b"], balanced=False)
+    peak, error = peak_bytes(lambda: design.fit(df))
+    assert error is not None
+    text = str(error)
+    assert f"has {n_cells:,} cells ({na:,} x {nb:,} levels) but only 60,000 rows" in text
+    assert f"{8 * n_cells:,} bytes" in text and "1,073,741,824 bytes" in text
+    assert "max_sparse_grid_bytes" in text
+    assert peak < 20e6
+    # transform lays out new data on a grid of its own: the same limit holds.
+    full = pd.DataFrame({"a": np.repeat([0, 1, 2], 3), "b": np.tile([0, 1, 2], 3), "x": 1.0})
+    small = PanelDesign(["a", "b"]).fit(full)
+    peak, error = peak_bytes(lambda: small.transform(df))
+    assert error is not None and f"{8 * n_cells:,} bytes" in str(error)
+    assert peak < 20e6
+
+
+def test_sparse_grid_limit_overridable():
+    # 4,000 x 4,000 levels, 12,000 rows: 128 MB per float64 array, under the default limit.
+    df = id_like(4_000, 12_000, seed=1)
+    *_, n_cells = grid_numbers(df)
+    design = PanelDesign(["a", "b"], balanced=False)
+    design.max_sparse_grid_bytes = 2**20
+    peak, error = peak_bytes(lambda: design.fit(df))
+    assert error is not None and f"{8 * n_cells:,} bytes" in str(error)
+    assert "1,048,576 bytes" in str(error)
+    assert peak < 10e6
+    design.max_sparse_grid_bytes = None
+    with pytest.warns(SparsePanelWarning):
+        data = design.fit_transform(df)
+    assert data.n_cells == n_cells and data.n_rows == len(df)
+    with pytest.warns(SparsePanelWarning):
+        data = PanelDesign(["a", "b"], balanced=False).fit_transform(df)  # the default
+    np.testing.assert_array_equal(data.from_grid(data.to_grid(df["a"])), df["a"])
+
+
+def test_duplicates_found_without_a_count_per_cell():
+    # A cell three times in a grid of 1e10 cells: found by sorting the rows.
+    df = id_like(100_000, 60_000, repeat=2)
+    first = df[["a", "b"]].iloc[np.flatnonzero(df.duplicated(["a", "b"]))[0]]
+    cell = f"(a={first['a']}, b={first['b']}) appears 3 times"
+    peak, error = peak_bytes(lambda: PanelDesign(["a", "b"]).fit(df))
+    assert error is not None and "Duplicate cells: 1 level combination(s)" in str(error)
+    assert cell in str(error)
+    assert peak < 20e6
+    design = PanelDesign(["a", "b"], balanced=False)
+    design.max_sparse_grid_bytes = None  # past the size check, to the duplicate check
+    peak, error = peak_bytes(lambda: design.fit(df))
+    assert error is not None and cell in str(error)
+    assert peak < 20e6
+
+
+def test_missing_cell_example_without_a_count_per_cell():
+    # 1,000 x 1,000 cells for 2,000 rows: the sorted rows give the first empty cell.
+    df = id_like(1_000, 2_000, seed=2)
+    a_levels, b_levels = np.sort(df["a"].unique()), np.sort(df["b"].unique())
+    taken = set(zip(df["a"], df["b"], strict=True))
+    first = next((a, b) for a in a_levels for b in b_levels if (a, b) not in taken)
+    peak, error = peak_bytes(lambda: PanelDesign(["a", "b"]).fit(df))
+    assert error is not None and f"e.g. (a={first[0]}, b={first[1]})" in str(error)
+    assert peak < 2e6  # a count per cell alone is 8 MB
