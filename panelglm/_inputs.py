@@ -8,7 +8,6 @@ anything else is a cross-section checked by scikit-learn's ``validate_data``.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._design import PanelDesign
 from ._panel import PanelData
 from ._validation import check_unique_columns
+from ._warn import warn
 
 
 class PanelInput:
@@ -29,12 +29,11 @@ class PanelInput:
             if self.fixed_effects is not None or (
                 self.dims is not None and tuple(self.dims) != tuple(X.dims)
             ):
-                warnings.warn(
+                warn(
                     "The estimator's dims and fixed_effects lay out a DataFrame; a PanelData "
                     f"keeps its own (dims {list(X.dims)}, fixed effects "
                     f"{[list(fe) for fe in X.fixed_effects]}), set by its PanelDesign.",
                     UserWarning,
-                    stacklevel=5,  # _fit_input, _fit_panel, fit, scikit-learn's wrapper, caller
                 )
             return X, y, None
         if self.fixed_effects is not None and self.dims is None:
@@ -83,9 +82,13 @@ class PanelInput:
     def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
-        if np.iscomplexobj(sample_weight):
-            raise TypeError("sample_weight holds complex numbers; weights must be real.")
-        w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
+        try:
+            w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
+        except ValueError as exc:
+            # scikit-learn's message does not say which input is complex.
+            if "Complex data" not in str(exc):
+                raise
+            raise TypeError("sample_weight holds complex numbers; weights must be real.") from None
         if w.sum() <= 0:
             raise ValueError("sample_weight sums to zero.")
         return w

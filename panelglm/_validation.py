@@ -7,7 +7,6 @@ out of range, as in scikit-learn.
 
 from __future__ import annotations
 
-import warnings
 from numbers import Number
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ._layout import MIN_DENSITY, show_value
+from ._warn import warn
 from .exceptions import SparsePanelWarning
 
 
@@ -141,13 +141,12 @@ def warn_if_sparse(n_rows: int, shape: tuple[int, ...], dims: tuple[str, ...]) -
     n_cells = int(np.prod(shape, dtype=np.float64))
     density = n_rows / n_cells
     if density < MIN_DENSITY:
-        warnings.warn(
+        warn(
             f"The panel over {list(dims)} has {n_cells} cells but only {n_rows} rows "
             f"({density:.1%} observed); every array of the fit has one value per cell "
             f"({n_cells * 8 / 2**20:.1f} MiB each), so memory and time grow with the full "
             "grid, not with the data.",
             SparsePanelWarning,
-            stacklevel=4,
         )
 
 
