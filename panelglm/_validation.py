@@ -47,9 +47,14 @@ def check_hashable(values: np.ndarray, what: str) -> None:
     TypeError
         Naming the column and the first such value.
     """
-    plain = (str, Number, np.bool_)
-    # Types first (a C-level pass): only values of unusual types are hashed one by one.
-    odd = tuple(t for t in set(map(type, values)) if not issubclass(t, plain))
+    # Types first (a C-level pass). Only a type without a hash (arrays, lists)
+    # or a tuple (hashable only if its items are) needs its values looked at.
+    odd = tuple(
+        t
+        for t in set(map(type, values))
+        if not issubclass(t, (str, Number, np.bool_))
+        and (t.__hash__ is None or issubclass(t, tuple))
+    )
     if not odd:
         return
     for v in values:

@@ -152,7 +152,7 @@ def test_complex_sample_weight(frame):
 
 
 # ------------------------------------------------------------ arrays in cells
-@pytest.mark.parametrize("value", [np.arange(2), [1, 2], {"a": 1}])
+@pytest.mark.parametrize("value", [np.arange(2), [1, 2], {"a": 1}, (1, [2])])
 def test_unhashable_values_named(frame, value):
     df, y = frame
     cells = pd.Series([value] * len(df), dtype=object)
