@@ -8,7 +8,6 @@ through their structure (:mod:`panelglm._absorb_objective`).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, null_intercept
 from ._panel import PanelData
 from ._terms import build_design, build_model_spec
+from ._warn import warn
 from .exceptions import CollinearityWarning, SeparationWarning
 
 
@@ -122,11 +122,10 @@ class AbsorbedFit:
                         f"Covariate(s) {dropped} are explained by the absorbed fixed effects "
                         "(and the covariates before them): they cannot be estimated."
                     )
-                warnings.warn(
+                warn(
                     f"Covariate(s) {dropped} are collinear with the absorbed fixed effects "
                     f"{list(effects.names)} (and the covariates before them) and were dropped.",
                     CollinearityWarning,
-                    stacklevel=4,
                 )
                 design = restrict_design(design, kept)
                 start = self._absorbed_start(problem, effects, design.n_coef)
@@ -149,12 +148,11 @@ class AbsorbedFit:
         n_rows = int(np.count_nonzero(drop & observed(problem)))
         counts = [int(np.count_nonzero(s)) for s in signs]
         where = ", ".join(f"{n} of {e!r}" for n, e in zip(counts, effects.names, strict=True) if n)
-        warnings.warn(
+        warn(
             f"Separation: level(s) of absorbed fixed effects ({where}) have y all at a "
             f"boundary of the {self.family.name} model; their {n_rows} row(s) were dropped "
             "(their effect is infinite; predictions there are the limit).",
             SeparationWarning,
-            stacklevel=5,
         )
         self.separated_rows_ = data.from_grid(drop).astype(bool)
         w = observed(problem).astype(np.float64) if problem.w is None else problem.w.copy()

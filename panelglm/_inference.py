@@ -28,7 +28,6 @@ Small-sample factors follow statsmodels (see :func:`coef_covariance`).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
@@ -41,6 +40,7 @@ from ._corrections import SmallSample
 from ._factored import Axes, DenseBlock, FactoredDesign, IndicatorBlock
 from ._families import Family
 from ._objective import PanelProblem
+from ._warn import warn
 
 COV_TYPES = ("nonrobust", "robust", "cluster")
 
@@ -117,12 +117,11 @@ def invert_information(info: np.ndarray) -> np.ndarray:
         factor = scipy.linalg.cho_factor(info)
         return scipy.linalg.cho_solve(factor, np.eye(len(info)))
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        warnings.warn(
+        warn(
             "The information matrix is singular (collinear covariates?); the covariance "
             "uses its pseudo-inverse, and the standard errors of coefficients that are "
             "not identified are meaningless.",
             RuntimeWarning,
-            stacklevel=3,
         )
         return np.linalg.pinv(info, hermitian=True)
 
@@ -362,10 +361,9 @@ def _sandwich(bread: np.ndarray, meat: np.ndarray, description: str, why: str) -
     if not np.all(np.isfinite(meat)):
         # The fit itself is fine (e.g. more coefficients than observations
         # under a penalty); only its robust covariance is undefined.
-        warnings.warn(
+        warn(
             f"The {description} covariance is undefined ({why or 'non-finite scores'}); "
             "it is set to NaN.",
             RuntimeWarning,
-            stacklevel=4,
         )
     return Covariance(bread @ meat @ bread, description)
