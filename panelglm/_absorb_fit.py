@@ -25,6 +25,7 @@ from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, null_intercept
 from ._panel import PanelData
 from ._terms import build_design, build_model_spec
+from ._threads import blas_threads
 from ._warn import warn
 from .exceptions import CollinearityWarning, SeparationWarning
 
@@ -99,6 +100,12 @@ class AbsorbedFit:
     """Fit, statistics and predictions of a model with absorbed effects (a mixin)."""
 
     def _fit_absorbed(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
+        # The products here are of tall arrays with a few columns, many and
+        # small: BLAS threads gain nothing on them and spin between calls.
+        with blas_threads(1):
+            self._fit_absorbed_body(data, y, w)
+
+    def _fit_absorbed_body(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
         aux = self._aux_columns()
         spec = build_model_spec(data, False, set(aux.values()), reference=True)
         clusters = self._cluster_axes(spec.dims, data.shape)

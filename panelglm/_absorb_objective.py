@@ -14,11 +14,38 @@ from __future__ import annotations
 import numpy as np
 
 from ._absorb import AbsorbedEffects, EffectSystem
-from ._factored import FactoredDesign
+from ._factored import DenseBlock, FactoredDesign, _letters, _Reducer
 from ._families import Family
 from ._newton import _newton_step
 from ._objective import PanelProblem
 from ._statistics import y_sums
+
+
+def cross_blocks(
+    design: FactoredDesign, t: np.ndarray, effects: AbsorbedEffects
+) -> list[np.ndarray]:
+    """Each effect's cross block with the covariates: ``t`` times a column, summed to levels.
+
+    A dense block's columns are contracted with ``t`` summed to the block's
+    and the effect's axes in one direct loop (no batched products of tiny
+    matrices, which is what a planned contraction makes of a cell-level block);
+    indicator blocks use the design's own scores.
+    """
+    red = _Reducer(t)
+    out = []
+    for r, keep in enumerate(effects.axes):
+        cols = []
+        for blk in design.blocks:
+            if isinstance(blk, DenseBlock):
+                u = tuple(sorted(set(blk.axes) | set(keep)))
+                sub = f"{_letters(u)},{_letters(blk.axes)}z->{_letters(keep)}z"
+                cols.append(np.einsum(sub, red.get(u), blk.values))
+            else:
+                one = FactoredDesign(design.shape, [blk])
+                cols.append(one.scores(t, keep).reshape((*effects.sub_shape(r), blk.n_cols)))
+        shape = (*effects.sub_shape(r), 0)
+        out.append(np.concatenate(cols, axis=-1) if cols else np.zeros(shape))
+    return out
 
 
 def _cross_t(bt: list[np.ndarray], z: list[np.ndarray]) -> np.ndarray:
@@ -215,10 +242,7 @@ class AbsorbedObjective:
         )
         a = self.design.hessian(t)
         a[np.diag_indices_from(a)] += self.alpha * self.pen
-        bt = [
-            self.design.scores(t, keep=ax).reshape((*self.effects.sub_shape(r), self.n_beta))
-            for r, ax in enumerate(self.effects.axes)
-        ]
+        bt = cross_blocks(self.design, t, self.effects)
         hess = AbsorbedHessian(a, bt, EffectSystem(self.effects, t), self.rtol, self._warm)
         loss = -s * total + self._penalty(beta) if np.isfinite(total) else np.inf
         return loss, grad, hess
