@@ -21,6 +21,21 @@ from ._objective import PanelProblem
 from ._statistics import y_sums
 
 
+def _scaled(arr: np.ndarray, w: np.ndarray | None, c: float, shape: tuple) -> np.ndarray:
+    """``c * w * arr`` on the grid, in ``arr``'s memory when it owns a writable grid array.
+
+    The families' derivatives are fresh arrays (or broadcast constants), so
+    scaling them in place saves a grid-sized array at each Newton step.
+    """
+    own = isinstance(arr, np.ndarray) and arr.shape == shape and arr.flags.owndata
+    out = arr if own and arr.flags.writeable else np.array(np.broadcast_to(arr, shape))
+    if c != 1.0:
+        out *= c
+    if w is not None:
+        out *= w
+    return out
+
+
 def cross_blocks(
     design: FactoredDesign, t: np.ndarray, effects: AbsorbedEffects
 ) -> list[np.ndarray]:
@@ -232,8 +247,11 @@ class AbsorbedObjective:
         total = self._total(self.family.loglik(p.y, eta, p.m))
         g, h = self.family.grad_hess(p.y, eta, p.m)
         del eta
-        u = p.weighted(g)
-        t = np.broadcast_to(p.weighted(h), p.shape) * -s
+        # In place where the family's arrays are fresh: a grid-sized array
+        # fewer at each step of a panel of 1e8 cells.
+        u = _scaled(g, p.w, 1.0, p.shape)
+        t = _scaled(h, p.w, -s, p.shape)
+        del g, h
         grad = np.concatenate(
             [
                 -s * self.design.gradient(u) + self.alpha * self.pen * beta,
