@@ -26,12 +26,13 @@ FAMILIES = {
 }
 
 
-def make_frame(sizes=(8, 5, 4), family="poisson", seed=0, effects_scale=0.5):
+def make_frame(sizes=(8, 5, 4), family="poisson", seed=0, effects_scale=0.5, level=0.5):
     """A shuffled long frame on the full j x k x l grid with a response of ``family``.
 
     Levels are strings that do not sort like their positions. The linear
     predictor has a j, k and l effect and a (j, k) interaction, so that every
-    effect configuration has something to absorb.
+    effect configuration has something to absorb; ``level`` is the Poisson
+    log mean's (a low one leaves some (j, k) all zero: separated).
     """
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1)
@@ -53,7 +54,7 @@ def make_frame(sizes=(8, 5, 4), family="poisson", seed=0, effects_scale=0.5):
     df["w"] = rng.uniform(0.5, 2.0, size=len(df))
     df["ev"] = (rng.uniform(size=len(df)) < 0.8).astype(float)
     if family == "poisson":
-        y = rng.poisson(np.exp(0.5 + eta + df["off"].to_numpy())).astype(float)
+        y = rng.poisson(np.exp(level + eta + df["off"].to_numpy())).astype(float)
     elif family == "logit":
         y = rng.binomial(df["m"].to_numpy().astype(int), 1 / (1 + np.exp(-eta))).astype(float)
     elif family == "linear":
