@@ -76,6 +76,9 @@ def check_equal(absorbed, dense, names, X, y, w=None, se=True):
     assert a.aic_ == pytest.approx(d.aic_, rel=1e-10)
     assert a.bic_ == pytest.approx(d.bic_, rel=1e-10)
     assert a.scale_ == pytest.approx(d.scale_, rel=1e-8)
+    assert a.null_deviance_ == pytest.approx(d.null_deviance_, rel=1e-10)
+    if hasattr(d, "pseudo_r2_"):
+        assert a.pseudo_r2_ == pytest.approx(d.pseudo_r2_, rel=1e-8)
     np.testing.assert_allclose(absorbed.predict(X), dense.predict(X), rtol=1e-8)
     assert absorbed.score(X, y, w) == pytest.approx(dense.score(X, y, w), rel=1e-8, abs=1e-10)
 
