@@ -18,7 +18,7 @@ from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
 from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
 from ._corrections import SmallSample
 from ._factored import Axes, FactoredDesign, _Reducer
-from ._families import full_loglik, profiled_gaussian_loglik
+from ._families import profiled_gaussian_loglik
 from ._identification import expand, restrict_design
 from ._inference import coef_covariance, invert_information
 from ._newton import newton_solve
@@ -204,10 +204,10 @@ class AbsorbedFit:
         dev = problem.deviance(fam, eta)
         eta0 = null_intercept(fam, problem) + problem.offset_grid()
         dev0 = problem.deviance(fam, eta0)
-        wt = 1.0 if problem.w is None else problem.w
         if fam.loglik_const is not None:
-            ll = full_loglik(fam, problem.y, eta, problem.m, wt)
-            ll0 = full_loglik(fam, problem.y, np.broadcast_to(eta0, problem.shape), problem.m, wt)
+            # The subclass's likelihood (the exponential model's differs from its Poisson's).
+            ll = self._loglik(problem, eta)
+            ll0 = self._loglik(problem, np.broadcast_to(eta0, problem.shape))
         else:
             ll = profiled_gaussian_loglik(dev, problem.sum_w)
             ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)

@@ -63,7 +63,11 @@ class PanelProblem:
         """Weighted total deviance of the model with linear predictor ``eta``."""
         mu = np.broadcast_to(family.mean(np.asarray(eta, dtype=np.float64), self.m), self.y.shape)
         dev = family.unit_deviance(self.y, mu, self.m)
-        return float(np.sum(dev) if self.w is None else np.vdot(self.w, dev))
+        if self.w is None:
+            return float(np.sum(dev))
+        # Cells of weight zero (no row; a separated level's) count nothing, even
+        # where their filler y meets an infinite effect or an unseen level's NaN.
+        return float(np.vdot(self.w, np.where(self.w > 0, dev, 0.0)))
 
     @property
     def sum_w(self) -> float:
