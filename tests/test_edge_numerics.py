@@ -1,0 +1,83 @@
+"""Edge cases of the numerics: degenerate scores, models without coefficients,
+many dimensions, strided operands and covariates of extreme magnitude."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, gammaln, xlogy
+
+from panelglm import (
+    PanelDesign,
+    PanelExponentialRegressor,
+    PanelLinearRegressor,
+    PanelLogitRegressor,
+    PanelPoissonRegressor,
+)
+
+# --------------------------------------------------- models without coefficients
+
+
+def _offset_frame(seed=0, n_i=8, n_t=5):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"i": np.repeat(np.arange(n_i), n_t), "t": np.tile(np.arange(n_t), n_i)})
+    df["off"] = rng.normal(scale=0.5, size=len(df))
+    df["z"] = 0.0  # a covariate that is dropped as collinear with nothing
+    df["m"] = rng.integers(1, 5, size=len(df)).astype(float)
+    return df, rng
+
+
+@pytest.mark.parametrize("covariates", [[], ["z"]])
+def test_poisson_offset_only_model_is_the_offsets_closed_form(covariates):
+    """No intercept and no covariate (or one dropped): the fit is the offset's."""
+    df, rng = _offset_frame()
+    off = df["off"].to_numpy()
+    y = rng.poisson(np.exp(off)).astype(float)
+    data = PanelDesign(dims=["i", "t"], covariates=covariates).fit_transform(df)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the collinear column's warning
+        est = PanelPoissonRegressor(offset="off", fit_intercept=False).fit(data, y)
+    mu = np.exp(off)
+    assert est.coef_.shape == (len(covariates),) and np.isnan(est.coef_).all()
+    assert est.intercept_ == 0.0 and est.converged_
+    np.testing.assert_allclose(est.predict(data), mu, rtol=1e-14)
+    deviance = 2 * np.sum(xlogy(y, y / mu) - (y - mu))
+    loglik = np.sum(y * off - mu - gammaln(y + 1))
+    assert est.deviance_ == pytest.approx(deviance, rel=1e-12)
+    assert est.loglik_ == pytest.approx(loglik, rel=1e-12)
+    assert est.bse_.shape == (len(covariates),)
+    assert len(est.summary()) == len(covariates)
+
+
+@pytest.mark.parametrize("cov_type", ["nonrobust", "robust", "cluster"])
+def test_linear_and_logit_models_without_coefficients(cov_type):
+    df, rng = _offset_frame(1)
+    data = PanelDesign(dims=["i", "t"], covariates=[]).fit_transform(df)
+    y = rng.normal(size=len(df))
+    kw = {"cov_type": cov_type, "cluster": "i" if cov_type == "cluster" else None}
+    lin = PanelLinearRegressor(fit_intercept=False, **kw).fit(data, y)
+    assert lin.coef_.size == 0 and lin.bse_.size == 0
+    assert lin.deviance_ == pytest.approx(np.sum(y**2), rel=1e-12)
+    np.testing.assert_array_equal(lin.predict(data), 0.0)
+    m = df["m"].to_numpy()
+    k = rng.binomial(m.astype(int), 0.3).astype(float)
+    logit = PanelLogitRegressor(trials="m", fit_intercept=False, **kw).fit(data, k)
+    assert logit.coef_.size == 0 and logit.summary().empty
+    # p = 1/2 in every cell
+    deviance = 2 * np.sum(xlogy(k, k / (m / 2)) + xlogy(m - k, (m - k) / (m / 2)))
+    assert logit.deviance_ == pytest.approx(deviance, rel=1e-12)
+    np.testing.assert_allclose(logit.predict(data), m * expit(0.0), rtol=1e-15)
+
+
+def test_exponential_offset_only_model():
+    df, rng = _offset_frame(2)
+    off = df["off"].to_numpy()
+    T = rng.exponential(size=len(df)) + 0.1
+    data = PanelDesign(dims=["i", "t"], covariates=[]).fit_transform(df)
+    est = PanelExponentialRegressor(offset="off", fit_intercept=False).fit(data, T)
+    # Every duration an event, hazard exp(off): log L = sum(off - exp(off) T).
+    assert est.loglik_ == pytest.approx(np.sum(off - np.exp(off) * T), rel=1e-12)
+    np.testing.assert_allclose(est.predict(data), np.exp(-off), rtol=1e-14)
