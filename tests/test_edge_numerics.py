@@ -81,3 +81,76 @@ def test_exponential_offset_only_model():
     # Every duration an event, hazard exp(off): log L = sum(off - exp(off) T).
     assert est.loglik_ == pytest.approx(np.sum(off - np.exp(off) * T), rel=1e-12)
     np.testing.assert_allclose(est.predict(data), np.exp(-off), rtol=1e-14)
+
+
+# ---------------------------------------------------- score against a constant y
+
+
+def _fitted(est, family, seed=3):
+    df, rng = _offset_frame(seed)
+    df["x"] = rng.normal(size=len(df))
+    data = PanelDesign(dims=["i", "t"], covariates=["x"]).fit_transform(df)
+    eta = -0.2 + 0.5 * df["x"].to_numpy()
+    if family == "poisson":
+        y = rng.poisson(np.exp(eta)).astype(float)
+    elif family == "binomial":
+        y = rng.binomial(1, expit(eta)).astype(float)
+    else:
+        y = eta + rng.normal(size=len(df))
+    return est.fit(data, y), data, y
+
+
+@pytest.mark.parametrize(
+    ("est", "family", "y_const"),
+    [
+        (PanelPoissonRegressor(), "poisson", 0.0),
+        (PanelPoissonRegressor(), "poisson", 3.0),
+        (PanelLogitRegressor(), "binomial", 0.0),
+        (PanelLogitRegressor(), "binomial", 1.0),
+        (PanelLinearRegressor(), "gaussian", 0.0),
+        (PanelLinearRegressor(), "gaussian", 2.5),
+    ],
+)
+def test_score_of_a_constant_y_follows_r2_score_force_finite(est, family, y_const):
+    """The constant reference fits exactly: 0.0 for an imperfect prediction, as r2_score."""
+    from sklearn.metrics import r2_score
+
+    est, data, _ = _fitted(est, family)
+    y = np.full(data.n_rows, y_const)
+    w = np.linspace(0.5, 2.0, data.n_rows)
+    assert r2_score(y, est.predict(data)) == 0.0  # scikit-learn's convention
+    assert est.score(data, y) == 0.0
+    assert est.score(data, y, sample_weight=w) == 0.0
+
+
+def test_score_of_a_perfect_prediction_of_a_constant_is_one():
+    from sklearn.metrics import r2_score
+
+    df, _ = _offset_frame(4)
+    data = PanelDesign(dims=["i", "t"], covariates=[]).fit_transform(df)
+    y = np.zeros(data.n_rows)
+    lin = PanelLinearRegressor(fit_intercept=False).fit(data, y + np.linspace(-1, 1, len(y)))
+    assert r2_score(y, lin.predict(data)) == 1.0
+    assert lin.score(data, y) == 1.0
+    # A level whose counts are all zero is predicted 0 (separated): exactly right there.
+    df["y"] = np.where(df["i"] == 0, 0.0, 1.0 + df["t"])
+    est = PanelPoissonRegressor(dims=["i", "t"], fixed_effects=["i"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the separation warning
+        est.fit(df[["i", "t"]], df["y"])
+    zero = df[df["i"] == 0]
+    np.testing.assert_array_equal(est.predict(zero[["i", "t"]]), 0.0)
+    assert est.score(zero[["i", "t"]], zero["y"]) == 1.0
+
+
+@pytest.mark.parametrize("censored", [True, False])
+def test_exponential_score_when_a_constant_hazard_fits_exactly(censored):
+    """All censored (hazard 0), or equal durations that are all events."""
+    df, rng = _offset_frame(5)
+    df["x"] = rng.normal(size=len(df))
+    df["event"] = 1.0
+    data = PanelDesign(dims=["i", "t"], covariates=["x"]).fit_transform(df)
+    est = PanelExponentialRegressor(event="event").fit(data, rng.exponential(size=len(df)))
+    df["event"] = 0.0 if censored else 1.0
+    data = PanelDesign(dims=["i", "t"], covariates=["x"]).fit_transform(df)
+    assert est.score(data, np.full(len(df), 2.0)) == 0.0
