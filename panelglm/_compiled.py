@@ -47,6 +47,9 @@ SUM, ROW, DOT = 0, 1, 2
 # The bits of 1.0, the coefficient of the linear predictor's small parts.
 _ONE = int(np.float64(1.0).view(np.int64))
 _LIMITS = {SUM: 8, ROW: 3, DOT: 4}
+# The most panel dimensions a description may have (MAXD of _sweep_simd.h);
+# a panel with more runs its passes with numpy.
+MAX_DIMS = 32
 
 
 def enabled() -> bool:
@@ -63,10 +66,14 @@ def enabled() -> bool:
 
 
 def usable(kern: ChunkKernels) -> bool:
-    """Whether the compiled sweep can run this kernel's passes (float64; its three families)."""
+    """Whether the compiled sweep can run this kernel's passes.
+
+    It needs float64, one of its three families and at most ``MAX_DIMS`` dimensions.
+    """
     return (
         enabled()
         and kern.dtype == np.float64
+        and len(kern.shape) <= MAX_DIMS
         and kern.family.name in _FAMILIES
         and kern.family.curvature_is_mean == (kern.family.name == "poisson")
     )

@@ -3,7 +3,10 @@ many dimensions, strided operands and covariates of extreme magnitude."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,7 +19,9 @@ from panelglm import (
     PanelLinearRegressor,
     PanelLogitRegressor,
     PanelPoissonRegressor,
+    _compiled,
 )
+from panelglm._terms import NUMPY_MAX_NDIM
 
 # --------------------------------------------------- models without coefficients
 
@@ -154,3 +159,69 @@ def test_exponential_score_when_a_constant_hazard_fits_exactly(censored):
     df["event"] = 0.0 if censored else 1.0
     data = PanelDesign(dims=["i", "t"], covariates=["x"]).fit_transform(df)
     assert est.score(data, np.full(len(df), 2.0)) == 0.0
+
+
+# ------------------------------------------------------------- many dimensions
+
+
+def _many_dims_frame(n_dims, seed=6):
+    """Four two-level dims, the rest single-level: 16 cells whatever ``n_dims``."""
+    rng = np.random.default_rng(seed)
+    sizes = [2] * 4 + [1] * (n_dims - 4)
+    codes = np.array(list(itertools.product(*[range(n) for n in sizes])))
+    dims = [f"d{a}" for a in range(n_dims)]
+    df = pd.DataFrame(codes, columns=dims)
+    df["x"] = 0.7 * df["d0"] - 0.2 * df["d1"] + 0.3 * df["d0"] * df["d1"]  # along d0, d1
+    df["z"] = rng.normal(size=len(df))  # along every dim
+    y = rng.poisson(np.exp(1.0 + 0.3 * df["x"] - 0.2 * df["z"])).astype(float)
+    return df, dims, y
+
+
+class _SweepSpy:
+    """Stands in for the compiled module, counting its passes."""
+
+    def __init__(self, sweep):
+        self.calls, self._sweep = 0, sweep
+
+    def sweep(self, *args):
+        self.calls += 1
+        return self._sweep.sweep(*args)
+
+
+@pytest.mark.skipif(not _compiled.enabled(), reason="the compiled sweep is not built")
+@pytest.mark.parametrize("n_dims", [_compiled.MAX_DIMS, _compiled.MAX_DIMS + 1, 40])
+def test_panels_beyond_the_sweeps_dims_fall_back_to_numpy(n_dims, monkeypatch):
+    import statsmodels.api as sm
+
+    df, dims, y = _many_dims_frame(n_dims)
+    spy = _SweepSpy(_compiled._sweep)
+    monkeypatch.setattr(_compiled, "_sweep", spy)
+    est = PanelPoissonRegressor(dims=dims).fit(df, y)
+    assert (spy.calls > 0) == (n_dims <= _compiled.MAX_DIMS)
+    ref = sm.GLM(y, sm.add_constant(df[["x", "z"]].to_numpy()), family=sm.families.Poisson())
+    ref = ref.fit(tol=1e-13)
+    np.testing.assert_allclose([est.intercept_, *est.coef_], ref.params, rtol=1e-8)
+    np.testing.assert_allclose(est.bse_.to_numpy(), ref.bse, rtol=1e-6)
+    monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1")
+    numpy_pass = PanelPoissonRegressor(dims=dims).fit(df, y)
+    np.testing.assert_allclose(numpy_pass.coef_, est.coef_, rtol=1e-10)
+
+
+def test_sweep_limits_match_the_compiled_source():
+    """The Python side checks the C side's limits before it writes a description."""
+    header = (Path(_compiled.__file__).parent / "_sweep_simd.h").read_text()
+    defined = dict(re.findall(r"#define (MAX[A-Z]) (\d+)", header))
+    assert int(defined["MAXD"]) == _compiled.MAX_DIMS
+    assert int(defined["MAXR"]) == _compiled._LIMITS[_compiled.ROW]
+    assert int(defined["MAXC"]) == _compiled._LIMITS[_compiled.DOT]
+
+
+@pytest.mark.skipif(NUMPY_MAX_NDIM != 64, reason="numpy 1 arrays have at most 32 axes")
+def test_a_panel_of_63_dims_fits_and_64_is_explained():
+    df, dims, y = _many_dims_frame(63)
+    est = PanelPoissonRegressor(dims=dims).fit(df, y)
+    ref = PanelPoissonRegressor(dims=dims[:4]).fit(df.drop(columns=dims[4:]), y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10)
+    df, dims, y = _many_dims_frame(64)
+    with pytest.raises(ValueError, match="panel has 64 dimensions; panelglm fits at most 63"):
+        PanelPoissonRegressor(dims=dims).fit(df, y)
