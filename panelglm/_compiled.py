@@ -89,14 +89,26 @@ class Description:
         self.addresses: list[int] = []  # positions of the address words
         self._keep: list[np.ndarray] = []
 
-    def operand(self, arr: np.ndarray | None) -> None:
-        """Address and element strides of an array broadcastable to the grid (0 where size 1)."""
+    def operand(self, arr: np.ndarray | None, *, output: bool = False) -> None:
+        """Address and element strides of an array broadcastable to the grid (0 where size 1).
+
+        The sweep reads aligned float64 elements at whole-element strides; an
+        input that is not (another dtype, a field of a packed record array) is
+        read from a copy, kept with the description. An ``output`` is written
+        in place, so it cannot be copied.
+        """
         if arr is None:
             self.words += [0] * (1 + self.ndim)
             return
         arr = np.asarray(arr)
-        if arr.dtype != np.float64 or any(s % 8 for s in arr.strides):
-            raise ValueError("sweep operands are float64 arrays of whole-element strides")
+        if not (
+            arr.dtype == np.float64 and arr.flags.aligned and not any(s % 8 for s in arr.strides)
+        ):
+            if output:
+                raise ValueError(
+                    "sweep outputs are aligned float64 arrays of whole-element strides"
+                )
+            arr = np.array(arr, dtype=np.float64)
         arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)
         if any(n not in (1, g) for n, g in zip(arr.shape, self.shape, strict=True)):
             raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
@@ -164,6 +176,7 @@ class CompiledPass:
         # their addresses into the shared buffer, and that buffer's address.
         self._ops_words: list[np.ndarray] | None = None
         self._private: list[np.ndarray] = []
+        self._ops_keep: list[np.ndarray] = []  # copies of inputs the ops read (see operand)
         self._shared_at: list[np.ndarray] = []
         self._shared_base = 0
         self._n_ops = 0
@@ -217,19 +230,21 @@ class CompiledPass:
         if self._ops_words is None:
             # Built into locals: a failure leaves the object as it was.
             private = [np.zeros(self.layout.private) for _ in parts]
-            ops_words, shared_at, n_ops = [], [], 0
+            ops_words, shared_at, n_ops, keep = [], [], 0, []
             lo = shared.__array_interface__["data"][0]
             hi = lo + shared.nbytes
             for priv in private:
                 desc = Description(kern.shape)
                 ops = self._ops(kern, self.layout.views(shared, priv))
                 self._write_ops(desc, ops)
+                keep += desc._keep  # the arrays the ops' words point into
                 words = desc.array()
                 pos = np.array(desc.addresses, dtype=np.intp)
                 ops_words.append(words)
                 shared_at.append(pos[(words[pos] >= lo) & (words[pos] < max(hi, lo + 1))])
                 n_ops = len(ops)
             self._private, self._shared_at, self._n_ops = private, shared_at, n_ops
+            self._ops_keep = keep
             self._shared_base = lo
             self._ops_words = ops_words
         else:
@@ -291,12 +306,13 @@ class CompiledPass:
             desc = Description(kern.shape)
             for arr in arrays[:3]:
                 desc.operand(arr)
-            words = []
+            words, keep = [], desc._keep  # with any copies the sweep reads instead
             for arr in (arrays[3], *self.cell_cols):
                 one = Description(kern.shape)
                 one.operand(arr)
                 words.append(one.words if arr is not None else None)
-            self._fixed = (arrays, (desc.words, words[0], words[1:]))
+                keep += one._keep
+            self._fixed = (arrays, (desc.words, words[0], words[1:]), keep)
         return self._fixed[1]
 
     @staticmethod
@@ -307,7 +323,7 @@ class CompiledPass:
             desc.words.append(len(dests))
             for kind, out, col in dests:
                 desc.words.append(kind)
-                desc.operand(out)
+                desc.operand(out, output=True)
                 if kind == DOT:
                     desc.operand(col)
 

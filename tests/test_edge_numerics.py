@@ -225,3 +225,46 @@ def test_a_panel_of_63_dims_fits_and_64_is_explained():
     df, dims, y = _many_dims_frame(64)
     with pytest.raises(ValueError, match="panel has 64 dimensions; panelglm fits at most 63"):
         PanelPoissonRegressor(dims=dims).fit(df, y)
+
+
+# ---------------------------------------------------- operands the sweep cannot read
+
+
+def _packed(n, seed=7):
+    """A packed record array: its float64 fields are at odd byte offsets and strides."""
+    rng = np.random.default_rng(seed)
+    fields = [("flag", "i1"), ("y", "f8"), ("w", "f8"), ("x", "f8"), ("off", "f8")]
+    rec = np.zeros(n, dtype=np.dtype(fields, align=False))
+    rec["x"] = rng.normal(size=n)
+    rec["off"] = rng.normal(scale=0.2, size=n)
+    rec["y"] = rng.poisson(np.exp(0.3 * rec["x"] + rec["off"]))
+    rec["w"] = rng.uniform(0.5, 2.0, size=n)
+    assert rec["y"].strides == (33,) and not rec["y"].flags.aligned
+    return rec
+
+
+@pytest.mark.parametrize("cls", [PanelPoissonRegressor, PanelLinearRegressor])
+def test_fields_of_a_packed_record_array_fit_as_their_copies(cls):
+    rec = _packed(60)
+    df = pd.DataFrame({"i": np.repeat(np.arange(10), 6), "t": np.tile(np.arange(6), 10)})
+    df["x"], df["off"] = rec["x"], rec["off"]
+    kw = {"offset": "off"} if cls is PanelPoissonRegressor else {}
+    est = cls(dims=["i", "t"], **kw).fit(df, rec["y"], sample_weight=rec["w"])
+    ref = cls(dims=["i", "t"], **kw).fit(df, rec["y"].copy(), sample_weight=rec["w"].copy())
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-13)
+    assert est.score(df, rec["y"], sample_weight=rec["w"]) == pytest.approx(
+        ref.score(df, rec["y"].copy(), sample_weight=rec["w"].copy()), rel=1e-13
+    )
+
+
+def test_sweep_descriptions_copy_inputs_they_cannot_read_and_refuse_such_outputs():
+    rec = _packed(12)
+    field = rec["x"].reshape(3, 4)  # strides (132, 33) bytes
+    desc = _compiled.Description((3, 4))
+    desc.operand(field)
+    (read,) = desc._keep
+    assert read.flags.aligned and read.strides == (32, 8)
+    np.testing.assert_array_equal(read, field)
+    assert desc.words[0] == read.__array_interface__["data"][0]
+    with pytest.raises(ValueError, match="sweep outputs"):
+        desc.operand(field, output=True)
