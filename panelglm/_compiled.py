@@ -88,27 +88,29 @@ class Description:
         self.words: list[int] = []
         self.addresses: list[int] = []  # positions of the address words
         self._keep: list[np.ndarray] = []
+        self.copies: list[np.ndarray] = []  # inputs read from a copy (see operand)
 
     def operand(self, arr: np.ndarray | None, *, output: bool = False) -> None:
         """Address and element strides of an array broadcastable to the grid (0 where size 1).
 
-        The sweep reads aligned float64 elements at whole-element strides; an
-        input that is not (another dtype, a field of a packed record array) is
-        read from a copy, kept with the description. An ``output`` is written
-        in place, so it cannot be copied.
+        The sweep reads aligned float64 elements at whole-element strides; a
+        float64 input that is not (a field of a packed record array) is read
+        from a copy, kept in :attr:`copies`. An ``output`` is written in
+        place, so it cannot be copied.
         """
         if arr is None:
             self.words += [0] * (1 + self.ndim)
             return
         arr = np.asarray(arr)
-        if not (
-            arr.dtype == np.float64 and arr.flags.aligned and not any(s % 8 for s in arr.strides)
-        ):
+        if arr.dtype != np.float64:
+            raise ValueError("sweep operands are float64 arrays")
+        if not arr.flags.aligned or any(s % 8 for s in arr.strides):
             if output:
                 raise ValueError(
                     "sweep outputs are aligned float64 arrays of whole-element strides"
                 )
-            arr = np.array(arr, dtype=np.float64)
+            arr = np.array(arr)
+            self.copies.append(arr)
         arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)
         if any(n not in (1, g) for n, g in zip(arr.shape, self.shape, strict=True)):
             raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
@@ -237,7 +239,7 @@ class CompiledPass:
                 desc = Description(kern.shape)
                 ops = self._ops(kern, self.layout.views(shared, priv))
                 self._write_ops(desc, ops)
-                keep += desc._keep  # the arrays the ops' words point into
+                keep += desc.copies  # the ops' words point into them
                 words = desc.array()
                 pos = np.array(desc.addresses, dtype=np.intp)
                 ops_words.append(words)
@@ -306,12 +308,12 @@ class CompiledPass:
             desc = Description(kern.shape)
             for arr in arrays[:3]:
                 desc.operand(arr)
-            words, keep = [], desc._keep  # with any copies the sweep reads instead
+            words, keep = [], desc.copies  # what the words point into but ``arrays``
             for arr in (arrays[3], *self.cell_cols):
                 one = Description(kern.shape)
                 one.operand(arr)
                 words.append(one.words if arr is not None else None)
-                keep += one._keep
+                keep += one.copies
             self._fixed = (arrays, (desc.words, words[0], words[1:]), keep)
         return self._fixed[1]
 

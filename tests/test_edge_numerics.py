@@ -262,7 +262,7 @@ def test_sweep_descriptions_copy_inputs_they_cannot_read_and_refuse_such_outputs
     field = rec["x"].reshape(3, 4)  # strides (132, 33) bytes
     desc = _compiled.Description((3, 4))
     desc.operand(field)
-    (read,) = desc._keep
+    (read,) = desc.copies
     assert read.flags.aligned and read.strides == (32, 8)
     np.testing.assert_array_equal(read, field)
     assert desc.words[0] == read.__array_interface__["data"][0]
