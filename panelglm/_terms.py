@@ -18,7 +18,7 @@ import pandas as pd
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._layout import show_value
 from ._panel import PanelData
-from ._shifts import column_shift
+from ._shifts import check_magnitude, column_shift
 
 INTERCEPT = "Intercept"
 # numpy's arrays have at most this many axes; a pass holds arrays of one axis
@@ -216,7 +216,9 @@ def build_model_spec(data: PanelData, fit_intercept: bool, exclude: set[str]) ->
             )
             reference_needed = True
         else:
-            shift = column_shift(data.observed(name)) if fit_intercept else 0.0
+            observed = data.observed(name)
+            shift = column_shift(observed) if fit_intercept else 0.0
+            check_magnitude(name, observed, shift)
             terms.append(Term("numeric", (name,), (str(name),), shift=shift))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)

@@ -268,3 +268,30 @@ def test_sweep_descriptions_copy_inputs_they_cannot_read_and_refuse_such_outputs
     assert desc.words[0] == read.__array_interface__["data"][0]
     with pytest.raises(ValueError, match="sweep outputs"):
         desc.operand(field, output=True)
+
+
+# ------------------------------------------------------ covariates of extreme magnitude
+
+
+@pytest.mark.parametrize("scale", [1e154, 1e200, 1e-160, 1e-200])
+def test_covariates_of_extreme_magnitude_are_refused_by_name(scale):
+    """Not scipy's 'infs or NaNs', nor a collinearity with the intercept."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(8)
+    df = pd.DataFrame({"i": np.arange(200), "ok": rng.normal(size=200)})
+    df["tiny_or_huge"] = rng.normal(size=200)
+    y = rng.poisson(np.exp(0.3 * df["tiny_or_huge"] + 0.1 * df["ok"])).astype(float)
+    extreme = df.assign(tiny_or_huge=df["tiny_or_huge"] * scale)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no CollinearityWarning either
+        with pytest.raises(ValueError, match=r"covariate 'tiny_or_huge' has values of magni"):
+            PanelPoissonRegressor(dims=["i"]).fit(extreme, y)
+    # Rescaled as the message says, the coefficient is statsmodels' times the scale.
+    top = np.max(np.abs(extreme["tiny_or_huge"]))
+    est = PanelPoissonRegressor(dims=["i"]).fit(
+        extreme.assign(tiny_or_huge=extreme["tiny_or_huge"] / top), y
+    )
+    ref = sm.GLM(y, sm.add_constant(df[["ok", "tiny_or_huge"]].to_numpy()), sm.families.Poisson())
+    coef = dict(zip(est.coef_names_, est.coef_, strict=True))
+    assert coef["tiny_or_huge"] / top * scale == pytest.approx(ref.fit().params[2], rel=1e-8)
