@@ -30,6 +30,7 @@ from ._objective import FitStatistics, PanelProblem, PenalizedObjective, null_in
 from ._panel import PanelData
 from ._separation import check_observed, limit_signs
 from ._shifts import shift_map, to_user
+from ._statistics import explained_deviance
 from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
@@ -372,7 +373,9 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         durations), as scikit-learn's ``d2_tweedie_score`` and glum do. The
         reference thus does not depend on the hyper-parameters, so models
         with and without an offset are ranked by their deviance, as a
-        search over ``offset`` needs.
+        search over ``offset`` needs. Where the constant fits ``y`` exactly
+        (a constant ``y``, all zeros) the score is 1.0 for a perfect
+        prediction and 0.0 otherwise, scikit-learn's convention for R^2.
 
         Parameters
         ----------
@@ -391,4 +394,4 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         self._check_response(data, problem)
         reference = dataclasses.replace(problem, offset=self._reference_offset(problem))
         eta0 = null_intercept(self.family, reference) + reference.offset_grid()
-        return 1.0 - problem.deviance(self.family, eta) / problem.deviance(self.family, eta0)
+        return explained_deviance(self.family, problem, eta, reference, eta0)

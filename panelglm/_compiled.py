@@ -47,6 +47,9 @@ SUM, ROW, DOT = 0, 1, 2
 # The bits of 1.0, the coefficient of the linear predictor's small parts.
 _ONE = int(np.float64(1.0).view(np.int64))
 _LIMITS = {SUM: 8, ROW: 3, DOT: 4}
+# The most panel dimensions a description may have (MAXD of _sweep_simd.h);
+# a panel with more runs its passes with numpy.
+MAX_DIMS = 32
 
 
 def enabled() -> bool:
@@ -63,10 +66,14 @@ def enabled() -> bool:
 
 
 def usable(kern: ChunkKernels) -> bool:
-    """Whether the compiled sweep can run this kernel's passes (float64; its three families)."""
+    """Whether the compiled sweep can run this kernel's passes.
+
+    It needs float64, one of its three families and at most ``MAX_DIMS`` dimensions.
+    """
     return (
         enabled()
         and kern.dtype == np.float64
+        and len(kern.shape) <= MAX_DIMS
         and kern.family.name in _FAMILIES
         and kern.family.curvature_is_mean == (kern.family.name == "poisson")
     )
@@ -81,15 +88,29 @@ class Description:
         self.words: list[int] = []
         self.addresses: list[int] = []  # positions of the address words
         self._keep: list[np.ndarray] = []
+        self.copies: list[np.ndarray] = []  # inputs read from a copy (see operand)
 
-    def operand(self, arr: np.ndarray | None) -> None:
-        """Address and element strides of an array broadcastable to the grid (0 where size 1)."""
+    def operand(self, arr: np.ndarray | None, *, output: bool = False) -> None:
+        """Address and element strides of an array broadcastable to the grid (0 where size 1).
+
+        The sweep reads aligned float64 elements at whole-element strides; a
+        float64 input that is not (a field of a packed record array) is read
+        from a copy, kept in :attr:`copies`. An ``output`` is written in
+        place, so it cannot be copied.
+        """
         if arr is None:
             self.words += [0] * (1 + self.ndim)
             return
         arr = np.asarray(arr)
-        if arr.dtype != np.float64 or any(s % 8 for s in arr.strides):
-            raise ValueError("sweep operands are float64 arrays of whole-element strides")
+        if arr.dtype != np.float64:
+            raise ValueError("sweep operands are float64 arrays")
+        if not arr.flags.aligned or any(s % 8 for s in arr.strides):
+            if output:
+                raise ValueError(
+                    "sweep outputs are aligned float64 arrays of whole-element strides"
+                )
+            arr = np.array(arr)
+            self.copies.append(arr)
         arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)
         if any(n not in (1, g) for n, g in zip(arr.shape, self.shape, strict=True)):
             raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
@@ -157,6 +178,7 @@ class CompiledPass:
         # their addresses into the shared buffer, and that buffer's address.
         self._ops_words: list[np.ndarray] | None = None
         self._private: list[np.ndarray] = []
+        self._ops_keep: list[np.ndarray] = []  # copies of inputs the ops read (see operand)
         self._shared_at: list[np.ndarray] = []
         self._shared_base = 0
         self._n_ops = 0
@@ -210,19 +232,21 @@ class CompiledPass:
         if self._ops_words is None:
             # Built into locals: a failure leaves the object as it was.
             private = [np.zeros(self.layout.private) for _ in parts]
-            ops_words, shared_at, n_ops = [], [], 0
+            ops_words, shared_at, n_ops, keep = [], [], 0, []
             lo = shared.__array_interface__["data"][0]
             hi = lo + shared.nbytes
             for priv in private:
                 desc = Description(kern.shape)
                 ops = self._ops(kern, self.layout.views(shared, priv))
                 self._write_ops(desc, ops)
+                keep += desc.copies  # the ops' words point into them
                 words = desc.array()
                 pos = np.array(desc.addresses, dtype=np.intp)
                 ops_words.append(words)
                 shared_at.append(pos[(words[pos] >= lo) & (words[pos] < max(hi, lo + 1))])
                 n_ops = len(ops)
             self._private, self._shared_at, self._n_ops = private, shared_at, n_ops
+            self._ops_keep = keep
             self._shared_base = lo
             self._ops_words = ops_words
         else:
@@ -284,12 +308,13 @@ class CompiledPass:
             desc = Description(kern.shape)
             for arr in arrays[:3]:
                 desc.operand(arr)
-            words = []
+            words, keep = [], desc.copies  # what the words point into but ``arrays``
             for arr in (arrays[3], *self.cell_cols):
                 one = Description(kern.shape)
                 one.operand(arr)
                 words.append(one.words if arr is not None else None)
-            self._fixed = (arrays, (desc.words, words[0], words[1:]))
+                keep += one.copies
+            self._fixed = (arrays, (desc.words, words[0], words[1:]), keep)
         return self._fixed[1]
 
     @staticmethod
@@ -300,7 +325,7 @@ class CompiledPass:
             desc.words.append(len(dests))
             for kind, out, col in dests:
                 desc.words.append(kind)
-                desc.operand(out)
+                desc.operand(out, output=True)
                 if kind == DOT:
                     desc.operand(col)
 

@@ -209,6 +209,9 @@ def newton_solve(
     loss = full(smooth, coef)
     if not np.isfinite(loss):
         raise FloatingPointError("The objective is not finite at the starting point.")
+    if coef.size == 0:
+        # Nothing to estimate (an offset-only model): the start is the optimum.
+        return NewtonResult(coef, loss, grad, hess, 0, True)
     # Decreases are judged against the loss above its floor (for a GLM, the
     # saturated fit's: the deviance over twice the total weight), not the
     # loss itself, which sum(w y eta) can make as large as offsets and counts

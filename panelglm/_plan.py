@@ -149,17 +149,19 @@ def make_plan(design: FactoredDesign) -> KernelPlan | None:
         if mine:
             cost = cols * (SPREAD_COL_COST + SPREAD_TARGET_COST * len(_maximal(sets)))
             candidates.append((x, None, mine, cost))
-        for r in range(1, len(own) + 1):
-            for contract in combinations(own, r):
-                if not _blas_friendly(own, contract, ndim):
-                    continue
-                served = {
-                    (min(x, o), max(x, o))
-                    for o in rest
-                    if o != x and not set(blocks[o].axes) & set(contract)
-                } & pairs_left
-                if served:
-                    candidates.append((x, contract, served, GROUP_COST + GROUP_COL_COST * cols))
+        # A friendly group's batch axes are axis 0 or none, so it contracts
+        # every axis of the block but perhaps axis 0: two candidates, not all
+        # 2^len(own) subsets (a block along 40 single-level dims has 2^40).
+        for contract in dict.fromkeys((tuple(a for a in own if a != 0), own)):
+            if not contract or not _blas_friendly(own, contract, ndim):
+                continue
+            served = {
+                (min(x, o), max(x, o))
+                for o in rest
+                if o != x and not set(blocks[o].axes) & set(contract)
+            } & pairs_left
+            if served:
+                candidates.append((x, contract, served, GROUP_COST + GROUP_COL_COST * cols))
     groups, spread = [], []
     while pairs_left:
         x, contract, served, _ = max(

@@ -96,3 +96,45 @@ def shift_map(spec: ModelSpec, kept: np.ndarray) -> np.ndarray | None:
     t = np.eye(len(shifts))
     t[0, 1:] = -shifts[1:]
     return t
+
+
+# Beyond these magnitudes a column's squares, summed with weights and means in
+# the Newton system, overflow float64 (about 1.8e308) or fall among its
+# subnormal numbers (below 2.2e-308), where they keep few or no digits.
+MAX_MAGNITUDE = 1e152
+MIN_MAGNITUDE = 1e-152
+
+
+def check_magnitude(name: Any, values: np.ndarray, shift: float) -> None:
+    """Raise if a numeric column, less its shift, is too large or too small to solve with.
+
+    Parameters
+    ----------
+    name : str
+        The column's name, for the message.
+    values : ndarray
+        Its observed values.
+    shift : float
+        What the solver subtracts from it (see :func:`column_shift`).
+
+    Raises
+    ------
+    ValueError
+        If its largest magnitude is above ``MAX_MAGNITUDE`` or, not zero,
+        below ``MIN_MAGNITUDE``.
+    """
+    if values.size == 0:
+        return
+    # From the extremes: no array as large as the column (it may span every cell).
+    top = max(abs(float(np.max(values)) - shift), abs(float(np.min(values)) - shift))
+    if not np.isfinite(top) or MIN_MAGNITUDE <= top <= MAX_MAGNITUDE or top == 0.0:
+        return
+    big = top > MAX_MAGNITUDE
+    raise ValueError(
+        f"The covariate {name!r} has values of magnitude up to {top:.3g}, "
+        f"{'above' if big else 'below'} {MAX_MAGNITUDE if big else MIN_MAGNITUDE:g}: "
+        f"the products of such values in the Newton system "
+        f"{'overflow' if big else 'underflow'} float64. Rescale the column (e.g. "
+        f"{'divide' if big else 'multiply'} it by {top if big else 1 / top:.3g}); its "
+        "coefficient scales inversely."
+    )

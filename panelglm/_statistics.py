@@ -12,6 +12,7 @@ it occurs, which costs three cheap passes instead.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -65,3 +66,46 @@ def y_sums(
             vals = np.broadcast_to(f(ys, ms), ys.shape)
             totals[k] += float(np.sum(vals) if ws is None else np.vdot(ws, vals))
     return totals
+
+
+def _constant_fits_exactly(family: Any, problem: Any) -> bool:
+    """Whether the intercept-only model of ``problem`` fits every weighted cell exactly.
+
+    Decided on the data rather than on its deviance, which rounding leaves a
+    little above zero when it should be zero (``exp(log 3)`` is not 3). With
+    the canonical link a constant fits exactly when ``y`` less the offset
+    (identity link), or ``y`` over the mean at a zero intercept (log and
+    logit links: the exposure, or half the trials), is one value on every
+    cell of positive weight; zeros and full successes included, whose
+    intercept is infinite.
+    """
+    y = np.asarray(problem.y, dtype=np.float64)
+    base = np.broadcast_to(
+        family.mean(np.asarray(problem.offset_grid(), dtype=np.float64), problem.m), y.shape
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = y - base if family.name == "gaussian" else y / base
+    if problem.w is not None:
+        ratio = ratio[np.broadcast_to(problem.w, y.shape) > 0]
+    ratio = ratio.reshape(-1)
+    return ratio.size == 0 or bool(np.all(ratio == ratio[0]))
+
+
+def explained_deviance(
+    family: Any, problem: Any, eta: np.ndarray, reference: Any, eta0: np.ndarray | float
+) -> float:
+    """D^2: the fraction of the deviance of ``reference`` at ``eta0`` that ``eta`` explains.
+
+    ``reference`` is ``problem`` with its reference offset and ``eta0`` its
+    intercept-only linear predictor.
+
+    Where the reference's deviance is zero (a constant ``y``, or all zeros)
+    scikit-learn's convention for R^2 (``force_finite``) applies: 1.0 for a
+    perfect prediction, else 0.0, rather than a division by zero.
+    """
+    numerator = problem.deviance(family, eta)
+    if numerator == 0.0:
+        return 1.0
+    if _constant_fits_exactly(family, reference):
+        return 0.0
+    return 1.0 - numerator / reference.deviance(family, eta0)

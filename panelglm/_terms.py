@@ -19,9 +19,12 @@ from ._conform import conform
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._layout import show_value
 from ._panel import ColumnSpec, PanelData
-from ._shifts import column_shift
+from ._shifts import check_magnitude, column_shift
 
 INTERCEPT = "Intercept"
+# numpy's arrays have at most this many axes; a pass holds arrays of one axis
+# more than the panel (a block's columns, a chunk's rows), so a panel has fewer.
+NUMPY_MAX_NDIM = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0b1" else 32
 
 
 @dataclass(frozen=True)
@@ -191,8 +194,15 @@ def build_model_spec(
     ------
     ValueError
         If two coefficients would get the same name (see
-        :func:`check_unique_names`).
+        :func:`check_unique_names`), or the panel has too many dimensions.
     """
+    if len(data.dims) >= NUMPY_MAX_NDIM:
+        raise ValueError(
+            f"The panel has {len(data.dims)} dimensions; panelglm fits at most "
+            f"{NUMPY_MAX_NDIM - 1}: its passes hold arrays of one axis more than the "
+            f"panel, and numpy's arrays have at most {NUMPY_MAX_NDIM}. A dimension with "
+            "one level distinguishes no rows: leave it out of dims."
+        )
     terms: list[Term] = []
     # As in patsy's full-rank coding: every categorical term drops its first
     # level, except the first one when there is no intercept to absorb it.
@@ -218,7 +228,9 @@ def build_model_spec(
             )
             reference_needed = True
         else:
-            shift = column_shift(data.observed(name)) if fit_intercept else 0.0
+            observed = data.observed(name)
+            shift = column_shift(observed) if fit_intercept else 0.0
+            check_magnitude(name, observed, shift)
             terms.append(Term("numeric", (name,), (str(name),), shift=shift, column=spec))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)
