@@ -1,13 +1,14 @@
 """panelglm: generalized linear models for panel data, fitted in factored form.
 
 The public names are the estimators, the design transformer and the data
-container it produces.
+container it produces, and :func:`show_versions` for bug reports.
 """
 
 from ._design import PanelDesign
 from ._duration import PanelExponentialRegressor
 from ._estimators import PanelLinearRegressor, PanelLogitRegressor, PanelPoissonRegressor
 from ._panel import PanelData
+from ._show_versions import show_versions
 from ._version import __version__
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "PanelLogitRegressor",
     "PanelPoissonRegressor",
     "__version__",
+    "show_versions",
 ]
