@@ -47,8 +47,9 @@ numpydoc_attributes_as_param_list = True
 numpydoc_validation_checks = {"PR01", "PR02", "PR03", "PR06", "PR07", "PR08", "GL08"}
 
 # --- examples gallery ----------------------------------------------------------
-# The examples run at full size by default (about a minute in all); set
-# PANELGLM_EXAMPLE_SMALL=1 for a quicker build at reduced sizes.
+# The examples run at full size by default (half a minute to a minute in
+# all on two cores); set PANELGLM_EXAMPLE_SMALL=1 for a quicker build at
+# reduced sizes.
 os.environ.setdefault("MPLBACKEND", "Agg")
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),

@@ -20,6 +20,7 @@ matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
@@ -92,7 +93,7 @@ res = pd.DataFrame(search.cv_results_["params"]).assign(
     mean=search.cv_results_["mean_test_score"], std=search.cv_results_["std_test_score"]
 )
 res["offset"] = res["panelpoissonregressor__offset"].fillna("none")
-fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
 for name, grp in res.groupby("offset"):
     a = grp["panelpoissonregressor__alpha"].to_numpy()
     ax.plot(a, grp["mean"], "o-", label=f"offset: {name}")
@@ -101,7 +102,12 @@ ax.axvline(search.best_params_["panelpoissonregressor__alpha"], color="grey", ls
 ax.set_xscale("log")
 ax.set_xlabel("alpha (lasso)")
 ax.set_ylabel("CV D^2 on held-out customers")
+ax.set_title("cross-validated D^2 (mean +/- sd over folds)")
 ax.legend()
+if os.environ.get("PANELGLM_SAVE_FIGURES"):
+    fig.savefig(
+        os.path.join(os.environ["PANELGLM_SAVE_FIGURES"], "cross_validation_scores.png"), dpi=100
+    )
 
 # %%
 # On the final held-out customers, the chosen model tracks weekly purchases
@@ -111,13 +117,15 @@ weekly = (
     .groupby("week")[["observed", "predicted"]]
     .mean()
 )
-ax2.plot(weekly.index, weekly["observed"], "o", label="observed")
-ax2.plot(weekly.index, weekly["predicted"], "-", label="predicted")
-ax2.set_xlabel("week")
-ax2.set_ylabel("mean purchases, held-out customers")
-ax2.legend()
-fig.tight_layout()
+fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+ax.plot(weekly.index, weekly["observed"], "o", label="observed")
+ax.plot(weekly.index, weekly["predicted"], "-", label="predicted by the chosen model")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+ax.set_xlabel("week")
+ax.set_ylabel("mean purchases per cell")
+ax.set_title(f"the {n_test} held-out customers")
+ax.legend()
 if os.environ.get("PANELGLM_SAVE_FIGURES"):
     fig.savefig(
-        os.path.join(os.environ["PANELGLM_SAVE_FIGURES"], "plot_cross_validation.png"), dpi=100
+        os.path.join(os.environ["PANELGLM_SAVE_FIGURES"], "cross_validation_held_out.png"), dpi=100
     )

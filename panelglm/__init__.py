@@ -1,7 +1,7 @@
 """panelglm: generalized linear models for panel data, fitted in factored form.
 
 The public names are the estimators, the design transformer and the data
-container it produces.
+container it produces, and :func:`show_versions` for bug reports.
 """
 
 from ._design import PanelDesign
@@ -9,6 +9,7 @@ from ._duration import PanelExponentialRegressor
 from ._estimators import PanelLinearRegressor, PanelLogitRegressor, PanelPoissonRegressor
 from ._panel import PanelData
 from ._rows import PanelRows
+from ._show_versions import show_versions
 from ._version import __version__
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "PanelPoissonRegressor",
     "PanelRows",
     "__version__",
+    "show_versions",
 ]
