@@ -172,10 +172,8 @@ print(two_way.round(4).to_string())
 # constants, so it can be compared with the truth.
 mu = pair.unstack("importer").reindex(index=names, columns=names).to_numpy()
 head_ries = (mu + mu.T - np.diag(mu)[:, None] - np.diag(mu)[None, :]) / 2
-true_pair = pair_effect
-true_head_ries = (
-    true_pair + true_pair.T - np.diag(true_pair)[:, None] - np.diag(true_pair)[None, :]
-) / 2
+true_mu = pair_effect
+true_head_ries = (true_mu + true_mu.T - np.diag(true_mu)[:, None] - np.diag(true_mu)[None, :]) / 2
 upper = np.triu(np.isfinite(head_ries), 1)
 print(
     f"Head-Ries index of {upper.sum()} pairs: correlation with the truth "
