@@ -160,8 +160,11 @@ class EffectSystem:
         k = z.shape[-1]
         zs = z.transpose([as_.index(a) for a in shared + s_only] + [len(as_)])
         zs = zs.reshape(self._size(shared), self._size(s_only), k)
-        mat = self._mat[(r, s)] if r < s else self._mat[(s, r)].transpose(0, 2, 1)
-        out = (mat @ zs).reshape([eff.shape[a] for a in shared + r_only] + [k])
+        # A direct loop: BLAS's products of a tall matrix and a few columns
+        # are no faster, and its threads only spin.
+        sub = "bij,bjk->bik" if r < s else "bji,bjk->bik"
+        out = np.einsum(sub, self._mat[(min(r, s), max(r, s))], zs)
+        out = out.reshape([eff.shape[a] for a in shared + r_only] + [k])
         order = shared + r_only
         return out.transpose([order.index(a) for a in ar] + [len(ar)])
 

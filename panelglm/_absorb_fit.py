@@ -8,7 +8,6 @@ through their structure (:mod:`panelglm._absorb_objective`).
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ import pandas as pd
 from ._absorb import AbsorbedEffects
 from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
 from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
+from ._corrections import SmallSample
 from ._factored import Axes, FactoredDesign, _Reducer
 from ._families import full_loglik, profiled_gaussian_loglik
 from ._identification import expand, restrict_design
@@ -25,6 +25,8 @@ from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, null_intercept
 from ._panel import PanelData
 from ._terms import build_design, build_model_spec
+from ._threads import blas_threads
+from ._warn import warn
 from .exceptions import CollinearityWarning, SeparationWarning
 
 
@@ -98,6 +100,12 @@ class AbsorbedFit:
     """Fit, statistics and predictions of a model with absorbed effects (a mixin)."""
 
     def _fit_absorbed(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
+        # The products here are of tall arrays with a few columns, many and
+        # small: BLAS threads gain nothing on them and spin between calls.
+        with blas_threads(1):
+            self._fit_absorbed_body(data, y, w)
+
+    def _fit_absorbed_body(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
         aux = self._aux_columns()
         spec = build_model_spec(data, False, set(aux.values()), reference=True)
         clusters = self._cluster_axes(spec.dims, data.shape)
@@ -121,11 +129,10 @@ class AbsorbedFit:
                         f"Covariate(s) {dropped} are explained by the absorbed fixed effects "
                         "(and the covariates before them): they cannot be estimated."
                     )
-                warnings.warn(
+                warn(
                     f"Covariate(s) {dropped} are collinear with the absorbed fixed effects "
                     f"{list(effects.names)} (and the covariates before them) and were dropped.",
                     CollinearityWarning,
-                    stacklevel=4,
                 )
                 design = restrict_design(design, kept)
                 start = self._absorbed_start(problem, effects, design.n_coef)
@@ -148,12 +155,11 @@ class AbsorbedFit:
         n_rows = int(np.count_nonzero(drop & observed(problem)))
         counts = [int(np.count_nonzero(s)) for s in signs]
         where = ", ".join(f"{n} of {e!r}" for n, e in zip(counts, effects.names, strict=True) if n)
-        warnings.warn(
+        warn(
             f"Separation: level(s) of absorbed fixed effects ({where}) have y all at a "
             f"boundary of the {self.family.name} model; their {n_rows} row(s) were dropped "
             "(their effect is infinite; predictions there are the limit).",
             SeparationWarning,
-            stacklevel=5,
         )
         self.separated_rows_ = data.from_grid(drop).astype(bool)
         w = observed(problem).astype(np.float64) if problem.w is None else problem.w.copy()
@@ -206,7 +212,7 @@ class AbsorbedFit:
             ll = profiled_gaussian_loglik(dev, problem.sum_w)
             ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)
         self.deviance_, self.loglik_ = dev, ll
-        dof, _ = effect_dof(effects, problem)
+        dof, levels = effect_dof(effects, problem)
         k = p + dof
         self.scale_ = self._scale(problem.sum_w, k, problem.w is not None)
         # The covariance: the Schur complement at the solution is the
@@ -226,10 +232,15 @@ class AbsorbedFit:
             scores,
             cov_type=self.cov_type,
             clusters=clusters,
-            small_sample=self.small_sample,
+            correction=SmallSample(
+                self.small_sample,
+                k,
+                p,
+                tuple(zip(effects.axes, levels, strict=True)),
+                dispersion=fam.loglik_const is None,
+            ),
             scale=self.scale_,
             dims=spec.dims,
-            n_params=k,
         )
         full = np.full((kept.size, kept.size), np.nan)
         full[np.ix_(kept, kept)] = cov.cov

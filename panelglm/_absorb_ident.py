@@ -30,6 +30,9 @@ from ._separation import boundary_signs
 # covariates before it) are taken to explain it: far above the rounding of S,
 # far below any variation a real covariate keeps.
 COLLINEAR_TOL = 1e-9
+# Above this many pairs of the smaller effect's levels, connected sets are
+# found on the graph of both effects' levels instead.
+SMALL_GRAPH = 10_000_000
 
 
 def observed(problem: PanelProblem) -> np.ndarray:
@@ -96,17 +99,33 @@ def _components(effects: AbsorbedEffects, obs: np.ndarray, r: int, s: int) -> in
     """Connected sets of levels of effects ``r`` and ``s`` linked by observed cells."""
     u = tuple(sorted(set(effects.axes[r]) | set(effects.axes[s])))
     linked = _Reducer(obs.astype(np.float64)).get(u) > 0
-    cells = np.nonzero(linked)
-    pos = {a: i for a, i in zip(u, cells, strict=True)}
-    lr = np.ravel_multi_index(tuple(pos[a] for a in effects.axes[r]), effects.sub_shape(r))
-    ls = np.ravel_multi_index(tuple(pos[a] for a in effects.axes[s]), effects.sub_shape(s))
-    nr, ns = effects.n_levels[r], effects.n_levels[s]
-    graph = scipy.sparse.coo_matrix(
-        (np.ones(lr.size), (lr, nr + ls)), shape=(nr + ns, nr + ns)
-    ).tocsr()
+    ar, as_ = effects.axes[r], effects.axes[s]
+    if effects.n_levels[r] < effects.n_levels[s]:
+        ar, as_ = as_, ar  # the second effect is the one with fewer levels
+    shared = tuple(a for a in ar if a in as_)
+    parts = [shared, tuple(a for a in ar if a not in as_), tuple(a for a in as_ if a not in ar)]
+    b, n_r, n_s = (int(np.prod([effects.shape[a] for a in p])) for p in parts)
+    mat = linked.transpose([u.index(a) for p in parts for a in p]).reshape(b, n_r, n_s)
+    if b * n_s * n_s <= SMALL_GRAPH:
+        # Two levels of the smaller effect are linked when a level of the other
+        # is observed with both: that graph (within each shared level) has the
+        # same connected sets, and is small.
+        m = mat.astype(np.float32)
+        pairs = np.einsum("bij,bik->bjk", m, m) > 0
+        idx = np.nonzero(pairs)
+        rows, cols = idx[0] * n_s + idx[1], idx[0] * n_s + idx[2]
+        n = b * n_s
+        live = np.zeros(n, dtype=bool)
+        live[rows] = True
+    else:
+        idx = np.nonzero(mat)
+        rows = idx[0] * n_r + idx[1]
+        cols = b * n_r + idx[0] * n_s + idx[2]
+        n = b * (n_r + n_s)
+        live = np.zeros(n, dtype=bool)
+        live[rows] = live[cols] = True
+    graph = scipy.sparse.coo_matrix((np.ones(rows.size), (rows, cols)), shape=(n, n)).tocsr()
     _, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
-    live = np.zeros(nr + ns, dtype=bool)
-    live[lr] = live[nr + ls] = True
     return int(np.unique(labels[live]).size)
 
 

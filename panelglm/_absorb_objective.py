@@ -14,11 +14,53 @@ from __future__ import annotations
 import numpy as np
 
 from ._absorb import AbsorbedEffects, EffectSystem
-from ._factored import FactoredDesign
+from ._factored import DenseBlock, FactoredDesign, _letters, _Reducer
 from ._families import Family
 from ._newton import _newton_step
 from ._objective import PanelProblem
 from ._statistics import y_sums
+
+
+def _scaled(arr: np.ndarray, w: np.ndarray | None, c: float, shape: tuple) -> np.ndarray:
+    """``c * w * arr`` on the grid, in ``arr``'s memory when it owns a writable grid array.
+
+    The families' derivatives are fresh arrays (or broadcast constants), so
+    scaling them in place saves a grid-sized array at each Newton step.
+    """
+    own = isinstance(arr, np.ndarray) and arr.shape == shape and arr.flags.owndata
+    out = arr if own and arr.flags.writeable else np.array(np.broadcast_to(arr, shape))
+    if c != 1.0:
+        out *= c
+    if w is not None:
+        out *= w
+    return out
+
+
+def cross_blocks(
+    design: FactoredDesign, t: np.ndarray, effects: AbsorbedEffects
+) -> list[np.ndarray]:
+    """Each effect's cross block with the covariates: ``t`` times a column, summed to levels.
+
+    A dense block's columns are contracted with ``t`` summed to the block's
+    and the effect's axes in one direct loop (no batched products of tiny
+    matrices, which is what a planned contraction makes of a cell-level block);
+    indicator blocks use the design's own scores.
+    """
+    red = _Reducer(t)
+    out = []
+    for r, keep in enumerate(effects.axes):
+        cols = []
+        for blk in design.blocks:
+            if isinstance(blk, DenseBlock):
+                u = tuple(sorted(set(blk.axes) | set(keep)))
+                sub = f"{_letters(u)},{_letters(blk.axes)}z->{_letters(keep)}z"
+                cols.append(np.einsum(sub, red.get(u), blk.values))
+            else:
+                one = FactoredDesign(design.shape, [blk])
+                cols.append(one.scores(t, keep).reshape((*effects.sub_shape(r), blk.n_cols)))
+        shape = (*effects.sub_shape(r), 0)
+        out.append(np.concatenate(cols, axis=-1) if cols else np.zeros(shape))
+    return out
 
 
 def _cross_t(bt: list[np.ndarray], z: list[np.ndarray]) -> np.ndarray:
@@ -42,11 +84,13 @@ class AbsorbedHessian:
     system : EffectSystem
         The effects' block.
     rtol : float
-        Relative residual of the iterative effect solves.
+        Relative residual of the iterative effect solves for the projections
+        ``Z`` that the covariances use, and the floor of the Newton steps'.
     warm : list
-        A one-item box shared by the objective's Hessians: the last solve's
+        A two-item box shared by the objective's Hessians: the last solve's
         ``D^-1 [B', g_a]``, which starts the next one (the effects' fits change
-        little from one Newton iterate to the next).
+        little from one Newton iterate to the next), and the last Newton
+        decrement.
     """
 
     # ndarray @ AbsorbedHessian must reach __rmatmul__, not numpy's conversion.
@@ -73,10 +117,10 @@ class AbsorbedHessian:
     def projections(self) -> list[np.ndarray]:
         """``Z = D^-1 B'``: each covariate's least-squares fit by the effects."""
         if self._z is None:
-            self._solve_with(None)
+            self._solve_with(None, self.rtol)
         return [z[..., : self.p] for z in self._z]
 
-    def _solve_with(self, ga: list[np.ndarray] | None) -> list[np.ndarray]:
+    def _solve_with(self, ga: list[np.ndarray] | None, rtol: float) -> list[np.ndarray]:
         """``D^-1 [B', g_a]`` (the gradient column only if given); sets ``Z`` and ``S``."""
         rhs = (
             self.bt
@@ -89,7 +133,7 @@ class AbsorbedHessian:
         warm = self.warm[0]
         if warm is not None and warm[0].shape[-1] != rhs[0].shape[-1]:
             warm = [w[..., : rhs[0].shape[-1]] for w in warm]
-        sol, _ = self.system.solve(rhs, warm, self.rtol)
+        sol, _ = self.system.solve(rhs, warm, rtol)
         self._z = self.warm[0] = sol
         z = [s[..., : self.p] for s in sol]
         self.schur = self.a - _cross_t(self.bt, z)
@@ -100,7 +144,12 @@ class AbsorbedHessian:
         """The Newton step ``-H^-1 grad``, and whether it solves the system."""
         p, eff = self.p, self.effects
         gb, ga = grad[:p], eff.split(grad[p:])
-        sol = self._solve_with(ga)
+        # Inexact Newton (Dembo, Eisenstat & Steihaug): far from the optimum a
+        # step solved to a relative residual of about the last decrement keeps
+        # the iteration superlinear; near it the floor makes the step exact.
+        last = self.warm[1]
+        rtol = self.rtol if last is None else max(self.rtol, min(1e-4, last))
+        sol = self._solve_with(ga, rtol)
         zg = [s[..., p] for s in sol]
         if p:
             rhs = gb - _cross_t(self.bt, [v[..., None] for v in zg])[:, 0]
@@ -108,7 +157,9 @@ class AbsorbedHessian:
         else:
             db, solved = np.zeros(0), True
         da = [-g - s[..., :p] @ db for g, s in zip(zg, sol, strict=True)]
-        return np.concatenate([db, eff.join(da)]), solved
+        step = np.concatenate([db, eff.join(da)])
+        self.warm[1] = float(np.sqrt(max(-float(grad @ step), 0.0)))
+        return step, solved
 
     def __rmatmul__(self, v: np.ndarray) -> np.ndarray:
         """``H v`` (``H`` is symmetric, so ``v @ H`` is the same)."""
@@ -159,7 +210,7 @@ class AbsorbedObjective:
         # Inexact Newton: a step accurate to far below the tolerance changes
         # neither the iterates' path nor the optimum, which the exact gradient fixes.
         self.rtol = min(1e-8, max(1e-11, 1e-3 * tol))
-        self._warm: list = [None]
+        self._warm: list = [None, None]
         funcs = [f for f in (family.saturated,) if f is not None]
         sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
         self.saturated_loss = -self._scale * sat
@@ -196,8 +247,11 @@ class AbsorbedObjective:
         total = self._total(self.family.loglik(p.y, eta, p.m))
         g, h = self.family.grad_hess(p.y, eta, p.m)
         del eta
-        u = p.weighted(g)
-        t = np.broadcast_to(p.weighted(h), p.shape) * -s
+        # In place where the family's arrays are fresh: a grid-sized array
+        # fewer at each step of a panel of 1e8 cells.
+        u = _scaled(g, p.w, 1.0, p.shape)
+        t = _scaled(h, p.w, -s, p.shape)
+        del g, h
         grad = np.concatenate(
             [
                 -s * self.design.gradient(u) + self.alpha * self.pen * beta,
@@ -206,10 +260,7 @@ class AbsorbedObjective:
         )
         a = self.design.hessian(t)
         a[np.diag_indices_from(a)] += self.alpha * self.pen
-        bt = [
-            self.design.scores(t, keep=ax).reshape((*self.effects.sub_shape(r), self.n_beta))
-            for r, ax in enumerate(self.effects.axes)
-        ]
+        bt = cross_blocks(self.design, t, self.effects)
         hess = AbsorbedHessian(a, bt, EffectSystem(self.effects, t), self.rtol, self._warm)
         loss = -s * total + self._penalty(beta) if np.isfinite(total) else np.inf
         return loss, grad, hess

@@ -8,7 +8,6 @@ objective of the subclass's family and hands it to the Newton solver.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from numbers import Integral, Real
 from typing import Any
 
@@ -35,6 +34,7 @@ from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
 from ._validation import check_response, check_target
+from ._warn import warn
 
 # Up to this many coefficients the Newton solve runs on one BLAS thread.
 SMALL_SOLVE = 1000
@@ -64,7 +64,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         "absorb": [list, tuple, None],
         "cov_type": [StrOptions(set(COV_TYPES))],
         "cluster": [str, tuple, list, None],
-        "small_sample": ["boolean"],
+        "small_sample": ["boolean", StrOptions({"fixest"})],
         "dtype": [
             Options(type, {np.float64, np.float32}),
             Options(np.dtype, {np.dtype(np.float64), np.dtype(np.float32)}),
@@ -354,12 +354,11 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         # level's limit: say so rather than return it silently.
         overflow = np.isinf(mean) & np.isfinite(eta)
         if overflow.any():
-            warnings.warn(
+            warn(
                 f"{int(overflow.sum())} predicted mean(s) overflow to inf: the linear "
                 "predictor there is beyond the range of exp in float64 (about 709); "
                 "check the offset or exposure columns of X.",
                 RuntimeWarning,
-                stacklevel=2,
             )
         return data.from_grid(mean)
 

@@ -11,11 +11,11 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from ._columns import detect_axes, lay_out
-from ._layout import Grid, build_grid
+from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
 from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
 from ._stated import STATED, stated_levels
 from ._tables import TableColumns, join_tables, table_keys
-from ._validation import check_dtype, warn_if_sparse
+from ._validation import check_dtype, check_unique_columns, warn_if_sparse
 
 
 def _same_values(a: pd.Series, b: pd.Series) -> bool:
@@ -160,6 +160,16 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         varies along a dimension not stated is an error naming the column,
         that dimension and a row where it does. Other columns are detected.
 
+        A grid with fewer than 10 % of its cells observed whose float64
+        arrays would take more than ``PanelDesign.max_sparse_grid_bytes``
+        bytes each (a class attribute, 2**30 = 1 GiB by default, so 2**27
+        cells) is refused, by :meth:`fit` and :meth:`transform` alike, with
+        an error giving the cells, rows and bytes, before anything of the
+        grid's size is allocated: dimensions with about one row per level
+        (IDs) make such grids. Set the attribute to a larger number, or to
+        None for no limit, on the class (it then holds for the estimators'
+        ``dims=`` as well) or on an instance.
+
     Attributes
     ----------
     spec_ : dict of str to ColumnSpec
@@ -205,6 +215,10 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     >>> stated.fit_transform(df).numeric("rate")[1]
     (0, 1)
     """
+
+    # The memory budget of a sparse grid (see ``balanced``): a setting, not a
+    # parameter, so that it also holds for the layout an estimator makes.
+    max_sparse_grid_bytes: int | None = MAX_SPARSE_GRID_BYTES
 
     _parameter_constraints: dict = {
         "dims": [list, tuple],
@@ -266,6 +280,16 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         frame_cols = [c for c in X.columns if c not in dims and c != target]
         candidates = frame_cols + tables.names()
         if self.covariates is not None:
+            for c in self.covariates:
+                if c in dims:
+                    raise ValueError(
+                        f"Covariate {c!r} is a panel dimension, which identifies cells and "
+                        f"enters a model only as fixed effects (fixed_effects=[{c!r}]); to "
+                        "use its values as a covariate, add a copy of the column under "
+                        "another name."
+                    )
+                if c == target:
+                    raise ValueError(f"Covariate {c!r} is the target y.")
             unknown = [c for c in self.covariates if c not in candidates]
             if unknown:
                 raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
@@ -393,7 +417,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         for d in dims:
             if d in X.columns:
                 check_dtype(X[d], d, "dimension")
-        grid = build_grid(X, dims, balanced=balanced)
+        grid = build_grid(X, dims, balanced=balanced, max_sparse_bytes=self.max_sparse_grid_bytes)
         if grid.n_rows < np.prod(grid.shape, dtype=np.float64):
             warn_if_sparse(grid.n_rows, grid.shape, dims)
         return grid
@@ -409,4 +433,5 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             raise TypeError(
                 f"PanelDesign needs a pandas DataFrame in long format, got {type(X).__name__}."
             )
+        check_unique_columns(X)
         return X

@@ -62,13 +62,19 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         levels), a tuple of dimensions (clusters are their level combinations,
         e.g. exporter-importer pairs), or a list of those for multiway
         clustering (Cameron-Gelbach-Miller), e.g. ``["exporter", "importer"]``.
-    small_sample : bool, default=True
-        Small-sample factors of the robust covariances, as statsmodels:
+    small_sample : bool or "fixest", default=True
+        Small-sample factors of the covariances. ``True``: statsmodels',
         ``n / (n - k)`` for ``"robust"`` (HC1) and, as statsmodels'
         ``use_correction=True``, ``G / (G - 1) * (n - 1) / (n - k)`` for each
         term of a cluster covariance (``n`` observations of positive weight,
-        ``k`` coefficients, absorbed fixed effects' degrees of freedom
-        included, ``G`` clusters). ``False`` applies none.
+        ``k`` coefficients plus the absorbed effects' degrees of freedom,
+        ``G`` clusters). ``False`` applies none. ``"fixest"``: fixest's and
+        pyfixest's defaults, so that numbers compare with theirs: ``k``
+        counts each absorbed effect's levels, less one per effect after the
+        first, and, for a cluster covariance, only one level of an effect
+        nested in a cluster; the model-based covariance gets
+        ``(n - 1) / (n - k)``; every term of a multiway cluster covariance
+        gets ``G / (G - 1)`` with the smallest ``G``.
     dtype : {np.float64, np.float32}, default=np.float64
         Precision of the work over the cells (the linear predictor, the
         family's derivatives and their sums within a chunk of the panel);

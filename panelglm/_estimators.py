@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from ._base import PanelGLMBase
@@ -12,6 +10,7 @@ from ._families import BINOMIAL, GAUSSIAN, POISSON
 from ._objective import PanelProblem
 from ._panel import PanelData
 from ._validation import first_bad_row
+from ._warn import warn
 
 
 @fill_doc
@@ -168,8 +167,7 @@ class PanelLinearRegressor(PanelGLMBase):
             else f"{n_eff:.6g} rows for {n_coef} coefficients"
         )
         msg = f"No residual degrees of freedom ({why}): scale_ and nonrobust SEs are NaN."
-        # stacklevel: _scale, _set_results, fit, scikit-learn's fit wrapper, the caller.
-        warnings.warn(msg, RuntimeWarning, stacklevel=5)
+        warn(msg, RuntimeWarning)
         return np.nan
 
 

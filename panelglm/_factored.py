@@ -200,7 +200,11 @@ class FactoredDesign:
         for blk, sl in zip(self.blocks, self.slices(), strict=True):
             b = beta[sl]
             if isinstance(blk, DenseBlock):
-                add(blk.axes, blk.values @ b)
+                # A matrix-vector product of a large strided block (columns kept
+                # apart, as a frame stores them) is BLAS's slow case; einsum's
+                # loop reads each cell's columns once.
+                big = blk.values.size > COLUMN_CELLS
+                add(blk.axes, np.einsum("...z,z->...", blk.values, b) if big else blk.values @ b)
             else:
                 add(blk.axes, np.append(b, 0.0)[blk.codes])
         if offset is not None:

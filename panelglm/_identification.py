@@ -21,7 +21,6 @@ full data.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,7 @@ from ._separation import (
     unobserved_levels,
 )
 from ._terms import ModelSpec
+from ._warn import warn
 from .exceptions import CollinearityWarning, SeparationWarning
 
 # Separation found after a solve means another solve; each round removes at
@@ -222,12 +222,11 @@ class Identifier:
                 "the observed rows, so the model cannot identify them. Remove them, or pass "
                 "collinear='drop' to drop them."
             )
-        warnings.warn(
+        warn(
             f"Collinearity: {what} are linear combinations of {earlier} covariates on the "
             "observed rows; they were dropped and are reported as NaN in coef_ (see "
             "collinear_names_).",
             CollinearityWarning,
-            stacklevel=4,
         )
         return names
 
@@ -265,13 +264,12 @@ class Identifier:
         self._drop_cells(problem, cells, "the levels of " + "; ".join(messages))
         unidentified = self._collinearity(problem, quiet=True)
         n_rows = int(np.count_nonzero(self.data.from_grid(cells)))
-        warnings.warn(
+        warn(
             "Separation: " + "; ".join(messages) + f". Their {n_rows} row(s) were dropped: the "
             "maximum likelihood estimate of their effect is infinite and they do not inform "
             f"the other coefficients; predictions there are {self.wording.limit}."
             + self._unidentified(unidentified),
             SeparationWarning,
-            stacklevel=3,
         )
 
     # --------------------------------------------------------------- solve
@@ -291,12 +289,11 @@ class Identifier:
         )
         involved = self._involved(gamma) if gamma is not None else []
         if suspicious:
-            warnings.warn(
+            warn(
                 "Possible separation: at the solution Newton still pushes some cells with "
                 f"{self.wording.rows} further toward it, but no exact certificate was found; "
                 "coefficients may be diverging and the result may be inaccurate.",
                 ConvergenceWarning,
-                stacklevel=4,
             )
         if cells is None:
             return False
@@ -308,12 +305,11 @@ class Identifier:
         self._drop_cells(problem, cells, names)
         unidentified = self._collinearity(problem, quiet=True)
         n_rows = int(np.count_nonzero(self.data.from_grid(cells)))
-        warnings.warn(
+        warn(
             f"Separation: {names} separate(s) the data: {n_rows} row(s) with {self.wording.rows} "
             "are fitted perfectly only as the coefficient(s) go to infinity. Those rows were "
             "dropped and the model refitted." + self._unidentified(unidentified),
             SeparationWarning,
-            stacklevel=4,
         )
         return True
 

@@ -28,7 +28,6 @@ Small-sample factors follow statsmodels (see :func:`coef_covariance`).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
@@ -37,9 +36,11 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 
+from ._corrections import SmallSample
 from ._factored import Axes, DenseBlock, FactoredDesign, IndicatorBlock
 from ._families import Family
 from ._objective import PanelProblem
+from ._warn import warn
 
 COV_TYPES = ("nonrobust", "robust", "cluster")
 
@@ -116,12 +117,11 @@ def invert_information(info: np.ndarray) -> np.ndarray:
         factor = scipy.linalg.cho_factor(info)
         return scipy.linalg.cho_solve(factor, np.eye(len(info)))
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        warnings.warn(
+        warn(
             "The information matrix is singular (collinear covariates?); the covariance "
             "uses its pseudo-inverse, and the standard errors of coefficients that are "
             "not identified are meaningless.",
             RuntimeWarning,
-            stacklevel=3,
         )
         return np.linalg.pinv(info, hermitian=True)
 
@@ -296,11 +296,10 @@ def coef_covariance(
     scores: ScoreFactors | None,
     *,
     cov_type: str,
+    correction: SmallSample,
     clusters: tuple[Axes, ...] = (),
-    small_sample: bool = True,
     scale: float = 1.0,
     dims: tuple[str, ...] = (),
-    n_params: int | None = None,
 ) -> Covariance:
     """Covariance of the coefficient estimates.
 
@@ -313,69 +312,58 @@ def coef_covariance(
     bread : ndarray of shape (n_coef, n_coef)
         Inverse of the information matrix.
     scores : ScoreFactors or None
-        The score factors at the estimate (needed unless ``nonrobust``).
+        The score factors at the estimate (needed unless ``nonrobust``);
+        anything with their ``meat(axes)``.
     cov_type : {"nonrobust", "robust", "cluster"}
         Model-based ``scale * bread``; the sandwich ``bread M bread`` with the
         heteroskedasticity-robust meat; or with the cluster-robust meat.
+    correction : SmallSample
+        The small-sample factors (see :mod:`panelglm._corrections`), with
+        ``n`` the cells of positive weight and ``G`` the clusters of a term.
     clusters : tuple of tuple of int
         Cluster sets (axes) for ``cov_type="cluster"``.
-    small_sample : bool
-        Apply statsmodels' factors: ``n / (n - k)`` for ``robust`` (HC1; HC0
-        without) and ``G / (G - 1) * (n - 1) / (n - k)`` for every term of a
-        cluster covariance (statsmodels' ``use_correction=True``), with ``n``
-        the cells of positive weight, ``k`` the coefficients and ``G`` the
-        clusters of that term.
     scale : float
         Dispersion multiplying the model-based covariance.
     dims : tuple of str
         Dimension names, for the description.
-    n_params : int, optional
-        ``k`` of the small-sample factors when the model has parameters
-        beyond the design's coefficients (absorbed fixed effects).
 
     Returns
     -------
     Covariance
     """
-    if cov_type == "nonrobust":
-        return Covariance(scale * bread, "nonrobust (model-based, inverse information)")
     every = tuple(range(design.ndim))
     n = _n_positive(problem, every)
-    k = design.n_coef if n_params is None else n_params
+    fixest = "; fixest's small-sample factors" if correction.fixest else ""
+    if cov_type == "nonrobust":
+        factor = correction.model(n)
+        desc = f"nonrobust (model-based, inverse information){fixest}"
+        return Covariance(scale * factor * bread, desc)
+    k = correction.k
     if cov_type == "robust":
-        name = "robust (HC1)" if small_sample else "robust (HC0)"
-        factor = _ratio(n, n - k) if small_sample else 1.0
-        return _sandwich(bread, factor * scores.meat(every), name, f"n={n}, k={k}")
+        name = ("robust (HC1)" if correction.mode else "robust (HC0)") + fixest
+        return _sandwich(bread, correction.robust(n) * scores.meat(every), name, f"n={n}, k={k}")
     meat = np.zeros((design.n_coef, design.n_coef))
+    g_min = min(_n_positive(problem, axes) for axes in clusters)
     for axes, sign in inclusion_exclusion(clusters).items():
         n_clusters = _n_positive(problem, axes)
-        if small_sample:
-            factor = _ratio(n_clusters, n_clusters - 1) * _ratio(n - 1, n - k)
-        else:
-            factor = 1.0 if n_clusters > 1 else np.nan
+        factor = correction.cluster(n, n_clusters, clusters, g_min)
         if not np.isfinite(factor):
             why = f"{n_clusters} cluster(s) by {[dims[a] for a in axes]}, n={n}, k={k}"
             return _sandwich(
                 bread, np.full(bread.shape, np.nan), _describe_clusters(clusters, dims), why
             )
         meat += sign * factor * scores.meat(axes)
-    note = "small-sample corrected" if small_sample else "no small-sample correction"
-    return _sandwich(bread, meat, f"{_describe_clusters(clusters, dims)}; {note}", "")
-
-
-def _ratio(a: float, b: float) -> float:
-    """``a / b`` if ``b > 0``, else NaN (a correction factor that is undefined)."""
-    return a / b if b > 0 else np.nan
+    note = "small-sample corrected" if correction.mode else "no small-sample correction"
+    return _sandwich(bread, meat, f"{_describe_clusters(clusters, dims)}; {note}{fixest}", "")
 
 
 def _sandwich(bread: np.ndarray, meat: np.ndarray, description: str, why: str) -> Covariance:
     if not np.all(np.isfinite(meat)):
         # The fit itself is fine (e.g. more coefficients than observations
         # under a penalty); only its robust covariance is undefined.
-        warnings.warn(
+        warn(
             f"The {description} covariance is undefined ({why or 'non-finite scores'}); "
             "it is set to NaN.",
             RuntimeWarning,
-            stacklevel=4,
         )
     return Covariance(bread @ meat @ bread, description)

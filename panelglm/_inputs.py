@@ -8,7 +8,6 @@ anything else is a cross-section checked by scikit-learn's ``validate_data``.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._design import PanelDesign
 from ._panel import PanelData
 from ._rows import as_panel_data
+from ._validation import check_unique_columns
+from ._warn import warn
 
 
 class PanelInput:
@@ -30,12 +31,11 @@ class PanelInput:
         if isinstance(X, PanelData):
             own = self.fixed_effects is not None or absorb is not None
             if own or (self.dims is not None and tuple(self.dims) != tuple(X.dims)):
-                warnings.warn(
+                warn(
                     "The estimator's dims and fixed_effects lay out a DataFrame; a PanelData "
                     f"keeps its own (dims {list(X.dims)}, fixed effects "
                     f"{[list(fe) for fe in X.fixed_effects]}), set by its PanelDesign.",
                     UserWarning,
-                    stacklevel=5,  # _fit_input, _fit_panel, fit, scikit-learn's wrapper, caller
                 )
             return X, y, None
         for name, value in (("fixed_effects", self.fixed_effects), ("absorb", absorb)):
@@ -74,6 +74,8 @@ class PanelInput:
             check_is_fitted(self, "design_")
             return self.design_.transform(X), y
         # A plain array (or a frame without dims) is a cross-section: D = 1.
+        if isinstance(X, pd.DataFrame):
+            check_unique_columns(X)
         if reset:
             X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         else:
@@ -84,7 +86,13 @@ class PanelInput:
     def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
         if sample_weight is None:
             return None
-        w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
+        try:
+            w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
+        except ValueError as exc:
+            # scikit-learn's message does not say which input is complex.
+            if "Complex data" not in str(exc):
+                raise
+            raise TypeError("sample_weight holds complex numbers; weights must be real.") from None
         if w.sum() <= 0:
             raise ValueError("sample_weight sums to zero.")
         return w

@@ -15,6 +15,7 @@ out as a view of the caller's array.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -25,6 +26,12 @@ import pandas as pd
 # 2**16 float64 values are 512 KiB: a chunk and its few rows stay in the caches,
 # and the per-call overhead of numpy is still small against the work.
 CHUNK_CELLS = 1 << 16
+
+# An unbalanced panel with fewer than this share of its cells observed spends
+# most of its memory and time on empty cells (a SparsePanelWarning says so);
+# beyond MAX_SPARSE_GRID_BYTES per float64 array over the grid it is refused.
+MIN_DENSITY = 0.10
+MAX_SPARSE_GRID_BYTES = 1 << 30
 
 
 def show_value(value: object) -> str:
@@ -75,7 +82,7 @@ class Grid:
     @property
     def n_cells(self) -> int:
         """Number of cells of the full grid."""
-        return int(np.prod(self.shape))
+        return math.prod(self.shape)  # Python ints: no silent overflow of int64
 
     @property
     def is_balanced(self) -> bool:
@@ -165,7 +172,7 @@ class Grid:
 
 def in_c_order(codes: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> bool:
     """Whether row ``c`` is cell ``c`` of the grid, for every cell, checked slab by slab."""
-    n_cells = int(np.prod(shape))
+    n_cells = math.prod(shape)
     if not codes or len(codes[0]) != n_cells:
         return False
     rest = int(np.prod(shape[1:]))
@@ -223,7 +230,10 @@ def _factorize(col: pd.Series, name: str) -> tuple[np.ndarray, pd.Index]:
 
 
 def build_grid(
-    frame: pd.DataFrame, dims: list[str] | tuple[str, ...], balanced: bool = True
+    frame: pd.DataFrame,
+    dims: list[str] | tuple[str, ...],
+    balanced: bool = True,
+    max_sparse_bytes: int | None = MAX_SPARSE_GRID_BYTES,
 ) -> Grid:
     """Factorize the dimension columns of ``frame`` and check it is a full panel.
 
@@ -236,6 +246,10 @@ def build_grid(
     balanced : bool, default=True
         Whether every cell of the full grid must have a row. If False, cells
         without a row are allowed (they get weight zero in a fit).
+    max_sparse_bytes : int or None, default=MAX_SPARSE_GRID_BYTES
+        Largest float64 array over the full grid, in bytes, allowed when
+        fewer than ``MIN_DENSITY`` of its cells have a row (see
+        :func:`check_grid_size`); None: no limit.
 
     Returns
     -------
@@ -245,8 +259,8 @@ def build_grid(
     ------
     ValueError
         If a dimension column is missing or has missing values, if a cell
-        appears twice, or (when ``balanced``) if a cell of the full grid has
-        no row.
+        appears twice, (when ``balanced``) if a cell of the full grid has no
+        row, or (when not) if the grid is beyond ``max_sparse_bytes``.
     """
     dims = tuple(dims)
     if len(frame) == 0:
@@ -263,22 +277,99 @@ def build_grid(
     if in_c_order(grid.codes, grid.shape):
         grid.__dict__["row_of_cell"] = None  # prime the cached property
         return grid
+    # Everything so far is of the rows' size. The grid may be far larger (ID-like
+    # dimensions): its size is checked from the counts alone, before any array of it.
+    n_rows, n_cells = grid.n_rows, grid.n_cells
+    if not balanced:
+        check_grid_size(n_rows, grid.shape, dims, max_sparse_bytes)
+    if n_cells > np.iinfo(np.intp).max:
+        # Flat cell numbers would overflow; so many cells cannot all have a row.
+        raise ValueError(
+            f"Missing cells: the panel over {list(dims)} has {n_cells} cells "
+            f"({' x '.join(map(str, grid.shape))} levels), too many to lay out, for "
+            f"{n_rows} rows."
+        )
     cells = grid.cells()
-    counts = np.bincount(cells, minlength=int(np.prod(grid.shape)))
-    dup = np.flatnonzero(counts > 1)
+    dup, times, empty = _cell_counts(cells, n_cells)
     if dup.size:
         raise ValueError(
             f"Duplicate cells: {dup.size} level combination(s) of {list(dims)} appear more "
             f"than once, e.g. ({grid.describe_cell(int(dup[0]))}) appears "
-            f"{int(counts[dup[0]])} times."
+            f"{times} times."
         )
-    empty = np.flatnonzero(counts == 0)
-    if empty.size and balanced:
+    if empty is not None and balanced:
         raise ValueError(
-            f"Missing cells: the panel over {list(dims)} has {counts.size} cells but "
-            f"{empty.size} have no row, e.g. ({grid.describe_cell(int(empty[0]))}). "
+            f"Missing cells: the panel over {list(dims)} has {n_cells} cells but "
+            f"{n_cells - n_rows} have no row, e.g. ({grid.describe_cell(empty)}). "
             "Pass balanced=False to PanelDesign to fit an unbalanced panel."
         )
-    del counts, empty
-    grid.__dict__["row_of_cell"] = _permutation(cells, grid.n_cells)
+    grid.__dict__["row_of_cell"] = _permutation(cells, n_cells)
     return grid
+
+
+def _cell_counts(cells: np.ndarray, n_cells: int) -> tuple[np.ndarray, int, int | None]:
+    """Cells with more than one row, the first one's count, and a cell without a row.
+
+    A count per cell when the grid is not much larger than the rows; otherwise
+    the sorted rows, so that nothing of the grid's size is made.
+    """
+    n_rows = len(cells)
+    if n_cells <= 4 * n_rows + CHUNK_CELLS:
+        counts = np.bincount(cells, minlength=n_cells)
+        dup = np.flatnonzero(counts > 1)
+        times = int(counts[dup[0]]) if dup.size else 0
+        empty = np.flatnonzero(counts == 0)
+        return dup, times, int(empty[0]) if empty.size else None
+    ordered = np.sort(cells)
+    again = ordered[1:] == ordered[:-1]
+    if again.any():
+        dup = np.unique(ordered[1:][again])
+        first = ordered.searchsorted(dup[0], "right") - ordered.searchsorted(dup[0], "left")
+        return dup, int(first), None
+    # Distinct and sorted: the first position that is not its own cell number
+    # is a cell without a row (n_rows < n_cells here, so there is one).
+    gap = np.flatnonzero(ordered != np.arange(n_rows, dtype=ordered.dtype))
+    return ordered[:0], 0, int(gap[0]) if gap.size else n_rows
+
+
+def check_grid_size(
+    n_rows: int, shape: tuple[int, ...], dims: tuple[str, ...], max_bytes: int | None
+) -> None:
+    """Refuse a sparse grid whose float64 arrays would take more than ``max_bytes`` each.
+
+    A fit holds several arrays with one value per cell of the full grid, so
+    a grid much larger than the data (dimensions with about one row per
+    level, such as customer and product IDs) costs memory and time out of
+    all proportion to the rows. Grids with at least ``MIN_DENSITY`` of their
+    cells observed are never refused: their arrays are at most ten times the
+    data's columns.
+
+    Parameters
+    ----------
+    n_rows : int
+        Observed cells.
+    shape : tuple of int
+        Levels of each dimension.
+    dims : tuple of str
+        Their names, for the message.
+    max_bytes : int or None
+        The limit; None: none.
+
+    Raises
+    ------
+    ValueError
+        Giving the cells, the rows and the bytes per array.
+    """
+    n_cells = math.prod(shape)
+    if max_bytes is None or n_rows >= MIN_DENSITY * n_cells or 8 * n_cells <= max_bytes:
+        return
+    raise ValueError(
+        f"The panel over {list(dims)} has {n_cells:,} cells "
+        f"({' x '.join(f'{n:,}' for n in shape)} levels) but only {n_rows:,} rows "
+        f"({n_rows / n_cells:.2g} of the cells observed): every array of a fit has one "
+        f"value per cell, {8 * n_cells:,} bytes ({8 * n_cells / 2**30:.3g} GiB) for each "
+        f"float64 array, beyond the limit of {max_bytes:,} bytes for panels with fewer "
+        f"than {MIN_DENSITY:.0%} of their cells observed. Dimensions with about one row "
+        "per level (such as IDs) make such grids: drop one from dims, or, if the memory "
+        "is there, raise the limit PanelDesign.max_sparse_grid_bytes (None: no limit)."
+    )

@@ -8,7 +8,6 @@ halve the step until the objective does not get worse.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +16,8 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.lapack
 from sklearn.exceptions import ConvergenceWarning
+
+from ._warn import warn
 
 # Armijo's sufficient-decrease constant: any small positive value works for
 # Newton steps; 1e-4 is the textbook choice (Nocedal & Wright, sec. 3.1).
@@ -103,11 +104,10 @@ def _newton_step(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, bool]:
     try:
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(scaled), -g) / d, True
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError, ValueError):
-        warnings.warn(
+        warn(
             "The Hessian is singular or not positive definite (collinear covariates?); "
             "using a least-squares Newton step.",
             RuntimeWarning,
-            stacklevel=3,
         )
     u = scipy.linalg.lstsq(scaled, -g)[0]
     # The step solves the system where the gradient lies in the Hessian's
@@ -295,18 +295,16 @@ def newton_solve(
                 grad, hess = objective.loss_grad_hess(coef)[1:]
                 continue
         if not accepted:
-            warnings.warn(
+            warn(
                 f"{name} line search could not decrease the objective after {MAX_HALVINGS} "
                 f"halvings (iteration {it}, gradient max-norm {np.max(np.abs(grad)):.3e}); "
                 "the result may be inaccurate.",
                 ConvergenceWarning,
-                stacklevel=2,
             )
             return NewtonResult(coef, loss, grad, hess, it, False)
-    warnings.warn(
+    warn(
         f"{name} did not converge in max_iter={max_iter} iterations (gradient max-norm "
         f"{np.max(np.abs(grad)):.3e}); increase max_iter or tol.",
         ConvergenceWarning,
-        stacklevel=2,
     )
     return NewtonResult(coef, loss, grad, hess, max_iter, False)

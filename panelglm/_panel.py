@@ -70,6 +70,12 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
     """A column as finite float64 (or float32, if stored so) values, or an error naming it."""
     if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
         raise TypeError(f"Column {name!r} has dtype {series.dtype}; a numeric column is needed.")
+    if pd.api.types.is_complex_dtype(series.dtype):
+        # Casting to float would drop the imaginary part with only a warning.
+        raise TypeError(
+            f"Column {name!r} holds complex numbers (dtype {series.dtype}); a real numeric "
+            "column is needed."
+        )
     if series.isna().any():
         raise ValueError(f"Column {name!r} has missing values (NaN).")
     # float32 columns stay float32: the caller chose half the memory.
@@ -287,6 +293,12 @@ class PanelData:
             raise type(reason)(
                 f"{text} PanelDesign left the column out when fitted, as it is not one of "
                 f"its covariates, so it cannot be used as {role}."
+            )
+        if name in self.dims:
+            raise ValueError(
+                f"Column {name!r} named as {role} is a panel dimension, which identifies "
+                "cells and enters a model only as fixed effects; to use its values as "
+                f"{role}, add a copy of the column under another name."
             )
         if name not in self.spec:
             raise ValueError(

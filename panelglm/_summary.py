@@ -8,7 +8,6 @@ statistics, and keeps only small arrays (``P x P``) after that.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -16,11 +15,13 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
+from ._corrections import SmallSample
 from ._factored import Axes
 from ._identification import embed
 from ._inference import ScoreFactors, coef_covariance, invert_information, normalize_cluster
 from ._objective import FitStatistics, PanelProblem, PenalizedObjective
 from ._shifts import to_user
+from ._warn import warn
 
 
 class InferenceMixin:
@@ -79,7 +80,12 @@ class InferenceMixin:
             scores,
             cov_type=self.cov_type,
             clusters=self._cluster_axes(self._spec.dims, problem.shape),
-            small_sample=self.small_sample,
+            correction=SmallSample(
+                self.small_sample,
+                design.n_coef,
+                design.n_coef,
+                dispersion=objective.family.loglik_const is None,
+            ),
             scale=self.scale_,
             dims=self._spec.dims,
         )
@@ -117,7 +123,7 @@ class InferenceMixin:
             "z, p-values and confidence intervals computed as for maximum likelihood are "
             "not valid."
         )
-        warnings.warn(note, UserWarning, stacklevel=3)
+        warn(note, UserWarning)
         return note
 
     @property
@@ -142,11 +148,10 @@ class InferenceMixin:
             # semi-definite; a negative variance has no standard error.
             bad = [n for n, v in zip(self._all_names(), var, strict=True) if v < 0]
             shown = f"{bad[:5]}{' and others' if len(bad) > 5 else ''}"
-            warnings.warn(
+            warn(
                 f"The {self._cov_description} covariance has negative variances for "
                 f"{len(bad)} coefficient(s), e.g. {shown}; their standard errors are NaN.",
                 RuntimeWarning,
-                stacklevel=3,
             )
         return np.sqrt(np.where(var >= 0, var, np.nan))
 

@@ -22,6 +22,7 @@ import pandas as pd
 from ._columns import detect_axes, lay_out
 from ._layout import Grid, show_value
 from ._panel import ColumnSpec, numeric_values
+from ._validation import check_hashable, check_unique_columns
 
 Axes = tuple[int, ...]
 
@@ -48,6 +49,7 @@ def table_keys(tables: Mapping | None, dims: tuple[str, ...]) -> list[tuple[Any,
             )
         if not isinstance(table, pd.DataFrame):
             raise TypeError(f"The table for {key!r} must be a DataFrame, got {type(table)}.")
+        check_unique_columns(table, f"The table for {key!r}")
         absent = [d for d in names if d not in table.columns]
         if absent:
             raise ValueError(f"The table for {key!r} has no key column(s) {absent}.")
@@ -118,6 +120,10 @@ def join_table(label: Any, key: tuple[str, ...], table: pd.DataFrame, grid: Grid
     """
     axes = tuple(grid.dims.index(d) for d in key)
     for d in key:
+        if pd.api.types.is_object_dtype(table[d].dtype):
+            check_hashable(
+                table[d].dropna().to_numpy(), f"Key column {d!r} of the table {label!r}"
+            )
         if table[d].isna().any():
             raise ValueError(f"The table for {label!r} has missing values in key column {d!r}.")
     dup = table.duplicated(subset=list(key), keep=False).to_numpy()

@@ -7,19 +7,15 @@ out of range, as in scikit-learn.
 
 from __future__ import annotations
 
-import warnings
 from numbers import Number
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._layout import show_value
+from ._layout import MIN_DENSITY, show_value
+from ._warn import warn
 from .exceptions import SparsePanelWarning
-
-# Below this share of observed cells an unbalanced panel spends most of its
-# memory and time on empty cells; the issue asks for a warning at 10 %.
-MIN_DENSITY = 0.10
 
 
 def _kind(value: Any) -> str:
@@ -31,6 +27,47 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return "str"
     return type(value).__name__
+
+
+def check_hashable(values: np.ndarray, what: str) -> None:
+    """Reject values of an object column that can be neither a number nor a level.
+
+    Levels are found by hashing, so an array or a list in a cell would fail
+    deep inside pandas with a message that does not say which column.
+
+    Parameters
+    ----------
+    values : ndarray of object
+        The column's values.
+    what : str
+        The column, for the message ("Column 'x'").
+
+    Raises
+    ------
+    TypeError
+        Naming the column and the first such value.
+    """
+    # Types first (a C-level pass). Only a type without a hash (arrays, lists)
+    # or a tuple (hashable only if its items are) needs its values looked at.
+    odd = tuple(
+        t
+        for t in set(map(type, values))
+        if not issubclass(t, (str, Number, np.bool_))
+        and (t.__hash__ is None or issubclass(t, tuple))
+    )
+    if not odd:
+        return
+    for v in values:
+        if isinstance(v, odd):
+            try:
+                hash(v)
+            except TypeError:
+                raise TypeError(
+                    f"{what} holds {type(v).__name__} values, such as "
+                    f"{v!r}, which are neither numbers nor categories (they are not "
+                    "hashable); a column needs one number or one category per row, e.g. "
+                    "spread the values over columns of their own."
+                ) from None
 
 
 def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
@@ -54,11 +91,13 @@ def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
     Raises
     ------
     TypeError
-        For a mixed or numeric object column.
+        For a mixed or numeric object column, or one holding values that are
+        not hashable (arrays, lists).
     """
     if not pd.api.types.is_object_dtype(series.dtype):
         return
     values = series.dropna().to_numpy()
+    check_hashable(values, f"{role.capitalize()} {name!r}")
     kinds = sorted({_kind(v) for v in values})
     if len(kinds) > 1:
         examples = {k: next(v for v in values if _kind(v) == k) for k in kinds}
@@ -75,18 +114,44 @@ def check_dtype(series: pd.Series, name: str, role: str = "column") -> None:
         )
 
 
+def check_unique_columns(frame: pd.DataFrame, what: str = "The data") -> None:
+    """Reject a frame with two columns of the same name.
+
+    ``frame[name]`` is then a DataFrame, not a column, and nothing says which
+    of the copies is meant.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The frame.
+    what : str
+        What it is, for the message ("The data", "The table for 'firm'").
+
+    Raises
+    ------
+    ValueError
+        Naming the duplicated columns.
+    """
+    dup = frame.columns[frame.columns.duplicated()].unique()
+    if len(dup):
+        raise ValueError(
+            f"{what} has duplicated column name(s) {', '.join(show_value(c) for c in dup)}; each "
+            "column needs a distinct name (rename the copies, or drop them with "
+            "df.loc[:, ~df.columns.duplicated()])."
+        )
+
+
 def warn_if_sparse(n_rows: int, shape: tuple[int, ...], dims: tuple[str, ...]) -> None:
     """Warn when an unbalanced panel's full grid is much larger than its data."""
     n_cells = int(np.prod(shape, dtype=np.float64))
     density = n_rows / n_cells
     if density < MIN_DENSITY:
-        warnings.warn(
+        warn(
             f"The panel over {list(dims)} has {n_cells} cells but only {n_rows} rows "
             f"({density:.1%} observed); every array of the fit has one value per cell "
             f"({n_cells * 8 / 2**20:.1f} MiB each), so memory and time grow with the full "
             "grid, not with the data.",
             SparsePanelWarning,
-            stacklevel=4,
         )
 
 
@@ -116,7 +181,7 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     Raises
     ------
     TypeError
-        If ``y`` is not numeric.
+        If ``y`` is not numeric, or is complex.
     ValueError
         If ``y`` has the wrong shape or a missing or infinite value.
     """
@@ -128,6 +193,13 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     ):
         if not pd.api.types.is_bool_dtype(y.dtype):
             raise TypeError(f"The target y has dtype {y.dtype}; a numeric target is needed.")
+    try:
+        dtype = y.dtype if hasattr(y, "dtype") else np.asarray(y).dtype
+    except (TypeError, ValueError):
+        dtype = None  # not an array at all: the conversion below says why
+    if pd.api.types.is_complex_dtype(dtype):
+        # Casting to float would drop the imaginary part with only a warning.
+        raise TypeError(f"The target y holds complex numbers (dtype {dtype}); y must be real.")
     try:
         if isinstance(y, pd.Series | pd.DataFrame):
             arr = y.to_numpy(dtype=np.float64, na_value=np.nan)
