@@ -106,7 +106,8 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         columns when two would coincide (a column named ``"Intercept"``
         next to the intercept, ``"g[b]"`` next to a categorical ``g``).
     intercept_ : float
-        The intercept (0.0 when not fitted).
+        The intercept (0.0 when not fitted, and with absorbed fixed effects,
+        which hold the constant instead).
     n_iter_ : int
         Newton iterations performed.
     converged_ : bool
@@ -126,7 +127,9 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         weights (as statsmodels, also when ``fit_intercept=False``).
     aic_ : float
         ``-2 * loglik_ + 2 * k``, ``k`` the number of coefficients with the
-        intercept (statsmodels' GLM ``aic``; the scale is not counted).
+        intercept (statsmodels' GLM ``aic``; the scale is not counted), or
+        with absorbed fixed effects the covariates and the effects' degrees
+        of freedom.
     bic_ : float
         ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
         GLM ``bic_llf``).
@@ -134,8 +137,16 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Dispersion: ``1`` for the Poisson, binomial and exponential models.
     collinear_names_ : list of str
         Coefficients not estimated (NaN in ``coef_``): collinear with the
-        intercept, fixed effects or earlier covariates, or without any
-        observed row of positive weight.
+        intercept, fixed effects (absorbed or not) or earlier covariates, or
+        without any observed row of positive weight.
+    fixef_ : dict of str to Series
+        Only with absorbed fixed effects (``absorb``): each effect's fitted
+        values, keyed by its name (``"firm"``, ``"exporter:year"``) and
+        indexed by its levels (a MultiIndex for a tuple of dimensions). Every
+        effect but the first has its first observed level at 0; the first
+        carries the overall level. Levels without an observed row are absent
+        (predicting for them raises); a separated level is ``-inf`` or
+        ``+inf``. See the user guide's page on absorbed fixed effects.
     separated_rows_ : ndarray of bool of shape (n_rows,)
         Rows dropped from the fit as separated (``alpha=0`` only): rows of a
         fixed-effect level whose ``y`` are all 0 (or all equal to the trials),

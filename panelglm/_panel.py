@@ -107,12 +107,12 @@ class PanelData:
     tables : TableColumns, optional
         Columns of dimension tables (see :class:`PanelDesign`), laid out from
         the tables' own rows.
-    absorb : sequence of tuple of str, optional
-        Absorbed fixed effects, each a tuple of dimension names.
     skipped : dict of str to Exception, optional
         Columns that are not covariates and could not be laid out when
         :class:`PanelDesign` was fitted, with the reason; asking for one
         (e.g. as an offset) raises that reason.
+    absorb : sequence of tuple of str, optional
+        Absorbed fixed effects, each a tuple of dimension names.
 
     Attributes
     ----------
