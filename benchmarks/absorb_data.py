@@ -254,9 +254,15 @@ def read_cells(data_dir: Path, meta: Meta, family: str) -> tuple[pd.DataFrame, p
     """The cell frame (dimensions and cell-level covariates) and the family's response."""
     frame_covs = [c for c in meta.covariates if c not in _table_columns(meta)]
     y_col = meta.responses[family]
-    cells = pd.read_parquet(
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(
         Path(data_dir) / "cells.parquet", columns=[*meta.dims, *frame_covs, y_col]
     )
+    # Each column's Arrow buffer is freed as it is converted, so the read does
+    # not hold the panel twice (the fitting process's peak RSS counts it).
+    cells = table.to_pandas(self_destruct=True, split_blocks=True)
+    del table
     y = cells.pop(y_col)
     return cells, y
 

@@ -104,6 +104,11 @@ def _rel(rec: dict[str, Any]) -> str:
     return "" if v is None else f"{v:.1e}"
 
 
+def _warnings(rec: dict[str, Any]) -> list[str]:
+    """The fit's warnings, without pandas' deprecation notices raised inside pyfixest."""
+    return [w for w in rec.get("warnings", []) if not w.startswith("Pandas4Warning")]
+
+
 def _row(rec: dict[str, Any], lead: list[str]) -> str:
     if rec["status"] != "ok":
         cells = [*lead, rec["lib"], f"{rec['status']}: {rec.get('reason', '')}", *[""] * 6]
@@ -111,7 +116,7 @@ def _row(rec: dict[str, Any], lead: list[str]) -> str:
         cells = [
             *lead,
             rec["lib"],
-            "ok" + (" (warnings)" if rec.get("warnings") else ""),
+            "ok" + (" (warnings)" if _warnings(rec) else ""),
             _prep(rec),
             _fit(rec),
             _gb(rec["rss_peak"]),
@@ -215,8 +220,8 @@ def markdown(
         f"- {r['scenario']} {r['family']} {_size(r)} {r['lib']}: {w}"
         for r in [*scenarios, *levels]
         if r["status"] == "ok"
-        for w in [*r.get("warnings", []), r.get("small_sample_note", "")]
-        if w and "Pandas4Warning" not in w
+        for w in [*_warnings(r), r.get("small_sample_note", "")]
+        if w
     ]
     versions = sorted(
         {f"{r['lib']} {r['version']}" for r in [*scenarios, *levels] if "version" in r}

@@ -230,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeat", type=int, default=1, help="timed fits per run (median)")
     ap.add_argument("--small-sample", default="true", choices=["true", "false", "fixest"],
                     help="panelglm small_sample (fixest: if accepted)")  # fmt: skip
-    ap.add_argument("--pyfixest-max-cells", type=float, default=3e7,
+    ap.add_argument("--pyfixest-max-cells", type=float, default=2e7,
                     help="skip pyfixest on larger panels (its long frame and copies)")  # fmt: skip
     ap.add_argument("--profile", action="store_true", help="cProfile one more panelglm fit")
     ap.add_argument("--seed", type=int, default=0)
