@@ -69,15 +69,61 @@ def _raw_path(raw_dir: Path, lib: str, shape: tuple[int, int, int], p: int, seed
     return raw_dir / f"{'x'.join(map(str, shape))}_p{p}_s{seed}_{lib}.json"
 
 
+def spawn(
+    script: Path,
+    script_args: Sequence[str],
+    out: Path,
+    base: dict[str, Any],
+    timeout: float,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Run ``script`` in a fresh interpreter that writes its JSON record to ``out``.
+
+    The child gets this working tree's panelglm first on its path and, with
+    ``threads``, its BLAS / OpenMP thread counts. Returns the child's record
+    (with ``wall_s``), or ``base`` with ``status="failed"`` and the reason (timeout,
+    non-zero exit, a signal such as the kernel's out-of-memory SIGKILL); a
+    failure's record is written to ``out`` too.
+    """
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, str(script), *script_args, "--out", str(out)]
+    env = dict(os.environ)
+    # The working tree's panelglm, whether or not it is installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    if threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(threads)
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        rec = dict(base)
+        rec.update(status="failed", reason=f"timed out after {timeout:g} s")
+        out.write_text(json.dumps(rec, indent=1))
+        return rec
+    if proc.returncode == 0 and out.exists():
+        rec = json.loads(out.read_text())
+        rec["wall_s"] = time.perf_counter() - t0
+        return rec
+    rec = dict(base)
+    if proc.returncode < 0:
+        why = f"killed by {signal.Signals(-proc.returncode).name}"
+        why += " (out of memory?)" if proc.returncode == -signal.SIGKILL else ""
+    else:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        why = f"exit {proc.returncode}: {tail[:200]}"
+    rec.update(status="failed", reason=why, stderr=proc.stderr[-4000:])
+    out.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
 def _child(
     lib: str, shape: tuple[int, int, int], p: int, args: argparse.Namespace, raw_dir: Path
 ) -> dict[str, Any]:
     """Run one fit in a fresh interpreter and return its record (or why it has none)."""
-    out = _raw_path(raw_dir, lib, shape, p, args.seed)
-    out.unlink(missing_ok=True)
-    cmd = [
-        sys.executable,
-        str(HERE / "fitters.py"),
+    script_args = [
         "--lib",
         lib,
         "--shape",
@@ -92,39 +138,15 @@ def _child(
         str(args.repeat_budget),
         "--max-gb",
         str(args.max_gb),
-        "--out",
-        str(out),
     ]
-    env = dict(os.environ)
-    # The working tree's panelglm, whether or not it is installed.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    if args.threads:
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(args.threads)
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            cmd, env=env, capture_output=True, text=True, timeout=args.timeout, check=False
-        )
-    except subprocess.TimeoutExpired:
-        rec = _base_record(lib, shape, p, args.seed)
-        rec.update(status="failed", reason=f"timed out after {args.timeout:g} s")
-        out.write_text(json.dumps(rec, indent=1))
-        return rec
-    if proc.returncode == 0 and out.exists():
-        rec = json.loads(out.read_text())
-        rec["wall_s"] = time.perf_counter() - t0
-        return rec
-    rec = _base_record(lib, shape, p, args.seed)
-    if proc.returncode < 0:
-        why = f"killed by {signal.Signals(-proc.returncode).name}"
-        why += " (out of memory?)" if proc.returncode == -signal.SIGKILL else ""
-    else:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        why = f"exit {proc.returncode}: {tail[:200]}"
-    rec.update(status="failed", reason=why, stderr=proc.stderr[-4000:])
-    out.write_text(json.dumps(rec, indent=1))
-    return rec
+    return spawn(
+        HERE / "fitters.py",
+        script_args,
+        _raw_path(raw_dir, lib, shape, p, args.seed),
+        _base_record(lib, shape, p, args.seed),
+        args.timeout,
+        args.threads,
+    )
 
 
 def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
