@@ -16,6 +16,7 @@ import pandas as pd
 from ._absorb import AbsorbedEffects
 from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
 from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
+from ._absorb_separation import separated_cells
 from ._corrections import SmallSample
 from ._factored import Axes, FactoredDesign, _Reducer
 from ._families import profiled_gaussian_loglik
@@ -28,6 +29,10 @@ from ._terms import build_design, build_model_spec
 from ._threads import blas_threads
 from ._warn import warn
 from .exceptions import CollinearityWarning, SeparationWarning
+
+# Rounds of the separation check after the solve: each drop of separated
+# cells is followed by a new solve and check.
+MAX_SEPARATION_ROUNDS = 5
 
 
 def _effects_of(data: PanelData) -> AbsorbedEffects:
@@ -106,6 +111,12 @@ class AbsorbedFit:
             self._fit_absorbed_body(data, y, w)
 
     def _fit_absorbed_body(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
+        if self.l1_ratio > 0 and self.alpha > 0:
+            raise ValueError(
+                f"l1_ratio={self.l1_ratio!r} with absorb={list(data.absorb)!r}: the lasso and "
+                "elastic net are not available with absorbed fixed effects (the ridge, "
+                "l1_ratio=0, is). Use fixed_effects= for few levels, or l1_ratio=0."
+            )
         aux = self._aux_columns()
         spec = build_model_spec(data, False, set(aux.values()), reference=True)
         clusters = self._cluster_axes(spec.dims, data.shape)
@@ -114,42 +125,92 @@ class AbsorbedFit:
         problem = self._problem(data, y, w)
         self._check_response(data, problem)
         problem = self._drop_separated(data, problem, effects)
-        names = [design.names[i] for i in range(design.n_coef)]
-        kept = np.ones(design.n_coef, dtype=bool)
-        start = self._absorbed_start(problem, effects, design.n_coef)
-        if self.alpha == 0 and design.n_coef:
-            obj = AbsorbedObjective(design, effects, self.family, problem, 0.0, kept, self.tol)
-            hess = obj.loss_grad_hess(start)[2]
-            hess.projections()
-            kept = collinear(hess.schur, hess.a)
-            if not kept.all():
-                dropped = [n for n, k in zip(names, kept, strict=True) if not k]
-                if self.collinear == "raise":
-                    raise ValueError(
-                        f"Covariate(s) {dropped} are explained by the absorbed fixed effects "
-                        "(and the covariates before them): they cannot be estimated."
-                    )
-                warn(
-                    f"Covariate(s) {dropped} are collinear with the absorbed fixed effects "
-                    f"{list(effects.names)} (and the covariates before them) and were dropped.",
-                    CollinearityWarning,
-                )
-                design = restrict_design(design, kept)
-                start = self._absorbed_start(problem, effects, design.n_coef)
-        obj = AbsorbedObjective(
-            design, effects, self.family, problem, self.alpha, np.ones(design.n_coef), self.tol
-        )
-        result = newton_solve(
-            obj, start, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
-        )
+        base, dropped = design, set()
+        for round_ in range(MAX_SEPARATION_ROUNDS + 1):
+            # Dropping separated cells can leave a covariate without variation.
+            kept = self._explained(base, effects, problem, dropped)
+            design = restrict_design(base, kept)
+            obj = AbsorbedObjective(
+                design, effects, self.family, problem, self.alpha, np.ones(design.n_coef), self.tol
+            )
+            start = self._absorbed_start(problem, effects, design.n_coef)
+            result = newton_solve(
+                obj, start, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
+            )
+            found = None
+            if self.alpha == 0 and round_ < MAX_SEPARATION_ROUNDS:
+                found = separated_cells(obj, result)
+            if found is None:
+                break
+            cells, gamma = found
+            scale = np.max(np.abs(gamma), initial=0.0)
+            involved = [
+                n for n, g in zip(design.names, gamma, strict=True) if abs(g) > 1e-6 * scale
+            ]
+            problem = self._drop_separated(data, problem, effects, cells, involved)
         self._set_absorbed(data, spec, order, kept, effects, obj, result, problem, clusters)
 
+    def _explained(
+        self,
+        design: FactoredDesign,
+        effects: AbsorbedEffects,
+        problem: PanelProblem,
+        dropped: set[str],
+    ) -> np.ndarray:
+        """Covariates that the effects (and those before them) do not explain.
+
+        Warns of those newly found (``dropped`` holds the names already
+        reported, and is updated), or raises with ``collinear="raise"``.
+        """
+        kept = np.ones(design.n_coef, dtype=bool)
+        if self.alpha != 0 or not design.n_coef:
+            return kept
+        obj = AbsorbedObjective(design, effects, self.family, problem, 0.0, kept, self.tol)
+        hess = obj.loss_grad_hess(self._absorbed_start(problem, effects, design.n_coef))[2]
+        hess.projections()
+        kept = collinear(hess.schur, hess.a)
+        new = [n for n, k in zip(design.names, kept, strict=True) if not k and n not in dropped]
+        if new:
+            if self.collinear == "raise":
+                raise ValueError(
+                    f"Covariate(s) {new} are explained by the absorbed fixed effects "
+                    "(and the covariates before them): they cannot be estimated."
+                )
+            warn(
+                f"Covariate(s) {new} are collinear with the absorbed fixed effects "
+                f"{list(effects.names)} (and the covariates before them) and were dropped.",
+                CollinearityWarning,
+            )
+            dropped.update(new)
+        return kept
+
     def _drop_separated(
-        self, data: PanelData, problem: PanelProblem, effects: AbsorbedEffects
+        self,
+        data: PanelData,
+        problem: PanelProblem,
+        effects: AbsorbedEffects,
+        cells: np.ndarray | None = None,
+        involved: list[str] | None = None,
     ) -> PanelProblem:
+        """Drop separated cells (those given, then levels all at a boundary); warn."""
+        first = cells is None
+        if first:
+            self._absorbed_signs = [
+                np.zeros(effects.sub_shape(r), np.int8) for r in range(len(effects.axes))
+            ]
+            self.separated_rows_ = np.zeros(data.n_rows, dtype=bool)
+        else:
+            problem = self._zero_weight(data, problem, cells)
+            warn(
+                f"Separation: {int(np.count_nonzero(cells))} row(s) with y at a boundary of "
+                f"the {self.family.name} model are separated by {involved} (with the "
+                "absorbed effects) and were dropped: they are fitted perfectly only as the "
+                "coefficients go to infinity.",
+                SeparationWarning,
+            )
         drop, signs = boundary_levels(self.family, problem, effects)
-        self._absorbed_signs = signs
-        self.separated_rows_ = np.zeros(data.n_rows, dtype=bool)
+        for old, new in zip(self._absorbed_signs, signs, strict=True):
+            old[old == 0] = new[old == 0]
         if drop is None:
             return problem
         n_rows = int(np.count_nonzero(drop & observed(problem)))
@@ -161,9 +222,15 @@ class AbsorbedFit:
             "(their effect is infinite; predictions there are the limit).",
             SeparationWarning,
         )
-        self.separated_rows_ = data.from_grid(drop).astype(bool)
+        return self._zero_weight(data, problem, drop)
+
+    def _zero_weight(
+        self, data: PanelData, problem: PanelProblem, cells: np.ndarray
+    ) -> PanelProblem:
+        """``problem`` with ``cells`` of weight zero, marked in ``separated_rows_``."""
+        self.separated_rows_ |= data.from_grid(cells).astype(bool)
         w = observed(problem).astype(np.float64) if problem.w is None else problem.w.copy()
-        w[drop] = 0.0
+        w[cells] = 0.0
         problem.w = w
         return problem
 

@@ -301,3 +301,38 @@ def test_deviance_of_unbalanced_separated_fit_counts_observed_rows_only():
 
         expected = 1 - dev(mu) / dev(m * y.sum() / m.sum())
         assert pipe.score(X, y) == pytest.approx(expected, rel=1e-10)
+
+
+def test_elastic_net_with_absorbed_effects_is_refused_not_ignored():
+    df = pd.DataFrame({"i": np.repeat(np.arange(6), 4), "t": np.tile(np.arange(4), 6)})
+    df["x"] = np.random.default_rng(0).normal(size=len(df))
+    y = np.random.default_rng(1).poisson(np.exp(0.3 * df["x"]))
+    est = PanelPoissonRegressor(dims=["i", "t"], absorb=["i"], alpha=0.1, l1_ratio=0.5)
+    with pytest.raises(ValueError, match="l1_ratio=0.5 with absorb"):
+        est.fit(df, y)
+    # The ridge alone is fitted.
+    PanelPoissonRegressor(dims=["i", "t"], absorb=["i"], alpha=0.1).fit(df, y)
+
+
+@pytest.mark.parametrize("cls", [PanelPoissonRegressor, PanelLogitRegressor])
+def test_covariate_separation_is_detected_as_without_absorbing(cls):
+    # A dummy that is 1 only on cells with y = 0 separates them (ppmlhdfe's
+    # "ir" check): both paths drop the same rows and then the dummy, which
+    # has no variation left, and agree on the rest.
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"i": np.repeat(np.arange(40), 6), "t": np.tile(np.arange(6), 40)})
+    df["x"] = rng.normal(size=len(df))
+    y = (rng.uniform(size=len(df)) < expit(0.3 * df["x"] - 0.3)).astype(float)
+    sel = (y == 0) & (rng.uniform(size=len(df)) < 0.5)
+    df["d"] = sel.astype(float)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ab = cls(dims=["i", "t"], absorb=["i", "t"]).fit(df, y)
+        dense = cls(dims=["i", "t"], fixed_effects=["i", "t"]).fit(df, y)
+    messages = [str(w.message) for w in caught if issubclass(w.category, SeparationWarning)]
+    assert any("separated by ['d']" in m for m in messages)
+    np.testing.assert_array_equal(ab.separated_rows_, dense.separated_rows_)
+    assert ab.separated_rows_.sum() >= sel.sum()
+    np.testing.assert_allclose(ab.coef_[0], dense.coef_[0], rtol=1e-8)
+    assert np.isnan(ab.coef_[1]) and ab.collinear_names_ == ["d"]
+    np.testing.assert_allclose(ab.bse_.iloc[0], dense.bse_["x"], rtol=1e-7)
