@@ -37,6 +37,9 @@ MAX_SEPARATION_ROUNDS = 5
 # largest linear predictor they exponentiate (exp(709) is double's limit).
 START_SWEEPS = 3
 EXP_MAX = 700.0
+# Largest change of one level's effect in one sweep of other families: a
+# level's Newton step can overshoot far from its optimum.
+MAX_START_STEP = 1.0
 
 
 def _effects_of(data: PanelData) -> AbsorbedEffects:
@@ -243,30 +246,37 @@ class AbsorbedFit:
     ) -> np.ndarray:
         coef = np.zeros(n_beta + effects.total)
         coef[n_beta : n_beta + effects.n_levels[0]] = null_intercept(self.family, problem)
-        if self.family.curvature_is_mean and problem.y is not None:
-            coef[n_beta:] = effects.join(self._poisson_sweeps(problem, effects, coef[n_beta:]))
+        if problem.y is not None:
+            coef[n_beta:] = effects.join(self._start_sweeps(problem, effects, coef[n_beta:]))
         return coef
 
-    @staticmethod
-    def _poisson_sweeps(
-        problem: PanelProblem, effects: AbsorbedEffects, start: np.ndarray
+    def _start_sweeps(
+        self, problem: PanelProblem, effects: AbsorbedEffects, start: np.ndarray
     ) -> list[np.ndarray]:
-        """A few exact updates of each effect in turn, the covariates at zero.
+        """A few updates of each effect in turn, the covariates at zero.
 
-        With a log link and the mean as curvature (Poisson), the best value of
-        one effect given the rest is closed: ``a_r += log(sum w y / sum w mu)``
-        over each level. From there Newton starts near the effects' optimum
-        and needs fewer (and full) steps.
+        Each level's own Newton step, given the other effects; with a log
+        link and the mean as curvature (Poisson) the level's exact optimum,
+        ``a_r += log(sum w y / sum w mu)``, instead. From there Newton starts
+        near the effects' optimum and needs fewer (and full) steps.
         """
+        fam = self.family
         a = [np.array(v) for v in effects.split(start)]
         eta = effects.expand(a) + problem.offset_grid()
         wy = effects.reduce(problem.weighted(np.asarray(problem.y, dtype=np.float64)))
         for _ in range(START_SWEEPS):
             for r in range(len(a)):
-                mu = effects.reduce(problem.weighted(np.exp(np.minimum(eta, EXP_MAX))))[r]
-                ok = (wy[r] > 0) & (mu > 0)
-                step = np.zeros_like(mu)
-                step[ok] = np.log(wy[r][ok] / mu[ok])
+                if fam.curvature_is_mean:
+                    mu = effects.reduce(problem.weighted(np.exp(np.minimum(eta, EXP_MAX))))[r]
+                    ok = (wy[r] > 0) & (mu > 0)
+                    step = np.zeros_like(mu)
+                    step[ok] = np.log(wy[r][ok] / mu[ok])
+                else:
+                    g, h = fam.grad_hess(problem.y, eta, problem.m)
+                    num = effects.reduce(problem.weighted(g))[r]
+                    den = -effects.reduce(np.broadcast_to(problem.weighted(h), eta.shape))[r]
+                    step = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+                    np.clip(step, -MAX_START_STEP, MAX_START_STEP, out=step)
                 a[r] += step
                 eta += effects.broadcastable(r, step)
         return a
