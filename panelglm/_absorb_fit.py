@@ -16,7 +16,9 @@ import pandas as pd
 from ._absorb import AbsorbedEffects
 from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
 from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
+from ._absorb_scores import AbsorbedScores
 from ._absorb_separation import separated_cells
+from ._absorb_start import absorbed_start
 from ._corrections import SmallSample
 from ._factored import Axes, FactoredDesign, _Reducer
 from ._families import profiled_gaussian_loglik
@@ -33,79 +35,12 @@ from .exceptions import CollinearityWarning, SeparationWarning
 # Rounds of the separation check after the solve: each drop of separated
 # cells is followed by a new solve and check.
 MAX_SEPARATION_ROUNDS = 5
-# Closed-form sweeps over the effects before Newton starts (Poisson), and the
-# largest linear predictor they exponentiate (exp(709) is double's limit).
-START_SWEEPS = 3
-EXP_MAX = 700.0
-# Largest change of one level's effect in one sweep of other families: a
-# level's Newton step can overshoot far from its optimum.
-MAX_START_STEP = 1.0
 
 
 def _effects_of(data: PanelData) -> AbsorbedEffects:
     axes = tuple(tuple(data.dims.index(d) for d in fe) for fe in data.absorb)
     names = tuple(":".join(str(d) for d in fe) for fe in data.absorb)
     return AbsorbedEffects(tuple(data.shape), axes, names)
-
-
-class AbsorbedScores:
-    """The meat of sandwich covariances from the scores of projected covariates.
-
-    The score of covariate ``k`` in cell ``c`` is ``u_c (x_ck - (F Z)_ck)``,
-    ``Z = D^-1 B'`` the effects' least-squares fit of the covariate under the
-    curvature weights: by Frisch-Waugh-Lovell, the covariates' block of the
-    sandwich of the full model.
-    """
-
-    def __init__(
-        self,
-        design: FactoredDesign,
-        effects: AbsorbedEffects,
-        u: np.ndarray,
-        z: list[np.ndarray],
-    ) -> None:
-        self.design, self.effects, self.u, self.z = design, effects, u, z
-
-    def cluster_scores(self, keep: Axes) -> np.ndarray:
-        """Sum of the projected scores within each cluster of ``keep`` (clusters x p)."""
-        out = self.design.scores(self.u, keep)
-        eff = self.effects
-        red = _Reducer(self.u)
-        for r, zr in enumerate(self.z):
-            u_axes = tuple(sorted(set(keep) | set(eff.axes[r])))
-            uu = red.get(u_axes)
-            letters = "abcdefghijklmnopqrstuvwxy"
-            sub = (
-                "".join(letters[u_axes.index(a)] for a in u_axes)
-                + ","
-                + "".join(letters[u_axes.index(a)] for a in eff.axes[r])
-                + "z->"
-                + "".join(letters[u_axes.index(a)] for a in keep)
-                + "z"
-            )
-            out -= np.einsum(sub, uu, zr, optimize=True).reshape(out.shape)
-        return out
-
-    def meat(self, keep: Axes) -> np.ndarray:
-        """``sum_G s_G s_G'`` over the clusters of ``keep`` (every cell: all axes)."""
-        if len(keep) == len(self.effects.shape):
-            return self._cell_meat()
-        s = self.cluster_scores(keep)
-        return s.T @ s
-
-    def _cell_meat(self) -> np.ndarray:
-        """``X~' diag(u^2) X~`` without the cells x p array ``X~``."""
-        from ._absorb import EffectSystem  # local: only robust covariances need it
-
-        u2 = self.u * self.u
-        eff, p = self.effects, self.design.n_coef
-        gram = self.design.hessian(u2)
-        bt = [self.design.scores(u2, keep=ax).reshape(-1, p) for ax in eff.axes]
-        zf = [z.reshape(-1, p) for z in self.z]
-        cross = sum(b.T @ z for b, z in zip(bt, zf, strict=True))
-        dz = EffectSystem(eff, u2).matvec(self.z)
-        quad = sum(z.T @ d.reshape(-1, p) for z, d in zip(zf, dz, strict=True))
-        return gram - cross - cross.T + quad
 
 
 class AbsorbedFit:
@@ -140,7 +75,7 @@ class AbsorbedFit:
             obj = AbsorbedObjective(
                 design, effects, self.family, problem, self.alpha, np.ones(design.n_coef), self.tol
             )
-            start = self._absorbed_start(problem, effects, design.n_coef)
+            start = absorbed_start(self.family, problem, effects, design.n_coef)
             result = newton_solve(
                 obj, start, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
             )
@@ -173,7 +108,7 @@ class AbsorbedFit:
         if self.alpha != 0 or not design.n_coef:
             return kept
         obj = AbsorbedObjective(design, effects, self.family, problem, 0.0, kept, self.tol)
-        hess = obj.loss_grad_hess(self._absorbed_start(problem, effects, design.n_coef))[2]
+        hess = obj.loss_grad_hess(absorbed_start(self.family, problem, effects, design.n_coef))[2]
         hess.projections()
         kept = collinear(hess.schur, hess.a)
         new = [n for n, k in zip(design.names, kept, strict=True) if not k and n not in dropped]
@@ -240,46 +175,6 @@ class AbsorbedFit:
         w[cells] = 0.0
         problem.w = w
         return problem
-
-    def _absorbed_start(
-        self, problem: PanelProblem, effects: AbsorbedEffects, n_beta: int
-    ) -> np.ndarray:
-        coef = np.zeros(n_beta + effects.total)
-        coef[n_beta : n_beta + effects.n_levels[0]] = null_intercept(self.family, problem)
-        if problem.y is not None:
-            coef[n_beta:] = effects.join(self._start_sweeps(problem, effects, coef[n_beta:]))
-        return coef
-
-    def _start_sweeps(
-        self, problem: PanelProblem, effects: AbsorbedEffects, start: np.ndarray
-    ) -> list[np.ndarray]:
-        """A few updates of each effect in turn, the covariates at zero.
-
-        Each level's own Newton step, given the other effects; with a log
-        link and the mean as curvature (Poisson) the level's exact optimum,
-        ``a_r += log(sum w y / sum w mu)``, instead. From there Newton starts
-        near the effects' optimum and needs fewer (and full) steps.
-        """
-        fam = self.family
-        a = [np.array(v) for v in effects.split(start)]
-        eta = effects.expand(a) + problem.offset_grid()
-        wy = effects.reduce(problem.weighted(np.asarray(problem.y, dtype=np.float64)))
-        for _ in range(START_SWEEPS):
-            for r in range(len(a)):
-                if fam.curvature_is_mean:
-                    mu = effects.reduce(problem.weighted(np.exp(np.minimum(eta, EXP_MAX))))[r]
-                    ok = (wy[r] > 0) & (mu > 0)
-                    step = np.zeros_like(mu)
-                    step[ok] = np.log(wy[r][ok] / mu[ok])
-                else:
-                    g, h = fam.grad_hess(problem.y, eta, problem.m)
-                    num = effects.reduce(problem.weighted(g))[r]
-                    den = -effects.reduce(np.broadcast_to(problem.weighted(h), eta.shape))[r]
-                    step = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-                    np.clip(step, -MAX_START_STEP, MAX_START_STEP, out=step)
-                a[r] += step
-                eta += effects.broadcastable(r, step)
-        return a
 
     def _set_absorbed(
         self,
