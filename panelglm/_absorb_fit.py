@@ -20,7 +20,7 @@ from ._absorb_scores import AbsorbedScores
 from ._absorb_separation import separated_cells
 from ._absorb_start import absorbed_start
 from ._corrections import SmallSample
-from ._factored import Axes, FactoredDesign, _Reducer
+from ._factored import Axes, _Reducer
 from ._families import profiled_gaussian_loglik
 from ._identification import expand, restrict_design
 from ._inference import coef_covariance, invert_information
@@ -69,13 +69,24 @@ class AbsorbedFit:
         problem = self._drop_separated(data, problem, effects)
         base, dropped = design, set()
         for round_ in range(MAX_SEPARATION_ROUNDS + 1):
-            # Dropping separated cells can leave a covariate without variation.
-            kept = self._explained(base, effects, problem, dropped)
-            design = restrict_design(base, kept)
+            start = absorbed_start(self.family, problem, effects, base.n_coef)
             obj = AbsorbedObjective(
-                design, effects, self.family, problem, self.alpha, np.ones(design.n_coef), self.tol
+                base, effects, self.family, problem, self.alpha, np.ones(base.n_coef), self.tol
             )
-            start = absorbed_start(self.family, problem, effects, design.n_coef)
+            # Dropping separated cells can leave a covariate without variation.
+            kept = self._explained(obj, start, dropped)
+            design = restrict_design(base, kept)
+            if not kept.all():
+                obj = AbsorbedObjective(
+                    design,
+                    effects,
+                    self.family,
+                    problem,
+                    self.alpha,
+                    np.ones(design.n_coef),
+                    self.tol,
+                )
+                start = np.concatenate([start[: base.n_coef][kept], start[base.n_coef :]])
             result = newton_solve(
                 obj, start, tol=self.tol, max_iter=self.max_iter, verbose=self.verbose
             )
@@ -93,22 +104,19 @@ class AbsorbedFit:
         self._set_absorbed(data, spec, order, kept, effects, obj, result, problem, clusters)
 
     def _explained(
-        self,
-        design: FactoredDesign,
-        effects: AbsorbedEffects,
-        problem: PanelProblem,
-        dropped: set[str],
+        self, obj: AbsorbedObjective, start: np.ndarray, dropped: set[str]
     ) -> np.ndarray:
         """Covariates that the effects (and those before them) do not explain.
 
-        Warns of those newly found (``dropped`` holds the names already
-        reported, and is updated), or raises with ``collinear="raise"``.
+        From the Hessian at Newton's start, which the solve then reuses. Warns
+        of those newly found (``dropped`` holds the names already reported,
+        and is updated), or raises with ``collinear="raise"``.
         """
+        design, effects = obj.design, obj.effects
         kept = np.ones(design.n_coef, dtype=bool)
         if self.alpha != 0 or not design.n_coef:
             return kept
-        obj = AbsorbedObjective(design, effects, self.family, problem, 0.0, kept, self.tol)
-        hess = obj.loss_grad_hess(absorbed_start(self.family, problem, effects, design.n_coef))[2]
+        hess = obj.loss_grad_hess(start)[2]
         hess.projections()
         kept = collinear(hess.schur, hess.a)
         new = [n for n, k in zip(design.names, kept, strict=True) if not k and n not in dropped]

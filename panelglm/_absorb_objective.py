@@ -131,8 +131,13 @@ class AbsorbedHessian:
             ]
         )
         warm = self.warm[0]
-        if warm is not None and warm[0].shape[-1] != rhs[0].shape[-1]:
-            warm = [w[..., : rhs[0].shape[-1]] for w in warm]
+        k = rhs[0].shape[-1]
+        if warm is not None and warm[0].shape[-1] > k:
+            warm = [w[..., :k] for w in warm]
+        elif warm is not None and warm[0].shape[-1] < k:  # no gradient column yet
+            warm = [
+                np.concatenate([w, np.zeros((*w.shape[:-1], k - w.shape[-1]))], -1) for w in warm
+            ]
         sol, _ = self.system.solve(rhs, warm, rtol)
         self._z = self.warm[0] = sol
         z = [s[..., : self.p] for s in sol]
@@ -211,6 +216,7 @@ class AbsorbedObjective:
         # neither the iterates' path nor the optimum, which the exact gradient fixes.
         self.rtol = min(1e-8, max(1e-11, 1e-3 * tol))
         self._warm: list = [None, None]
+        self._last: tuple | None = None
         funcs = [f for f in (family.saturated,) if f is not None]
         sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
         self.saturated_loss = -self._scale * sat
@@ -240,7 +246,18 @@ class AbsorbedObjective:
         return -self._scale * total + self._penalty(coef[: self.n_beta])
 
     def loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, AbsorbedHessian]:
-        """Objective, gradient and factored Hessian."""
+        """Objective, gradient and factored Hessian.
+
+        The last point's are kept: the collinearity screen and Newton's first
+        step evaluate the same start.
+        """
+        if self._last is not None and np.array_equal(self._last[0], coef):
+            return self._last[1]
+        out = self._loss_grad_hess(coef)
+        self._last = (np.array(coef), out)
+        return out
+
+    def _loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, AbsorbedHessian]:
         p, s = self.problem, self._scale
         beta = coef[: self.n_beta]
         eta = self.eta(coef)
