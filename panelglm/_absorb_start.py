@@ -13,9 +13,13 @@ from ._absorb import AbsorbedEffects
 from ._families import Family
 from ._objective import PanelProblem, null_intercept
 
-# Sweeps over the effects before Newton starts, and the largest linear
-# predictor they exponentiate (exp(709) is double's limit).
+# Sweeps over the effects before Newton starts: closed-form ones (Poisson)
+# are cheap and exact; a level's Newton step costs a pass of the family's
+# derivatives, and one sweep of them already makes Newton's first step full.
 START_SWEEPS = 3
+NEWTON_SWEEPS = 1
+# The largest linear predictor the closed-form sweeps exponentiate (exp(709)
+# is double's limit).
 EXP_MAX = 700.0
 # Largest change of one level's effect in one sweep of families without a
 # closed-form update: a level's Newton step can overshoot far from its optimum.
@@ -61,18 +65,23 @@ def _sweeps(
     """
     a = [np.array(v) for v in effects.split(start)]
     eta = effects.expand(a) + problem.offset_grid()
-    wy = effects.reduce(problem.weighted(np.asarray(problem.y, dtype=np.float64)))
-    for _ in range(START_SWEEPS):
+    if fam.curvature_is_mean:
+        wy = effects.reduce(problem.weighted(np.asarray(problem.y, dtype=np.float64)))
+
+    def level_sums(r: int, arr: np.ndarray) -> np.ndarray:
+        other = tuple(d for d in range(eta.ndim) if d not in effects.axes[r])
+        return np.broadcast_to(problem.weighted(arr), eta.shape).sum(axis=other)
+
+    for _ in range(START_SWEEPS if fam.curvature_is_mean else NEWTON_SWEEPS):
         for r in range(len(a)):
             if fam.curvature_is_mean:
-                mu = effects.reduce(problem.weighted(np.exp(np.minimum(eta, EXP_MAX))))[r]
+                mu = level_sums(r, np.exp(np.minimum(eta, EXP_MAX)))
                 ok = (wy[r] > 0) & (mu > 0)
                 step = np.zeros_like(mu)
                 step[ok] = np.log(wy[r][ok] / mu[ok])
             else:
                 g, h = fam.grad_hess(problem.y, eta, problem.m)
-                num = effects.reduce(problem.weighted(g))[r]
-                den = -effects.reduce(np.broadcast_to(problem.weighted(h), eta.shape))[r]
+                num, den = level_sums(r, g), -level_sums(r, h)
                 step = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
                 np.clip(step, -MAX_START_STEP, MAX_START_STEP, out=step)
             a[r] += step
