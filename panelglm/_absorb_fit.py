@@ -14,13 +14,13 @@ import numpy as np
 import pandas as pd
 
 from ._absorb import AbsorbedEffects
-from ._absorb_ident import boundary_levels, collinear, effect_dof, observed
+from ._absorb_ident import boundary_levels, collinear, count_to, effect_dof, observed
 from ._absorb_objective import AbsorbedHessian, AbsorbedObjective
 from ._absorb_scores import AbsorbedScores
 from ._absorb_separation import separated_cells
 from ._absorb_start import absorbed_start
 from ._corrections import SmallSample
-from ._factored import Axes, _Reducer
+from ._factored import Axes
 from ._families import profiled_gaussian_loglik
 from ._identification import expand, restrict_design
 from ._inference import coef_covariance, invert_information
@@ -264,16 +264,17 @@ class AbsorbedFit:
         effects: AbsorbedEffects, a: list[np.ndarray], problem: PanelProblem
     ) -> list[np.ndarray]:
         """Every effect but the first with its first observed level at 0; the first carries it."""
-        obs = _Reducer(observed(problem).astype(np.float64))
+        obs = observed(problem)
+        counts = [count_to(obs, ax) for ax in effects.axes]
         a = [np.array(v, dtype=np.float64) for v in a]
         for r in range(1, len(a)):
-            seen = np.flatnonzero(obs.get(effects.axes[r]).ravel() > 0)
+            seen = np.flatnonzero(counts[r].ravel() > 0)
             if seen.size:
                 shift = a[r].flat[seen[0]]
                 a[r] -= shift
                 a[0] += shift
-        for r, v in enumerate(a):
-            v[obs.get(effects.axes[r]) <= 0] = np.nan
+        for v, n in zip(a, counts, strict=True):
+            v[n <= 0] = np.nan
         return a
 
     def _fixef_series(

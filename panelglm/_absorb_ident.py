@@ -21,7 +21,6 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from ._absorb import AbsorbedEffects
-from ._factored import _Reducer
 from ._families import Family
 from ._objective import PanelProblem
 from ._separation import boundary_signs
@@ -42,6 +41,16 @@ def observed(problem: PanelProblem) -> np.ndarray:
     return problem.w > 0
 
 
+def count_to(mask: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """How many cells of ``mask`` fall in each level combination of ``axes``.
+
+    Summed from the boolean grid directly: a float copy of it would be a
+    grid-sized array of eight bytes a cell.
+    """
+    other = tuple(d for d in range(mask.ndim) if d not in axes)
+    return mask.sum(axis=other, dtype=np.int64) if other else mask.astype(np.int64)
+
+
 def boundary_levels(
     family: Family, problem: PanelProblem, effects: AbsorbedEffects
 ) -> tuple[np.ndarray | None, list[np.ndarray]]:
@@ -60,10 +69,9 @@ def boundary_levels(
         changed = False
         live = obs & ~drop
         for r, axes in enumerate(effects.axes):
-            red = _Reducer(live.astype(np.float64))
-            n = red.get(axes)
-            lower = _Reducer((live & (s < 0)).astype(np.float64)).get(axes)
-            upper = _Reducer((live & (s > 0)).astype(np.float64)).get(axes)
+            n = count_to(live, axes)
+            lower = count_to(live & (s < 0), axes)
+            upper = count_to(live & (s > 0), axes)
             new = (n > 0) & ((lower == n) | (upper == n))
             if new.any():
                 signs[r][new & (lower == n)] = -1
@@ -98,7 +106,7 @@ def collinear(schur: np.ndarray, gram: np.ndarray) -> np.ndarray:
 def _components(effects: AbsorbedEffects, obs: np.ndarray, r: int, s: int) -> int:
     """Connected sets of levels of effects ``r`` and ``s`` linked by observed cells."""
     u = tuple(sorted(set(effects.axes[r]) | set(effects.axes[s])))
-    linked = _Reducer(obs.astype(np.float64)).get(u) > 0
+    linked = count_to(obs, u) > 0
     ar, as_ = effects.axes[r], effects.axes[s]
     if effects.n_levels[r] < effects.n_levels[s]:
         ar, as_ = as_, ar  # the second effect is the one with fewer levels
@@ -132,8 +140,7 @@ def _components(effects: AbsorbedEffects, obs: np.ndarray, r: int, s: int) -> in
 def effect_dof(effects: AbsorbedEffects, problem: PanelProblem) -> tuple[int, list[int]]:
     """Degrees of freedom of the effects, and each effect's observed levels."""
     obs = observed(problem)
-    red = _Reducer(obs.astype(np.float64))
-    levels = [int(np.count_nonzero(red.get(ax))) for ax in effects.axes]
+    levels = [int(np.count_nonzero(count_to(obs, ax))) for ax in effects.axes]
     m = len(levels)
     if m == 1:
         return levels[0], levels
