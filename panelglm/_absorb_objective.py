@@ -217,6 +217,14 @@ class AbsorbedObjective:
         self.rtol = min(1e-8, max(1e-11, 1e-3 * tol))
         self._warm: list = [None, None]
         self._last: tuple | None = None
+        # The family's fused pass (loss and curvature in place) applies when
+        # the curvature is the mean (Poisson), so the residual is y - curvature.
+        self._fused = (
+            family.fused is not None
+            and family.curvature_is_mean
+            and problem.y is not None
+            and np.ndim(problem.y) == len(problem.shape)
+        )
         funcs = [f for f in (family.saturated,) if f is not None]
         sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
         self.saturated_loss = -self._scale * sat
@@ -240,7 +248,12 @@ class AbsorbedObjective:
     def loss(self, coef: np.ndarray) -> float:
         """Objective value (``inf`` where it overflows)."""
         p = self.problem
-        total = self._total(self.family.loglik(p.y, self.eta(coef), p.m))
+        eta = self.eta(coef)
+        if self._fused:
+            total = self.family.fused(p.y, eta, p.m, p.w, np.empty_like(eta), None, None)
+        else:
+            total = self._total(self.family.loglik(p.y, eta, p.m))
+        del eta
         if not np.isfinite(total):
             return np.inf
         return -self._scale * total + self._penalty(coef[: self.n_beta])
@@ -261,20 +274,31 @@ class AbsorbedObjective:
         p, s = self.problem, self._scale
         beta = coef[: self.n_beta]
         eta = self.eta(coef)
-        total = self._total(self.family.loglik(p.y, eta, p.m))
-        g, h = self.family.grad_hess(p.y, eta, p.m)
-        del eta
-        # In place where the family's arrays are fresh: a grid-sized array
-        # fewer at each step of a panel of 1e8 cells.
-        u = _scaled(g, p.w, 1.0, p.shape)
-        t = _scaled(h, p.w, -s, p.shape)
-        del g, h
+        if self._fused:
+            # The loss and the curvature w mu into one buffer, the residual
+            # w (y - mu) into eta's: two grid-sized arrays for the whole pass
+            # (the separate functions make five).
+            t = np.empty_like(eta)
+            total = self.family.fused(p.y, eta, p.m, p.w, t, None, None)
+            u = np.multiply(p.y, 1.0 if p.w is None else p.w, out=eta)
+            u -= t
+            t *= s
+        else:
+            total = self._total(self.family.loglik(p.y, eta, p.m))
+            g, h = self.family.grad_hess(p.y, eta, p.m)
+            del eta
+            # In place where the family's arrays are fresh: a grid-sized array
+            # fewer at each step of a panel of 1e8 cells.
+            u = _scaled(g, p.w, 1.0, p.shape)
+            t = _scaled(h, p.w, -s, p.shape)
+            del g, h
         grad = np.concatenate(
             [
                 -s * self.design.gradient(u) + self.alpha * self.pen * beta,
                 -s * self.effects.join(self.effects.reduce(u)),
             ]
         )
+        del u
         a = self.design.hessian(t)
         a[np.diag_indices_from(a)] += self.alpha * self.pen
         bt = cross_blocks(self.design, t, self.effects)

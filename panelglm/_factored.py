@@ -190,12 +190,20 @@ class FactoredDesign:
         ndarray of shape ``shape``
         """
         parts: dict[Axes, np.ndarray] = {}
+        # Parts this call made itself may be added to in place: on a grid of
+        # 1e8 cells, every new array over all cells is 0.8 GB more at the peak.
+        owned: set[Axes] = set()
 
-        def add(axes: Axes, arr: np.ndarray) -> None:
-            if axes in parts:
+        def add(axes: Axes, arr: np.ndarray, fresh: bool = True) -> None:
+            if axes in parts and axes in owned:
+                parts[axes] += arr
+            elif axes in parts:
                 parts[axes] = parts[axes] + arr
+                owned.add(axes)
             else:
                 parts[axes] = np.asarray(arr, dtype=np.float64)
+                if fresh or parts[axes] is not arr:  # made here, or a copy made here
+                    owned.add(axes)
 
         for blk, sl in zip(self.blocks, self.slices(), strict=True):
             b = beta[sl]
@@ -208,7 +216,7 @@ class FactoredDesign:
             else:
                 add(blk.axes, np.append(b, 0.0)[blk.codes])
         if offset is not None:
-            add(offset[1], offset[0])
+            add(offset[1], offset[0], fresh=False)  # the caller's array: never written
         # Fold every part into a part over a superset of its axes while both
         # are small, so that only the parts over maximal axis sets are ever
         # broadcast to all N cells.
@@ -218,8 +226,12 @@ class FactoredDesign:
                 t = max(sups, key=len)
                 local = tuple(t.index(a) for a in axes)
                 shape = [self.shape[a] if i in local else 1 for i, a in enumerate(t)]
-                parts[t] = parts[t] + parts.pop(axes).reshape(shape)
-        eta = np.zeros(self.shape)
+                add(t, parts.pop(axes).reshape(shape))
+        full = tuple(range(self.ndim))
+        if full in owned:  # a part over every axis is the result's own memory
+            eta = parts.pop(full)
+        else:
+            eta = np.zeros(self.shape)
         for axes, arr in parts.items():
             eta += _expand(arr, axes, self.ndim, self.shape)
         return eta
