@@ -270,10 +270,18 @@ class EffectSystem:
             e, eff = self.elim, self.effects
             out = []
             for r in self.rest:
-                u, tu = self._pair[(min(r, e), max(r, e))]
-                inv_e = self._inv.reshape([eff.shape[a] if a in eff.axes[e] else 1 for a in u])
-                other = tuple(i for i, a in enumerate(u) if a not in eff.axes[r])
-                drop = (tu * tu * inv_e).sum(axis=other)
+                # sum over e's levels of D_re^2 / d_e, by one loop over the
+                # pair's curvature (no grid-sized temporaries).
+                shared, r_only, e_only = self._split_axes(r, e)
+                ae = eff.axes[e]
+                inv = self._inv.transpose([ae.index(a) for a in shared + e_only])
+                inv = inv.reshape(self._size(shared), self._size(e_only))
+                sub = "bij,bij,bj->bi" if r < e else "bji,bji,bj->bi"
+                mat = self._mat[(min(r, e), max(r, e))]
+                drop = np.einsum(sub, mat, mat, inv)
+                drop = drop.reshape([eff.shape[a] for a in shared + r_only])
+                order = shared + r_only
+                drop = drop.transpose([order.index(a) for a in eff.axes[r]])
                 diag = self.diag[r] - drop
                 tiny = diag <= 1e-12 * np.maximum(self.diag[r], 0)
                 out.append(np.divide(1.0, diag, out=np.zeros_like(diag), where=~tiny))

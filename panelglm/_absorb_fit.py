@@ -24,6 +24,7 @@ from ._factored import Axes
 from ._families import profiled_gaussian_loglik
 from ._identification import expand, restrict_design
 from ._inference import coef_covariance, invert_information
+from ._layout import CHUNK_CELLS
 from ._newton import newton_solve
 from ._objective import FitStatistics, PanelProblem, null_intercept
 from ._panel import PanelData
@@ -211,14 +212,8 @@ class AbsorbedFit:
         self.fixef_ = self._fixef_series(data, effects, a, problem)
         eta = obj.eta(result.coef)
         fam = self.family
-        dev = problem.deviance(fam, eta)
-        eta0 = null_intercept(fam, problem) + problem.offset_grid()
-        dev0 = problem.deviance(fam, eta0)
-        if fam.loglik_const is not None:
-            # The subclass's likelihood (the exponential model's differs from its Poisson's).
-            ll = self._loglik(problem, eta)
-            ll0 = self._loglik(problem, np.broadcast_to(eta0, problem.shape))
-        else:
+        dev, ll, dev0, ll0 = self._absorbed_statistics(problem, eta)
+        if fam.loglik_const is None:
             ll = profiled_gaussian_loglik(dev, problem.sum_w)
             ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)
         self.deviance_, self.loglik_ = dev, ll
@@ -233,8 +228,8 @@ class AbsorbedFit:
         self._hessian = None
         scores = None
         if self.cov_type != "nonrobust":
-            g = fam.grad_hess(problem.y, eta, problem.m)[0]
-            scores = AbsorbedScores(obj.design, effects, problem.weighted(g), z)
+            scores = AbsorbedScores(obj.design, effects, self._score_factors(obj, eta), z)
+        del eta
         cov = coef_covariance(
             obj.design,
             problem,
@@ -258,6 +253,43 @@ class AbsorbedFit:
         self._cov = 0.5 * (c + c.T)
         self._cov_description = cov.description
         self._set_fit_statistics(problem, k, FitStatistics(dev, ll, dev0, ll0))
+
+    def _score_factors(self, obj: AbsorbedObjective, eta: np.ndarray) -> np.ndarray:
+        """``w g`` at the solution; in ``eta``'s memory when the residual is ``y - mu``."""
+        problem = obj.problem
+        if obj._fused:
+            u = np.exp(eta, out=eta)
+            np.subtract(problem.y, u, out=u)
+            return u if problem.w is None else np.multiply(u, problem.w, out=u)
+        return problem.weighted(self.family.grad_hess(problem.y, eta, problem.m)[0])
+
+    def _absorbed_statistics(
+        self, problem: PanelProblem, eta: np.ndarray
+    ) -> tuple[float, float, float, float]:
+        """Deviance and log-likelihood of the fit and of the intercept-only model.
+
+        Slice by slice along the first axis, so that the family's
+        temporaries are a slice's size, not the grid's.
+        """
+        fam = self.family
+        intercept0 = null_intercept(fam, problem)
+        additive = fam.loglik_const is not None
+        n0 = problem.shape[0]
+        step = max(1, CHUNK_CELLS // max(1, eta.size // max(n0, 1)))
+        totals = np.zeros(4)
+        for start in range(0, n0, step):
+            stop = min(start + step, n0)
+            sub = problem.along(0, start, stop)
+            e = eta[start:stop]
+            e0 = np.broadcast_to(intercept0 + sub.offset_grid(), sub.shape)
+            totals[0] += sub.deviance(fam, e)
+            totals[2] += sub.deviance(fam, e0)
+            if additive:
+                # The subclass's likelihood (the exponential model's differs
+                # from its Poisson's).
+                totals[1] += self._loglik(sub, e)
+                totals[3] += self._loglik(sub, e0)
+        return tuple(float(v) for v in totals)
 
     @staticmethod
     def _normalise(

@@ -29,9 +29,9 @@ from ._separation import boundary_signs
 # covariates before it) are taken to explain it: far above the rounding of S,
 # far below any variation a real covariate keeps.
 COLLINEAR_TOL = 1e-9
-# Above this many pairs of the smaller effect's levels, connected sets are
-# found on the graph of both effects' levels instead.
-SMALL_GRAPH = 10_000_000
+# Above this many multiply-adds to link the smaller effect's levels through
+# the other's, connected sets are found on the graph of both effects' levels.
+SMALL_GRAPH = 1_000_000_000
 
 
 def observed(problem: PanelProblem) -> np.ndarray:
@@ -48,7 +48,9 @@ def count_to(mask: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     grid-sized array of eight bytes a cell.
     """
     other = tuple(d for d in range(mask.ndim) if d not in axes)
-    return mask.sum(axis=other, dtype=np.int64) if other else mask.astype(np.int64)
+    if not other:
+        return mask  # a level per cell: its count is the mask itself
+    return mask.sum(axis=other, dtype=np.int64)
 
 
 def boundary_levels(
@@ -114,7 +116,9 @@ def _components(effects: AbsorbedEffects, obs: np.ndarray, r: int, s: int) -> in
     parts = [shared, tuple(a for a in ar if a not in as_), tuple(a for a in as_ if a not in ar)]
     b, n_r, n_s = (int(np.prod([effects.shape[a] for a in p])) for p in parts)
     mat = linked.transpose([u.index(a) for p in parts for a in p]).reshape(b, n_r, n_s)
-    if b * n_s * n_s <= SMALL_GRAPH:
+    if mat.all():  # every pair of levels observed together: one set per shared level
+        return b
+    if b * n_r * n_s * n_s <= SMALL_GRAPH:
         # Two levels of the smaller effect are linked when a level of the other
         # is observed with both: that graph (within each shared level) has the
         # same connected sets, and is small.

@@ -72,10 +72,13 @@ def _sweeps(
         other = tuple(d for d in range(eta.ndim) if d not in effects.axes[r])
         return np.broadcast_to(problem.weighted(arr), eta.shape).sum(axis=other)
 
+    buf = np.empty_like(eta) if fam.curvature_is_mean else None
+
     for _ in range(START_SWEEPS if fam.curvature_is_mean else NEWTON_SWEEPS):
         for r in range(len(a)):
             if fam.curvature_is_mean:
-                mu = level_sums(r, np.exp(np.minimum(eta, EXP_MAX)))
+                np.minimum(eta, EXP_MAX, out=buf)
+                mu = level_sums(r, np.exp(buf, out=buf))
                 ok = (wy[r] > 0) & (mu > 0)
                 step = np.zeros_like(mu)
                 step[ok] = np.log(wy[r][ok] / mu[ok])
