@@ -34,7 +34,7 @@ from ._statistics import explained_deviance
 from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
-from ._validation import check_response, check_target
+from ._validation import check_dense_size, check_response, check_target
 from ._warn import warn
 
 # Up to this many coefficients the Newton solve runs on one BLAS thread.
@@ -164,6 +164,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         aux = self._aux_columns()
         spec = build_model_spec(data, self.fit_intercept, set(aux.values()))
         self._cluster_axes(spec.dims, data.shape)  # fail on a bad cluster before the solver runs
+        check_dense_size(spec.terms)  # before anything P x P (or the blocks) is made
         design, order = build_design(spec, data)
         # The BLAS calls of a fit with few coefficients are many and small:
         # threads gain nothing on them, and their spin-waits after each call

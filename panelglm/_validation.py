@@ -267,3 +267,40 @@ def first_bad_row(data: Any, ok_rows: np.ndarray) -> str:
     """Description of the first row where ``ok_rows`` is False ("" if none)."""
     bad = np.flatnonzero(~ok_rows)
     return f"; e.g. at {describe_row(data, int(bad[0]))}" if bad.size else ""
+
+
+# The dense Newton system (and the collinearity screen's Gram) of this many
+# bytes or more is refused before anything of that size is allocated: a few
+# such matrices live at once, and their factorisation is cubic in the size.
+MAX_DENSE_HESSIAN_BYTES = 2**31
+
+
+def check_dense_size(terms: Any) -> None:
+    """Refuse a model whose dense ``P x P`` Hessian would exceed the budget.
+
+    Parameters
+    ----------
+    terms : sequence of Term
+        The model's terms (fixed effects and categorical columns among them).
+
+    Raises
+    ------
+    ValueError
+        Giving the coefficients, the bytes of one ``P x P`` matrix and the
+        largest terms, and naming ``absorb=``.
+    """
+    sizes = [(len(t.names), t) for t in terms]
+    p = sum(n for n, _ in sizes)
+    nbytes = 8 * p * p
+    if nbytes < MAX_DENSE_HESSIAN_BYTES:
+        return
+    big = sorted(sizes, key=lambda nt: -nt[0])[:3]
+    shown = ", ".join(f"{t.kind} {list(t.source)} ({n} coefficients)" for n, t in big)
+    raise ValueError(
+        f"The model has {p} coefficients: its dense Newton system would be a {p} x {p} "
+        f"matrix of {nbytes / 2**30:.1f} GiB (several at once), beyond the "
+        f"{MAX_DENSE_HESSIAN_BYTES / 2**30:.0f} GiB budget. The largest terms: {shown}. "
+        "Fixed effects with many levels belong in absorb=[...] (PanelDesign or the "
+        "estimator), which solves them through their structure, in memory linear "
+        "in their levels."
+    )

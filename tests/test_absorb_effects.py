@@ -308,7 +308,7 @@ def test_elastic_net_with_absorbed_effects_is_refused_not_ignored():
     df["x"] = np.random.default_rng(0).normal(size=len(df))
     y = np.random.default_rng(1).poisson(np.exp(0.3 * df["x"]))
     est = PanelPoissonRegressor(dims=["i", "t"], absorb=["i"], alpha=0.1, l1_ratio=0.5)
-    with pytest.raises(ValueError, match="l1_ratio=0.5 with absorb"):
+    with pytest.raises(ValueError, match=r"l1_ratio=0\.5 with absorb"):
         est.fit(df, y)
     # The ridge alone is fitted.
     PanelPoissonRegressor(dims=["i", "t"], absorb=["i"], alpha=0.1).fit(df, y)
@@ -336,3 +336,20 @@ def test_covariate_separation_is_detected_as_without_absorbing(cls):
     np.testing.assert_allclose(ab.coef_[0], dense.coef_[0], rtol=1e-8)
     assert np.isnan(ab.coef_[1]) and ab.collinear_names_ == ["d"]
     np.testing.assert_allclose(ab.bse_.iloc[0], dense.bse_["x"], rtol=1e-7)
+
+
+def test_dense_fixed_effects_beyond_the_budget_name_absorb(monkeypatch):
+    # A budget lowered to the size of this model's Hessian stands for the
+    # 20,000-level fixed effects that crashed: refused before any P x P array.
+    import panelglm._validation as validation
+
+    df = pd.DataFrame({"firm": np.repeat(np.arange(300), 3), "year": np.tile(np.arange(3), 300)})
+    df["x"] = np.random.default_rng(0).normal(size=len(df))
+    y = np.random.default_rng(1).poisson(1.0, size=len(df))
+    monkeypatch.setattr(validation, "MAX_DENSE_HESSIAN_BYTES", 8 * 300 * 300)
+    pattern = r"303 x 303 matrix.*fixed_effect \['firm'\] \(299.*absorb="
+    with pytest.raises(ValueError, match=pattern):
+        PanelPoissonRegressor(dims=["firm", "year"], fixed_effects=["firm", "year"]).fit(df, y)
+    # The same model with the effects absorbed fits.
+    est = PanelPoissonRegressor(dims=["firm", "year"], absorb=["firm", "year"]).fit(df, y)
+    assert est.coef_names_ == ["x"]
