@@ -122,13 +122,11 @@ class EffectSystem:
         red = _Reducer(t)
         self.diag = [red.get(ax) for ax in effects.axes]
         m = len(effects.axes)
-        self._pair: dict[tuple[int, int], tuple[Axes, np.ndarray]] = {}
         self._mat: dict[tuple[int, int], np.ndarray] = {}
         for r in range(m):
             for s in range(r + 1, m):
                 u = tuple(sorted(set(effects.axes[r]) | set(effects.axes[s])))
                 tu = red.get(u)
-                self._pair[(r, s)] = (u, tu)
                 # Laid out once as (shared, r only, s only): every product with
                 # it is then one batched matrix product, either way round.
                 shared, r_only, s_only = self._split_axes(r, s)
@@ -218,7 +216,7 @@ class EffectSystem:
             return [inv * b[e]], 0
         be = inv * b[e]
         rhs = [b[r] - self.cross(r, e, be) for r in self.rest]
-        if self._use_dense(b[0].shape[-1]):
+        if self._use_dense():
             zr, n_iter = self._dense_solve(rhs), 0
         else:
             start = None if x0 is None else [x0[r] for r in self.rest]
@@ -230,9 +228,9 @@ class EffectSystem:
             out[r] = z
         return out, n_iter
 
-    def _use_dense(self, k: int) -> bool:
+    def _use_dense(self) -> bool:
         n_rest = sum(self.effects.n_levels[r] for r in self.rest)
-        work = n_rest * sum(tu.size for _, tu in self._pair.values())
+        work = n_rest * sum(mat.size for mat in self._mat.values())
         return self._dense is not None or (n_rest <= DENSE_LEVELS and work <= DENSE_WORK)
 
     def _dense_solve(self, rhs: list[np.ndarray]) -> list[np.ndarray]:

@@ -44,6 +44,14 @@ def _effects_of(data: PanelData) -> AbsorbedEffects:
     return AbsorbedEffects(tuple(data.shape), axes, names)
 
 
+def _level_index(data: PanelData, fe: tuple[str, ...]) -> pd.Index:
+    """The level combinations of an effect's dimensions, in grid order."""
+    levels = [data.levels[data.dims.index(d)] for d in fe]
+    if len(fe) == 1:
+        return pd.Index(levels[0], name=fe[0])
+    return pd.MultiIndex.from_product(levels, names=list(fe))
+
+
 class AbsorbedFit:
     """Fit, statistics and predictions of a model with absorbed effects (a mixin)."""
 
@@ -207,9 +215,11 @@ class AbsorbedFit:
         self.coef_ = np.where(kept[order], beta[order], np.nan)
         self.coef_names_ = spec.names
         self.n_iter_, self.converged_ = result.n_iter, result.converged
-        a = self._normalise(effects, obj.split(result.coef)[1], problem)
+        obs = observed(problem)
+        counts = [count_to(obs, ax) for ax in effects.axes]  # observed cells per level
+        a = self._normalise(obj.split(result.coef)[1], counts)
         self._effects, self._absorb_dims = effects, data.absorb
-        self.fixef_ = self._fixef_series(data, effects, a, problem)
+        self.fixef_ = self._fixef_series(data, effects, a)
         eta = obj.eta(result.coef)
         fam = self.family
         dev, ll, dev0, ll0 = self._absorbed_statistics(problem, eta)
@@ -217,7 +227,7 @@ class AbsorbedFit:
             ll = profiled_gaussian_loglik(dev, problem.sum_w)
             ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)
         self.deviance_, self.loglik_ = dev, ll
-        dof, levels = effect_dof(effects, problem)
+        dof, levels = effect_dof(effects, obs, counts)
         k = p + dof
         self.scale_ = self._scale(problem.sum_w, k, problem.w is not None)
         # The covariance: the Schur complement at the solution is the
@@ -292,12 +302,11 @@ class AbsorbedFit:
         return tuple(float(v) for v in totals)
 
     @staticmethod
-    def _normalise(
-        effects: AbsorbedEffects, a: list[np.ndarray], problem: PanelProblem
-    ) -> list[np.ndarray]:
-        """Every effect but the first with its first observed level at 0; the first carries it."""
-        obs = observed(problem)
-        counts = [count_to(obs, ax) for ax in effects.axes]
+    def _normalise(a: list[np.ndarray], counts: list[np.ndarray]) -> list[np.ndarray]:
+        """Every effect but the first with its first observed level at 0; the first carries it.
+
+        Levels without an observed cell (``counts`` of zero) are NaN.
+        """
         a = [np.array(v, dtype=np.float64) for v in a]
         for r in range(1, len(a)):
             seen = np.flatnonzero(counts[r].ravel() > 0)
@@ -310,11 +319,7 @@ class AbsorbedFit:
         return a
 
     def _fixef_series(
-        self,
-        data: PanelData,
-        effects: AbsorbedEffects,
-        a: list[np.ndarray],
-        problem: PanelProblem,
+        self, data: PanelData, effects: AbsorbedEffects, a: list[np.ndarray]
     ) -> dict[str, pd.Series]:
         out = {}
         for r, (fe, name) in enumerate(zip(data.absorb, effects.names, strict=True)):
@@ -322,12 +327,7 @@ class AbsorbedFit:
             sign = self._absorbed_signs[r]
             vals[sign < 0] = -np.inf
             vals[sign > 0] = np.inf
-            levels = [data.levels[data.dims.index(d)] for d in fe]
-            if len(fe) == 1:
-                index: pd.Index = pd.Index(levels[0], name=fe[0])
-            else:
-                index = pd.MultiIndex.from_product(levels, names=list(fe))
-            series = pd.Series(vals.ravel(), index=index, name=name)
+            series = pd.Series(vals.ravel(), index=_level_index(data, fe), name=name)
             out[name] = series[series.notna()]
         return out
 
@@ -335,15 +335,10 @@ class AbsorbedFit:
         """Add the fitted effects of each cell's levels to ``eta`` (new data's grid)."""
         # The fitted effects, whatever the new data's PanelDesign says it absorbs.
         for fe, name in zip(self._absorb_dims, self._effects.names, strict=True):
-            series = self.fixef_[name]
-            levels = [data.levels[data.dims.index(d)] for d in fe]
-            if len(fe) == 1:
-                index: pd.Index = pd.Index(levels[0])
-            else:
-                index = pd.MultiIndex.from_product(levels)
-            vals = series.reindex(index).to_numpy(dtype=np.float64)
+            index = _level_index(data, fe)
+            vals = self.fixef_[name].reindex(index).to_numpy(dtype=np.float64)
             axes = tuple(data.dims.index(d) for d in fe)
-            grid_vals = vals.reshape([len(lv) for lv in levels])
+            grid_vals = vals.reshape([len(data.levels[a]) for a in axes])
             shape = [n if a in axes else 1 for a, n in enumerate(data.shape)]
             full = np.broadcast_to(grid_vals.reshape(shape), data.shape)
             rows = data.from_grid(full)
@@ -361,5 +356,5 @@ class AbsorbedFit:
                     "(with a row of positive weight) when fitting: the model has no effect "
                     "for it, so it cannot predict those rows."
                 )
-            eta = eta + full
+            eta += full  # eta is the new data's own linear predictor
         return eta

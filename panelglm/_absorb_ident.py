@@ -141,10 +141,15 @@ def _components(effects: AbsorbedEffects, obs: np.ndarray, r: int, s: int) -> in
     return int(np.unique(labels[live]).size)
 
 
-def effect_dof(effects: AbsorbedEffects, problem: PanelProblem) -> tuple[int, list[int]]:
-    """Degrees of freedom of the effects, and each effect's observed levels."""
-    obs = observed(problem)
-    levels = [int(np.count_nonzero(count_to(obs, ax))) for ax in effects.axes]
+def effect_dof(
+    effects: AbsorbedEffects, obs: np.ndarray, counts: list[np.ndarray]
+) -> tuple[int, list[int]]:
+    """Degrees of freedom of the effects, and each effect's observed levels.
+
+    ``obs`` marks the observed cells and ``counts`` holds each effect's
+    observed cells per level (:func:`count_to`).
+    """
+    levels = [int(np.count_nonzero(c)) for c in counts]
     m = len(levels)
     if m == 1:
         return levels[0], levels

@@ -233,10 +233,11 @@ class AbsorbedObjective:
         """``beta`` and each effect's values."""
         return coef[: self.n_beta], self.effects.split(coef[self.n_beta :])
 
-    def eta(self, coef: np.ndarray) -> np.ndarray:
-        """The linear predictor on the grid."""
+    def eta(self, coef: np.ndarray, offset: bool = True) -> np.ndarray:
+        """The linear predictor on the grid (without the offset: how ``coef`` moves it)."""
         beta, a = self.split(coef)
-        return self.effects.expand(a, self.design.linear_predictor(beta, self.problem.offset))
+        off = self.problem.offset if offset else None
+        return self.effects.expand(a, self.design.linear_predictor(beta, off))
 
     def _penalty(self, beta: np.ndarray) -> float:
         return 0.5 * self.alpha * float(np.sum(self.pen * beta * beta))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._absorb import AbsorbedEffects, EffectSystem
-from ._factored import Axes, FactoredDesign, _Reducer
+from ._absorb_objective import cross_blocks
+from ._factored import Axes, FactoredDesign, _letters, _Reducer
 
 
 class AbsorbedScores:
@@ -33,17 +34,8 @@ class AbsorbedScores:
         red = _Reducer(self.u)
         for r, zr in enumerate(self.z):
             u_axes = tuple(sorted(set(keep) | set(eff.axes[r])))
-            uu = red.get(u_axes)
-            letters = "abcdefghijklmnopqrstuvwxy"
-            sub = (
-                "".join(letters[u_axes.index(a)] for a in u_axes)
-                + ","
-                + "".join(letters[u_axes.index(a)] for a in eff.axes[r])
-                + "z->"
-                + "".join(letters[u_axes.index(a)] for a in keep)
-                + "z"
-            )
-            out -= np.einsum(sub, uu, zr, optimize=True).reshape(out.shape)
+            sub = f"{_letters(u_axes)},{_letters(eff.axes[r])}z->{_letters(keep)}z"
+            out -= np.einsum(sub, red.get(u_axes), zr, optimize=True).reshape(out.shape)
         return out
 
     def meat(self, keep: Axes) -> np.ndarray:
@@ -58,7 +50,7 @@ class AbsorbedScores:
         u2 = self.u * self.u
         eff, p = self.effects, self.design.n_coef
         gram = self.design.hessian(u2)
-        bt = [self.design.scores(u2, keep=ax).reshape(-1, p) for ax in eff.axes]
+        bt = [b.reshape(-1, p) for b in cross_blocks(self.design, u2, eff)]
         zf = [z.reshape(-1, p) for z in self.z]
         cross = sum(b.T @ z for b, z in zip(bt, zf, strict=True))
         dz = EffectSystem(eff, u2).matvec(self.z)

@@ -33,12 +33,6 @@ INTERIOR_WEIGHT = 1e8
 INTERIOR_TOL = 1e-5
 
 
-def direction(objective: AbsorbedObjective, step: np.ndarray) -> np.ndarray:
-    """``X d_beta + F d_a`` on the grid: how a step moves each cell's linear predictor."""
-    beta, a = objective.split(step)
-    return objective.effects.expand(a, objective.design.linear_predictor(beta))
-
-
 def separated_cells(
     objective: AbsorbedObjective, result: Any
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -62,7 +56,7 @@ def separated_cells(
     if s is None or not s.any():
         return None
     step, _ = result.hess.newton_step(result.grad)
-    push = s * direction(objective, step)
+    push = s * objective.eta(step, offset=False)
     if not np.any(push > STEP_TRIGGER):
         return None  # the common case: a converged step moves no cell
     obs = observed(problem)
@@ -83,7 +77,7 @@ def separated_cells(
         target = omega * s * u
         rhs = np.concatenate([design.gradient(target), effects.join(effects.reduce(target))])
         gamma = hess.newton_step(-rhs)[0]
-        fit = direction(objective, gamma)
+        fit = objective.eta(gamma, offset=False)
         z = np.where(boundary, s * fit, 0.0)
         zmax = float(z.max())
         if zmax <= ZERO_TOL * start:

@@ -343,7 +343,8 @@ def coef_covariance(
         name = ("robust (HC1)" if correction.mode else "robust (HC0)") + fixest
         return _sandwich(bread, correction.robust(n) * scores.meat(every), name, f"n={n}, k={k}")
     meat = np.zeros((design.n_coef, design.n_coef))
-    g_min = min(_n_positive(problem, axes) for axes in clusters)
+    # fixest's convention uses the fewest clusters of any set for every term.
+    g_min = min(_n_positive(problem, axes) for axes in clusters) if correction.fixest else 0
     for axes, sign in inclusion_exclusion(clusters).items():
         n_clusters = _n_positive(problem, axes)
         factor = correction.cluster(n, n_clusters, clusters, g_min)
