@@ -82,15 +82,30 @@ def _cluster(meta: absorb_data.Meta) -> str | tuple[str, ...]:
 # ---------------------------------------------------------------------------- panelglm
 
 
-def _panelglm_params(est_cls: Any, meta: absorb_data.Meta, small_sample: str) -> dict[str, Any]:
+# panelglm's estimator of each family.
+ESTIMATORS = {
+    "linear": "PanelLinearRegressor",
+    "poisson": "PanelPoissonRegressor",
+    "logit": "PanelLogitRegressor",
+}
+
+
+def _panelglm_params(meta: absorb_data.Meta, small_sample: str) -> dict[str, Any]:
     ss: bool | str = {"true": True, "false": False}.get(small_sample, small_sample)
-    params = dict(cov_type="cluster", cluster=_cluster(meta), small_sample=ss, **PANELGLM_TOL)
-    try:
-        est_cls(**params)._validate_params()
-    except ValueError as exc:  # e.g. small_sample="fixest" not (yet) accepted
-        params["small_sample"] = True
-        params["small_sample_note"] = f"small_sample={ss!r} refused ({exc}); used True"
-    return params
+    return dict(cov_type="cluster", cluster=_cluster(meta), small_sample=ss, **PANELGLM_TOL)
+
+
+def record_base(meta: absorb_data.Meta, lib: str, family: str) -> dict[str, Any]:
+    """What every record of a fit of ``lib`` on ``meta``'s panel starts with."""
+    return {
+        "lib": lib,
+        "scenario": meta.scenario,
+        "family": family,
+        "shape": meta.shape,
+        "dims": meta.dims,
+        "N": meta.n_cells,
+        "seed": meta.seed,
+    }
 
 
 def _prepare_panelglm(
@@ -103,11 +118,7 @@ def _prepare_panelglm(
 ) -> tuple[Any, Any, dict[str, Any]]:
     import panelglm
 
-    est_cls = {
-        "linear": panelglm.PanelLinearRegressor,
-        "poisson": panelglm.PanelPoissonRegressor,
-        "logit": panelglm.PanelLogitRegressor,
-    }[family]
+    est_cls = getattr(panelglm, ESTIMATORS[family])
     t0 = time.perf_counter()
     design = panelglm.PanelDesign(
         dims=meta.dims,
@@ -117,7 +128,6 @@ def _prepare_panelglm(
     )
     data = design.fit_transform(cells)
     info = {"layout_s": time.perf_counter() - t0}
-    params = {k: v for k, v in params.items() if k != "small_sample_note"}
 
     def fit() -> Any:
         return est_cls(**params).fit(data, y)
@@ -285,31 +295,13 @@ def run_one(
 ) -> dict[str, Any]:
     """Read the panel in ``data_dir``, prepare ``lib``'s input, fit and measure."""
     meta = absorb_data.read_meta(data_dir)
-    rec: dict[str, Any] = {
-        "lib": lib,
-        "scenario": meta.scenario,
-        "family": family,
-        "shape": meta.shape,
-        "dims": meta.dims,
-        "N": meta.n_cells,
-        "seed": meta.seed,
-    }
+    rec = record_base(meta, lib, family)
     t0 = time.perf_counter()
     if lib == "panelglm":
-        import panelglm
+        import panelglm  # noqa: F401 (its import is timed)
 
-        params = _panelglm_params(
-            {
-                "linear": panelglm.PanelLinearRegressor,
-                "poisson": panelglm.PanelPoissonRegressor,
-                "logit": panelglm.PanelLogitRegressor,
-            }[family],
-            meta,
-            small_sample,
-        )
+        params = _panelglm_params(meta, small_sample)
         rec["small_sample_used"] = params["small_sample"]
-        if "small_sample_note" in params:
-            rec["small_sample_note"] = params["small_sample_note"]
     else:
         import pyfixest  # noqa: F401
 

@@ -220,7 +220,7 @@ def markdown(
         f"- {r['scenario']} {r['family']} {_size(r)} {r['lib']}: {w}"
         for r in [*scenarios, *levels]
         if r["status"] == "ok"
-        for w in [*_warnings(r), r.get("small_sample_note", "")]
+        for w in _warnings(r)
         if w
     ]
     versions = sorted(

@@ -29,13 +29,13 @@ from typing import Any
 
 try:
     from benchmarks import absorb_data, absorb_report
-    from benchmarks.absorb_fitters import FAMILIES, LIBS
+    from benchmarks.absorb_fitters import FAMILIES, LIBS, record_base
     from benchmarks.fitters import environment
     from benchmarks.run import spawn
 except ModuleNotFoundError:  # run as a script: python benchmarks/bench_absorb.py
     import absorb_data
     import absorb_report
-    from absorb_fitters import FAMILIES, LIBS
+    from absorb_fitters import FAMILIES, LIBS, record_base
     from fitters import environment
     from run import spawn
 
@@ -99,17 +99,11 @@ def run_panel(
     raw.mkdir(parents=True, exist_ok=True)
     for family in families:
         for lib in args.libs:
-            base = {
-                "lib": lib,
-                "scenario": meta.scenario,
-                "family": family,
-                "shape": meta.shape,
-                "dims": meta.dims,
-                "N": meta.n_cells,
-                "seed": meta.seed,
-                "absorbed_levels": absorbed_levels(meta),
-                "sweep": sweep,
-            }
+            base = dict(
+                record_base(meta, lib, family),
+                absorbed_levels=absorbed_levels(meta),
+                sweep=sweep,
+            )
             out = raw / f"{_stem(meta, family, lib, sweep)}.json"
             label = f"{meta.scenario} {family} {'x'.join(map(str, meta.shape))} {lib}"
             if lib != "panelglm" and meta.n_cells > args.pyfixest_max_cells:
