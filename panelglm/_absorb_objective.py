@@ -11,6 +11,9 @@ solves the Newton system through the Schur complement ``S = A - B D^-1 B'``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from ._absorb import AbsorbedEffects, EffectSystem
@@ -104,15 +107,36 @@ class AbsorbedHessian:
         rtol: float,
         warm: list,
     ) -> None:
-        self.a, self.bt, self.system, self.rtol, self.warm = a, bt, system, rtol, warm
+        self.a, self.bt, self.rtol, self.warm = a, bt, rtol, warm
+        self._system: EffectSystem | None = system
+        self._effects = system.effects
+        self._rebuild: Callable[[], EffectSystem] | None = None
         self.p = a.shape[0]
         self._z: list[np.ndarray] | None = None
         self.schur: np.ndarray | None = None
 
     @property
+    def system(self) -> EffectSystem:
+        """The effects' block, rebuilt by a pass over the data if it was spilled."""
+        if self._system is None:
+            self._system, self._rebuild = self._rebuild(), None
+        return self._system
+
+    def spill(self, rebuild: Callable[[], EffectSystem]) -> None:
+        """Drop the effects' block, to be made again by ``rebuild()`` if it is asked for.
+
+        When two effects span every axis, their cross block is the grid-sized
+        curvature itself; a Newton iterate's block is rarely needed once the
+        next point is evaluated, and keeping both raised a large fit's peak
+        memory by one grid-sized array.
+        """
+        if self._system is not None:
+            self._system, self._rebuild = None, rebuild
+
+    @property
     def effects(self) -> AbsorbedEffects:
         """The absorbed effects."""
-        return self.system.effects
+        return self._effects
 
     def projections(self) -> list[np.ndarray]:
         """``Z = D^-1 B'``: each covariate's least-squares fit by the effects."""
@@ -267,9 +291,25 @@ class AbsorbedObjective:
         """
         if self._last is not None and np.array_equal(self._last[0], coef):
             return self._last[1]
+        if self._last is not None:
+            self._last[1][2].spill(partial(self._system_at, self._last[0]))
         out = self._loss_grad_hess(coef)
         self._last = (np.array(coef), out)
         return out
+
+    def _system_at(self, coef: np.ndarray) -> EffectSystem:
+        """The effects' block at ``coef``: one pass for the curvature alone."""
+        p = self.problem
+        eta = self.eta(coef)
+        if self._fused:
+            t = np.empty_like(eta)
+            self.family.fused(p.y, eta, p.m, p.w, t, None, None)
+            t *= self._scale
+        else:
+            h = self.family.grad_hess(p.y, eta, p.m)[1]
+            del eta
+            t = _scaled(h, p.w, -self._scale, p.shape)
+        return EffectSystem(self.effects, t)
 
     def _loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, AbsorbedHessian]:
         p, s = self.problem, self._scale

@@ -17,7 +17,7 @@ tests.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations_with_replacement
 
 import numpy as np
@@ -29,6 +29,10 @@ Axes = tuple[int, ...]
 # Above this many cells, a Hessian block is contracted one column at a time
 # (see FactoredDesign._pair): memory of one grid-sized array, not of Q.
 COLUMN_CELLS = 1 << 16
+# Above this many cells, scores and the Hessian run slab by slab along the
+# first axis, so that their temporaries (the curvature times a cell-level
+# column) are a slab's size rather than the grid's.
+SLAB_CELLS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,15 @@ class _Reducer:
         return out
 
 
+def _slab_of(blk: Block, sl: slice) -> Block:
+    """The part of a block over a slab of the first axis (all of it if it does not vary there)."""
+    if not blk.axes or blk.axes[0] != 0:
+        return blk
+    if isinstance(blk, DenseBlock):
+        return replace(blk, values=blk.values[sl])
+    return replace(blk, codes=blk.codes[sl])
+
+
 def _letters(axes: Axes) -> str:
     return "".join(string.ascii_letters[a] for a in axes)
 
@@ -160,6 +173,25 @@ class FactoredDesign:
 
     def _sub_shape(self, axes: Axes) -> tuple[int, ...]:
         return tuple(self.shape[a] for a in axes)
+
+    def _slabs(self) -> list[tuple[slice, FactoredDesign]]:
+        """The design cut along the first axis into slabs of about ``SLAB_CELLS`` cells.
+
+        Empty when the grid is small enough to be taken whole. The slabs'
+        designs are kept, so their planned contractions are worked out once.
+        """
+        slabs = self._plans.get("slabs")
+        if slabs is None:
+            slabs = []
+            n = int(np.prod(self.shape, dtype=np.int64))
+            if self.ndim and n > SLAB_CELLS and self.shape[0] >= 4:
+                step = max(1, SLAB_CELLS // (n // self.shape[0]))
+                for lo in range(0, self.shape[0], step):
+                    sl = slice(lo, min(lo + step, self.shape[0]))
+                    blocks = [_slab_of(b, sl) for b in self.blocks]
+                    slabs.append((sl, FactoredDesign((sl.stop - lo, *self.shape[1:]), blocks)))
+            self._plans["slabs"] = slabs
+        return slabs
 
     def _einsum(self, key: object, subscripts: str, *operands: np.ndarray) -> np.ndarray:
         # The operand shapes of a given key never change within one design, so
@@ -252,8 +284,21 @@ class FactoredDesign:
         ndarray of shape (n_clusters, n_coef)
             With ``keep=()``, a single row: the gradient ``X' g``.
         """
-        red = _Reducer(g)
         n_k = int(np.prod(self._sub_shape(keep)))
+        slabs = self._slabs()
+        if slabs:
+            # Slabs of the first axis own consecutive rows when ``keep`` has
+            # that axis (C order); otherwise each adds into every row.
+            out = np.zeros((n_k, self.n_coef))
+            per = n_k // self.shape[0] if keep and keep[0] == 0 else 0
+            for sl, sub in slabs:
+                part = sub.scores(g[sl], keep)
+                if per:
+                    out[sl.start * per : sl.stop * per] = part
+                else:
+                    out += part
+            return out
+        red = _Reducer(g)
         out = np.empty((n_k, self.n_coef))
         for i, (blk, sl) in enumerate(zip(self.blocks, self.slices(), strict=True)):
             u = tuple(sorted(set(blk.axes) | set(keep)))
@@ -287,6 +332,9 @@ class FactoredDesign:
         -------
         ndarray of shape (n_coef, n_coef)
         """
+        slabs = self._slabs()
+        if slabs:
+            return sum(sub.hessian(h[sl]) for sl, sub in slabs)
         red = _Reducer(h)
         sls = self.slices()
         out = np.empty((self.n_coef, self.n_coef))

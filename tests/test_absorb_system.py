@@ -125,3 +125,75 @@ def test_large_two_way_panel_fits_without_a_levels_squared_matrix():
     assert len(est.fixef_["firm"]) == n_firms
     assert est.fixef_["year"].iloc[0] == 0.0
     np.testing.assert_allclose(np.diff(est.fixef_["year"]), 0.1, atol=0.02)
+
+
+def test_effects_spanning_the_grid_keep_one_curvature_at_a_time(monkeypatch):
+    """Customer and product-week effects: their cross block is the grid-sized
+    curvature itself. A Newton iterate's is dropped once the next point is
+    evaluated (and remade if asked for), and the Hessian's temporaries are a
+    slab's: the fit's peak stays under four grid-sized arrays (4.3 before)."""
+    import panelglm._factored as factored
+    from panelglm import PanelDesign
+
+    monkeypatch.setattr(factored, "SLAB_CELLS", 1 << 14)
+    rng = np.random.default_rng(0)
+    shape = (400, 20, 30)
+    n = int(np.prod(shape))
+    idx = np.indices(shape).reshape(3, -1)
+    df = pd.DataFrame({"c": idx[0], "p": idx[1], "w": idx[2], "x": rng.normal(size=n)})
+    df["xcp"] = rng.normal(size=shape[:2])[idx[0], idx[1]]
+    a = rng.normal(scale=0.3, size=shape[0])
+    y = rng.poisson(np.exp(0.2 * df["x"] + 0.3 * df["xcp"] + a[idx[0]])).astype(float)
+    data = PanelDesign(
+        dims=["c", "p", "w"], absorb=["c", ("p", "w")], covariates=["x", "xcp"]
+    ).fit_transform(df)
+    tracemalloc.start()
+    try:
+        est = PanelPoissonRegressor(tol=1e-10).fit(data, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3.9 * 8 * n, peak / (8 * n)
+    dense = PanelPoissonRegressor(tol=1e-10).fit(
+        PanelDesign(
+            dims=["c", "p", "w"], fixed_effects=["c", ("p", "w")], covariates=["x", "xcp"]
+        ).fit_transform(df.iloc[: 20 * 20 * 30]),
+        y[: 20 * 20 * 30],
+    )
+    small = PanelPoissonRegressor(tol=1e-10).fit(
+        PanelDesign(
+            dims=["c", "p", "w"], absorb=["c", ("p", "w")], covariates=["x", "xcp"]
+        ).fit_transform(df.iloc[: 20 * 20 * 30]),
+        y[: 20 * 20 * 30],
+    )
+    np.testing.assert_allclose(small.coef_, dense.coef_[:2], rtol=1e-8)
+    np.testing.assert_allclose(est.coef_, [0.2, 0.3], atol=0.02)
+
+
+def test_a_spilled_effect_system_is_rebuilt_with_the_same_solution():
+    """The objective drops the last point's effect system when it evaluates a
+    new point; asking the old Hessian for a Newton step rebuilds it exactly."""
+    from panelglm._absorb_objective import AbsorbedObjective
+    from panelglm._factored import DenseBlock, FactoredDesign
+    from panelglm._families import BINOMIAL, POISSON
+    from panelglm._objective import PanelProblem
+
+    rng = np.random.default_rng(2)
+    shape = (30, 6, 5)
+    x = rng.normal(size=shape)
+    design = FactoredDesign(shape, [DenseBlock((0, 1, 2), x[..., None], ("x",))])
+    effects = AbsorbedEffects(shape, ((0,), (1, 2)), ("c", "p:w"))
+    for family, y in [
+        (POISSON, rng.poisson(np.exp(0.2 * x)).astype(float)),
+        (BINOMIAL, rng.binomial(1, 0.4, size=shape).astype(float)),
+    ]:
+        problem = PanelProblem(shape, y, w=rng.uniform(0.5, 2.0, size=shape))
+        obj = AbsorbedObjective(design, effects, family, problem, 0.0, np.ones(1), 1e-10)
+        start = rng.normal(scale=0.1, size=1 + effects.total)
+        _, grad, hess = obj.loss_grad_hess(start)
+        expected = hess.newton_step(grad)[0]
+        obj.loss_grad_hess(start + 0.01)
+        assert hess._system is None
+        hess._z, hess.warm[0] = None, None
+        np.testing.assert_allclose(hess.newton_step(grad)[0], expected, rtol=1e-8, atol=1e-12)
+        assert hess._system is not None

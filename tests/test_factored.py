@@ -142,3 +142,54 @@ def test_plain_hessian_memory_does_not_grow_with_block_columns():
     # The numbers are those of the dense matrix (a few columns of it at a time).
     X = design.to_dense()
     np.testing.assert_allclose(hess, X.T @ (h.ravel()[:, None] * X), rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape", [(9, 4, 5), (7, 3), (13,)])
+def test_slabs_along_the_first_axis_give_the_dense_numbers(shape, monkeypatch):
+    """Scores (by any clusters) and the Hessian taken slab by slab equal the
+    dense matrix's: slabs of the first axis own their clusters' rows or add
+    into every row."""
+    monkeypatch.setattr(factored, "SLAB_CELLS", 2 * int(np.prod(shape[1:])))
+    rng = np.random.default_rng(3)
+    design = FactoredDesign(shape=shape, blocks=random_design(shape, rng).blocks)
+    assert len(design._slabs()) > 1
+    X = design.to_dense()
+    h = rng.uniform(0.5, 1.5, size=shape)
+    np.testing.assert_allclose(
+        design.hessian(h), X.T @ (h.ravel()[:, None] * X), rtol=1e-10, atol=1e-10
+    )
+    grid_idx = np.indices(shape).reshape(len(shape), -1)
+    for keep in [(), (0,), (len(shape) - 1,), tuple(range(len(shape)))]:
+        flat = (
+            np.ravel_multi_index(tuple(grid_idx[list(keep)]), [shape[a] for a in keep])
+            if keep
+            else np.zeros(X.shape[0], dtype=int)
+        )
+        n_k = int(np.prod([shape[a] for a in keep]))
+        expected = np.zeros((n_k, X.shape[1]))
+        np.add.at(expected, flat, h.ravel()[:, None] * X)
+        np.testing.assert_allclose(design.scores(h, keep), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_large_relaid_blocks_are_not_kept_between_hessians(monkeypatch):
+    """A cell-level block paired with a block over other axes is laid out in a
+    new order; above KEEP_LAYOUT values that copy is made per call, not kept
+    (it is as large as the grid), with the same numbers."""
+    import panelglm._contract as contract
+
+    rng = np.random.default_rng(5)
+    shape = (6, 5, 4)
+    blocks = [
+        DenseBlock((0, 1, 2), rng.normal(size=(*shape, 1)), ("cell",)),
+        DenseBlock((0, 2), rng.normal(size=(6, 4, 2)), ("cw0", "cw1")),
+    ]
+    h = rng.uniform(0.5, 1.5, size=shape)
+    expected = FactoredDesign(shape=shape, blocks=blocks).hessian(h)
+    monkeypatch.setattr(contract, "KEEP_LAYOUT", 0)
+    design = FactoredDesign(shape=shape, blocks=blocks)
+    np.testing.assert_allclose(design.hessian(h), expected, rtol=1e-12)
+    pairs = [v for v in design._plans.values() if isinstance(v, contract.DensePair)]
+    assert any(p.a3 is None or p.b3 is None for p in pairs)
+    for p in pairs:
+        for kept in (p.a3, p.b3):
+            assert kept is None or np.shares_memory(kept, blocks[0].values) or kept.size < 120
