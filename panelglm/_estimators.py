@@ -70,6 +70,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.offset = offset
         self.alpha = alpha
@@ -86,6 +87,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -138,6 +140,7 @@ class PanelLinearRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -153,6 +156,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def _scale(self, n_eff: float, n_coef: int, weighted: bool) -> float:
         if n_eff > n_coef:
@@ -226,6 +230,7 @@ class PanelLogitRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.trials = trials
         self.alpha = alpha
@@ -242,6 +247,7 @@ class PanelLogitRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         problem = super()._problem(data, y, w)

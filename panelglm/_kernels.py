@@ -68,6 +68,10 @@ class ChunkKernels(Reductions, Assembly):
     fused : callable or None
         ``fused(y, eta, m, w, curv, resid, scratch) -> sum of w * f`` on one
         chunk, in place; ``None`` uses the family's plain functions.
+    n_threads : int or None
+        Threads of a pass: the compiled sweep runs one part per thread (None:
+        every available core); the numpy pass as many workers (None:
+        :func:`~panelglm._threads.default_threads`).
     """
 
     def __init__(
@@ -147,7 +151,7 @@ class ChunkKernels(Reductions, Assembly):
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self._wy_grad = None
         # The compiled sweep, where this family and dtype have one.
-        self.compiled = _compiled.CompiledPass(self) if _compiled.usable(self) else None
+        self.compiled = _compiled.CompiledPass(self, n_threads) if _compiled.usable(self) else None
 
     def _cast(self, arr: np.ndarray) -> np.ndarray:
         return np.asarray(arr, dtype=self.dtype)

@@ -131,6 +131,8 @@ class PenalizedObjective:
         Which coefficients are penalized (all but the intercept).
     dtype : numpy dtype, default=np.float64
         Precision of the work over the cells (float64 or float32).
+    n_threads : int or None, default=None
+        Threads of the passes (None: see :class:`~panelglm._kernels.ChunkKernels`).
 
     Notes
     -----
@@ -148,6 +150,7 @@ class PenalizedObjective:
         alpha: float,
         penalized: np.ndarray,
         dtype: type | np.dtype = np.float64,
+        n_threads: int | None = None,
     ) -> None:
         self.design = design
         self.family = family
@@ -164,7 +167,15 @@ class PenalizedObjective:
             None
             if plan is None
             else ChunkKernels(
-                design, plan, problem.y, problem.w, problem.m, problem.offset, dtype, family
+                design,
+                plan,
+                problem.y,
+                problem.w,
+                problem.m,
+                problem.offset,
+                dtype,
+                family,
+                n_threads=n_threads,
             )
         )
 
@@ -182,8 +193,8 @@ class PenalizedObjective:
     def _y_totals(self) -> tuple[float, float]:
         """``sum w f_saturated(y)`` and ``sum w const(y)``: sums over the response alone.
 
-        Taken together, once: counts are tallied by value for both in one go
-        (a few ms at a million cells), for the stopping rule and the statistics.
+        Taken together, once: counts are tallied by value for both in one go,
+        for the stopping rule and the statistics.
         """
         if self._y_sums is None:
             fam, p = self.family, self.problem
@@ -219,10 +230,12 @@ class PenalizedObjective:
             acc = self.kernels.full_pass(beta)
             total = acc.lsum
             if not np.isfinite(total):
+                acc.release()
                 n = self.design.n_coef
                 return np.inf, np.full(n, np.nan), np.full((n, n), np.nan)
             grad = -self._scale * self.kernels.gradient(acc) + self.alpha * self.pen * beta
             hess = self._scale * self.kernels.hessian(acc)
+            acc.release()  # its buffers go back to the kernel, for the next pass
             hess[np.diag_indices_from(hess)] += self.alpha * self.pen
             return -self._scale * total + self._penalty(beta), grad, hess
         p = self.problem
@@ -267,7 +280,10 @@ class PenalizedObjective:
         otherwise the plain kernels on the full grid.
         """
         if self.kernels is not None:
-            return self.kernels.hessian(self.kernels.full_pass(beta))
+            acc = self.kernels.full_pass(beta)
+            hess = self.kernels.hessian(acc)
+            acc.release()
+            return hess
         p = self.problem
         h = self.family.grad_hess(p.y, self.eta(beta), p.m)[1]
         return self.design.hessian(p.weighted(-np.broadcast_to(h, p.shape)))

@@ -53,6 +53,15 @@ class Accumulators:
         ]
         self.cell = [np.zeros((n_rows, kern.design.blocks[i].n_cols)) for i in kern.plan.full]
 
+    def release(self) -> None:
+        """Done with these arrays: the pass that lent them may reuse them.
+
+        A numpy pass makes new arrays each time, so nothing is given back; a
+        compiled pass's live in its kernel's pool
+        (:class:`~panelglm._buffers.PooledAccumulators`). The consumer of a
+        pass calls it once it has what it needs (the gradient, the Hessian).
+        """
+
 
 def _merge(accs: list[Accumulators]) -> Accumulators:
     """Sum the worker threads' accumulators into the first one."""
