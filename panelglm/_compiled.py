@@ -18,9 +18,8 @@ meat's weights), numpy runs the pass with the same results to rounding.
 The sweep is handed the arrays themselves, not their addresses: it acquires
 their buffers (the buffer protocol) and checks dtype, shape, strides,
 alignment and writability on its side, so a mistake here raises a Python
-exception instead of touching memory it should not. Plain C behind the
-buffer protocol rather than Cython: the loops are C either way, and the
-interface adds no build dependency and no generated code to maintain.
+exception instead of touching memory it should not. (Plain C rather than
+Cython: the loops are C either way; see ``benchmarks/PERF_NOTES.md``.)
 """
 
 from __future__ import annotations
@@ -127,11 +126,11 @@ class Description:
             self.copies.append(arr)
         if output and not arr.flags.writeable:
             raise ValueError("sweep outputs are writable arrays")
-        if arr.ndim > self.ndim:
+        lead = self.ndim - arr.ndim  # axes of size 1 put in front: a view, never a copy
+        shape = (1,) * max(lead, 0) + arr.shape
+        if lead < 0 or any(n not in (1, g) for n, g in zip(shape, self.shape, strict=True)):
             raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
-        arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)  # a view: leading 1s
-        if any(n not in (1, g) for n, g in zip(arr.shape, self.shape, strict=True)):
-            raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
+        arr = arr.reshape(shape)
         self._index[key] = len(self.operands)
         self.operands.append(arr)
         self._given.append(given)
@@ -194,12 +193,10 @@ class CompiledPass:
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
         binomial = kern.family.name == "binomial"
         self.trials = np.asarray(m, dtype=np.float64) if binomial and not one else None
-        # The parts' private buffers, zeroed and summed by every full pass.
+        # The parts' private buffers, zeroed and summed by every full pass: one
+        # pass at a time (a caller's threads may share a kernel).
         self._private: list[np.ndarray] = []
         self._n_ops = 0
-        # The private buffers are reused from pass to pass: one pass at a time
-        # (a kernel is not shared between fits, but may be between threads of
-        # a caller's own).
         self._lock = threading.Lock()
         self._cuts: tuple | None = None  # (n0, parts) and the parts' ranges
         self._fixed: tuple | None = None  # see _fixed_operands
