@@ -205,14 +205,9 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         # Elastic net: the L2 part stays in the smooth objective, the L1 part
         # goes to proximal Newton (see _solve).
         l1 = self.alpha * self.l1_ratio
+        work = {"dtype": np.dtype(self.dtype), "n_threads": self.n_threads}
         objective = PenalizedObjective(
-            design,
-            self.family,
-            problem,
-            self.alpha - l1,
-            penalized,
-            dtype=np.dtype(self.dtype),
-            n_threads=self.n_threads,
+            design, self.family, problem, self.alpha - l1, penalized, **work
         )
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
