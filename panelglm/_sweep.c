@@ -5,9 +5,9 @@
  *
  * The grid is C-ordered with D axes; a chunk is positions [s, e) of axis 0.
  * Its cells are walked as lines along the last axis (tiles of at most TILE
- * cells), every other index fixed. An operand is an address and D element
- * strides, zero along the axes it does not vary on, so any block layout is
- * one loop. Along a line an operand is constant (stride 0), contiguous
+ * cells), every other index fixed. An operand is the start of an array's
+ * buffer and D element strides, zero along the axes it does not vary on, so
+ * any block layout is one loop. Along a line an operand is constant (stride 0), contiguous
  * (stride 1) or gathered into a scratch tile.
  *
  * Per tile: eta = sum of coef * term; then the family writes the curvature h
