@@ -70,8 +70,8 @@ class ChunkKernels(Reductions, Assembly):
         chunk, in place; ``None`` uses the family's plain functions.
     n_threads : int or None
         Threads of a pass: the compiled sweep runs one part per thread (None:
-        every available core); the numpy pass as many workers (None:
-        :func:`~panelglm._threads.default_threads`).
+        :func:`~panelglm._threads.resolve_threads`, the fit's or every core);
+        the numpy pass as many workers (None: ``_threads.default_threads()``).
     """
 
     def __init__(
