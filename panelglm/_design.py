@@ -10,9 +10,9 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import detect_axes, lay_out
+from ._columns import ColumnSpec, detect_axes, is_categorical_dtype, lay_out, numeric_values
 from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
-from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
+from ._panel import PanelData
 from ._stated import STATED, stated_levels
 from ._tables import TableColumns, join_tables, table_keys
 from ._validation import check_dtype, check_unique_columns, warn_if_sparse

@@ -10,16 +10,17 @@ the same coefficients in the same places.
 
 from __future__ import annotations
 
+# The panel is typed Any here: PanelData builds on this module (its ``rows``),
+# so this one does not import it.
 from typing import Any
 
 import numpy as np
 
 from ._layout import Grid, code_dtype
-from ._panel import PanelData
 from ._tables import TableColumns
 
 
-def take_rows(data: PanelData, rows: np.ndarray) -> PanelData:
+def take_rows(data: Any, rows: np.ndarray) -> Any:
     """The panel of some of ``data``'s rows, in the order given.
 
     Each dimension keeps the levels these rows have; the columns keep the
@@ -95,7 +96,7 @@ class PanelRows:
     (array([5., 4.]), (0,))
     """
 
-    def __init__(self, data: PanelData) -> None:
+    def __init__(self, data: Any) -> None:
         self.data = data
 
     @property

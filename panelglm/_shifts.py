@@ -11,12 +11,11 @@ and covariance are mapped back to the columns as given (:func:`shift_map`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ._terms import ModelSpec
+from ._spec import ModelSpec
 
 # A column whose mean exceeds its range this many times (a Unix timestamp
 # observed over minutes) is nearly collinear with the intercept: the Hessian's
