@@ -5,7 +5,7 @@ is nearly collinear with the intercept, and the Hessian's condition number
 grows as the square of that ratio. Subtracting the mean changes nothing in
 the model when there is an intercept (it absorbs the constant), so such a
 column is shifted when the design is laid out (:func:`column_shift`, stored
-in the fitted :class:`~panelglm._terms.ModelSpec`) and the solver's intercept
+in the fitted :class:`~panelglm._spec.ModelSpec`) and the solver's intercept
 and covariance are mapped back to the columns as given (:func:`shift_map`).
 """
 
