@@ -96,6 +96,7 @@ class PanelData:
         self._tables = tables if tables is not None else ()
         self._skipped = dict(skipped or {})
         self._cache: dict[str, np.ndarray] = {}
+        self._stats: dict[str, tuple[float, float, float]] = {}
 
     @classmethod
     def from_array(cls, X: np.ndarray, names: list[str] | None = None) -> PanelData:
@@ -293,6 +294,33 @@ class PanelData:
         if name in self._tables:
             return self._tables.observed(name)
         return numeric_values(self._frame[name], name)
+
+    def column_stats(self, name: str) -> tuple[float, float, float]:
+        """A numeric column's smallest, largest and mean observed value (NaN if none).
+
+        Worked out once per panel: every fit on it (a grid search's many)
+        asks for them, and a frame column's are a pass over all its rows.
+
+        Parameters
+        ----------
+        name : str
+            Column name.
+
+        Returns
+        -------
+        tuple of float
+        """
+        if name not in self._stats:
+            values = self.observed(name)
+            if values.size == 0:
+                self._stats[name] = (np.nan, np.nan, np.nan)
+            else:
+                self._stats[name] = (
+                    float(np.min(values)),
+                    float(np.max(values)),
+                    float(np.mean(values, dtype=np.float64)),
+                )
+        return self._stats[name]
 
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.

@@ -18,7 +18,7 @@ from ._conform import conform
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._layout import show_value
 from ._panel import PanelData
-from ._shifts import check_magnitude, column_shift
+from ._shifts import check_magnitude, shift_of
 from ._spec import ModelSpec, Term
 
 INTERCEPT = "Intercept"
@@ -170,9 +170,9 @@ def build_model_spec(
             )
             reference_needed = True
         else:
-            observed = data.observed(name)
-            shift = column_shift(observed) if fit_intercept else 0.0
-            check_magnitude(name, observed, shift)
+            lo, hi, mean = data.column_stats(name)
+            shift = shift_of(lo, hi, mean) if fit_intercept else 0.0
+            check_magnitude(name, lo, hi, shift)
             terms.append(Term("numeric", (name,), (str(name),), shift=shift, column=spec))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)
