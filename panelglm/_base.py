@@ -122,17 +122,23 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
 
         Parameters
         ----------
-        X : PanelData, DataFrame or array-like of shape (n_samples, n_features)
+        X : PanelData, DataFrame, xarray.Dataset or array-like of shape (n_samples, n_features)
             A :class:`PanelData` from :class:`PanelDesign`; a long-format
-            DataFrame (with ``dims`` set on the estimator); or a plain 2-D
-            array, treated as a cross-section.
-        y : array-like of shape (n_samples,)
+            DataFrame (with ``dims`` set on the estimator); an
+            ``xarray.Dataset``, whose dimensions are the panel's (or
+            ``dims``) and whose variables each vary along their own
+            dimensions; or a plain 2-D array, treated as a cross-section.
+        y : array-like of shape (n_samples,), DataArray or str
             Target, one value per row of ``X`` in its row order. With a
             DataFrame ``X``, a Series ``y`` named like a column of ``X`` and
             equal to it row by row is that column, which is then not a
             covariate; one whose values differ leaves the column a covariate.
+            With a Dataset ``X``: a DataArray over the panel (NaN cells have
+            no data, which needs ``PanelDesign(balanced=False)``) or the name
+            of a variable of ``X``, which is then not a covariate.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights, one per row.
+            Non-negative weights, one per row (with a Dataset ``X`` also a
+            DataArray over the panel or a variable's name).
 
         Returns
         -------
@@ -156,7 +162,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         """Everything ``fit`` does but the bookkeeping of its input; the frame's layout."""
         data, y, layout = self._fit_input(X, y)
         y = check_target(y, data)
-        w = self._check_weights(sample_weight, data.n_rows)
+        w = self._check_weights(sample_weight, data.n_rows, data)
         if data.absorb:
             self._fit_absorbed(data, y, w)
             return layout
@@ -324,7 +330,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         data = conform(self._spec, data)
         if y is not None:
             y = check_target(y, data)
-        problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))
+        problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows, data))
         design, _ = build_design(self._spec, data)
         check_observed(self._unobserved_levels, self._spec, data)
         eta = design.linear_predictor(self._beta, problem.offset)
@@ -343,12 +349,15 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
 
         Parameters
         ----------
-        X : PanelData, DataFrame or array-like
+        X : PanelData, DataFrame, xarray.Dataset or array-like
             Data laid out like the training data.
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or xarray.DataArray
+            A DataArray over the panel's dimensions, in the Dataset's
+            coordinates, when ``X`` is an ``xarray.Dataset`` (or a
+            :class:`PanelData` made from one).
         """
         data, problem, eta = self._eta_on(X)
         mean = self._prediction(eta, problem)
@@ -362,6 +371,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
                 "check the offset or exposure columns of X.",
                 RuntimeWarning,
             )
+        if data.labels is not None:
+            return data.labels.to_dataarray(data.grid, data.from_grid(mean), "prediction")
         return data.from_grid(mean)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

@@ -42,7 +42,8 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         named after and equals row by row, as ``df["sales"]``). For
         ``balanced=False``, ``covariates=``, ``tables=`` or ``levels=``, use
         ``make_pipeline(PanelDesign(...), estimator)``. A :class:`PanelData`
-        keeps the dims and fixed effects of its own PanelDesign.
+        keeps the dims and fixed effects of its own PanelDesign. With an
+        ``xarray.Dataset``, the panel dimensions (``None``: all of its own).
     fixed_effects : list of str or tuple of str, default=None
         Fixed effects, used with ``dims`` (without ``dims`` a ValueError);
         see :class:`PanelDesign`.

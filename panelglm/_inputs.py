@@ -19,6 +19,7 @@ from ._panel import PanelData
 from ._rows import as_panel_data
 from ._validation import check_unique_columns
 from ._warn import warn
+from ._xarray import cell_rows, is_dataset
 
 
 class PanelInput:
@@ -38,6 +39,10 @@ class PanelInput:
                     UserWarning,
                 )
             return X, y, None
+        if is_dataset(X):
+            # A Dataset names its dimensions itself (dims= may choose them).
+            design = PanelDesign(self.dims, self.fixed_effects, absorb=absorb)
+            return design.fit_transform(X, y), y, design
         for name, value in (("fixed_effects", self.fixed_effects), ("absorb", absorb)):
             if value is not None and self.dims is None:
                 raise ValueError(
@@ -70,7 +75,7 @@ class PanelInput:
         X = as_panel_data(X)
         if isinstance(X, PanelData):
             return X, y
-        if isinstance(X, pd.DataFrame) and self.dims is not None:
+        if is_dataset(X) or (isinstance(X, pd.DataFrame) and self.dims is not None):
             check_is_fitted(self, "design_")
             return self.design_.transform(X), y
         # A plain array (or a frame without dims) is a cross-section: D = 1.
@@ -83,9 +88,13 @@ class PanelInput:
         names = getattr(self, "feature_names_in_", None)
         return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
 
-    def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
+    def _check_weights(
+        self, sample_weight: Any, n: int, data: PanelData | None = None
+    ) -> np.ndarray | None:
         if sample_weight is None:
             return None
+        if data is not None:
+            sample_weight = cell_rows(data, sample_weight, "sample_weight")
         try:
             w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
         except ValueError as exc:

@@ -86,8 +86,12 @@ class PanelData:
         tables: Any = None,
         skipped: dict[str, Exception] | None = None,
         absorb: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
+        labels: Any = None,
     ) -> None:
         self.grid = grid
+        # The coordinates of a panel read from an xarray Dataset (None for a
+        # frame): predictions then come back as a DataArray.
+        self.labels = labels
         self._frame = frame
         self.spec = dict(spec)
         self.covariates = tuple(covariates)
@@ -176,7 +180,7 @@ class PanelData:
         """A copy with some constructor arguments changed, and nothing laid out yet."""
         args = dict(grid=self.grid, frame=self._frame, spec=self.spec, tables=self._tables)
         args.update(covariates=self.covariates, fixed_effects=self.fixed_effects)
-        args.update(skipped=self._skipped, absorb=self.absorb)
+        args.update(skipped=self._skipped, absorb=self.absorb, labels=self.labels)
         return PanelData(**{**args, **changes})
 
     @property

@@ -18,6 +18,7 @@ import numpy as np
 
 from ._layout import Grid, code_dtype
 from ._tables import TableColumns
+from ._xarray import DatasetColumns
 
 
 def take_rows(data: Any, rows: np.ndarray) -> Any:
@@ -58,9 +59,10 @@ def take_rows(data: Any, rows: np.ndarray) -> Any:
         codes.append(np.searchsorted(used, sub).astype(code_dtype(used.size)))
     grid = Grid(dims=data.dims, levels=tuple(levels), codes=tuple(codes))
     tables = data._tables
-    if isinstance(tables, TableColumns):
+    if isinstance(tables, TableColumns | DatasetColumns):
         tables = tables.rejoin(grid)
-    return data._replaced(grid=grid, frame=data._frame.iloc[rows], tables=tables)
+    # The rows of a fold are no Dataset's cells: their predictions are arrays.
+    return data._replaced(grid=grid, frame=data._frame.iloc[rows], tables=tables, labels=None)
 
 
 class PanelRows:
