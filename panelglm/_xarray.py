@@ -257,7 +257,14 @@ def cell_rows(data: Any, values: Any, what: str) -> Any:
     if labels is None or not (is_dataarray(values) or isinstance(values, str)):
         return values
     if is_dataarray(values):
-        return labels.rows_of(values, what)
+        rows = labels.rows_of(values, what)
+        if labels.observed is None and rows.dtype.kind == "f" and np.isnan(rows).any():
+            raise ValueError(
+                f"{what} is NaN at {int(np.isnan(rows).sum())} cell(s). Cells without data "
+                "are left out when the layout sees the target: PanelDesign(balanced=False)"
+                ".fit_transform(ds, y), or a pipeline, which passes y to it."
+            )
+        return rows
     columns = data._tables
     if values not in columns or len(columns._axes[values]) != len(labels.dims):
         raise ValueError(

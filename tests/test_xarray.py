@@ -141,6 +141,9 @@ def test_errors_name_the_variable_dimension_or_coordinate():
     shifted = ds.purchases.assign_coords(week=ds.week + 1)
     with pytest.raises(ValueError, match="other coordinates along 'week'"):
         PanelPoissonRegressor().fit(ds, shifted)
+    laid_out = PanelDesign(dims=None, balanced=False).fit_transform(ds)
+    with pytest.raises(ValueError, match=r"NaN at 1 cell.*fit_transform\(ds, y\)"):
+        PanelPoissonRegressor().fit(laid_out, y)
     with pytest.raises(ValueError, match="dims=None"):
         PanelDesign(dims=None).fit(_frame(ds))
     gap = ds.assign(income=ds.income.where(ds.customer != ds.customer[0]))
