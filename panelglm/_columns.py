@@ -266,6 +266,13 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
             f"Column {name!r} holds complex numbers (dtype {series.dtype}); a real numeric "
             "column is needed."
         )
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind == "f":
+        values = series.to_numpy(dtype=np.float32 if series.dtype == np.float32 else np.float64)
+        # A NaN or an infinity makes the sum NaN or infinite: one pass without
+        # temporaries clears the usual column (an overflowing sum of finite
+        # values only sends it to the exact checks below).
+        if np.isfinite(np.add.reduce(values, dtype=np.float64)):
+            return values
     if series.isna().any():
         raise ValueError(f"Column {name!r} has missing values (NaN).")
     # float32 columns stay float32: the caller chose half the memory.

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._columns import ColumnSpec, is_categorical_dtype
-from ._layout import Grid, check_grid_size, code_dtype, show_value
+from ._layout import Grid, RampCodes, check_grid_size, code_dtype, show_value
 
 
 def _is_xarray(obj: Any, kind: str) -> bool:
@@ -374,12 +374,11 @@ def dataset_layout(
     if observed is not None:
         check_grid_size(n_rows, shape, dims, max_sparse_bytes)
     labels = Labels(dims, tuple(given), tuple(orders), observed)
-    dtype = code_dtype(max(shape))
     if observed is None:
-        codes = tuple(c.reshape(-1) for c in np.indices(shape, dtype=dtype))
+        codes: Any = RampCodes(shape)
     else:
         where = np.unravel_index(np.flatnonzero(observed), shape)
-        codes = tuple(c.astype(dtype) for c in where)
+        codes = tuple(c.astype(code_dtype(max(shape))) for c in where)
     grid = Grid(dims=dims, levels=tuple(levels), codes=codes)
     if observed is None:
         grid.__dict__["row_of_cell"] = None  # rows are the cells, in C order
