@@ -315,7 +315,14 @@ class PanelData:
         tuple of float
         """
         if name not in self._stats:
-            values = self.observed(name)
+            spec = self._require(name, "covariate")
+            if self.is_balanced and len(spec.axes) < len(self.dims):
+                # Every level combination of its axes has the same number of
+                # rows: the statistics of its layout (kept for the fit) are
+                # those of its rows, without a pass over them.
+                values = self.numeric(name)[0]
+            else:
+                values = self.observed(name)
             if values.size == 0:
                 self._stats[name] = (np.nan, np.nan, np.nan)
             else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from panelglm import PanelDesign, PanelPoissonRegressor
 from panelglm._panel import PanelData
@@ -58,3 +59,15 @@ def test_the_shift_from_statistics_is_the_shift_of_the_values():
     for name in ("stamp", "x"):
         assert shift_of(*data.column_stats(name)) == column_shift(df[name].to_numpy())
     assert shift_of(*data.column_stats("stamp")) != 0.0
+
+
+def test_a_lower_level_columns_statistics_come_from_its_layout(monkeypatch):
+    """On a balanced panel every level combination has as many rows, so a
+    firm-level column's extremes and mean are its layout's: no pass over rows."""
+    df, _ = _panel(2)
+    df["size"] = 1e6 + np.repeat(np.arange(30.0), 8) ** 2
+    data = PanelDesign(dims=["firm", "year"]).fit_transform(df)
+    monkeypatch.setattr(PanelData, "observed", lambda self, name: 1 / 0)
+    lo, hi, mean = data.column_stats("size")
+    assert (lo, hi) == (df["size"].min(), df["size"].max())
+    assert mean == pytest.approx(df["size"].mean(), rel=1e-15)
