@@ -128,6 +128,7 @@ def lay_out(
     name: str,
     fill: float = 0,
     stated: str = "was fitted as",
+    checked: bool = False,
 ) -> np.ndarray:
     """Place a column's row values on the grid over ``axes``.
 
@@ -149,6 +150,9 @@ def lay_out(
         Value of the level combinations that no row has (unbalanced panels).
     stated : str, default="was fitted as"
         Where ``axes`` come from, for the error message.
+    checked : bool, default=False
+        Whether ``values`` are known to vary along ``axes`` only (they were
+        just detected from them): then the rows are not checked again.
 
     Returns
     -------
@@ -163,7 +167,7 @@ def lay_out(
     if tuple(axes) == tuple(range(ndim)):
         return grid.to_grid(values, fill)
     if not grid.is_balanced:
-        return _lay_out_rows(values, grid, axes, name, fill, stated)
+        return _lay_out_rows(values, grid, axes, name, fill, stated, checked)
     shape = grid.shape
     sub_shape = tuple(shape[a] for a in axes)
     # The cell at position 0 of every axis not in `axes` represents its level combination.
@@ -175,7 +179,7 @@ def lay_out(
     order = grid.row_of_cell
     out = values[flat if order is None else order[flat]]
     full_view = out.reshape([shape[a] if a in axes else 1 for a in range(ndim)])
-    for s, e in grid.chunks():
+    for s, e in () if checked else grid.chunks():
         chunk = grid.gather(values, s, e)
         expect = full_view[s:e] if 0 in axes else full_view
         bad = chunk != expect
@@ -187,7 +191,13 @@ def lay_out(
 
 
 def _lay_out_rows(
-    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float, stated: str
+    values: np.ndarray,
+    grid: Grid,
+    axes: tuple[int, ...],
+    name: str,
+    fill: float,
+    stated: str,
+    checked: bool = False,
 ) -> np.ndarray:
     """:func:`lay_out` for rows that do not fill the grid."""
     sub_shape = tuple(grid.shape[a] for a in axes)
@@ -196,7 +206,7 @@ def _lay_out_rows(
     # finite value, since only weight-zero cells use it.
     out = np.full(int(np.prod(sub_shape)), fill, dtype=values.dtype)
     out[key] = values
-    bad = np.flatnonzero(out[key] != values)
+    bad = np.empty(0) if checked else np.flatnonzero(out[key] != values)
     if bad.size:
         raise _beyond(values, grid, axes, name, int(bad[0]), stated)
     return out.reshape(sub_shape)

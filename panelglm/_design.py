@@ -10,10 +10,11 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import ColumnSpec, detect_axes, is_categorical_dtype, lay_out, numeric_values
+from ._column_specs import frame_spec, table_spec
+from ._columns import ColumnSpec
 from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
 from ._panel import PanelData
-from ._stated import STATED, stated_levels
+from ._stated import stated_levels
 from ._tables import TableColumns, join_tables, table_keys
 from ._target import holds_target, normalize_fixed_effects
 from ._validation import check_dtype, check_unique_columns, warn_if_sparse
@@ -249,12 +250,13 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         stated = stated_levels(self.levels, dims, candidates, target)
         spec: dict[str, ColumnSpec] = {}
         skipped: dict[str, Exception] = {}
+        laid: dict[str, np.ndarray] = {}
         for name in candidates:
             try:
                 if name in tables:
-                    spec[name] = self._table_spec(name, tables, stated.get(name))
+                    spec[name] = table_spec(name, tables, self.tables, stated.get(name))
                 else:
-                    spec[name] = self._frame_spec(X[name], name, grid, stated.get(name))
+                    spec[name] = frame_spec(X[name], name, grid, stated.get(name), laid)
             except (TypeError, ValueError) as exc:
                 # Named covariates make the other columns optional: one that
                 # cannot be laid out (a date, a column with gaps) must not
@@ -271,7 +273,9 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.absorb_ = normalize_fixed_effects(self.absorb, dims)
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        return self._panel_data(grid, X, tables)
+        data = self._panel_data(grid, X, tables)
+        data._cache.update(laid)
+        return data
 
     def _fit_dataset(self, X: Any, y: Any) -> PanelData:
         for name in ("tables", "levels"):
@@ -311,44 +315,6 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             skipped=getattr(self, "skipped_columns_", {}),
             absorb=getattr(self, "absorb_", ()),
         )
-
-    @staticmethod
-    def _frame_spec(
-        col: pd.Series, name: str, grid: Grid, axes: tuple[int, ...] | None = None
-    ) -> ColumnSpec:
-        """The layout of a frame column (along ``axes`` if stated), or why it has none."""
-        check_dtype(col, name)
-        cats = None
-        if is_categorical_dtype(col):
-            if col.isna().any():
-                raise ValueError(f"Column {name!r} has missing values.")
-            values, cats = pd.factorize(col, sort=True)
-            cats = pd.Index(cats)
-        else:
-            values = numeric_values(col, name)
-        if axes is None:
-            return ColumnSpec(name, detect_axes(values, grid), cats)
-        lay_out(values, grid, axes, name, stated=STATED)  # raises if it varies elsewhere
-        return ColumnSpec(name, axes, cats)
-
-    def _table_spec(
-        self, name: str, tables: TableColumns, axes: tuple[int, ...] | None = None
-    ) -> ColumnSpec:
-        """The layout of a table column (along ``axes`` if stated), or why it has none."""
-        col = self._table_column(name)
-        check_dtype(col, name)
-        spec = tables.fit_spec(name, is_categorical_dtype(col))
-        if axes is None:
-            return spec
-        spec = ColumnSpec(name, axes, spec.categories)
-        tables.check_level(spec, STATED)
-        return spec
-
-    def _table_column(self, name: str) -> pd.Series:
-        for table in self.tables.values():
-            if name in table.columns:
-                return table[name]
-        raise KeyError(name)
 
     def transform(self, X: pd.DataFrame) -> PanelData:
         """Lay out ``X`` as the fitted data was laid out.

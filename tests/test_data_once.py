@@ -71,3 +71,27 @@ def test_a_lower_level_columns_statistics_come_from_its_layout(monkeypatch):
     lo, hi, mean = data.column_stats("size")
     assert (lo, hi) == (df["size"].min(), df["size"].max())
     assert mean == pytest.approx(df["size"].mean(), rel=1e-15)
+
+
+def test_a_fit_does_not_read_the_rows_of_columns_the_layout_read(monkeypatch):
+    """fit_transform lays out each lower-level column from the values it checks;
+    the panel keeps those layouts, so a fit reads no frame column again."""
+    import panelglm._panel as panel_module
+
+    df, y = _panel(3)
+    df["size"] = np.repeat(np.arange(30.0), 8)
+    df["trend"] = np.tile(np.arange(8.0), 30)
+    data = PanelDesign(dims=["firm", "year"]).fit_transform(df)
+    est = PanelPoissonRegressor()
+    calls = []
+    original = panel_module.lay_out
+
+    def counting(values, grid, axes, name, *args, **kwargs):
+        calls.append(name)
+        return original(values, grid, axes, name, *args, **kwargs)
+
+    monkeypatch.setattr(panel_module, "lay_out", counting)
+    est.fit(data, y)
+    assert "size" not in calls and "trend" not in calls
+    ref = PanelPoissonRegressor().fit(PanelDesign(dims=["firm", "year"]).fit(df).transform(df), y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-12)
