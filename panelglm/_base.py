@@ -36,6 +36,7 @@ from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads
 from ._validation import check_dense_size, check_response, check_target
 from ._warn import warn
+from ._xarray import without_missing_target
 
 # Up to this many coefficients the Newton solve runs on one BLAS thread.
 SMALL_SOLVE = 1000
@@ -81,6 +82,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
             "offset": getattr(self, "offset", None),
             "trials": getattr(self, "trials", None),
             "event": getattr(self, "event", None),
+            # A Dataset's variable named as the weights is not a covariate either.
+            "sample_weight": getattr(self, "_weight_variable", None),
         }
         return {role: col for role, col in roles.items() if col is not None}
 
@@ -161,6 +164,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
     def _fit_panel(self, X: Any, y: Any, sample_weight: Any) -> PanelDesign | None:
         """Everything ``fit`` does but the bookkeeping of its input; the frame's layout."""
         data, y, layout = self._fit_input(X, y)
+        self._weight_variable = sample_weight if isinstance(sample_weight, str) else None
         y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows, data)
         if data.absorb:
@@ -329,6 +333,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         # A PanelData laid out by another PanelDesign is read as the model was fitted.
         data = conform(self._spec, data)
         if y is not None:
+            # Scoring on a Dataset's panel: the cells where y is NaN have no data.
+            data, y, sample_weight = without_missing_target(data, y, sample_weight)
             y = check_target(y, data)
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows, data))
         design, _ = build_design(self._spec, data)

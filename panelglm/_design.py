@@ -12,13 +12,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._column_specs import frame_spec, table_spec
 from ._columns import ColumnSpec
+from ._dataset_columns import is_dataset
 from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
 from ._panel import PanelData
 from ._stated import stated_levels
 from ._tables import TableColumns, join_tables, table_keys
 from ._target import holds_target, normalize_fixed_effects
 from ._validation import check_dtype, check_unique_columns, warn_if_sparse
-from ._xarray import dataset_layout, is_dataset
+from ._xarray import dataset_layout
 
 
 class PanelDesign(TransformerMixin, BaseEstimator):
@@ -222,7 +223,8 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         if is_dataset(X):
             return self._fit_dataset(X, y)
         X = self._check_frame(X)
-        self._check_dims()
+        if self.dims is None:
+            self._check_dims(fitted=False)
         dims = tuple(self.dims)
         if len(set(dims)) != len(dims) or not dims:
             raise ValueError(f"dims must be distinct column names, got {list(dims)}.")
@@ -266,6 +268,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
                 # A fresh exception: the caught one's traceback would keep X alive.
                 skipped[name] = type(exc)(*exc.args)
         # Set only now, so a fit that fails leaves the previous fit whole.
+        self.__dict__.pop("dims_", None)  # a Dataset's, from an earlier fit
         self.spec_ = {c: spec[c] for c in candidates if c in spec}
         self.covariates_ = covariates
         self.skipped_columns_ = skipped
@@ -363,7 +366,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         return self._fit(X, y)
 
     def _grid(self, X: pd.DataFrame, balanced: bool) -> Grid:
-        dims = tuple(self.dims)
+        dims = self._frame_dims()
         for d in dims:
             if d in X.columns:
                 check_dtype(X[d], d, "dimension")
@@ -372,8 +375,13 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             warn_if_sparse(grid.n_rows, grid.shape, dims)
         return grid
 
-    def _check_dims(self) -> None:
-        if self.dims is None:
+    def _frame_dims(self) -> tuple[str, ...]:
+        # A design fitted on a Dataset with dims=None lays out frames by its dimensions.
+        dims = self.dims if self.dims is not None else getattr(self, "dims_", None)
+        return tuple(dims) if dims is not None else ()
+
+    def _check_dims(self, fitted: bool = True) -> None:
+        if not fitted or not self._frame_dims():
             raise ValueError(
                 "dims=None takes the dimensions of an xarray Dataset; a long DataFrame "
                 "needs dims= naming its dimension columns."

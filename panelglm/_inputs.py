@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._dataset_columns import is_dataset
 from ._design import PanelDesign
 from ._panel import PanelData
 from ._rows import as_panel_data
 from ._validation import check_unique_columns
 from ._warn import warn
-from ._xarray import cell_rows, is_dataset
+from ._xarray import cell_rows
 
 
 class PanelInput:
@@ -42,7 +43,7 @@ class PanelInput:
         if is_dataset(X):
             # A Dataset names its dimensions itself (dims= may choose them).
             design = PanelDesign(self.dims, self.fixed_effects, absorb=absorb)
-            return design.fit_transform(X, y), y, design
+            return self._laid_out(design, X, y), y, design
         for name, value in (("fixed_effects", self.fixed_effects), ("absorb", absorb)):
             if value is not None and self.dims is None:
                 raise ValueError(
@@ -57,18 +58,22 @@ class PanelInput:
             )
         if isinstance(X, pd.DataFrame) and self.dims is not None:
             design = PanelDesign(self.dims, self.fixed_effects, absorb=absorb)
-            try:
-                return design.fit_transform(X, y), y, design
-            except ValueError as exc:
-                if "balanced=False" not in str(exc):
-                    raise
-                raise ValueError(
-                    f"{exc} The estimator's dims= lays out a balanced panel; for an "
-                    "unbalanced one use make_pipeline(PanelDesign(dims, balanced=False), "
-                    "estimator)."
-                ) from exc
+            return self._laid_out(design, X, y), y, design
         data, y = self._as_panel(X, y, reset=True)
         return data, y, None
+
+    @staticmethod
+    def _laid_out(design: PanelDesign, X: Any, y: Any) -> PanelData:
+        try:
+            return design.fit_transform(X, y)
+        except ValueError as exc:
+            if "balanced=False" not in str(exc):
+                raise
+            raise ValueError(
+                f"{exc} The estimator's dims= lays out a balanced panel; for an "
+                "unbalanced one use make_pipeline(PanelDesign(dims, balanced=False), "
+                "estimator)."
+            ) from exc
 
     def _as_panel(self, X: Any, y: Any, *, reset: bool) -> tuple[PanelData, Any]:
         """The data as a panel, and ``y`` (validated with ``X`` for a cross-section)."""

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ._dataset_columns import DatasetColumns
 from ._layout import Grid, code_dtype
 from ._tables import TableColumns
-from ._xarray import DatasetColumns
 
 
 def take_rows(data: Any, rows: np.ndarray) -> Any:

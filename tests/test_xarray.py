@@ -108,7 +108,7 @@ def test_against_statsmodels_with_weights_and_missing_cells():
     assert not np.isnan(pred.values).any()  # predictions for every cell, missing or not
 
 
-def test_absorbed_and_indicator_effects_name_dataset_dimensions():
+def test_absorbed_effects_name_dataset_dimensions():
     ds = _dataset(2, shape=(12, 5, 6))
     y = ds.purchases
     absorbed = PanelPoissonRegressor(absorb=["customer", ("product", "week")]).fit(
@@ -166,3 +166,120 @@ def test_the_callers_dataset_is_not_modified_and_xarray_is_not_imported(tmp_path
         check=True,
     )
     assert out.stdout.strip() == "False"
+
+
+def _unbalanced(seed=5):
+    """A panel whose smallest customer has no data at all, and a few other gaps."""
+    ds = _dataset(seed, shape=(8, 4, 5))
+    y = ds.purchases.copy()
+    first = int(np.argmin(ds.customer.values))
+    y[first] = np.nan
+    y[(first + 1) % 8, 1, :2] = np.nan
+    return ds.drop_vars("purchases"), y
+
+
+def _frame_of_rows(ds, y):
+    return ds.assign(y=y).to_dataframe().reset_index().dropna(subset=["y"])
+
+
+@pytest.mark.parametrize(
+    "design_kw",
+    [
+        dict(covariates=["promo", "price"], fixed_effects=["customer"]),
+        dict(covariates=["promo", "region"]),
+        dict(covariates=["promo", "income"], fixed_effects=[("customer", "week")]),
+    ],
+)
+def test_levels_without_data_are_not_levels_of_the_panel(design_kw):
+    """As from a long frame of the rows with data: a customer without any is no
+    fixed effect's level (nor the reference), and its region no category."""
+    ds, y = _unbalanced()
+    ds = ds.assign(region=ds.region.where(ds.customer != ds.customer.min(), "west"))
+
+    def pipe():
+        design = PanelDesign(dims=DIMS, balanced=False, **design_kw)
+        return make_pipeline(design, PanelPoissonRegressor(offset=None))
+
+    df = _frame_of_rows(ds, y)
+    ref = pipe().fit(df.drop(columns="y"), df["y"])
+    est = pipe().fit(ds, y)
+    assert est[-1].coef_names_ == ref[-1].coef_names_
+    np.testing.assert_allclose(est[-1].coef_, ref[-1].coef_, rtol=1e-9, atol=1e-12)
+    assert est[-1].intercept_ == pytest.approx(ref[-1].intercept_, rel=1e-9)
+    assert est.score(ds, y) == pytest.approx(ref.score(df.drop(columns="y"), df["y"]), rel=1e-10)
+    pred = est.predict(ds.isel(customer=ds.customer.values != ds.customer.values.min()))
+    assert pred.dims == tuple(DIMS) and not np.isnan(pred.values).any()
+
+
+def test_the_target_in_any_dimension_or_coordinate_order_is_no_covariate():
+    ds = _dataset(6).drop_vars(["bought", "spend", "w", "trials"])
+    plain = PanelPoissonRegressor().fit(ds, ds.purchases)
+    for y in (
+        ds.purchases.transpose("week", "product", "customer"),
+        ds.purchases.sortby("customer"),
+    ):
+        est = PanelPoissonRegressor().fit(ds, y)
+        assert "purchases" not in est.coef_names_
+        np.testing.assert_allclose(est.coef_, plain.coef_, rtol=1e-12)
+
+
+def test_weights_named_are_no_covariate_and_arrays_are_refused():
+    ds = _dataset(7).drop_vars(["bought", "spend", "trials"])
+    by_name = PanelPoissonRegressor().fit(ds, "purchases", sample_weight="w")
+    as_array = PanelPoissonRegressor().fit(ds.drop_vars("w"), "purchases", sample_weight=ds.w)
+    assert by_name.coef_names_ == as_array.coef_names_
+    np.testing.assert_allclose(by_name.coef_, as_array.coef_, rtol=1e-12)
+    with pytest.raises(TypeError, match=r"sample_weight .* must be a DataArray"):
+        PanelPoissonRegressor().fit(ds, "purchases", sample_weight=ds.w.values.ravel())
+    with pytest.raises(TypeError, match="target y of an xarray Dataset must be a DataArray"):
+        PanelPoissonRegressor().fit(ds, ds.purchases.values.ravel())
+
+
+def test_a_cell_level_category_only_read_where_there_are_data():
+    ds, y = _unbalanced(8)
+    seg = np.where(np.random.default_rng(0).random(y.shape) < 0.5, "a", "b").astype(object)
+    seg[np.isnan(y.values)] = None  # no segment where there are no data
+    ds = ds.assign(seg=(tuple(DIMS), seg))
+    design = PanelDesign(dims=DIMS, balanced=False, covariates=["promo", "seg"])
+    est = make_pipeline(design, PanelPoissonRegressor(offset=None)).fit(ds, y)
+    df = _frame_of_rows(ds, y)
+    ref = make_pipeline(
+        PanelDesign(dims=DIMS, balanced=False, covariates=["promo", "seg"]),
+        PanelPoissonRegressor(offset=None),
+    ).fit(df.drop(columns="y"), df["y"])
+    assert est[-1].coef_names_ == ref[-1].coef_names_ == ["promo", "seg[b]"]
+    np.testing.assert_allclose(est[-1].coef_, ref[-1].coef_, rtol=1e-9)
+
+
+def test_no_variable_of_the_callers_dataset_is_written_to():
+    """Sorted coordinates: the panel reads the caller's arrays in place."""
+    ds = _dataset(9)
+    ds = ds.sortby(["customer", "product"]).assign(log_exposure=lambda d: np.log(d.exposure))
+    before = ds.copy(deep=True)
+    for est, y, kw in [
+        (PanelPoissonRegressor(offset="log_exposure"), "purchases", dict(sample_weight="w")),
+        (PanelLogitRegressor(trials="trials"), "bought", {}),
+        (PanelPoissonRegressor(absorb=["customer", ("product", "week")]), ds.purchases, {}),
+        (PanelLinearRegressor(alpha=0.1), "spend", dict(sample_weight=ds.w)),
+    ]:
+        fitted = est.fit(ds, y, **kw)
+        fitted.predict(ds)
+        fitted.score(ds, y, **kw)
+    xr.testing.assert_identical(ds, before)
+
+
+def test_a_design_fitted_on_a_dataset_lays_out_its_frame():
+    ds = _dataset(10).drop_vars(["bought", "spend", "w", "trials"])
+    design = PanelDesign(dims=None).fit(ds, "purchases")
+    df = _frame(ds)
+    est = PanelPoissonRegressor().fit(design.transform(ds), "purchases")
+    from_frame = est.predict(design.transform(df.drop(columns="purchases")))
+    as_array = est.predict(design.transform(ds))
+    expected = as_array.to_series().reindex(df.set_index(DIMS).index).to_numpy()
+    np.testing.assert_allclose(from_frame, expected, rtol=1e-12)
+    changed = ds.assign(
+        income=ds.income.expand_dims(week=ds.week).transpose("customer", "week").copy()
+    )
+    changed["income"][:, 1] += 1.0
+    with pytest.raises(ValueError, match="constant along dimension 'week'"):
+        est.predict(design.transform(changed))
