@@ -20,19 +20,45 @@ THETA_MAX = 1e8
 THETA_MIN = 1e-8
 # Iterations of the one-dimensional root search.
 MAX_STEPS = 200
+# Counts up to this value are tallied by value.
+MAX_TALLY = 1 << 20
 
 
-def _derivatives(t: float, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> tuple[float, float]:
-    """First and second derivatives of the log-likelihood in ``t = log(theta)``."""
-    theta = np.exp(t)
-    tm = theta + mu
-    # log(theta) + 1 - log(theta + mu) - (y + theta) / (theta + mu), written
-    # without the cancellation of its first and third terms.
-    d1 = digamma(y + theta) - digamma(theta) - np.log1p(mu / theta) + (mu - y) / tm
-    d2 = polygamma(1, y + theta) - polygamma(1, theta) + (mu * mu + theta * y) / (theta * tm * tm)
-    g = float(np.dot(w, d1))
-    h = float(np.dot(w, d2))
-    return theta * g, theta * theta * h + theta * g
+class _Terms:
+    """The response's weighted terms, tallied by value when ``y`` holds small counts.
+
+    The digamma and trigamma terms depend on ``y`` and ``theta`` only: for
+    counts each distinct value is evaluated once per ``theta`` (as in
+    :mod:`panelglm._statistics`), not once per cell.
+    """
+
+    def __init__(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> None:
+        self.y, self.mu, self.w = y, mu, w
+        self.values = self.counts = None
+        if y.size and y.min() >= 0 and y.max() <= MAX_TALLY:
+            ints = y.astype(np.int64)
+            if np.array_equal(ints, y):
+                self.counts = np.bincount(ints, weights=w)
+                self.values = np.arange(self.counts.size, dtype=np.float64)
+
+    def gamma_terms(self, theta: float) -> tuple[float, float]:
+        """``sum w [psi(y + theta) - psi(theta)]`` and the same of ``psi'``."""
+        y, w = (self.values, self.counts) if self.counts is not None else (self.y, self.w)
+        d1 = digamma(y + theta) - digamma(theta)
+        d2 = polygamma(1, y + theta) - polygamma(1, theta)
+        return float(np.dot(w, d1)), float(np.dot(w, d2))
+
+    def derivatives(self, t: float) -> tuple[float, float]:
+        """First and second derivatives of the log-likelihood in ``t = log(theta)``."""
+        y, mu, w = self.y, self.mu, self.w
+        theta = float(np.exp(t))
+        tm = theta + mu
+        g1, h1 = self.gamma_terms(theta)
+        # log(theta) + 1 - log(theta + mu) - (y + theta) / (theta + mu), written
+        # without the cancellation of its first and third terms.
+        g = g1 + float(np.dot(w, (mu - y) / tm - np.log1p(mu / theta)))
+        h = h1 + float(np.dot(w, (mu * mu + theta * y) / (theta * tm * tm)))
+        return theta * g, theta * theta * h + theta * g
 
 
 def ml_theta(
@@ -71,9 +97,10 @@ def ml_theta(
     # lost in the rounding of digamma's difference.)
     if float(np.dot(w, y - (y - mu) ** 2)) >= 0:
         return THETA_MAX
+    terms = _Terms(y, mu, w)
     t_min, t_max = np.log(THETA_MIN), np.log(THETA_MAX)
     t0 = t = float(np.clip(np.log(theta0), t_min, t_max))
-    g = _derivatives(t, y, mu, w)[0]
+    g = terms.derivatives(t)[0]
     # A bracket of the derivative's sign change, widened from the start
     # outward (the derivative at the bounds themselves is all rounding).
     lo = hi = t
@@ -87,14 +114,14 @@ def ml_theta(
             hi, t = t, t - step
             if t < t_min:
                 return THETA_MIN
-        new_g = _derivatives(t, y, mu, w)[0]
+        new_g = terms.derivatives(t)[0]
         if (new_g > 0) != (g > 0):
             lo, hi = (lo, t) if g > 0 else (t, hi)
             break
         g, step = new_g, 2.0 * step
     t = t0  # an end of the bracket: near the root once the rounds settle
     for _ in range(MAX_STEPS):
-        g, h = _derivatives(t, y, mu, w)
+        g, h = terms.derivatives(t)
         if g > 0:
             lo = t
         else:
