@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from conftest import make_panel
+from scipy.optimize import minimize_scalar
 from sklearn.pipeline import make_pipeline
 from statsmodels.discrete.discrete_model import NegativeBinomial
 from statsmodels.tools.sm_exceptions import SpecificationWarning
 
+import panelglm._theta as theta_mod
 from panelglm import PanelDesign, PanelNegativeBinomialRegressor, PanelPoissonRegressor
 from panelglm._families_gamma_nb import negative_binomial
 from panelglm.exceptions import SeparationWarning
@@ -267,3 +269,21 @@ def test_family_functions():
     # No overflow where exp(eta) would.
     assert np.isfinite(fam.loglik(np.array([3.0]), np.array([800.0]), 1.0)).all()
     assert not fam.canonical and fam.sweep_code is None and fam.separation == "lower"
+
+
+def test_theta_search_tallied_by_count_equals_cell_by_cell(monkeypatch):
+    rng = np.random.default_rng(5)
+    mu = np.exp(rng.normal(0.5, 0.5, size=500))
+    y = rng.negative_binomial(1.7, 1.7 / (1.7 + mu)).astype(float)
+    w = rng.uniform(0.5, 2.0, size=500)
+    tallied = theta_mod.ml_theta(y, mu, w, 1.0)
+    monkeypatch.setattr(theta_mod, "MAX_TALLY", -1)  # every cell evaluated on its own
+    assert theta_mod.ml_theta(y, mu, w, 1.0) == pytest.approx(tallied, rel=1e-11)
+    # The same root from the likelihood itself (scipy's bounded search on log theta).
+    fam = sm.families.NegativeBinomial
+
+    def nll(t):
+        return -np.dot(w, fam(alpha=np.exp(-t)).loglike_obs(y, mu))
+
+    ref = minimize_scalar(nll, bounds=(-5, 5), method="bounded", options={"xatol": 1e-10})
+    assert np.log(tallied) == pytest.approx(ref.x, abs=1e-6)
