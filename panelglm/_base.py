@@ -8,6 +8,7 @@ objective of the subclass's family and hands it to the Newton solver.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
@@ -20,6 +21,7 @@ from ._absorb_fit import AbsorbedFit
 from ._cd import prox_newton_solve
 from ._conform import conform
 from ._design import PanelDesign
+from ._dispersion import estimate_scale, loglik_at_scale, pearson_sum
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
 from ._identification import Identifier, SeparationWording, embed, expand
@@ -196,12 +198,16 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
                 collinear=self.collinear,
                 wording=self._separation_wording,
             )
-            objective, result = ident.fit(
-                problem, lambda d: self._objective(d, spec, problem), self._solve
-            )
+            objective, result = self._identified_fit(ident, spec, problem)
             self._set_identification(ident, data, spec, order)
             self._set_results(spec, order, objective, result, problem)
         return layout
+
+    def _identified_fit(
+        self, ident: Identifier, spec: ModelSpec, problem: PanelProblem
+    ) -> tuple[PenalizedObjective, Any]:
+        """The solve with separated cells and collinear coefficients dropped around it."""
+        return ident.fit(problem, lambda d: self._objective(d, spec, problem), self._solve)
 
     def _objective(
         self, design: FactoredDesign, spec: ModelSpec, problem: PanelProblem
@@ -280,8 +286,18 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         stats = self._statistics(objective, result.coef, problem)
-        self.deviance_, self.loglik_ = stats.deviance, stats.loglik
-        self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()), problem.w is not None)
+        self.deviance_ = stats.deviance
+        fam, n_coef = self.family, int(self._kept.sum())
+        self.scale_ = self._scale(
+            problem.sum_w,
+            n_coef,
+            problem.w is not None,
+            lambda: pearson_sum(objective, result.coef, fam),
+        )
+        if fam.dispersion == "pearson":  # the likelihood at the estimated scale
+            ll = loglik_at_scale(objective, result.coef, fam, self.scale_)
+            stats = dataclasses.replace(stats, loglik=ll)
+        self.loglik_ = stats.loglik
         # Of the penalized objective at the solution; rows and columns of
         # coefficients not estimated (``~self._kept``) are NaN.
         self._hessian = embed(self._kept, result.hess)
@@ -301,7 +317,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
             fast = objective.fit_statistics(beta, intercept0)
             if fast is not None:
                 return fast
-        additive = self.family.loglik_const is not None
+        additive = self.family.dispersion != "profiled"
 
         def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, ...]:
             eta0 = np.broadcast_to(intercept0 + sub.offset_grid(), sub.shape)
@@ -321,8 +337,15 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         w = 1.0 if problem.w is None else problem.w
         return full_loglik(self.family, problem.y, eta, problem.m, w)
 
-    def _scale(self, n_eff: float, n_coef: int, weighted: bool) -> float:
-        return 1.0
+    def _scale(
+        self,
+        n_eff: float,
+        n_coef: int,
+        weighted: bool,
+        pearson: Callable[[], float] | None = None,
+    ) -> float:
+        """The dispersion as the family declares it (``deviance_`` already set)."""
+        return estimate_scale(self.family, self.deviance_, pearson, n_eff, n_coef, weighted)
 
     # ----------------------------------------------------------- predict
     def _eta_on(
