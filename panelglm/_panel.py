@@ -30,15 +30,19 @@ class PanelData:
         Columns that enter a model by default.
     fixed_effects : sequence of tuple of str
         Fixed effects, each a tuple of dimension names.
-    tables : TableColumns, optional
+    tables : TableColumns or DatasetColumns, optional
         Columns of dimension tables (see :class:`PanelDesign`), laid out from
-        the tables' own rows.
+        the tables' own rows, or the variables of an xarray Dataset.
     skipped : dict of str to Exception, optional
         Columns that are not covariates and could not be laid out when
         :class:`PanelDesign` was fitted, with the reason; asking for one
         (e.g. as an offset) raises that reason.
     absorb : sequence of tuple of str, optional
         Absorbed fixed effects, each a tuple of dimension names.
+    labels : Labels, optional
+        For a panel read from an xarray Dataset, its coordinates: targets
+        and weights given as DataArrays are read by them, and predictions
+        come back as a DataArray over them.
 
     Attributes
     ----------
