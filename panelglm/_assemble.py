@@ -53,12 +53,8 @@ class Assembler:
     """
 
     def __init__(self, spec: PassSpec) -> None:
-        self.design, self.plan, self.shape, self.every = (
-            spec.design,
-            spec.plan,
-            spec.shape,
-            spec.every,
-        )
+        self.design, self.plan = spec.design, spec.plan
+        self.shape, self.every = spec.shape, spec.every
         self.n_rows, self.n_all_rows, self.first_u = spec.n_rows, spec.n_all_rows, spec.first_u
         self.local_row, self.group_out = spec.local_row, spec.group_out
         self.spread_rows, self.spread_partners = spec.spread_rows, spec.spread_partners

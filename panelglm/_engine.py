@@ -28,7 +28,7 @@ engine is made, that is at each fit. Tests ask for an engine by name
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from ._spec import PassSpec
 ENGINES = ("compiled", "numpy", "plain")
 
 
+@runtime_checkable
 class PassEngine(Protocol):
     """The sums over the cells of a GLM on a factored design, as functions of ``beta``.
 

@@ -12,7 +12,7 @@ from test_estimators import SIZES, sm_fit
 
 import panelglm._kernels as kernels
 from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
-from panelglm._engine import make_engine
+from panelglm._engine import PassEngine, make_engine
 from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from panelglm._families import BINOMIAL, GAUSSIAN, POISSON
 from panelglm._objective import PanelProblem, PenalizedObjective
@@ -115,6 +115,7 @@ def test_statistics_at_the_solution_match_dense(shape, family, engine):
     design, problem, beta = _random_problem(shape, family, 7 + len(shape), family != "gaussian")
     y, m, w, (off, _) = problem.y, problem.m, problem.w, problem.offset
     eng = _engine(engine, design, fam, problem)
+    assert isinstance(eng, PassEngine) and eng.name == engine
     X = design.to_dense()
     eta = X @ beta + off.ravel()
     g, h = fam.grad_hess(y.ravel(), eta, m.ravel())
