@@ -16,8 +16,8 @@ from itertools import combinations_with_replacement
 import numpy as np
 
 from ._factored import COLUMN_CELLS, Axes, DenseBlock
+from ._pass_spec import PassSpec
 from ._reductions import Accumulators
-from ._spec import PassSpec
 from ._sums import sum_axes
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ._reductions import Accumulators
 
 if TYPE_CHECKING:
-    from ._spec import PassSpec
+    from ._pass_spec import PassSpec
 
 
 def reused(last: np.ndarray | None, size: int, fill: float | np.ndarray) -> np.ndarray:

@@ -37,8 +37,8 @@ except ImportError:  # pragma: no cover - depends on the build
     _sweep = None
 
 if TYPE_CHECKING:
+    from ._pass_spec import PassSpec
     from ._reductions import Accumulators
-    from ._spec import PassSpec
 
 # Family codes of _sweep.c.
 _FAMILIES = {"poisson": 0, "binomial": 1, "gaussian": 2}

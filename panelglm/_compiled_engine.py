@@ -14,9 +14,9 @@ import numpy as np
 
 from . import _compiled
 from ._kernels import NumpyEngine
+from ._pass_spec import PassSpec
 from ._problem import PanelProblem
 from ._reductions import Accumulators
-from ._spec import PassSpec
 
 
 class CompiledEngine(NumpyEngine):

@@ -37,9 +37,9 @@ from ._compiled_engine import CompiledEngine
 from ._factored import FactoredDesign
 from ._families import Family
 from ._kernels import NumpyEngine
+from ._pass_spec import PassSpec
 from ._plan import make_plan
 from ._problem import PanelProblem
-from ._spec import PassSpec
 
 ENGINES = ("compiled", "numpy", "plain")
 

@@ -14,7 +14,7 @@ Hessian.
 
 This module owns the per-worker buffers and the threads of a pass; it writes
 the linear predictor and the rows of the stack. What a pass computes is fixed
-by a :class:`~panelglm._spec.PassSpec`. The compiled engine
+by a :class:`~panelglm._pass_spec.PassSpec`. The compiled engine
 (:mod:`panelglm._compiled_engine`) is this engine with its loss and full
 passes run by the compiled sweep.
 """
@@ -30,9 +30,9 @@ import scipy.linalg.blas
 from ._assemble import Assembler
 from ._factored import DenseBlock
 from ._layout import CHUNK_CELLS
+from ._pass_spec import PassSpec
 from ._problem import PanelProblem
 from ._reductions import Accumulators, Reducer, merge
-from ._spec import PassSpec
 from ._threads import blas_limit, default_threads
 
 

@@ -9,7 +9,7 @@ with vectors of ones, the plan's groups by batched BLAS products, and dot
 products with the cell-level columns.
 
 It reads the chunk it is handed and the description of the passes
-(:class:`~panelglm._spec.PassSpec`); it writes only into the accumulators (and
+(:class:`~panelglm._pass_spec.PassSpec`); it writes only into the accumulators (and
 its cache of vectors of ones). It does not build the linear predictor, call
 the family or run threads: that is the pass's work. Assembling the
 accumulators into a gradient and a Hessian is :mod:`panelglm._assemble`'s.
@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._factored import Axes
+from ._pass_spec import PassSpec
 from ._plan import Group
-from ._spec import PassSpec
 
 
 def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
