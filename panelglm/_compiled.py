@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from ._pass_spec import PassSpec
     from ._reductions import Accumulators
 
-# Family codes of _sweep.c.
-_FAMILIES = {"poisson": 0, "binomial": 1, "gaussian": 2}
 # Destination kinds of _sweep.c, and how many of each one op takes.
 SUM, ROW, DOT = 0, 1, 2
 # The bits of 1.0, the coefficient of the linear predictor's small parts.
@@ -68,14 +66,13 @@ def enabled() -> bool:
 def usable(kern: PassSpec) -> bool:
     """Whether the compiled sweep can run this kernel's passes.
 
-    It needs float64, one of its three families and at most ``MAX_DIMS`` dimensions.
+    It needs float64, a family with a sweep code and at most ``MAX_DIMS`` dimensions.
     """
     return (
         enabled()
         and kern.dtype == np.float64
         and len(kern.shape) <= MAX_DIMS
-        and kern.family.name in _FAMILIES
-        and kern.family.curvature_is_mean == (kern.family.name == "poisson")
+        and kern.family.sweep_code is not None
     )
 
 
@@ -153,7 +150,7 @@ class CompiledPass:
         # No reference to ``kern`` is kept: the kernel holds this object, and a
         # cycle would keep both (and the kernel's buffers) alive until the
         # garbage collector runs.
-        self.family = _FAMILIES[kern.family.name]
+        self.family = kern.family.sweep_code
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).
         self.columns = {
@@ -168,12 +165,11 @@ class CompiledPass:
             kern.values[i][..., q] for i in plan.full for q in range(kern.values[i].shape[-1])
         ]
         self.layout = AccumulatorLayout(kern)
-        # Binomial trials, broadcastable to the grid (None: one per cell, or
-        # another family, which has none).
+        # Binomial trials, broadcastable to the grid (None: one per cell, as
+        # in every other family, which has none).
         m = kern.m
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
-        binomial = kern.family.name == "binomial"
-        self.trials = np.asarray(m, dtype=np.float64) if binomial and not one else None
+        self.trials = None if one else np.asarray(m, dtype=np.float64)
         # Written on the first full pass: each part's ops, the positions of
         # their addresses into the shared buffer, and that buffer's address.
         self._ops_words: list[np.ndarray] | None = None

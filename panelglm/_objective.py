@@ -98,10 +98,11 @@ class PenalizedObjective:
         """
         if self._y_sums is None:
             fam, p = self.family, self.problem
-            funcs = [f for f in (fam.saturated, fam.loglik_const) if f is not None]
+            const_f = fam.loglik_const if fam.dispersion != "profiled" else None
+            funcs = [f for f in (fam.saturated, const_f) if f is not None]
             sums = iter(y_sums(funcs, p.y, p.m, p.w) if funcs and p.y is not None else [])
             sat = next(sums, 0.0) if fam.saturated is not None else 0.0
-            const = next(sums, 0.0) if fam.loglik_const is not None else 0.0
+            const = next(sums, 0.0) if const_f is not None else 0.0
             self._y_sums = (sat, const)
         return self._y_sums
 
@@ -194,7 +195,7 @@ class PenalizedObjective:
                     sub.deviance(fam, intercept0 + sub.offset_grid()),
                 ),
             )
-        if fam.loglik_const is None:  # Gaussian: the variance is profiled out
+        if fam.dispersion == "profiled":  # Gaussian: the variance is profiled out
             ll, ll0 = (profiled_gaussian_loglik(d, p.sum_w) for d in (dev, dev0))
             return FitStatistics(dev, ll, dev0, ll0)
         return FitStatistics(dev, total + const, dev0, total0 + const)
