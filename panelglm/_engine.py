@@ -23,6 +23,9 @@ variable ``PANELGLM_NUMPY_PASS=1`` runs every pass with numpy instead of the
 compiled sweep (:func:`panelglm._compiled.enabled`); it is read when an
 engine is made, that is at each fit. Tests ask for an engine by name
 (``kind=``).
+
+This module imports the engines, the plan and the problem; the objective
+(:mod:`panelglm._objective`) imports it, and nothing below imports it.
 """
 
 from __future__ import annotations
