@@ -305,14 +305,21 @@ class NumpyEngine:
         Gradient and information are NaN where the sum is not finite.
         """
         acc = self.full_pass(beta)
-        if not np.isfinite(acc.lsum):
+        total = acc.lsum
+        if not np.isfinite(total):
+            acc.release()
             n = self.spec.design.n_coef
-            return acc.lsum, np.full(n, np.nan), np.full((n, n), np.nan)
-        return acc.lsum, self.gradient(acc), self.hessian(acc)
+            return total, np.full(n, np.nan), np.full((n, n), np.nan)
+        grad, hess = self.gradient(acc), self.hessian(acc)
+        acc.release()
+        return total, grad, hess
 
     def information(self, beta: np.ndarray) -> np.ndarray:
         """``X' diag(-w h) X`` at ``beta``: one full pass."""
-        return self.hessian(self.full_pass(beta))
+        acc = self.full_pass(beta)
+        hess = self.hessian(acc)
+        acc.release()
+        return hess
 
     def score_outer(self, beta: np.ndarray) -> np.ndarray:
         """``X' diag(u^2) X`` with ``u = w g``: a numpy pass with ``u^2`` for the curvature."""
@@ -324,7 +331,10 @@ class NumpyEngine:
                 g = g * w
             np.multiply(g, g, out=out)
 
-        return self.hessian(self.full_pass(beta, squared_scores))
+        acc = self.full_pass(beta, squared_scores)
+        meat = self.hessian(acc)
+        acc.release()
+        return meat
 
     def eta_chunks(self, beta: np.ndarray) -> Iterator[tuple[PanelProblem, np.ndarray]]:
         """The sub-problem and float64 linear predictor of each chunk of the first axis."""

@@ -50,6 +50,13 @@ class Accumulators:
         ]
         self.cell = [np.zeros((n_rows, spec.design.blocks[i].n_cols)) for i in spec.plan.full]
 
+    def release(self) -> None:
+        """Done with these arrays: buffers lent to a pass go back (these own theirs).
+
+        The engines call it once the gradient and the Hessian are assembled;
+        the arrays must not be read after.
+        """
+
 
 def merge(accs: list[Accumulators]) -> Accumulators:
     """Sum the worker threads' accumulators into the first one."""
