@@ -47,6 +47,8 @@ class PenalizedObjective:
     engine : PassEngine or str, optional
         The pass engine, or the name of one (``"compiled"``, ``"numpy"``,
         ``"plain"``); by default :func:`~panelglm._engine.make_engine` chooses.
+    n_threads : int or None, default=None
+        Threads of a chunked engine's passes (None: the engine's default).
 
     Notes
     -----
@@ -64,6 +66,7 @@ class PenalizedObjective:
         penalized: np.ndarray,
         dtype: type | np.dtype = np.float64,
         engine: PassEngine | str | None = None,
+        n_threads: int | None = None,
     ) -> None:
         self.design = design
         self.family = family
@@ -76,7 +79,7 @@ class PenalizedObjective:
         # resolution; the solver must not chase decreases below it.
         self.roundoff = 0.0 if np.dtype(dtype) == np.float64 else float(np.finfo(np.float32).eps)
         if engine is None or isinstance(engine, str):
-            engine = make_engine(design, family, problem, dtype, kind=engine)
+            engine = make_engine(design, family, problem, dtype, kind=engine, n_threads=n_threads)
         self.engine: PassEngine = engine
 
     @property

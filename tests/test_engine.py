@@ -54,3 +54,11 @@ def test_an_unknown_engine_is_refused():
     design, problem = _problem((4, 3))
     with pytest.raises(ValueError, match="unknown pass engine 'fast'"):
         make_engine(design, POISSON, problem, kind="fast")
+
+
+def test_the_objective_hands_its_threads_to_the_engine():
+    design, problem = _problem((4, 3, 5))
+    obj = PenalizedObjective(
+        design, POISSON, problem, 0.0, np.ones(design.n_coef), engine="numpy", n_threads=2
+    )
+    assert obj.engine.name == "numpy" and obj.engine.n_threads == 2
