@@ -314,9 +314,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         """
         intercept0 = null_intercept(self.family, problem)
         if type(self)._loglik is PanelGLMBase._loglik:
-            fast = objective.fit_statistics(beta, intercept0)
-            if fast is not None:
-                return fast
+            return objective.fit_statistics(beta, intercept0)
         additive = self.family.dispersion != "profiled"
 
         def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, ...]:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._reductions import Accumulators
+
 if TYPE_CHECKING:
-    from ._kernels import ChunkKernels
-    from ._reductions import Accumulators
+    from ._pass_spec import PassSpec
 
 
 def reused(last: np.ndarray | None, size: int, fill: float | np.ndarray) -> np.ndarray:
@@ -45,7 +46,7 @@ class AccumulatorLayout:
     have the shapes the assembly reads (:class:`~panelglm._reductions.Accumulators`).
     """
 
-    def __init__(self, kern: ChunkKernels) -> None:
+    def __init__(self, kern: PassSpec) -> None:
         shape, last = kern.shape, len(kern.shape) - 1
         self.entries: list[tuple[str, object, tuple[int, ...], bool, bool]] = []
         for m in kern.plan.targets:
@@ -74,8 +75,6 @@ class AccumulatorLayout:
 
     def views(self, shared: np.ndarray, private: np.ndarray) -> Accumulators:
         """The accumulators over the two buffers."""
-        from ._reductions import Accumulators
-
         acc = Accumulators.__new__(Accumulators)
         acc.lsum, acc.red, acc.grp, acc.cell = 0.0, {}, [], []
         for (kind, key, shp, moved, is_shared), at in zip(self.entries, self._slices, strict=True):

@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - depends on the build
     _sweep = None
 
 if TYPE_CHECKING:
-    from ._kernels import ChunkKernels
+    from ._pass_spec import PassSpec
     from ._reductions import Accumulators
 
 # Destination kinds of _sweep.c, and how many of each one op takes.
@@ -63,7 +63,7 @@ def enabled() -> bool:
     return _sweep is not None and os.environ.get("PANELGLM_NUMPY_PASS", "") in ("", "0")
 
 
-def usable(kern: ChunkKernels) -> bool:
+def usable(kern: PassSpec) -> bool:
     """Whether the compiled sweep can run this kernel's passes.
 
     It needs float64, a family with a sweep code and at most ``MAX_DIMS`` dimensions.
@@ -146,7 +146,7 @@ def _in_parts(jobs: list) -> list:
 class CompiledPass:
     """The ops of a kernel's passes, laid out once; descriptions are written per pass."""
 
-    def __init__(self, kern: ChunkKernels) -> None:
+    def __init__(self, kern: PassSpec) -> None:
         # No reference to ``kern`` is kept: the kernel holds this object, and a
         # cycle would keep both (and the kernel's buffers) alive until the
         # garbage collector runs.
@@ -189,7 +189,7 @@ class CompiledPass:
         self._summed: np.ndarray | None = None
 
     # -------------------------------------------------------------- passes
-    def _parts(self, kern: ChunkKernels) -> list[tuple[int, int]]:
+    def _parts(self, kern: PassSpec) -> list[tuple[int, int]]:
         n0 = kern.shape[0]
         if self._cuts is None or self._cuts[0] != (n0, PARTS):
             cuts = np.linspace(0, n0, min(PARTS, n0) + 1).astype(int)
@@ -197,7 +197,7 @@ class CompiledPass:
             self._cuts = ((n0, PARTS), parts)
         return self._cuts[1]
 
-    def loss(self, kern: ChunkKernels, small, cell) -> float:
+    def loss(self, kern: PassSpec, small, cell) -> float:
         """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
         desc = self.describe(kern, small, cell)
         head = desc.array()
@@ -206,8 +206,8 @@ class CompiledPass:
         del desc  # the arrays it points into lived until every part returned
         return float(sum(losses))
 
-    def full(self, kern: ChunkKernels, small, cell) -> Accumulators:
-        """Loss and every accumulator of a pass, as :meth:`ChunkKernels.full_pass` gives them.
+    def full(self, kern: PassSpec, small, cell) -> Accumulators:
+        """Loss and every accumulator of a pass, as the numpy pass's ``full_pass`` gives them.
 
         The ops are written once, on the first pass. Each pass then gets a new
         shared buffer (its addresses are patched into the ops) and zeroes the
@@ -222,7 +222,7 @@ class CompiledPass:
         with self._lock:
             self._shared = self._summed = None
 
-    def _full(self, kern: ChunkKernels, small, cell) -> Accumulators:
+    def _full(self, kern: PassSpec, small, cell) -> Accumulators:
         parts = self._parts(kern)
         self._shared = shared = reused(self._shared, self.layout.shared, 0.0)
         if self._ops_words is None:
@@ -270,7 +270,7 @@ class CompiledPass:
         return acc
 
     # --------------------------------------------------------- description
-    def describe(self, kern: ChunkKernels, small, cell, n_ops: int = 0) -> Description:
+    def describe(self, kern: PassSpec, small, cell, n_ops: int = 0) -> Description:
         """The header and the linear predictor of a sweep, announcing ``n_ops`` ops to follow.
 
         A loss-only sweep has none; a full pass appends the ops :meth:`full`
@@ -290,7 +290,7 @@ class CompiledPass:
             desc.words += [bits, *col]
         return desc
 
-    def _fixed_words(self, kern: ChunkKernels) -> tuple[list[int], list[int] | None, list]:
+    def _fixed_words(self, kern: PassSpec) -> tuple[list[int], list[int] | None, list]:
         """The words of the operands every pass reads: y, w, trials; the offset; the columns.
 
         Written once: only the small parts of the linear predictor are new
@@ -331,7 +331,7 @@ class CompiledPass:
         out = grid(acc.red[m][local, ...], m, nd)
         return (ROW if m and m[-1] == nd - 1 else SUM), out, None
 
-    def _ops(self, kern: ChunkKernels, acc: Accumulators) -> list:
+    def _ops(self, kern: PassSpec, acc: Accumulators) -> list:
         plan = kern.plan
         nd, last = len(kern.shape), len(kern.shape) - 1
         ops = []
