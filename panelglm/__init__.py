@@ -7,6 +7,7 @@ container it produces, and :func:`show_versions` for bug reports.
 from ._design import PanelDesign
 from ._duration import PanelExponentialRegressor
 from ._estimators import PanelLinearRegressor, PanelLogitRegressor, PanelPoissonRegressor
+from ._estimators_gamma_nb import PanelGammaRegressor, PanelNegativeBinomialRegressor
 from ._panel import PanelData
 from ._rows import PanelRows
 from ._show_versions import show_versions
@@ -16,8 +17,10 @@ __all__ = [
     "PanelData",
     "PanelDesign",
     "PanelExponentialRegressor",
+    "PanelGammaRegressor",
     "PanelLinearRegressor",
     "PanelLogitRegressor",
+    "PanelNegativeBinomialRegressor",
     "PanelPoissonRegressor",
     "PanelRows",
     "__version__",

@@ -21,7 +21,7 @@ from ._absorb_separation import separated_cells
 from ._absorb_start import absorbed_start
 from ._corrections import SmallSample
 from ._factored import Axes
-from ._families import profiled_gaussian_loglik
+from ._families import full_loglik, pearson_chi2, profiled_gaussian_loglik
 from ._identification import expand, restrict_design
 from ._inference import coef_covariance, invert_information
 from ._layout import CHUNK_CELLS
@@ -223,18 +223,36 @@ class AbsorbedFit:
         eta = obj.eta(result.coef)
         fam = self.family
         dev, ll, dev0, ll0 = self._absorbed_statistics(problem, eta)
-        if fam.loglik_const is None:
+        if fam.dispersion == "profiled":
             ll = profiled_gaussian_loglik(dev, problem.sum_w)
             ll0 = profiled_gaussian_loglik(dev0, problem.sum_w)
-        self.deviance_, self.loglik_ = dev, ll
+        self.deviance_ = dev
         dof, levels = effect_dof(effects, obs, counts)
         k = p + dof
-        self.scale_ = self._scale(problem.sum_w, k, problem.w is not None)
+        chi2 = (
+            pearson_chi2(fam, problem.y, eta, problem.m, problem.w)
+            if fam.dispersion == "pearson"
+            else None
+        )
+        self.scale_ = self._scale(problem.sum_w, k, problem.w is not None, lambda: chi2)
+        if fam.dispersion == "pearson":  # the likelihood at the estimated scale
+            w = 1.0 if problem.w is None else problem.w
+            ll = full_loglik(fam, problem.y, eta, problem.m, w, self.scale_)
+        self.loglik_ = ll
         # The covariance: the Schur complement at the solution is the
         # covariates' block of the information with the effects profiled out.
         hess: AbsorbedHessian = result.hess
         z = hess.projections()
         info = problem.sum_w * (hess.schur - np.diag(self.alpha * np.ones(p)))
+        if self.cov_type == "nonrobust" and not fam.canonical:
+            # The model-based covariance from the expected information (as
+            # statsmodels' GLM), its effects profiled out likewise.
+            fisher = AbsorbedObjective(
+                obj.design, effects, fam.expected(), problem, 0.0, np.ones(p), self.tol
+            )
+            expected = fisher.loss_grad_hess(result.coef)[2]
+            expected.projections()  # sets its Schur complement
+            info = problem.sum_w * expected.schur
         self._hessian = None
         scores = None
         if self.cov_type != "nonrobust":
@@ -252,7 +270,7 @@ class AbsorbedFit:
                 k,
                 p,
                 tuple(zip(effects.axes, levels, strict=True)),
-                dispersion=fam.loglik_const is None,
+                dispersion=fam.dispersion != "fixed",
             ),
             scale=self.scale_,
             dims=spec.dims,
@@ -283,7 +301,7 @@ class AbsorbedFit:
         """
         fam = self.family
         intercept0 = null_intercept(fam, problem)
-        additive = fam.loglik_const is not None
+        additive = fam.dispersion != "profiled"
         n0 = problem.shape[0]
         step = max(1, CHUNK_CELLS // max(1, eta.size // max(n0, 1)))
         totals = np.zeros(4)

@@ -5,21 +5,20 @@ leaves, per row of its stack, the row summed to a few maximal axis sets, the
 batched contractions of the plan's groups and the dot products with the
 cell-level columns. These few, small arrays are contracted with the blocks
 here: a dense block by matrix products, a fixed effect or categorical by summing
-within its codes.
+within its codes. It imports the design, the description of the passes and
+the accumulators' type, nothing that runs a pass.
 """
 
 from __future__ import annotations
 
 from itertools import combinations_with_replacement
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._factored import COLUMN_CELLS, Axes, DenseBlock
+from ._pass_spec import PassSpec
+from ._reductions import Accumulators
 from ._sums import sum_axes
-
-if TYPE_CHECKING:
-    from ._reductions import Accumulators
 
 
 class _Seeded:
@@ -43,8 +42,23 @@ def _run(index: list[int]) -> slice | list[int]:
     return index
 
 
-class Assembly:
-    """Gradient and Hessian assembly, mixed into :class:`~panelglm._kernels.ChunkKernels`."""
+class Assembler:
+    """Gradient rows and Hessian of the passes described by ``spec``, from their accumulators.
+
+    Parameters
+    ----------
+    spec : PassSpec
+        The description of the passes. The schedules and block layouts that
+        depend on it alone are worked out on first use and kept.
+    """
+
+    def __init__(self, spec: PassSpec) -> None:
+        self.design, self.plan = spec.design, spec.plan
+        self.shape, self.every = spec.shape, spec.every
+        self.n_rows, self.n_all_rows, self.first_u = spec.n_rows, spec.n_all_rows, spec.first_u
+        self.local_row, self.group_out = spec.local_row, spec.group_out
+        self.spread_rows, self.spread_partners = spec.spread_rows, spec.spread_partners
+        self._sls = list(spec.slices)
 
     def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
         # A spread row is held only by the targets its partners need.
@@ -55,11 +69,8 @@ class Assembly:
         return _Seeded(seeds)
 
     def _slices(self) -> list[slice]:
-        """The blocks' coefficient slices (cached: the design never changes)."""
-        sls = self.__dict__.get("_sls")
-        if sls is None:
-            sls = self._sls = self.design.slices()
-        return sls
+        """The blocks' coefficient slices."""
+        return self._sls
 
     def _rows_plan(self) -> list[tuple]:
         """Per block of the plan's rest: the rows to bring into coefficient space, and how.

@@ -8,6 +8,7 @@ objective of the subclass's family and hands it to the Newton solver.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
@@ -20,6 +21,7 @@ from ._absorb_fit import AbsorbedFit
 from ._cd import prox_newton_solve
 from ._conform import conform
 from ._design import PanelDesign
+from ._dispersion import estimate_scale, loglik_at_scale, pearson_sum
 from ._factored import FactoredDesign
 from ._families import Family, full_loglik, profiled_gaussian_loglik
 from ._identification import Identifier, SeparationWording, embed, expand
@@ -36,6 +38,7 @@ from ._terms import ModelSpec, build_design, build_model_spec
 from ._threads import blas_threads, fit_threads, resolve_threads
 from ._validation import check_dense_size, check_response, check_target
 from ._warn import warn
+from ._xarray import without_missing_target
 
 # Up to this many coefficients the Newton solve runs on one BLAS thread.
 SMALL_SOLVE = 1000
@@ -82,6 +85,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
             "offset": getattr(self, "offset", None),
             "trials": getattr(self, "trials", None),
             "event": getattr(self, "event", None),
+            # A Dataset's variable named as the weights is not a covariate either.
+            "sample_weight": getattr(self, "_weight_variable", None),
         }
         return {role: col for role, col in roles.items() if col is not None}
 
@@ -123,17 +128,23 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
 
         Parameters
         ----------
-        X : PanelData, DataFrame or array-like of shape (n_samples, n_features)
+        X : PanelData, DataFrame, xarray.Dataset or array-like of shape (n_samples, n_features)
             A :class:`PanelData` from :class:`PanelDesign`; a long-format
-            DataFrame (with ``dims`` set on the estimator); or a plain 2-D
-            array, treated as a cross-section.
-        y : array-like of shape (n_samples,)
+            DataFrame (with ``dims`` set on the estimator); an
+            ``xarray.Dataset``, whose dimensions are the panel's (or
+            ``dims``) and whose variables each vary along their own
+            dimensions; or a plain 2-D array, treated as a cross-section.
+        y : array-like of shape (n_samples,), DataArray or str
             Target, one value per row of ``X`` in its row order. With a
             DataFrame ``X``, a Series ``y`` named like a column of ``X`` and
             equal to it row by row is that column, which is then not a
             covariate; one whose values differ leaves the column a covariate.
+            With a Dataset ``X``: a DataArray over the panel (NaN cells have
+            no data, which needs ``PanelDesign(balanced=False)``) or the name
+            of a variable of ``X``, which is then not a covariate.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights, one per row.
+            Non-negative weights, one per row (with a Dataset ``X`` also a
+            DataArray over the panel or a variable's name).
 
         Returns
         -------
@@ -156,8 +167,9 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
     def _fit_panel(self, X: Any, y: Any, sample_weight: Any) -> PanelDesign | None:
         """Everything ``fit`` does but the bookkeeping of its input; the frame's layout."""
         data, y, layout = self._fit_input(X, y)
+        self._weight_variable = sample_weight if isinstance(sample_weight, str) else None
         y = check_target(y, data)
-        w = self._check_weights(sample_weight, data.n_rows)
+        w = self._check_weights(sample_weight, data.n_rows, data)
         if data.absorb:
             self._fit_absorbed(data, y, w)
             return layout
@@ -188,12 +200,16 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
                 collinear=self.collinear,
                 wording=self._separation_wording,
             )
-            objective, result = ident.fit(
-                problem, lambda d: self._objective(d, spec, problem), self._solve
-            )
+            objective, result = self._identified_fit(ident, spec, problem)
             self._set_identification(ident, data, spec, order)
             self._set_results(spec, order, objective, result, problem)
         return layout
+
+    def _identified_fit(
+        self, ident: Identifier, spec: ModelSpec, problem: PanelProblem
+    ) -> tuple[PenalizedObjective, Any]:
+        """The solve with separated cells and collinear coefficients dropped around it."""
+        return ident.fit(problem, lambda d: self._objective(d, spec, problem), self._solve)
 
     def _objective(
         self, design: FactoredDesign, spec: ModelSpec, problem: PanelProblem
@@ -273,8 +289,18 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         stats = self._statistics(objective, result.coef, problem)
-        self.deviance_, self.loglik_ = stats.deviance, stats.loglik
-        self.scale_ = self._scale(problem.sum_w, int(self._kept.sum()), problem.w is not None)
+        self.deviance_ = stats.deviance
+        fam, n_coef = self.family, int(self._kept.sum())
+        self.scale_ = self._scale(
+            problem.sum_w,
+            n_coef,
+            problem.w is not None,
+            lambda: pearson_sum(objective, result.coef, fam),
+        )
+        if fam.dispersion == "pearson":  # the likelihood at the estimated scale
+            ll = loglik_at_scale(objective, result.coef, fam, self.scale_)
+            stats = dataclasses.replace(stats, loglik=ll)
+        self.loglik_ = stats.loglik
         # Of the penalized objective at the solution; rows and columns of
         # coefficients not estimated (``~self._kept``) are NaN.
         self._hessian = embed(self._kept, result.hess)
@@ -291,10 +317,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         """
         intercept0 = null_intercept(self.family, problem)
         if type(self)._loglik is PanelGLMBase._loglik:
-            fast = objective.fit_statistics(beta, intercept0)
-            if fast is not None:
-                return fast
-        additive = self.family.loglik_const is not None
+            return objective.fit_statistics(beta, intercept0)
+        additive = self.family.dispersion != "profiled"
 
         def stats(sub: PanelProblem, eta: np.ndarray) -> tuple[float, ...]:
             eta0 = np.broadcast_to(intercept0 + sub.offset_grid(), sub.shape)
@@ -314,8 +338,15 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         w = 1.0 if problem.w is None else problem.w
         return full_loglik(self.family, problem.y, eta, problem.m, w)
 
-    def _scale(self, n_eff: float, n_coef: int, weighted: bool) -> float:
-        return 1.0
+    def _scale(
+        self,
+        n_eff: float,
+        n_coef: int,
+        weighted: bool,
+        pearson: Callable[[], float] | None = None,
+    ) -> float:
+        """The dispersion as the family declares it (``deviance_`` already set)."""
+        return estimate_scale(self.family, self.deviance_, pearson, n_eff, n_coef, weighted)
 
     # ----------------------------------------------------------- predict
     def _eta_on(
@@ -326,8 +357,10 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         # A PanelData laid out by another PanelDesign is read as the model was fitted.
         data = conform(self._spec, data)
         if y is not None:
+            # Scoring on a Dataset's panel: the cells where y is NaN have no data.
+            data, y, sample_weight = without_missing_target(data, y, sample_weight)
             y = check_target(y, data)
-        problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows))
+        problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows, data))
         design, _ = build_design(self._spec, data)
         check_observed(self._unobserved_levels, self._spec, data)
         eta = design.linear_predictor(self._beta, problem.offset)
@@ -346,12 +379,15 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
 
         Parameters
         ----------
-        X : PanelData, DataFrame or array-like
+        X : PanelData, DataFrame, xarray.Dataset or array-like
             Data laid out like the training data.
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or xarray.DataArray
+            A DataArray over the panel's dimensions, in the Dataset's
+            coordinates, when ``X`` is an ``xarray.Dataset`` (or a
+            :class:`PanelData` made from one).
         """
         data, problem, eta = self._eta_on(X)
         mean = self._prediction(eta, problem)
@@ -365,6 +401,8 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
                 "check the offset or exposure columns of X.",
                 RuntimeWarning,
             )
+        if data.labels is not None:
+            return data.labels.to_dataarray(data.grid, data.from_grid(mean), "prediction")
         return data.from_grid(mean)
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

@@ -23,7 +23,7 @@ import numpy as np
 from ._reductions import Accumulators
 
 if TYPE_CHECKING:
-    from ._kernels import ChunkKernels
+    from ._pass_spec import PassSpec
 
 
 class Slot:
@@ -110,7 +110,7 @@ class AccumulatorLayout:
     have the shapes the assembly reads (:class:`~panelglm._reductions.Accumulators`).
     """
 
-    def __init__(self, kern: ChunkKernels) -> None:
+    def __init__(self, kern: PassSpec) -> None:
         shape, last = kern.shape, len(kern.shape) - 1
         self.entries: list[tuple[str, object, tuple[int, ...], bool, bool]] = []
         for m in kern.plan.targets:

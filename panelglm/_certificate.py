@@ -85,7 +85,7 @@ def separating_cells(
         Whether Newton's last step pointed to separation that the rectifier
         could not certify within its iteration budget.
     """
-    if family.name not in ("poisson", "binomial"):
+    if family.separation is None:
         return None, None, False
     try:
         # As in the solver: Cholesky's accuracy does not suffer from the

@@ -1,8 +1,8 @@
 """Which coefficients the data identify: a rank-revealing pass over ``X' W X``.
 
-The ``P x P`` weighted Gram matrix comes from the fused, chunked Hessian kernel
-(:class:`~panelglm._kernels.ChunkKernels`, with the cell weights in place of the
-curvature), or the plain factored one when the design has no plan, so no
+The ``P x P`` weighted Gram matrix comes from a chunked pass engine
+(:mod:`panelglm._engine`: the Gaussian information at zero, whose curvature is
+the cell weight), or the plain factored kernel when the design has no plan, so no
 ``N x P`` matrix, and with the chunked kernel no array over all cells, is formed. Its columns are
 taken in a *priority* order -- intercept, fixed effects, then covariates in the
 order the user gave them -- and a column is kept only if it is not (nearly) a
@@ -16,10 +16,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from ._engine import make_engine
 from ._factored import DenseBlock, FactoredDesign
 from ._families import GAUSSIAN
-from ._kernels import ChunkKernels
+from ._kernels import NumpyEngine
 from ._plan import make_plan
+from ._problem import PanelProblem
 from ._shifts import dwarfs
 
 # A column is collinear when the share of its (weighted) sum of squares not
@@ -143,10 +145,10 @@ class _Centring:
         return gram, np.diag(gram) + self.sum_w * self.shift**2
 
 
-def _kernels(design: FactoredDesign, w: np.ndarray | None) -> ChunkKernels:
-    # No response: the passes below take their row from the weights alone.
-    plan = make_plan(design)
-    return ChunkKernels(design, plan, np.zeros(()), w, 1.0, None, np.float64, GAUSSIAN)
+def _gram_engine(design: FactoredDesign, w: np.ndarray | None) -> NumpyEngine:
+    # No response: the Gaussian curvature is the weight itself, whatever y is.
+    problem = PanelProblem(tuple(design.shape), y=np.zeros(()), m=1.0, w=w)
+    return make_engine(design, GAUSSIAN, problem)
 
 
 def _column_sums(design: FactoredDesign) -> np.ndarray:
@@ -170,7 +172,7 @@ def _chunked_gram(
     design: FactoredDesign, w: np.ndarray | None, center: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`weighted_gram` from the chunked kernels: one or two passes, no N-sized array."""
-    kern = _kernels(design, w)
+    kern = _gram_engine(design, w)
 
     def weights(row, s, e):
         if w is None:
@@ -178,30 +180,21 @@ def _chunked_gram(
         else:
             np.copyto(row, w[s:e])
 
-    def cell_weights(y, eta, m, wc, out):
-        if wc is None:
-            out.fill(1.0)
-        else:
-            np.copyto(out, wc)
-
-    def gram_of(k: ChunkKernels) -> np.ndarray:
-        # The Gaussian curvature is the weight itself, so where the compiled
-        # sweep runs the Gaussian pass, its Hessian is the Gram matrix.
-        acc = (
-            k.full_pass(np.zeros(n))
-            if k.compiled is not None
-            else k.full_pass(np.zeros(n), cell_weights)
-        )
-        return k.hessian(acc)
+    def gram_of(k: NumpyEngine) -> np.ndarray:
+        return k.information(np.zeros(n))
 
     n = design.n_coef
     if not center:
         gram = gram_of(kern)
         return gram, np.diag(gram).copy()
-    sums = _column_sums(design) if w is None else kern.row_gradient(kern.rows_pass(weights), 0)
+    sums = (
+        _column_sums(design)
+        if w is None
+        else kern.assembler.row_gradient(kern.rows_pass(weights), 0)
+    )
     sum_w = float(np.prod(design.shape) if w is None else np.sum(w))
     centring = _Centring(design, sums, sum_w)
-    kern = _kernels(centring.design, w) if centring.copied else kern
+    kern = _gram_engine(centring.design, w) if centring.copied else kern
     return centring.finish(gram_of(kern))
 
 

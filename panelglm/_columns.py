@@ -9,10 +9,12 @@ level combinations without a row get a fill value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from ._layout import show_value
 
@@ -126,6 +128,7 @@ def lay_out(
     name: str,
     fill: float = 0,
     stated: str = "was fitted as",
+    checked: bool = False,
 ) -> np.ndarray:
     """Place a column's row values on the grid over ``axes``.
 
@@ -147,6 +150,9 @@ def lay_out(
         Value of the level combinations that no row has (unbalanced panels).
     stated : str, default="was fitted as"
         Where ``axes`` come from, for the error message.
+    checked : bool, default=False
+        Whether ``values`` are known to vary along ``axes`` only (they were
+        just detected from them): then the rows are not checked again.
 
     Returns
     -------
@@ -161,7 +167,7 @@ def lay_out(
     if tuple(axes) == tuple(range(ndim)):
         return grid.to_grid(values, fill)
     if not grid.is_balanced:
-        return _lay_out_rows(values, grid, axes, name, fill, stated)
+        return _lay_out_rows(values, grid, axes, name, fill, stated, checked)
     shape = grid.shape
     sub_shape = tuple(shape[a] for a in axes)
     # The cell at position 0 of every axis not in `axes` represents its level combination.
@@ -173,7 +179,7 @@ def lay_out(
     order = grid.row_of_cell
     out = values[flat if order is None else order[flat]]
     full_view = out.reshape([shape[a] if a in axes else 1 for a in range(ndim)])
-    for s, e in grid.chunks():
+    for s, e in () if checked else grid.chunks():
         chunk = grid.gather(values, s, e)
         expect = full_view[s:e] if 0 in axes else full_view
         bad = chunk != expect
@@ -185,7 +191,13 @@ def lay_out(
 
 
 def _lay_out_rows(
-    values: np.ndarray, grid: Grid, axes: tuple[int, ...], name: str, fill: float, stated: str
+    values: np.ndarray,
+    grid: Grid,
+    axes: tuple[int, ...],
+    name: str,
+    fill: float,
+    stated: str,
+    checked: bool = False,
 ) -> np.ndarray:
     """:func:`lay_out` for rows that do not fill the grid."""
     sub_shape = tuple(grid.shape[a] for a in axes)
@@ -194,7 +206,88 @@ def _lay_out_rows(
     # finite value, since only weight-zero cells use it.
     out = np.full(int(np.prod(sub_shape)), fill, dtype=values.dtype)
     out[key] = values
-    bad = np.flatnonzero(out[key] != values)
+    bad = np.empty(0) if checked else np.flatnonzero(out[key] != values)
     if bad.size:
         raise _beyond(values, grid, axes, name, int(bad[0]), stated)
     return out.reshape(sub_shape)
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """How one column is laid out: the axes it varies along, and its categories.
+
+    Attributes
+    ----------
+    name : str
+        Column name.
+    axes : tuple of int
+        Sorted panel axes the column varies along.
+    categories : pandas.Index or None
+        Sorted levels of a categorical column; ``None`` for a numeric one.
+    """
+
+    name: str
+    axes: tuple[int, ...]
+    categories: pd.Index | None = None
+
+    @property
+    def is_categorical(self) -> bool:
+        """Whether the column enters as treatment-coded dummies."""
+        return self.categories is not None
+
+    def codes(self, series: pd.Series) -> np.ndarray:
+        """Positions of a categorical column's values among the fitted categories.
+
+        Raises
+        ------
+        ValueError
+            If a value is missing or was not seen when fitting.
+        """
+        if series.isna().any():
+            raise ValueError(f"Column {self.name!r} has missing values.")
+        values = series.to_numpy()
+        codes = self.categories.get_indexer(values)
+        if np.any(codes < 0):
+            unseen = pd.unique(values[codes < 0])
+            raise ValueError(
+                f"Column {self.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
+            )
+        return codes
+
+
+def is_categorical_dtype(series: pd.Series) -> bool:
+    """Whether a column is coded as dummies rather than used as a number."""
+    dt = series.dtype
+    return (
+        isinstance(dt, pd.CategoricalDtype)
+        or pd.api.types.is_bool_dtype(dt)
+        or pd.api.types.is_object_dtype(dt)
+        or pd.api.types.is_string_dtype(dt)
+    )
+
+
+def numeric_values(series: pd.Series, name: str) -> np.ndarray:
+    """A column as finite float64 (or float32, if stored so) values, or an error naming it."""
+    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+        raise TypeError(f"Column {name!r} has dtype {series.dtype}; a numeric column is needed.")
+    if pd.api.types.is_complex_dtype(series.dtype):
+        # Casting to float would drop the imaginary part with only a warning.
+        raise TypeError(
+            f"Column {name!r} holds complex numbers (dtype {series.dtype}); a real numeric "
+            "column is needed."
+        )
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind == "f":
+        values = series.to_numpy(dtype=np.float32 if series.dtype == np.float32 else np.float64)
+        # A NaN or an infinity makes the sum NaN or infinite: one pass without
+        # temporaries clears the usual column (an overflowing sum of finite
+        # values only sends it to the exact checks below).
+        if np.isfinite(np.add.reduce(values, dtype=np.float64)):
+            return values
+    if series.isna().any():
+        raise ValueError(f"Column {name!r} has missing values (NaN).")
+    # float32 columns stay float32: the caller chose half the memory.
+    dtype = np.float32 if series.dtype == np.float32 else np.float64
+    values = series.to_numpy(dtype=dtype)
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"Column {name!r} has infinite values.")
+    return values

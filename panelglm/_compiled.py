@@ -41,11 +41,9 @@ except ImportError:  # pragma: no cover - depends on the build
     _sweep = None
 
 if TYPE_CHECKING:
-    from ._kernels import ChunkKernels
+    from ._pass_spec import PassSpec
     from ._reductions import Accumulators
 
-# Family codes of _sweep.c.
-_FAMILIES = {"poisson": 0, "binomial": 1, "gaussian": 2}
 # Destination kinds of _sweep.c, and how many of each one op takes.
 SUM, ROW, DOT = 0, 1, 2
 # The bits of 1.0, the coefficient of the linear predictor's small parts.
@@ -69,17 +67,16 @@ def enabled() -> bool:
     return _sweep is not None and os.environ.get("PANELGLM_NUMPY_PASS", "") in ("", "0")
 
 
-def usable(kern: ChunkKernels) -> bool:
+def usable(kern: PassSpec) -> bool:
     """Whether the compiled sweep can run this kernel's passes.
 
-    It needs float64, one of its three families and at most ``MAX_DIMS`` dimensions.
+    It needs float64, a family with a sweep code and at most ``MAX_DIMS`` dimensions.
     """
     return (
         enabled()
         and kern.dtype == np.float64
         and len(kern.shape) <= MAX_DIMS
-        and kern.family.name in _FAMILIES
-        and kern.family.curvature_is_mean == (kern.family.name == "poisson")
+        and kern.family.sweep_code is not None
     )
 
 
@@ -164,11 +161,11 @@ class CompiledPass:
     so the parts run in parallel.
     """
 
-    def __init__(self, kern: ChunkKernels, n_threads: int | None = None) -> None:
+    def __init__(self, kern: PassSpec, n_threads: int | None = None) -> None:
         # No reference to ``kern`` is kept: the kernel holds this object, and a
         # cycle would keep both (and the kernel's buffers) alive until the
         # garbage collector runs.
-        self.family = _FAMILIES[kern.family.name]
+        self.family = kern.family.sweep_code
         self.n_parts = resolve_threads(n_threads)
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).
@@ -187,12 +184,11 @@ class CompiledPass:
         # The accumulators' buffers: a pass takes a pair, the consumer of its
         # accumulators gives it back (see _buffers).
         self.pool = BufferPool(self.layout.shared, self.layout.private)
-        # Binomial trials, broadcastable to the grid (None: one per cell, or
-        # another family, which has none).
+        # Binomial trials, broadcastable to the grid (None: one per cell, as
+        # in every other family, which has none).
         m = kern.m
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
-        binomial = kern.family.name == "binomial"
-        self.trials = np.asarray(m, dtype=np.float64) if binomial and not one else None
+        self.trials = None if one else np.asarray(m, dtype=np.float64)
         # The parts' private buffers, zeroed and summed by every full pass: one
         # pass at a time (a caller's threads may share a kernel).
         self._private: list[np.ndarray] = []
@@ -202,7 +198,7 @@ class CompiledPass:
         self._fixed: tuple | None = None  # see _fixed_operands
 
     # -------------------------------------------------------------- passes
-    def _parts(self, kern: ChunkKernels) -> list[tuple[int, int]]:
+    def _parts(self, kern: PassSpec) -> list[tuple[int, int]]:
         n0 = kern.shape[0]
         if self._cuts is None or self._cuts[0] != (n0, self.n_parts):
             cuts = np.linspace(0, n0, min(self.n_parts, n0) + 1).astype(int)
@@ -210,7 +206,7 @@ class CompiledPass:
             self._cuts = ((n0, self.n_parts), parts)
         return self._cuts[1]
 
-    def loss(self, kern: ChunkKernels, small, cell) -> float:
+    def loss(self, kern: PassSpec, small, cell) -> float:
         """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
         fixed, idx = self._fixed_operands(kern)
         small = self._small(kern, small)
@@ -222,8 +218,8 @@ class CompiledPass:
         ]
         return float(sum(run_parts(jobs, len(jobs))))
 
-    def full(self, kern: ChunkKernels, small, cell) -> Accumulators:
-        """Loss and every accumulator of a pass, as :meth:`ChunkKernels.full_pass` gives them.
+    def full(self, kern: PassSpec, small, cell) -> Accumulators:
+        """Loss and every accumulator of a pass, as the numpy pass's ``full_pass`` gives them.
 
         The accumulators live in a pair of buffers taken from :attr:`pool`:
         later passes do not touch them until they are released
@@ -236,7 +232,7 @@ class CompiledPass:
         """Let go of the buffers kept for the next pass (a solver calls it when done)."""
         self.pool.clear()
 
-    def _full(self, kern: ChunkKernels, small, cell) -> Accumulators:
+    def _full(self, kern: PassSpec, small, cell) -> Accumulators:
         parts = self._parts(kern)
         fixed, idx = self._fixed_operands(kern)
         small = self._small(kern, small)
@@ -273,7 +269,7 @@ class CompiledPass:
 
     # --------------------------------------------------------- description
     @staticmethod
-    def _small(kern: ChunkKernels, small: list) -> list[np.ndarray]:
+    def _small(kern: PassSpec, small: list) -> list[np.ndarray]:
         """The small parts of the linear predictor as operands (new arrays on each pass)."""
         desc = Description(kern.shape)
         return [desc.operands[desc.index(part)] for part in small]
@@ -297,7 +293,7 @@ class CompiledPass:
             words += [bits, i]
         return np.asarray(words, dtype=np.int64)
 
-    def _fixed_operands(self, kern: ChunkKernels) -> tuple[Description, dict]:
+    def _fixed_operands(self, kern: PassSpec) -> tuple[Description, dict]:
         """The operands every pass reads: y, w, trials; the offset; the columns.
 
         Laid out once, with their indices: only the small parts of the linear
@@ -319,7 +315,7 @@ class CompiledPass:
             self._fixed = (arrays, desc, idx)
         return self._fixed[1], self._fixed[2]
 
-    def _slot_ops(self, kern: ChunkKernels, slot, fixed: Description) -> list:
+    def _slot_ops(self, kern: PassSpec, slot, fixed: Description) -> list:
         """Each part's operands and ops words for the buffers of ``slot``, built once per pair.
 
         The ops add into views of the pair's shared buffer and of the part's
@@ -357,7 +353,7 @@ class CompiledPass:
         out = grid(acc.red[m][local, ...], m, nd)
         return (ROW if m and m[-1] == nd - 1 else SUM), out, None
 
-    def _ops(self, kern: ChunkKernels, acc: Accumulators) -> list:
+    def _ops(self, kern: PassSpec, acc: Accumulators) -> list:
         plan = kern.plan
         nd, last = len(kern.shape), len(kern.shape) - 1
         ops = []

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ._panel import ColumnSpec, PanelData
-
-if TYPE_CHECKING:
-    from ._terms import ModelSpec
+from ._columns import ColumnSpec
+from ._panel import PanelData
+from ._spec import ModelSpec
 
 
 def _same_layout(a: ColumnSpec | None, b: ColumnSpec) -> bool:

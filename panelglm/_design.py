@@ -10,78 +10,16 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
-from ._columns import detect_axes, lay_out
+from ._column_specs import frame_spec, table_spec
+from ._columns import ColumnSpec
+from ._dataset_columns import is_dataset
 from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
-from ._panel import ColumnSpec, PanelData, is_categorical_dtype, numeric_values
-from ._stated import STATED, stated_levels
+from ._panel import PanelData
+from ._stated import stated_levels
 from ._tables import TableColumns, join_tables, table_keys
+from ._target import holds_target, normalize_fixed_effects
 from ._validation import check_dtype, check_unique_columns, warn_if_sparse
-
-
-def _same_values(a: pd.Series, b: pd.Series) -> bool:
-    """Whether two columns hold the same values row by row, NaN equal to NaN."""
-    if pd.api.types.is_numeric_dtype(a.dtype) and pd.api.types.is_numeric_dtype(b.dtype):
-        # Numbers compare across dtypes: df["sales"].astype(float) is still the sales column.
-        av = a.to_numpy(dtype=np.float64, na_value=np.nan)
-        bv = b.to_numpy(dtype=np.float64, na_value=np.nan)
-        return bool(np.array_equal(av, bv, equal_nan=True))
-    return bool(a.array.equals(b.array))
-
-
-def holds_target(X: pd.DataFrame, y: Any) -> str | None:
-    """The column of ``X`` that is the target itself, if any.
-
-    It is the column ``y`` is named after when ``y`` is a Series with that
-    column's values, row by row (missing values count as equal), as
-    ``df["purchases"]`` is. A ``y`` that merely kept a column's name (e.g.
-    ``(df["x"] > 0).astype(float)``) leaves that column a covariate.
-
-    Parameters
-    ----------
-    X : DataFrame
-        The long frame.
-    y : Any
-        The target passed with it.
-
-    Returns
-    -------
-    str or None
-        The column's name, or None.
-    """
-    if not isinstance(y, pd.Series) or y.name is None or y.name not in X.columns:
-        return None
-    column = X[y.name]
-    if not isinstance(column, pd.Series) or len(column) != len(y):
-        return None
-    # Unrelated columns nearly always differ in their first rows, so only the
-    # target itself costs a full comparison.
-    head = min(len(y), 64)
-    if not _same_values(column.iloc[:head], y.iloc[:head]):
-        return None
-    return y.name if _same_values(column, y) else None
-
-
-def normalize_fixed_effects(
-    fixed_effects: Any, dims: tuple[str, ...]
-) -> tuple[tuple[str, ...], ...]:
-    """Fixed effects as tuples of dimension names, in the order of ``dims``.
-
-    Raises
-    ------
-    ValueError
-        If a fixed effect names something that is not a dimension.
-    """
-    out = []
-    for fe in fixed_effects or ():
-        names = (fe,) if isinstance(fe, str) else tuple(fe)
-        unknown = [d for d in names if d not in dims]
-        if unknown or not names:
-            raise ValueError(
-                f"Fixed effect {fe!r} must name panel dimensions; "
-                f"{unknown} not in dims {list(dims)}."
-            )
-        out.append(tuple(d for d in dims if d in names))
-    return tuple(out)
+from ._xarray import dataset_layout
 
 
 class PanelDesign(TransformerMixin, BaseEstimator):
@@ -94,9 +32,11 @@ class PanelDesign(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    dims : list of str
+    dims : list of str or None
         Columns that identify a cell of the panel (e.g. customer, product,
         week). Rows may come in any order; each cell must appear exactly once.
+        With an ``xarray.Dataset`` (see Notes), the panel's dimensions among
+        the Dataset's; ``None`` takes them all.
     fixed_effects : list of str or tuple of str, default=None
         Dimensions (or tuples of dimensions, whose level combinations count)
         that get one indicator coefficient per level. They are never stored
@@ -188,6 +128,17 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     feature_names_in_ : ndarray of str
         Names of the columns seen during fit.
 
+    Notes
+    -----
+    An ``xarray.Dataset`` is a panel laid out already: its dimensions are the
+    panel's, each data variable varies along its own dimensions (nothing is
+    detected from values) and the coordinates are the levels, sorted as a
+    frame's are, so that coefficient names are those of the same data as a
+    long frame. Passing ``y`` (a DataArray or a variable's name) to
+    :meth:`fit` makes that variable the target, and with ``balanced=False``
+    its NaN cells the cells without data. ``tables=`` and ``levels=``
+    describe frames and are refused with a Dataset.
+
     Examples
     --------
     >>> import pandas as pd
@@ -221,7 +172,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
     max_sparse_grid_bytes: int | None = MAX_SPARSE_GRID_BYTES
 
     _parameter_constraints: dict = {
-        "dims": [list, tuple],
+        "dims": [list, tuple, None],
         "fixed_effects": [list, tuple, None],
         "covariates": [list, tuple, None],
         "tables": [dict, None],
@@ -269,7 +220,11 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         return self
 
     def _fit(self, X: pd.DataFrame, y: Any) -> PanelData:
+        if is_dataset(X):
+            return self._fit_dataset(X, y)
         X = self._check_frame(X)
+        if self.dims is None:
+            self._check_dims(fitted=False)
         dims = tuple(self.dims)
         if len(set(dims)) != len(dims) or not dims:
             raise ValueError(f"dims must be distinct column names, got {list(dims)}.")
@@ -297,12 +252,13 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         stated = stated_levels(self.levels, dims, candidates, target)
         spec: dict[str, ColumnSpec] = {}
         skipped: dict[str, Exception] = {}
+        laid: dict[str, np.ndarray] = {}
         for name in candidates:
             try:
                 if name in tables:
-                    spec[name] = self._table_spec(name, tables, stated.get(name))
+                    spec[name] = table_spec(name, tables, self.tables, stated.get(name))
                 else:
-                    spec[name] = self._frame_spec(X[name], name, grid, stated.get(name))
+                    spec[name] = frame_spec(X[name], name, grid, stated.get(name), laid)
             except (TypeError, ValueError) as exc:
                 # Named covariates make the other columns optional: one that
                 # cannot be laid out (a date, a column with gaps) must not
@@ -312,6 +268,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
                 # A fresh exception: the caught one's traceback would keep X alive.
                 skipped[name] = type(exc)(*exc.args)
         # Set only now, so a fit that fails leaves the previous fit whole.
+        self.__dict__.pop("dims_", None)  # a Dataset's, from an earlier fit
         self.spec_ = {c: spec[c] for c in candidates if c in spec}
         self.covariates_ = covariates
         self.skipped_columns_ = skipped
@@ -319,7 +276,35 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.absorb_ = normalize_fixed_effects(self.absorb, dims)
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        return self._panel_data(grid, X, tables)
+        data = self._panel_data(grid, X, tables)
+        data._cache.update(laid)
+        return data
+
+    def _fit_dataset(self, X: Any, y: Any) -> PanelData:
+        for name in ("tables", "levels"):
+            if getattr(self, name):
+                raise ValueError(
+                    f"{name}= describes a long frame; a Dataset holds each variable at the "
+                    "level of its own dimensions already."
+                )
+        layout = dataset_layout(
+            X, self.dims, self.covariates, y, self.balanced, self.max_sparse_grid_bytes
+        )
+        dims = layout.grid.dims
+        self.spec_ = layout.spec
+        self.covariates_ = layout.covariates
+        self.skipped_columns_ = layout.skipped
+        self.fixed_effects_ = normalize_fixed_effects(self.fixed_effects, dims)
+        self.absorb_ = normalize_fixed_effects(self.absorb, dims)
+        self.dims_ = dims
+        self.n_features_in_ = len(layout.names)
+        self.feature_names_in_ = np.asarray(layout.names, dtype=object)
+        return self._dataset_panel(layout)
+
+    def _dataset_panel(self, layout: Any) -> PanelData:
+        frame = pd.DataFrame(index=pd.RangeIndex(layout.grid.n_rows))
+        data = self._panel_data(layout.grid, frame, layout.columns)
+        return data._replaced(labels=layout.labels)
 
     def _panel_data(self, grid: Grid, X: pd.DataFrame, tables: TableColumns) -> PanelData:
         return PanelData(
@@ -333,44 +318,6 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             skipped=getattr(self, "skipped_columns_", {}),
             absorb=getattr(self, "absorb_", ()),
         )
-
-    @staticmethod
-    def _frame_spec(
-        col: pd.Series, name: str, grid: Grid, axes: tuple[int, ...] | None = None
-    ) -> ColumnSpec:
-        """The layout of a frame column (along ``axes`` if stated), or why it has none."""
-        check_dtype(col, name)
-        cats = None
-        if is_categorical_dtype(col):
-            if col.isna().any():
-                raise ValueError(f"Column {name!r} has missing values.")
-            values, cats = pd.factorize(col, sort=True)
-            cats = pd.Index(cats)
-        else:
-            values = numeric_values(col, name)
-        if axes is None:
-            return ColumnSpec(name, detect_axes(values, grid), cats)
-        lay_out(values, grid, axes, name, stated=STATED)  # raises if it varies elsewhere
-        return ColumnSpec(name, axes, cats)
-
-    def _table_spec(
-        self, name: str, tables: TableColumns, axes: tuple[int, ...] | None = None
-    ) -> ColumnSpec:
-        """The layout of a table column (along ``axes`` if stated), or why it has none."""
-        col = self._table_column(name)
-        check_dtype(col, name)
-        spec = tables.fit_spec(name, is_categorical_dtype(col))
-        if axes is None:
-            return spec
-        spec = ColumnSpec(name, axes, spec.categories)
-        tables.check_level(spec, STATED)
-        return spec
-
-    def _table_column(self, name: str) -> pd.Series:
-        for table in self.tables.values():
-            if name in table.columns:
-                return table[name]
-        raise KeyError(name)
 
     def transform(self, X: pd.DataFrame) -> PanelData:
         """Lay out ``X`` as the fitted data was laid out.
@@ -388,7 +335,13 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         PanelData
         """
         check_is_fitted(self, "spec_")
+        if is_dataset(X):
+            dims = getattr(self, "dims_", None) or self.dims
+            return self._dataset_panel(
+                dataset_layout(X, dims, None, None, True, None, spec=self.spec_)
+            )
         X = self._check_frame(X)
+        self._check_dims()
         grid = self._grid(X, balanced=False)
         tables = TableColumns(join_tables(self.tables, grid, X.columns))
         return self._panel_data(grid, X, tables)
@@ -413,7 +366,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         return self._fit(X, y)
 
     def _grid(self, X: pd.DataFrame, balanced: bool) -> Grid:
-        dims = tuple(self.dims)
+        dims = self._frame_dims()
         for d in dims:
             if d in X.columns:
                 check_dtype(X[d], d, "dimension")
@@ -421,6 +374,18 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         if grid.n_rows < np.prod(grid.shape, dtype=np.float64):
             warn_if_sparse(grid.n_rows, grid.shape, dims)
         return grid
+
+    def _frame_dims(self) -> tuple[str, ...]:
+        # A design fitted on a Dataset with dims=None lays out frames by its dimensions.
+        dims = self.dims if self.dims is not None else getattr(self, "dims_", None)
+        return tuple(dims) if dims is not None else ()
+
+    def _check_dims(self, fitted: bool = True) -> None:
+        if not fitted or not self._frame_dims():
+            raise ValueError(
+                "dims=None takes the dimensions of an xarray Dataset; a long DataFrame "
+                "needs dims= naming its dimension columns."
+            )
 
     @staticmethod
     def _check_frame(X: Any) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Docstring sections the four estimators share, written once.
+"""Docstring sections the estimators share, written once.
 
 Each estimator's docstring holds ``{common_params}`` and ``{common_attrs}``
 where its own Parameters and Attributes sections continue; :func:`fill_doc`
@@ -42,7 +42,8 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         named after and equals row by row, as ``df["sales"]``). For
         ``balanced=False``, ``covariates=``, ``tables=`` or ``levels=``, use
         ``make_pipeline(PanelDesign(...), estimator)``. A :class:`PanelData`
-        keeps the dims and fixed effects of its own PanelDesign.
+        keeps the dims and fixed effects of its own PanelDesign. With an
+        ``xarray.Dataset``, the panel dimensions (``None``: all of its own).
     fixed_effects : list of str or tuple of str, default=None
         Fixed effects, used with ``dims`` (without ``dims`` a ValueError);
         see :class:`PanelDesign`.
@@ -54,9 +55,10 @@ _COMMON_PARAMS = """alpha : float, default=0.0
     cov_type : {"nonrobust", "robust", "cluster"}, default="nonrobust"
         Covariance of the coefficients, computed at fit time from the factored
         design: ``"nonrobust"`` the inverse Fisher information (times the
-        scale for the linear model); ``"robust"`` the heteroskedasticity-robust
-        sandwich (HC1, or HC0 with ``small_sample=False``); ``"cluster"`` the
-        cluster-robust sandwich over ``cluster``.
+        scale for the linear and gamma models); ``"robust"`` the
+        heteroskedasticity-robust sandwich (HC1, or HC0 with
+        ``small_sample=False``); ``"cluster"`` the cluster-robust sandwich
+        over ``cluster``.
     cluster : str, tuple of str or list of (str or tuple of str), default=None
         With ``cov_type="cluster"``: a panel dimension (clusters are its
         levels), a tuple of dimensions (clusters are their level combinations,
@@ -148,7 +150,8 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         ``-2 * loglik_ + k * log(n)``, ``n`` the total weight (statsmodels'
         GLM ``bic_llf``).
     scale_ : float
-        Dispersion: ``1`` for the Poisson, binomial and exponential models.
+        Dispersion: ``1`` for the Poisson, binomial, negative binomial and
+        exponential models.
     collinear_names_ : list of str
         Coefficients not estimated (NaN in ``coef_``): collinear with the
         intercept, fixed effects (absorbed or not) or earlier covariates, or
@@ -174,7 +177,10 @@ _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
 # on the class): the common text is the Poisson and logit models'.
 _OVERRIDABLE = {
     "loglik_": "Full log-likelihood at the solution, as statsmodels reports ``llf``.",
-    "scale_": "Dispersion: ``1`` for the Poisson, binomial and exponential models.",
+    "scale_": (
+        "Dispersion: ``1`` for the Poisson, binomial, negative binomial and\n"
+        "        exponential models."
+    ),
     "separated_rows_": "fixed-effect level whose ``y`` are all 0 (or all equal to the trials),",
     "separated_at": "at a separated fixed-effect level are its limit (0 or the trials).",
 }

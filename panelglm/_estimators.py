@@ -10,7 +10,6 @@ from ._families import BINOMIAL, GAUSSIAN, POISSON
 from ._objective import PanelProblem
 from ._panel import PanelData
 from ._validation import first_bad_row
-from ._warn import warn
 
 
 @fill_doc
@@ -157,22 +156,6 @@ class PanelLinearRegressor(PanelGLMBase):
         self.dtype = dtype
         self.collinear = collinear
         self.n_threads = n_threads
-
-    def _scale(self, n_eff: float, n_coef: int, weighted: bool) -> float:
-        if n_eff > n_coef:
-            return self.deviance_ / (n_eff - n_coef)
-        # Frequency weights count observations: weights normalised to sum to
-        # one leave no residual degrees of freedom. Say so, not just NaN.
-        why = (
-            f"sum(sample_weight) = {n_eff:.6g} for {n_coef} coefficients; sample_weight are "
-            "frequency weights (they sum to the number of observations): rescale them, or "
-            "use cov_type='robust', which does not depend on their scale"
-            if weighted
-            else f"{n_eff:.6g} rows for {n_coef} coefficients"
-        )
-        msg = f"No residual degrees of freedom ({why}): scale_ and nonrobust SEs are NaN."
-        warn(msg, RuntimeWarning)
-        return np.nan
 
 
 @fill_doc

@@ -12,25 +12,30 @@ it is ignored). Arrays broadcast against each other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.special import expit, gammaln, xlogy
 
-Array = np.ndarray
+from ._family import (
+    SWEEP_BINOMIAL,
+    SWEEP_GAUSSIAN,
+    SWEEP_POISSON,
+    Array,
+    Family,
+    _bsum,
+    _log1pexp,
+    _safe_exp,
+)
 
-
-def _log1pexp(eta: Array) -> Array:
-    """Compute ``log(1 + exp(eta))`` without overflow for large ``eta``."""
-    return np.logaddexp(0.0, eta)
-
-
-def _safe_exp(eta: Array) -> Array:
-    # exp overflows to inf beyond ~709; inf is the honest answer and the line
-    # search rejects it, so only the floating-point warning is silenced.
-    with np.errstate(over="ignore"):
-        return np.exp(eta)
+__all__ = [
+    "BINOMIAL",
+    "FAMILIES",
+    "GAUSSIAN",
+    "POISSON",
+    "Family",
+    "full_loglik",
+    "pearson_chi2",
+    "profiled_gaussian_loglik",
+]
 
 
 # --- Gaussian (identity link) ------------------------------------------------
@@ -58,21 +63,12 @@ def _gaussian_saturated(y: Array, m: Array) -> Array:
     return np.zeros_like(y)
 
 
+def _zero_const(y: Array, m: Array) -> Array:
+    return np.zeros_like(y)
+
+
 def _gaussian_check(y: Array, m: Array) -> str | None:
     return None
-
-
-def _bsum(w: Array | float, x: Array | float, shape: tuple[int, ...]) -> float:
-    """``sum(w * x)`` over ``shape`` (both broadcast to it).
-
-    With a scalar weight no array of that shape is made: each value of ``x``
-    occurs ``prod(shape) / x.size`` times. A panel of 1e8 cells must not
-    allocate a gigabyte to find its starting intercept.
-    """
-    if np.ndim(w) == 0:
-        x = np.asarray(x)
-        return float(w) * float(np.sum(x, dtype=np.float64)) * (np.prod(shape) / x.size)
-    return float(np.sum(np.asarray(w) * x, dtype=np.float64))
 
 
 def _gaussian_null(y: Array, off: Array, m: Array, w: Array) -> float:
@@ -205,70 +201,18 @@ def _binomial_check(y: Array, m: Array) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Family:
-    """A GLM family with its canonical link, evaluated cell by cell.
-
-    Attributes
-    ----------
-    name : str
-        Short name, used in messages.
-    loglik : callable
-        ``loglik(y, eta, m)``: the log-likelihood of each cell up to a term
-        that does not depend on ``eta``.
-    grad_hess : callable
-        ``grad_hess(y, eta, m)``: derivatives ``(g, h)`` of ``loglik`` with
-        respect to ``eta``.
-    mean : callable
-        ``mean(eta, m)``: the expected response.
-    unit_deviance : callable
-        ``unit_deviance(y, mu, m)``: twice the log-likelihood ratio of the
-        saturated model, per cell.
-    loglik_const : callable or None
-        ``loglik_const(y, m)``: the term that :attr:`loglik` leaves out, so
-        their sum is the full log-likelihood. ``None`` for the Gaussian family,
-        whose full likelihood needs the scale (see :func:`full_loglik`).
-    null_intercept : callable
-        ``null_intercept(y, offset, m, w)``: the maximum-likelihood intercept
-        of the model without covariates (closed form for canonical links;
-        ``0.0`` where it is infinite).
-    check_y : callable
-        ``check_y(y, m)``: ``None`` if ``y`` is admissible, else the reason why not.
-    curvature_is_mean : bool
-        Whether ``-h`` equals the mean (Poisson), so the score needs no array
-        of its own: ``X'(y - mean) = X'y - X'(-h)``.
-    fused : callable or None
-        ``fused(y, eta, m, w, curv, resid, derivs)``: the weighted
-        log-likelihood sum of one chunk, writing ``-w h`` into ``curv`` (and
-        ``w g`` into ``resid`` unless it is ``None``) in place; ``None`` means
-        the kernels use :attr:`loglik` and :attr:`grad_hess`.
-    saturated : callable or None
-        ``saturated(y, m)``: :attr:`loglik` of the saturated model (the mean
-        equal to ``y``), so the deviance is ``2 sum w (saturated - loglik)``.
-    """
-
-    name: str
-    loglik: Callable[[Array, Array, Array], Array]
-    grad_hess: Callable[[Array, Array, Array], tuple[Array, Array]]
-    mean: Callable[[Array, Array], Array]
-    unit_deviance: Callable[[Array, Array, Array], Array]
-    loglik_const: Callable[[Array, Array], Array] | None
-    null_intercept: Callable[[Array, Array, Array, Array], float]
-    check_y: Callable[[Array, Array], str | None]
-    curvature_is_mean: bool = False
-    fused: Callable[..., float] | None = None
-    saturated: Callable[[Array, Array], Array] | None = None
-
-
 GAUSSIAN = Family(
     name="gaussian",
     loglik=_gaussian_f,
     grad_hess=_gaussian_gh,
     mean=_gaussian_mean,
     unit_deviance=_gaussian_dev,
-    loglik_const=None,
+    loglik_const=_zero_const,
     null_intercept=_gaussian_null,
     check_y=_gaussian_check,
+    link="identity",
+    dispersion="profiled",
+    sweep_code=SWEEP_GAUSSIAN,
     saturated=_gaussian_saturated,
 )
 
@@ -281,6 +225,9 @@ POISSON = Family(
     loglik_const=_poisson_const,
     null_intercept=_poisson_null,
     check_y=_poisson_check,
+    link="log",
+    separation="lower",
+    sweep_code=SWEEP_POISSON,
     curvature_is_mean=True,
     fused=_poisson_fused,
     saturated=_poisson_saturated,
@@ -295,15 +242,24 @@ BINOMIAL = Family(
     loglik_const=_binomial_const,
     null_intercept=_binomial_null,
     check_y=_binomial_check,
+    link="logit",
+    separation="both",
+    sweep_code=SWEEP_BINOMIAL,
     saturated=_binomial_saturated,
 )
 
+# The families above, for listings (what the compiled sweep covers).
+FAMILIES = (GAUSSIAN, POISSON, BINOMIAL)
 
-def full_loglik(family: Family, y: Array, eta: Array, m: Array, w: Array | float) -> float:
+
+def full_loglik(
+    family: Family, y: Array, eta: Array, m: Array, w: Array | float, scale: float = 1.0
+) -> float:
     """Weighted full log-likelihood, as statsmodels reports ``llf``.
 
-    Weights act as frequency weights. For the Gaussian family the variance is
-    profiled out at its maximum-likelihood value ``sum(w r^2) / sum(w)``.
+    Weights act as frequency weights. With a profiled dispersion (Gaussian)
+    the variance is at its maximum-likelihood value ``sum(w r^2) / sum(w)``;
+    with a Pearson one (gamma) the likelihood is evaluated at ``scale``.
 
     Parameters
     ----------
@@ -313,6 +269,8 @@ def full_loglik(family: Family, y: Array, eta: Array, m: Array, w: Array | float
         Response, linear predictor and trials, broadcastable to one shape.
     w : ndarray or float
         Cell weights.
+    scale : float, default=1.0
+        The estimated scale, for ``family.dispersion == "pearson"``.
 
     Returns
     -------
@@ -321,10 +279,13 @@ def full_loglik(family: Family, y: Array, eta: Array, m: Array, w: Array | float
     """
     w_b = np.broadcast_to(w, np.broadcast_shapes(np.shape(y), np.shape(eta)))
     sum_w = float(w_b.sum())
-    if family.loglik_const is None:
+    if family.dispersion == "profiled":
         ssr = float(np.sum(w_b * family.unit_deviance(y, eta, m)))
         return profiled_gaussian_loglik(ssr, sum_w)
-    terms = family.loglik(y, eta, m) + family.loglik_const(y, m)
+    if family.dispersion == "pearson":
+        terms = family.scaled_loglik(y, eta, m, scale)
+    else:
+        terms = family.loglik(y, eta, m) + family.loglik_const(y, m)
     # Cells of zero weight (missing cells) may hold any value, even one that
     # makes their term nan; they must contribute exactly nothing.
     return float(np.sum(np.where(w_b > 0, w_b * terms, 0.0)))
@@ -333,3 +294,28 @@ def full_loglik(family: Family, y: Array, eta: Array, m: Array, w: Array | float
 def profiled_gaussian_loglik(ssr: float, sum_w: float) -> float:
     """Gaussian log-likelihood with the variance at its maximum ``ssr / sum_w``."""
     return -0.5 * sum_w * (np.log(2.0 * np.pi * ssr / sum_w) + 1.0)
+
+
+def pearson_chi2(family: Family, y: Array, eta: Array, m: Array, w: Array | None) -> float:
+    """Pearson's ``sum w (y - mu)^2 / V(mu)``, cells of zero weight left out.
+
+    Parameters
+    ----------
+    family : Family
+        A family with a :attr:`~Family.variance` function.
+    y, eta, m : ndarray
+        Response, linear predictor and trials, broadcastable to one shape.
+    w : ndarray or None
+        Cell weights (``None``: all one).
+
+    Returns
+    -------
+    float
+    """
+    mu = family.mean(np.asarray(eta, dtype=np.float64), m)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = (y - mu) ** 2 / family.variance(mu, m)
+    r = np.broadcast_to(r, np.shape(y))
+    if w is None:
+        return float(np.sum(r))
+    return float(np.vdot(w, np.where(w > 0, r, 0.0)))

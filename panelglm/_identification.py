@@ -285,7 +285,7 @@ class Identifier:
             result.grad,
             result.hess,
             kept_priority,
-            objective if getattr(objective, "kernels", None) is not None else None,
+            objective if hasattr(objective, "chunk_sums") else None,
         )
         involved = self._involved(gamma) if gamma is not None else []
         if suspicious:

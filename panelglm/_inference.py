@@ -195,8 +195,8 @@ class ScoreFactors:
     coef : ndarray of shape (n_coef,)
         The estimate, in internal coefficient order.
     outer : callable or None
-        ``outer()`` computes ``X' diag(u^2) X`` by other means (the fused
-        kernels), or returns None; used for the meat over all axes.
+        ``outer()`` computes ``X' diag(u^2) X`` by other means (the
+        objective's pass engine); used for the meat over all axes.
     """
 
     def __init__(
@@ -205,7 +205,7 @@ class ScoreFactors:
         family: Family,
         problem: PanelProblem,
         coef: np.ndarray,
-        outer: Callable[[], np.ndarray | None] | None = None,
+        outer: Callable[[], np.ndarray] | None = None,
     ) -> None:
         self.design, self.family, self.problem, self.coef = design, family, problem, coef
         self._outer = outer
@@ -232,9 +232,7 @@ class ScoreFactors:
     def meat(self, keep: Axes) -> np.ndarray:
         """:func:`cluster_meat` over the clusters of ``keep`` (all axes: every cell)."""
         if len(keep) == self.design.ndim and self._outer is not None:
-            meat = self._outer()
-            if meat is not None:
-                return meat
+            return self._outer()
         # Clusters never straddle two levels of an axis in ``keep``, so the
         # meat is a sum over slices along one (the first axis if it can).
         axis = 0 if 0 in keep else max(keep, key=lambda a: self.design.shape[a])

@@ -14,11 +14,13 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._dataset_columns import is_dataset
 from ._design import PanelDesign
 from ._panel import PanelData
 from ._rows import as_panel_data
 from ._validation import check_unique_columns
 from ._warn import warn
+from ._xarray import cell_rows
 
 
 class PanelInput:
@@ -38,6 +40,10 @@ class PanelInput:
                     UserWarning,
                 )
             return X, y, None
+        if is_dataset(X):
+            # A Dataset names its dimensions itself (dims= may choose them).
+            design = PanelDesign(self.dims, self.fixed_effects, absorb=absorb)
+            return self._laid_out(design, X, y), y, design
         for name, value in (("fixed_effects", self.fixed_effects), ("absorb", absorb)):
             if value is not None and self.dims is None:
                 raise ValueError(
@@ -52,25 +58,29 @@ class PanelInput:
             )
         if isinstance(X, pd.DataFrame) and self.dims is not None:
             design = PanelDesign(self.dims, self.fixed_effects, absorb=absorb)
-            try:
-                return design.fit_transform(X, y), y, design
-            except ValueError as exc:
-                if "balanced=False" not in str(exc):
-                    raise
-                raise ValueError(
-                    f"{exc} The estimator's dims= lays out a balanced panel; for an "
-                    "unbalanced one use make_pipeline(PanelDesign(dims, balanced=False), "
-                    "estimator)."
-                ) from exc
+            return self._laid_out(design, X, y), y, design
         data, y = self._as_panel(X, y, reset=True)
         return data, y, None
+
+    @staticmethod
+    def _laid_out(design: PanelDesign, X: Any, y: Any) -> PanelData:
+        try:
+            return design.fit_transform(X, y)
+        except ValueError as exc:
+            if "balanced=False" not in str(exc):
+                raise
+            raise ValueError(
+                f"{exc} The estimator's dims= lays out a balanced panel; for an "
+                "unbalanced one use make_pipeline(PanelDesign(dims, balanced=False), "
+                "estimator)."
+            ) from exc
 
     def _as_panel(self, X: Any, y: Any, *, reset: bool) -> tuple[PanelData, Any]:
         """The data as a panel, and ``y`` (validated with ``X`` for a cross-section)."""
         X = as_panel_data(X)
         if isinstance(X, PanelData):
             return X, y
-        if isinstance(X, pd.DataFrame) and self.dims is not None:
+        if is_dataset(X) or (isinstance(X, pd.DataFrame) and self.dims is not None):
             check_is_fitted(self, "design_")
             return self.design_.transform(X), y
         # A plain array (or a frame without dims) is a cross-section: D = 1.
@@ -83,9 +93,13 @@ class PanelInput:
         names = getattr(self, "feature_names_in_", None)
         return PanelData.from_array(X, None if names is None else [str(c) for c in names]), y
 
-    def _check_weights(self, sample_weight: Any, n: int) -> np.ndarray | None:
+    def _check_weights(
+        self, sample_weight: Any, n: int, data: PanelData | None = None
+    ) -> np.ndarray | None:
         if sample_weight is None:
             return None
+        if data is not None:
+            sample_weight = cell_rows(data, sample_weight, "sample_weight")
         try:
             w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
         except ValueError as exc:

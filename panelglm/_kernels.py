@@ -1,39 +1,39 @@
-"""Fused, chunked passes over the cells: loss, gradient and Hessian in one sweep.
+"""The numpy pass engine: loss, gradient and Hessian in fused, chunked passes.
 
 One pass walks the first axis in chunks of about :data:`CHUNK_CELLS` cells. For
 each chunk it builds the linear predictor into a reused buffer, lets the family
 write the curvature (and, unless the family's mean equals its curvature, the
 residual) into a reused stack of rows, multiplies the curvature into the
-cell-level and spread columns' rows, and hands the stack to
-:class:`~panelglm._reductions.Reductions`, which adds the small arrays a
+cell-level and spread columns' rows, and hands the stack to a
+:class:`~panelglm._reductions.Reducer`, which adds the small arrays a
 :class:`~panelglm._plan.KernelPlan` asks for into float64 accumulators. Only
 these small arrays survive a chunk; nothing of size ``N`` is allocated, so
-temporaries stay in cache and memory stays flat. The small arrays are then
-assembled into the gradient and the Hessian (:mod:`panelglm._assemble`).
+temporaries stay in cache and memory stays flat. An
+:class:`~panelglm._assemble.Assembler` turns them into the gradient and the
+Hessian.
 
-This module owns the kernels' state (set up once in
-:class:`ChunkKernels`), the per-worker buffers and the threads; it writes the
-linear predictor and the rows of the stack, and leaves the reductions to
-:mod:`panelglm._reductions` and the assembly to :mod:`panelglm._assemble`.
+This module owns the per-worker buffers and the threads of a pass; it writes
+the linear predictor and the rows of the stack. What a pass computes is fixed
+by a :class:`~panelglm._pass_spec.PassSpec`. The compiled engine
+(:mod:`panelglm._compiled_engine`) is this engine with its loss and full
+passes run by the compiled sweep.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.linalg.blas
 
-from . import _compiled
-from ._assemble import Assembly
-from ._factored import Axes, DenseBlock
+from ._assemble import Assembler
+from ._factored import DenseBlock
 from ._layout import CHUNK_CELLS
-from ._reductions import Accumulators, Reductions, _merge
+from ._pass_spec import PassSpec
+from ._problem import PanelProblem
+from ._reductions import Accumulators, Reducer, merge
 from ._threads import blas_limit, default_threads
-
-
-def _expand(arr: np.ndarray, axes: Axes, shape: tuple[int, ...]) -> np.ndarray:
-    return arr.reshape([n if d in axes else 1 for d, n in enumerate(shape)])
 
 
 def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
@@ -44,117 +44,42 @@ def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
 _AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
 
 
-class ChunkKernels(Reductions, Assembly):
-    """Loss, gradient and Hessian of a GLM on a factored design, in chunked passes.
+class NumpyEngine:
+    """The pass engine of numpy's chunked passes (see :class:`~panelglm._engine.PassEngine`).
 
     Parameters
     ----------
-    design : FactoredDesign
-        The blocks.
-    plan : KernelPlan
-        What a pass computes (from :func:`~panelglm._plan.make_plan`).
-    y, w : ndarray or None
-        Response and weights on the full grid.
-    m : float or ndarray
-        Trials, broadcastable to the grid.
-    offset : (ndarray, axes) or None
-        The offset.
-    dtype : numpy dtype
-        Working precision of the N-sized work (float64 or float32); the small
-        accumulated arrays are always float64.
-    curvature_is_mean : bool
-        Whether the family's mean equals its curvature (Poisson). The gradient
-        is then ``X'(w y) - X'(curvature)``, and ``X'(w y)`` is computed once.
-    fused : callable or None
-        ``fused(y, eta, m, w, curv, resid, scratch) -> sum of w * f`` on one
-        chunk, in place; ``None`` uses the family's plain functions.
-    n_threads : int or None
-        Threads of a pass: the compiled sweep runs one part per thread (None:
-        :func:`~panelglm._threads.resolve_threads`, the fit's or every core);
-        the numpy pass as many workers (None: ``_threads.default_threads()``).
+    spec : PassSpec
+        What every pass reads and computes.
+    problem : PanelProblem
+        The fit's arrays, for the statistics taken chunk by chunk.
+    chunk_cells : int, optional
+        Cells per chunk (default :data:`CHUNK_CELLS`).
+    n_threads : int, optional
+        Worker threads of a pass (default: :func:`~panelglm._threads.default_threads`).
     """
 
+    name = "numpy"
+
     def __init__(
-        self, design, plan, y, w, m, offset, dtype, family, chunk_cells=None, n_threads=None
-    ):
-        self.design, self.plan, self.family = design, plan, family
-        self.shape = tuple(design.shape)
-        self.dtype = np.dtype(dtype)
-        self.every = tuple(range(design.ndim))
-        cast = self._cast
-        self.y = None if y is None else cast(y)
-        self.w = None if w is None else cast(w)
-        self.m = cast(m) if isinstance(m, np.ndarray) else m
-        self.offset_full = None
-        self.offset_part = None
-        if offset is not None:
-            if tuple(offset[1]) == self.every:
-                self.offset_full = cast(offset[0])
-            else:
-                self.offset_part = offset
-        self.mean_trick = bool(family.curvature_is_mean)
-        # Rows of the stack: curvature, residual (unless the mean trick
-        # applies), then h times each cell-level column and each spread column.
-        self.row_blocks = (*plan.full, *plan.spread)
-        self.first_u = 1 if self.mean_trick else 2
-        n_u = sum(design.blocks[i].n_cols for i in self.row_blocks)
-        self.n_rows = self.first_u + n_u
-        # Rows up to here need every reduction; a spread block's rows only
-        # those its full-union partners live in. Dot products with the
-        # cell-level columns: the residual and the cell-level rows only.
-        self.n_all_rows = self.first_u + sum(design.blocks[i].n_cols for i in plan.full)
-        self.dot_rows = range(1, self.n_all_rows)
-        self.spread_rows, self.spread_partners = {}, {}
-        r = self.n_all_rows
-        every = tuple(range(design.ndim))
-        for x in plan.spread:
-            sx = set(design.blocks[x].axes)
-            partners = [
-                a for a in plan.rest if a != x and sx | set(design.blocks[a].axes) == set(every)
-            ]
-            needed = {
-                next(m for m in plan.targets if set(design.blocks[a].axes) <= set(m))
-                for a in partners
-            }
-            self.spread_partners[x] = partners
-            self.spread_rows[x] = (r, r + design.blocks[x].n_cols, tuple(sorted(needed)))
-            r += design.blocks[x].n_cols
-        # Each target holds only the rows it receives: a large target (an
-        # axis set spanning most cells) would otherwise carry every spread row.
-        self.local_row: dict[Axes, dict[int, int]] = {}
-        for m in plan.targets:
-            rows = list(range(self.n_all_rows))
-            for r0, r1, needed in self.spread_rows.values():
-                if m in needed:
-                    rows += range(r0, r1)
-            self.local_row[m] = {g: k for k, g in enumerate(rows)}
-        self.values = {
-            i: cast(b.values) for i, b in enumerate(design.blocks) if isinstance(b, DenseBlock)
-        }
-        # Spread blocks as views broadcastable against a chunk (column last).
-        self.spread_views = {
-            i: self.values[i].reshape(
-                [n if a in design.blocks[i].axes else 1 for a, n in enumerate(self.shape)]
-                + [design.blocks[i].n_cols]
-            )
-            for i in plan.spread
-        }
-        self.group_out = [tuple(a for a in self.every if a not in g.contract) for g in plan.groups]
-        n0, rest = self.shape[0], int(np.prod(self.shape[1:]))
+        self,
+        spec: PassSpec,
+        problem: PanelProblem,
+        chunk_cells: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.spec, self.problem = spec, problem
+        self.reducer = Reducer(spec)
+        self.assembler = Assembler(spec)
+        shape = spec.shape
+        n0, rest = shape[0], int(np.prod(shape[1:]))
         chunk_cells = CHUNK_CELLS if chunk_cells is None else chunk_cells
         step = max(1, chunk_cells // max(rest, 1))
         self.chunks = [(s, min(s + step, n0)) for s in range(0, n0, step)]
         self._max_cells = step * rest
-        # Vectors of ones for the reductions' BLAS products, one per length.
-        self._ones: dict[int, np.ndarray] = {}
         self._buffers: list = []
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self._wy_grad = None
-        # The compiled sweep, where this family and dtype have one.
-        self.compiled = _compiled.CompiledPass(self, n_threads) if _compiled.usable(self) else None
-
-    def _cast(self, arr: np.ndarray) -> np.ndarray:
-        return np.asarray(arr, dtype=self.dtype)
 
     def _bufs(self, k: int = 0):
         """Worker ``k``'s reused chunk buffers: eta, the row stack, scratch."""
@@ -162,9 +87,9 @@ class ChunkKernels(Reductions, Assembly):
             n = self._max_cells
             self._buffers.append(
                 (
-                    np.empty(n, self.dtype),
-                    np.empty((self.n_rows, n), self.dtype),
-                    np.empty(n, self.dtype),
+                    np.empty(n, self.spec.dtype),
+                    np.empty((self.spec.n_rows, n), self.spec.dtype),
+                    np.empty(n, self.spec.dtype),
                 )
             )
         return self._buffers[k]
@@ -196,20 +121,20 @@ class ChunkKernels(Reductions, Assembly):
     # ------------------------------------------------------------ eta
     def eta_parts(self, beta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The linear predictor as folded small parts plus cell-level coefficient vectors."""
-        design, parts = self.design, {}
+        sp, parts = self.spec, {}
 
         def add(axes, arr):
             parts[axes] = parts[axes] + arr if axes in parts else np.asarray(arr, np.float64)
 
-        sls = self._slices()  # the Assembly's cached copy
-        for i in self.plan.rest:
-            blk, b = design.blocks[i], beta[sls[i]]
+        sls = sp.slices
+        for i in sp.plan.rest:
+            blk, b = sp.design.blocks[i], beta[sls[i]]
             if isinstance(blk, DenseBlock):
                 add(blk.axes, blk.values @ b)
             else:
                 add(blk.axes, np.append(b, 0.0)[blk.codes])
-        if self.offset_part is not None:
-            add(tuple(self.offset_part[1]), self.offset_part[0])
+        if sp.offset_part is not None:
+            add(tuple(sp.offset_part[1]), sp.offset_part[0])
         # Fold each part into one over a superset of its axes while both are
         # small, so that only parts over maximal axis sets touch every cell.
         for axes in sorted(parts, key=len):
@@ -217,10 +142,10 @@ class ChunkKernels(Reductions, Assembly):
             if sups:
                 t = max(sups, key=len)
                 local = [a for a in t if a in axes]
-                shape = [self.shape[a] if a in local else 1 for a in t]
+                shape = [sp.shape[a] if a in local else 1 for a in t]
                 parts[t] = parts[t] + parts.pop(axes).reshape(shape)
-        small = [self._cast(_expand(arr, axes, self.shape)) for axes, arr in parts.items()]
-        cell = [self._cast(beta[sls[i]]) for i in self.plan.full]
+        small = [sp.cast(sp.expand(arr, axes)) for axes, arr in parts.items()]
+        cell = [sp.cast(beta[sls[i]]) for i in sp.plan.full]
         return small, cell
 
     def fill_eta(self, eta, s, e, small, cell, scratch=None):
@@ -230,9 +155,10 @@ class ChunkKernels(Reductions, Assembly):
         cell-level column by one BLAS axpy: a matrix-vector product with a
         handful of columns, or a multiply and an add, cost more passes.
         """
+        sp = self.spec
         parts = [_rows(part, s, e) for part in small]
-        if self.offset_full is not None:
-            parts.append(self.offset_full[s:e])
+        if sp.offset_full is not None:
+            parts.append(sp.offset_full[s:e])
         if len(parts) >= 2:
             np.add(parts[0], parts[1], out=eta)
         elif parts:
@@ -243,8 +169,8 @@ class ChunkKernels(Reductions, Assembly):
             eta += part
         flat = eta.reshape(-1)
         axpy = _AXPY.get(eta.dtype.char)
-        for i, b in zip(self.plan.full, cell, strict=True):
-            vals = self.values[i]
+        for i, b in zip(sp.plan.full, cell, strict=True):
+            vals = sp.values[i]
             for q in range(vals.shape[-1]):
                 col = vals[s:e, ..., q].reshape(-1)
                 if axpy is not None and col.flags.c_contiguous and col.dtype == eta.dtype:
@@ -257,15 +183,14 @@ class ChunkKernels(Reductions, Assembly):
                     flat += tmp
 
     # ----------------------------------------------------------- passes
-    def loss_sum(self, beta: np.ndarray) -> float:
+    def loss(self, beta: np.ndarray) -> float:
         """``sum_c w_c f_c`` at ``beta``."""
         small, cell = self.eta_parts(beta)
-        if self.compiled is not None:
-            return self.compiled.loss(self, small, cell)
+        shape = self.spec.shape
 
         def work(state, k, s, e):
             eta_buf, stack, scratch = self._bufs(k)
-            csh = (e - s, *self.shape[1:])
+            csh = (e - s, *shape[1:])
             eta = eta_buf[: int(np.prod(csh))].reshape(csh)
             self.fill_eta(eta, s, e, small, cell, scratch)
             state[0] += self._family_chunk(eta, s, e, stack[0], None, False)
@@ -274,20 +199,21 @@ class ChunkKernels(Reductions, Assembly):
             return sum(st[0] for st in self._run(work, lambda: [0.0]))
 
     def _family_chunk(self, eta, s, e, curv_flat, resid_flat, derivs) -> float:
-        y = _rows(self.y, s, e)
-        w = None if self.w is None else self.w[s:e]
-        m = _rows(self.m, s, e) if isinstance(self.m, np.ndarray) else self.m
+        sp = self.spec
+        y = _rows(sp.y, s, e)
+        w = None if sp.w is None else sp.w[s:e]
+        m = _rows(sp.m, s, e) if isinstance(sp.m, np.ndarray) else sp.m
         curv = curv_flat[: eta.size].reshape(eta.shape)
         resid = None if resid_flat is None else resid_flat[: eta.size].reshape(eta.shape)
-        fused = self.family.fused
-        if fused is not None:
-            return fused(y, eta, m, w, curv, resid, derivs)
-        f = self.family.loglik(y, eta, m)
+        family = sp.family
+        if family.fused is not None:
+            return family.fused(y, eta, m, w, curv, resid, derivs)
+        f = family.loglik(y, eta, m)
         if w is not None:
             f = f * w
         total = float(np.sum(f, dtype=np.float64))
         if derivs:
-            g, h = self.family.grad_hess(y, eta, m)
+            g, h = family.grad_hess(y, eta, m)
             np.negative(h, out=curv)
             if w is not None:
                 curv *= w
@@ -304,66 +230,134 @@ class ChunkKernels(Reductions, Assembly):
         it writes into ``out`` in place of the curvature (and no loss): the
         Hessian assembled from it is then ``X' diag(out) X``.
         """
+        sp = self.spec
         small, cell = self.eta_parts(beta)
-        if self.compiled is not None and weight_fn is None:
-            return self.compiled.full(self, small, cell)
 
         def work(acc, k, s, e):
             eta_buf, stack, scratch = self._bufs(k)
-            csh = (e - s, *self.shape[1:])
+            csh = (e - s, *sp.shape[1:])
             n = int(np.prod(csh))
             eta = eta_buf[:n].reshape(csh)
             self.fill_eta(eta, s, e, small, cell, scratch)
-            resid = None if self.mean_trick else stack[1]
+            resid = None if sp.mean_trick else stack[1]
             if weight_fn is None:
                 acc.lsum += self._family_chunk(eta, s, e, stack[0], resid, True)
             else:
-                m = _rows(self.m, s, e) if isinstance(self.m, np.ndarray) else self.m
-                w = None if self.w is None else self.w[s:e]
-                weight_fn(_rows(self.y, s, e), eta, m, w, stack[0, :n].reshape(csh))
+                m = _rows(sp.m, s, e) if isinstance(sp.m, np.ndarray) else sp.m
+                w = None if sp.w is None else sp.w[s:e]
+                weight_fn(_rows(sp.y, s, e), eta, m, w, stack[0, :n].reshape(csh))
                 if resid is not None:
                     resid[:n] = 0.0  # no gradient is asked of this pass
-            rows = stack[:, :n].reshape((self.n_rows, *csh))
-            r = self.first_u
-            for i in self.plan.full:
-                vals = self.values[i]
+            rows = stack[:, :n].reshape((sp.n_rows, *csh))
+            r = sp.first_u
+            for i in sp.plan.full:
+                vals = sp.values[i]
                 for q in range(vals.shape[-1]):
                     np.multiply(rows[0], vals[s:e, ..., q], out=rows[r])
                     r += 1
-            for i in self.plan.spread:
-                view = _rows(self.spread_views[i], s, e)
+            for i in sp.plan.spread:
+                view = _rows(sp.spread_views[i], s, e)
                 for q in range(view.shape[-1]):
                     np.multiply(rows[0], view[..., q], out=rows[r])
                     r += 1
-            self._accumulate(rows, s, e, acc)
+            self.reducer.accumulate(rows, s, e, acc)
 
         with np.errstate(over="ignore", invalid="ignore"):
-            return _merge(self._run(work, lambda: Accumulators(self)))
+            return merge(self._run(work, lambda: Accumulators(sp)))
 
     def rows_pass(self, row_fn) -> Accumulators:
         """Reductions and cell-level products of one given row (e.g. ``w * y``)."""
+        sp = self.spec
 
         def work(acc, k, s, e):
             _, stack, _ = self._bufs(k)
-            csh = (e - s, *self.shape[1:])
+            csh = (e - s, *sp.shape[1:])
             rows = stack[:1, : int(np.prod(csh))].reshape((1, *csh))
             row_fn(rows[0], s, e)
-            self._accumulate(rows, s, e, acc, groups=False, dot_rows=(0,))
+            self.reducer.accumulate(rows, s, e, acc, groups=False, dot_rows=(0,))
 
-        return _merge(self._run(work, lambda: Accumulators(self)))
+        return merge(self._run(work, lambda: Accumulators(sp)))
 
     # --------------------------------------------------------- assembly
     def gradient(self, acc: Accumulators) -> np.ndarray:
         """``X' (w g)``: the family's score summed into coefficient space."""
-        if not self.mean_trick:
-            return self.row_gradient(acc, 1)
+        sp = self.spec
+        if not sp.mean_trick:
+            return self.assembler.row_gradient(acc, 1)
         if self._wy_grad is None:
-            w = self.w
 
             def wy(row, s, e):
-                np.copyto(row, _rows(self.y, s, e))
-                if w is not None:
-                    row *= w[s:e]
+                np.copyto(row, _rows(sp.y, s, e))
+                if sp.w is not None:
+                    row *= sp.w[s:e]
 
-            self._wy_grad = self.row_gradient(self.rows_pass(wy), 0)
-        return self._wy_grad - self.curvature_row(acc)
+            self._wy_grad = self.assembler.row_gradient(self.rows_pass(wy), 0)
+        return self._wy_grad - self.assembler.curvature_row(acc)
+
+    def hessian(self, acc: Accumulators) -> np.ndarray:
+        """``X' diag(curvature) X`` from a pass's accumulators."""
+        return self.assembler.hessian(acc)
+
+    # ------------------------------------------------- the engine's interface
+    def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """``sum w f``, ``X'(w g)`` and ``X' diag(-w h) X`` at ``beta``.
+
+        Gradient and information are NaN where the sum is not finite.
+        """
+        acc = self.full_pass(beta)
+        total = acc.lsum
+        if not np.isfinite(total):
+            acc.release()
+            n = self.spec.design.n_coef
+            return total, np.full(n, np.nan), np.full((n, n), np.nan)
+        grad, hess = self.gradient(acc), self.hessian(acc)
+        acc.release()
+        return total, grad, hess
+
+    def information(self, beta: np.ndarray) -> np.ndarray:
+        """``X' diag(-w h) X`` at ``beta``: one full pass."""
+        acc = self.full_pass(beta)
+        hess = self.hessian(acc)
+        acc.release()
+        return hess
+
+    def score_outer(self, beta: np.ndarray) -> np.ndarray:
+        """``X' diag(u^2) X`` with ``u = w g``: a numpy pass with ``u^2`` for the curvature."""
+        family = self.spec.family
+
+        def squared_scores(y, eta, m, w, out):
+            g = family.grad_hess(y, eta, m)[0]
+            if w is not None:
+                g = g * w
+            np.multiply(g, g, out=out)
+
+        acc = self.full_pass(beta, squared_scores)
+        meat = self.hessian(acc)
+        acc.release()
+        return meat
+
+    def eta_chunks(self, beta: np.ndarray) -> Iterator[tuple[PanelProblem, np.ndarray]]:
+        """The sub-problem and float64 linear predictor of each chunk of the first axis."""
+        small, cell = self.eta_parts(beta)
+        small = [np.asarray(a, dtype=np.float64) for a in small]
+        cell = [np.asarray(b, dtype=np.float64) for b in cell]
+        for s, e in self.chunks:
+            eta = np.empty((e - s, *self.problem.shape[1:]))
+            self.fill_eta(eta, s, e, small, cell)
+            yield self.problem.rows(s, e), eta
+
+    def chunk_sums(
+        self, beta: np.ndarray, fn: Callable[[PanelProblem, np.ndarray], tuple[float, ...]]
+    ) -> tuple[float, ...]:
+        """Sum ``fn(sub_problem, eta)`` over the chunks of the first axis."""
+        totals = None
+        with blas_limit():  # many small BLAS calls: more threads would only spin
+            for sub, eta in self.eta_chunks(beta):
+                vals = fn(sub, eta)
+                if totals is not None:
+                    vals = tuple(a + b for a, b in zip(totals, vals, strict=True))
+                totals = vals
+        return totals
+
+    def release(self) -> None:
+        """Nothing is kept from pass to pass but the chunk buffers, which stay."""

@@ -16,8 +16,10 @@ out as a view of the caller's array.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,28 @@ def code_dtype(n: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
+class RampCodes(Sequence):
+    """The level codes of rows that are every cell of a grid in C order, made on first use.
+
+    Many fits never read them (the rows are the cells), and they take one
+    small integer per cell and dimension.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.n_rows = math.prod(shape)
+        self._made: tuple[np.ndarray, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, a: Any) -> Any:
+        if self._made is None:
+            dtype = code_dtype(max(self.shape))
+            self._made = tuple(c.reshape(-1) for c in np.indices(self.shape, dtype=dtype))
+        return self._made[a]
+
+
 @dataclass(frozen=True)
 class Grid:
     """Where each row of a long frame sits on the panel grid.
@@ -61,7 +85,7 @@ class Grid:
         Names of the panel dimensions, in axis order.
     levels : tuple of pandas.Index
         Sorted levels of each dimension.
-    codes : tuple of ndarray of int
+    codes : tuple of ndarray of int, or RampCodes
         For each dimension, the level position of every row (smallest int type).
     """
 
@@ -77,6 +101,8 @@ class Grid:
     @property
     def n_rows(self) -> int:
         """Number of rows of the frame the grid was built from."""
+        if isinstance(self.codes, RampCodes):
+            return self.codes.n_rows
         return len(self.codes[0]) if self.codes else 0
 
     @property
@@ -268,6 +294,9 @@ def build_grid(
     missing = [d for d in dims if d not in frame.columns]
     if missing:
         raise ValueError(f"Dimension column(s) {missing} not found in the data.")
+    grid = _grid_in_c_order(frame, dims)
+    if grid is not None:
+        return grid
     levels, codes = [], []
     for d in dims:
         code, lv = _factorize(frame[d], d)
@@ -305,6 +334,67 @@ def build_grid(
         )
     grid.__dict__["row_of_cell"] = _permutation(cells, n_cells)
     return grid
+
+
+def _first_descent(values: np.ndarray) -> int:
+    """The first position whose value is not above the one before (``len`` if none)."""
+    step = CHUNK_CELLS
+    for s in range(0, len(values) - 1, step):
+        chunk = values[s : s + step + 1]
+        bad = np.flatnonzero(chunk[1:] <= chunk[:-1])
+        if bad.size:
+            return s + int(bad[0]) + 1
+    return len(values)
+
+
+def _grid_in_c_order(frame: pd.DataFrame, dims: tuple[str, ...]) -> Grid | None:
+    """The grid of rows that are every cell once in C order, read off the columns; else None.
+
+    Data written out by a program usually come so. Then the last dimension's
+    column cycles through its sorted levels, the one before it steps once per
+    cycle, and so on: the levels are read from the first rows, one pass per
+    column checks the whole pattern, and no column is factorized (which costs
+    several passes each).
+    """
+    values = [frame[d].to_numpy() for d in dims]
+    if any(v.dtype.kind not in "iuM" for v in values):
+        return None  # floats may hold NaN; strings and categories need factorizing
+    n_rows, run = len(frame), 1
+    levels: list[np.ndarray] = [np.empty(0)] * len(dims)
+    for a in reversed(range(len(dims))):
+        # This dimension's levels occur in order every ``run`` rows.
+        strided = values[a][::run]
+        size = _first_descent(strided)
+        if a == 0 and size != len(strided):
+            return None  # the first dimension's levels must be sorted too
+        levels[a] = strided[:size]
+        run *= size
+        if n_rows % run:
+            return None
+    shape = tuple(len(lv) for lv in levels)
+    if run != n_rows or not _follows_c_order(values, levels, shape):
+        return None
+    index = tuple(pd.Index(lv, name=d) for lv, d in zip(levels, dims, strict=True))
+    grid = Grid(dims=dims, levels=index, codes=RampCodes(shape))
+    grid.__dict__["row_of_cell"] = None  # prime the cached property
+    return grid
+
+
+def _follows_c_order(
+    values: list[np.ndarray], levels: list[np.ndarray], shape: tuple[int, ...]
+) -> bool:
+    """Whether every column is its levels repeated in C order over ``shape``, slab by slab."""
+    rest = int(np.prod(shape[1:]))
+    step = max(1, CHUNK_CELLS // max(rest, 1))
+    for s in range(0, shape[0], step):
+        e = min(s + step, shape[0])
+        sub = (e - s, *shape[1:])
+        for a, (v, lv) in enumerate(zip(values, levels, strict=True)):
+            expect = lv[s:e] if a == 0 else lv
+            view = expect.reshape([-1 if b == a else 1 for b in range(len(shape))])
+            if not np.array_equal(v[s * rest : e * rest].reshape(sub), np.broadcast_to(view, sub)):
+                return False
+    return True
 
 
 def _cell_counts(cells: np.ndarray, n_cells: int) -> tuple[np.ndarray, int, int | None]:

@@ -2,88 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._columns import lay_out
+from ._columns import ColumnSpec, lay_out, numeric_values
 from ._layout import Grid
-
-
-@dataclass(frozen=True)
-class ColumnSpec:
-    """How one column is laid out: the axes it varies along, and its categories.
-
-    Attributes
-    ----------
-    name : str
-        Column name.
-    axes : tuple of int
-        Sorted panel axes the column varies along.
-    categories : pandas.Index or None
-        Sorted levels of a categorical column; ``None`` for a numeric one.
-    """
-
-    name: str
-    axes: tuple[int, ...]
-    categories: pd.Index | None = None
-
-    @property
-    def is_categorical(self) -> bool:
-        """Whether the column enters as treatment-coded dummies."""
-        return self.categories is not None
-
-    def codes(self, series: pd.Series) -> np.ndarray:
-        """Positions of a categorical column's values among the fitted categories.
-
-        Raises
-        ------
-        ValueError
-            If a value is missing or was not seen when fitting.
-        """
-        if series.isna().any():
-            raise ValueError(f"Column {self.name!r} has missing values.")
-        values = series.to_numpy()
-        codes = self.categories.get_indexer(values)
-        if np.any(codes < 0):
-            unseen = pd.unique(values[codes < 0])
-            raise ValueError(
-                f"Column {self.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
-            )
-        return codes
-
-
-def is_categorical_dtype(series: pd.Series) -> bool:
-    """Whether a column is coded as dummies rather than used as a number."""
-    dt = series.dtype
-    return (
-        isinstance(dt, pd.CategoricalDtype)
-        or pd.api.types.is_bool_dtype(dt)
-        or pd.api.types.is_object_dtype(dt)
-        or pd.api.types.is_string_dtype(dt)
-    )
-
-
-def numeric_values(series: pd.Series, name: str) -> np.ndarray:
-    """A column as finite float64 (or float32, if stored so) values, or an error naming it."""
-    if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
-        raise TypeError(f"Column {name!r} has dtype {series.dtype}; a numeric column is needed.")
-    if pd.api.types.is_complex_dtype(series.dtype):
-        # Casting to float would drop the imaginary part with only a warning.
-        raise TypeError(
-            f"Column {name!r} holds complex numbers (dtype {series.dtype}); a real numeric "
-            "column is needed."
-        )
-    if series.isna().any():
-        raise ValueError(f"Column {name!r} has missing values (NaN).")
-    # float32 columns stay float32: the caller chose half the memory.
-    dtype = np.float32 if series.dtype == np.float32 else np.float64
-    values = series.to_numpy(dtype=dtype)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"Column {name!r} has infinite values.")
-    return values
+from ._rows import PanelRows
 
 
 class PanelData:
@@ -104,15 +30,19 @@ class PanelData:
         Columns that enter a model by default.
     fixed_effects : sequence of tuple of str
         Fixed effects, each a tuple of dimension names.
-    tables : TableColumns, optional
+    tables : TableColumns or DatasetColumns, optional
         Columns of dimension tables (see :class:`PanelDesign`), laid out from
-        the tables' own rows.
+        the tables' own rows, or the variables of an xarray Dataset.
     skipped : dict of str to Exception, optional
         Columns that are not covariates and could not be laid out when
         :class:`PanelDesign` was fitted, with the reason; asking for one
         (e.g. as an offset) raises that reason.
     absorb : sequence of tuple of str, optional
         Absorbed fixed effects, each a tuple of dimension names.
+    labels : Labels, optional
+        For a panel read from an xarray Dataset, its coordinates: targets
+        and weights given as DataArrays are read by them, and predictions
+        come back as a DataArray over them.
 
     Attributes
     ----------
@@ -160,8 +90,12 @@ class PanelData:
         tables: Any = None,
         skipped: dict[str, Exception] | None = None,
         absorb: list[tuple[str, ...]] | tuple[tuple[str, ...], ...] = (),
+        labels: Any = None,
     ) -> None:
         self.grid = grid
+        # The coordinates of a panel read from an xarray Dataset (None for a
+        # frame): predictions then come back as a DataArray.
+        self.labels = labels
         self._frame = frame
         self.spec = dict(spec)
         self.covariates = tuple(covariates)
@@ -170,6 +104,7 @@ class PanelData:
         self._tables = tables if tables is not None else ()
         self._skipped = dict(skipped or {})
         self._cache: dict[str, np.ndarray] = {}
+        self._stats: dict[str, tuple[float, float, float]] = {}
 
     @classmethod
     def from_array(cls, X: np.ndarray, names: list[str] | None = None) -> PanelData:
@@ -249,7 +184,7 @@ class PanelData:
         """A copy with some constructor arguments changed, and nothing laid out yet."""
         args = dict(grid=self.grid, frame=self._frame, spec=self.spec, tables=self._tables)
         args.update(covariates=self.covariates, fixed_effects=self.fixed_effects)
-        args.update(skipped=self._skipped, absorb=self.absorb)
+        args.update(skipped=self._skipped, absorb=self.absorb, labels=self.labels)
         return PanelData(**{**args, **changes})
 
     @property
@@ -259,8 +194,6 @@ class PanelData:
         ``cross_val_score(est, data.rows, y, cv=PanelKFold("customer"))``:
         see :class:`~panelglm.PanelRows`.
         """
-        from ._rows import PanelRows  # here: _rows builds on this module
-
         return PanelRows(self)
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -369,6 +302,40 @@ class PanelData:
         if name in self._tables:
             return self._tables.observed(name)
         return numeric_values(self._frame[name], name)
+
+    def column_stats(self, name: str) -> tuple[float, float, float]:
+        """A numeric column's smallest, largest and mean observed value (NaN if none).
+
+        Worked out once per panel: every fit on it (a grid search's many)
+        asks for them, and a frame column's are a pass over all its rows.
+
+        Parameters
+        ----------
+        name : str
+            Column name.
+
+        Returns
+        -------
+        tuple of float
+        """
+        if name not in self._stats:
+            spec = self._require(name, "covariate")
+            if self.is_balanced and len(spec.axes) < len(self.dims):
+                # Every level combination of its axes has the same number of
+                # rows: the statistics of its layout (kept for the fit) are
+                # those of its rows, without a pass over them.
+                values = self.numeric(name)[0]
+            else:
+                values = self.observed(name)
+            if values.size == 0:
+                self._stats[name] = (np.nan, np.nan, np.nan)
+            else:
+                self._stats[name] = (
+                    float(np.min(values)),
+                    float(np.max(values)),
+                    float(np.mean(values, dtype=np.float64)),
+                )
+        return self._stats[name]
 
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.

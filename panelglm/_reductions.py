@@ -8,24 +8,21 @@ into an :class:`Accumulators`: reductions to the plan's targets by products
 with vectors of ones, the plan's groups by batched BLAS products, and dot
 products with the cell-level columns.
 
-It reads the chunk it is handed and the blocks' values; it writes only into
-the accumulators (and its cache of vectors of ones). It does not build the
-linear predictor, call the family or run threads: that is the pass's work.
-Assembling the accumulators into a gradient and a Hessian is
-:mod:`panelglm._assemble`'s.
+It reads the chunk it is handed and the description of the passes
+(:class:`~panelglm._pass_spec.PassSpec`); it writes only into the accumulators (and
+its cache of vectors of ones). It does not build the linear predictor, call
+the family or run threads: that is the pass's work. Assembling the
+accumulators into a gradient and a Hessian is :mod:`panelglm._assemble`'s.
+It imports only the design, the plan and the description.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from ._factored import Axes
+from ._pass_spec import PassSpec
 from ._plan import Group
-
-if TYPE_CHECKING:
-    from ._kernels import ChunkKernels
 
 
 def _sub(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
@@ -36,34 +33,33 @@ class Accumulators:
     """The small float64 arrays one pass produces."""
 
     # Worked out once from these arrays, for the gradient and the Hessian to
-    # share (Assembly._first_rows and Assembly.curvature_row).
+    # share (Assembler._first_rows and Assembler.curvature_row).
     first_rows: np.ndarray | None = None
     first_sums: dict | None = None
     h_row: np.ndarray | None = None
 
-    def __init__(self, kern: ChunkKernels) -> None:
-        shape, n_rows = kern.shape, kern.n_rows
+    def __init__(self, spec: PassSpec) -> None:
+        shape, n_rows = spec.shape, spec.n_rows
         self.lsum = 0.0
         self.red = {
-            m: np.zeros((len(kern.local_row[m]), *_sub(shape, m))) for m in kern.plan.targets
+            m: np.zeros((len(spec.local_row[m]), *_sub(shape, m))) for m in spec.plan.targets
         }
         self.grp = [
-            np.zeros((*_sub(shape, g_out), kern.design.blocks[g.block].n_cols))
-            for g, g_out in zip(kern.plan.groups, kern.group_out, strict=True)
+            np.zeros((*_sub(shape, g_out), spec.design.blocks[g.block].n_cols))
+            for g, g_out in zip(spec.plan.groups, spec.group_out, strict=True)
         ]
-        self.cell = [np.zeros((n_rows, kern.design.blocks[i].n_cols)) for i in kern.plan.full]
+        self.cell = [np.zeros((n_rows, spec.design.blocks[i].n_cols)) for i in spec.plan.full]
 
     def release(self) -> None:
-        """Done with these arrays: the pass that lent them may reuse them.
+        """Done with these arrays: buffers lent to a pass go back (these own theirs).
 
-        A numpy pass makes new arrays each time, so nothing is given back; a
-        compiled pass's live in its kernel's pool
-        (:class:`~panelglm._buffers.PooledAccumulators`). The consumer of a
-        pass calls it once it has what it needs (the gradient, the Hessian).
+        The engines call it once the gradient and the Hessian are assembled;
+        the arrays must not be read after. A compiled pass's live in its
+        engine's pool (:class:`~panelglm._buffers.PooledAccumulators`).
         """
 
 
-def _merge(accs: list[Accumulators]) -> Accumulators:
+def merge(accs: list[Accumulators]) -> Accumulators:
     """Sum the worker threads' accumulators into the first one."""
     out = accs[0]
     for acc in accs[1:]:
@@ -75,38 +71,47 @@ def _merge(accs: list[Accumulators]) -> Accumulators:
     return out
 
 
-class Reductions:
-    """A chunk's row stack into the accumulators; mixed into the chunk kernels.
+class Reducer:
+    """A chunk's row stack into the accumulators of a pass described by ``spec``.
 
-    The host is :class:`~panelglm._kernels.ChunkKernels`; this mixin reads the
-    attributes it sets up: ``design``, ``plan``, ``values``, ``every``,
-    ``dtype``, ``n_all_rows``, ``dot_rows``, ``spread_rows``, ``group_out``
-    and the cache ``_ones``.
+    Parameters
+    ----------
+    spec : PassSpec
+        The description of the passes: targets, groups, rows and blocks' values.
     """
+
+    def __init__(self, spec: PassSpec) -> None:
+        self.spec = spec
+        self.every = spec.every
+        self.dtype = spec.dtype
+        self.values = spec.values
+        # Vectors of ones for the reductions' BLAS products, one per length.
+        self._ones: dict[int, np.ndarray] = {}
 
     def _one(self, n: int) -> np.ndarray:
         if n not in self._ones:
             self._ones[n] = np.ones(n, dtype=self.dtype)
         return self._ones[n]
 
-    def _accumulate(self, rows, s, e, acc, groups=True, dot_rows=None):
+    def accumulate(self, rows, s, e, acc, groups=True, dot_rows=None):
         """Add the reductions, groups and cell-level products of rows ``s:e`` into ``acc``."""
-        n_all = min(rows.shape[0], self.n_all_rows)
+        spec = self.spec
+        n_all = min(rows.shape[0], spec.n_all_rows)
         for m, out in acc.red.items():
             self._reduce_into(rows[:n_all], m, s, e, out[:n_all])
         if groups:
-            for r0, r1, needed in self.spread_rows.values():
+            for r0, r1, needed in spec.spread_rows.values():
                 for m in needed:
-                    lo = self.local_row[m][r0]
+                    lo = spec.local_row[m][r0]
                     self._reduce_into(rows[r0:r1], m, s, e, acc.red[m][lo : lo + r1 - r0])
-            for g, g_out, out in zip(self.plan.groups, self.group_out, acc.grp, strict=True):
+            for g, g_out, out in zip(spec.plan.groups, spec.group_out, acc.grp, strict=True):
                 self._group(g, g_out, rows[0], s, e, out)
         flat = rows.reshape(rows.shape[0], -1)
-        for i, out in zip(self.plan.full, acc.cell, strict=True):
+        for i, out in zip(spec.plan.full, acc.cell, strict=True):
             vals = self.values[i]
             for q in range(vals.shape[-1]):
                 col = vals[s:e, ..., q].reshape(-1)
-                for r in self.dot_rows if dot_rows is None else dot_rows:
+                for r in spec.dot_rows if dot_rows is None else dot_rows:
                     out[r, q] += float(np.dot(flat[r], col))
 
     def _reduce_into(self, rows, keep: Axes, s: int, e: int, out: np.ndarray) -> None:
@@ -140,7 +145,7 @@ class Reductions:
 
     def _group(self, g: Group, out_axes: Axes, h, s, e, out):
         """Accumulate ``sum over g.contract of h * X_b`` as one batched BLAS product."""
-        blk_axes = self.design.blocks[g.block].axes
+        blk_axes = self.spec.design.blocks[g.block].axes
         x = self.values[g.block]
         x = x[s:e] if 0 in blk_axes else x
         csh = h.shape

@@ -10,16 +10,18 @@ the same coefficients in the same places.
 
 from __future__ import annotations
 
+# The panel is typed Any here: PanelData builds on this module (its ``rows``),
+# so this one does not import it.
 from typing import Any
 
 import numpy as np
 
+from ._dataset_columns import DatasetColumns
 from ._layout import Grid, code_dtype
-from ._panel import PanelData
 from ._tables import TableColumns
 
 
-def take_rows(data: PanelData, rows: np.ndarray) -> PanelData:
+def take_rows(data: Any, rows: np.ndarray) -> Any:
     """The panel of some of ``data``'s rows, in the order given.
 
     Each dimension keeps the levels these rows have; the columns keep the
@@ -57,9 +59,10 @@ def take_rows(data: PanelData, rows: np.ndarray) -> PanelData:
         codes.append(np.searchsorted(used, sub).astype(code_dtype(used.size)))
     grid = Grid(dims=data.dims, levels=tuple(levels), codes=tuple(codes))
     tables = data._tables
-    if isinstance(tables, TableColumns):
+    if isinstance(tables, TableColumns | DatasetColumns):
         tables = tables.rejoin(grid)
-    return data._replaced(grid=grid, frame=data._frame.iloc[rows], tables=tables)
+    # The rows of a fold are no Dataset's cells: their predictions are arrays.
+    return data._replaced(grid=grid, frame=data._frame.iloc[rows], tables=tables, labels=None)
 
 
 class PanelRows:
@@ -95,7 +98,7 @@ class PanelRows:
     (array([5., 4.]), (0,))
     """
 
-    def __init__(self, data: PanelData) -> None:
+    def __init__(self, data: Any) -> None:
         self.data = data
 
     @property

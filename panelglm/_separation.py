@@ -52,12 +52,12 @@ def boundary_signs(family: Family, problem: PanelProblem) -> np.ndarray | None:
 
     ``None`` for a family without boundary (Gaussian). Cells of zero weight get 0.
     """
-    if family.name not in ("poisson", "binomial"):
+    if family.separation is None:
         return None
     y = problem.y
     s = np.zeros(y.shape, np.int8)  # one byte per cell, and no wider temporary
     s[y == 0] = -1
-    if family.name == "binomial":
+    if family.separation == "both":
         s[np.broadcast_to(y == problem.m, y.shape)] = 1
     if problem.w is not None:
         s[problem.w <= 0] = 0
@@ -66,11 +66,11 @@ def boundary_signs(family: Family, problem: PanelProblem) -> np.ndarray | None:
 
 def check_not_all_boundary(family: Family, problem: PanelProblem) -> None:
     """Reject a target at one boundary on every observed cell (no finite intercept)."""
-    if family.name not in ("poisson", "binomial"):
+    if family.separation is None:
         return
     y, obs = problem.y, None if problem.w is None else problem.w > 0
     sides = [(0.0, "0")]
-    if family.name == "binomial":
+    if family.separation == "both":
         sides.append((problem.m, "equal to the number of trials"))
     for bound, what in sides:
         off = np.broadcast_to(y != bound, y.shape)  # cells off this boundary
@@ -159,7 +159,7 @@ def separated_levels(
     while changed:
         changed = False
         interior_low = s != -1  # cells that keep a level off the lower boundary
-        interior_high = s != 1 if family.name == "binomial" else None
+        interior_high = s != 1 if family.separation == "both" else None
         if obs is not None:
             interior_low &= obs
             if interior_high is not None:
@@ -176,7 +176,7 @@ def separated_levels(
             low = np.bincount(flat, _reduce(interior_low, axes).ravel(), n_lev)
             new = (count > 0) & (low == 0)
             side = np.where(new, -1, 0).astype(np.int8)
-            if family.name == "binomial":
+            if family.separation == "both":
                 high = np.bincount(flat, _reduce(interior_high, axes).ravel(), n_lev)
                 up = (count > 0) & (high == 0)
                 side[up] = 1

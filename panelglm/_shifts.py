@@ -5,18 +5,17 @@ is nearly collinear with the intercept, and the Hessian's condition number
 grows as the square of that ratio. Subtracting the mean changes nothing in
 the model when there is an intercept (it absorbs the constant), so such a
 column is shifted when the design is laid out (:func:`column_shift`, stored
-in the fitted :class:`~panelglm._terms.ModelSpec`) and the solver's intercept
+in the fitted :class:`~panelglm._spec.ModelSpec`) and the solver's intercept
 and covariance are mapped back to the columns as given (:func:`shift_map`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from ._terms import ModelSpec
+from ._spec import ModelSpec
 
 # A column whose mean exceeds its range this many times (a Unix timestamp
 # observed over minutes) is nearly collinear with the intercept: the Hessian's
@@ -52,8 +51,14 @@ def column_shift(values: np.ndarray) -> float:
     """
     if values.size == 0:
         return 0.0
-    spread = float(np.max(values)) - float(np.min(values))
-    mean = float(np.mean(values, dtype=np.float64))
+    return shift_of(
+        float(np.min(values)), float(np.max(values)), float(np.mean(values, dtype=np.float64))
+    )
+
+
+def shift_of(lo: float, hi: float, mean: float) -> float:
+    """:func:`column_shift` from a column's extremes and mean."""
+    spread = hi - lo
     return mean if 0 < spread and dwarfs(mean, spread) else 0.0
 
 
@@ -105,15 +110,15 @@ MAX_MAGNITUDE = 1e152
 MIN_MAGNITUDE = 1e-152
 
 
-def check_magnitude(name: Any, values: np.ndarray, shift: float) -> None:
+def check_magnitude(name: Any, lo: float, hi: float, shift: float) -> None:
     """Raise if a numeric column, less its shift, is too large or too small to solve with.
 
     Parameters
     ----------
     name : str
         The column's name, for the message.
-    values : ndarray
-        Its observed values.
+    lo, hi : float
+        Its smallest and largest observed values (NaN for a column without any).
     shift : float
         What the solver subtracts from it (see :func:`column_shift`).
 
@@ -123,10 +128,7 @@ def check_magnitude(name: Any, values: np.ndarray, shift: float) -> None:
         If its largest magnitude is above ``MAX_MAGNITUDE`` or, not zero,
         below ``MIN_MAGNITUDE``.
     """
-    if values.size == 0:
-        return
-    # From the extremes: no array as large as the column (it may span every cell).
-    top = max(abs(float(np.max(values)) - shift), abs(float(np.min(values)) - shift))
+    top = max(abs(hi - shift), abs(lo - shift))
     if not np.isfinite(top) or MIN_MAGNITUDE <= top <= MAX_MAGNITUDE or top == 0.0:
         return
     big = top > MAX_MAGNITUDE

@@ -19,6 +19,8 @@ from typing import TextIO
 from threadpoolctl import threadpool_info
 
 from . import _compiled, _threads
+from ._families import FAMILIES
+from ._families_gamma_nb import GAMMA, negative_binomial
 from ._version import __version__
 
 # Distribution names, as pip knows them (matplotlib: the examples and docs extras).
@@ -46,7 +48,8 @@ def _deps_info() -> dict[str, str | None]:
 
 def _sweep_info() -> dict[str, str]:
     """Whether the compiled sweep is built and in use, and if not, why."""
-    families = ", ".join(sorted(_compiled._FAMILIES))  # every estimator's, today
+    compiled = (f for f in (*FAMILIES, GAMMA, negative_binomial(1.0)) if f.sweep_code is not None)
+    families = ", ".join(sorted(f.name for f in compiled))
     if _compiled._sweep is None:
         # _compiled swallowed the ImportError; importing again recovers its message.
         try:

@@ -84,7 +84,7 @@ def _constant_fits_exactly(family: Any, problem: Any) -> bool:
         family.mean(np.asarray(problem.offset_grid(), dtype=np.float64), problem.m), y.shape
     )
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = y - base if family.name == "gaussian" else y / base
+        ratio = y - base if family.link == "identity" else y / base
     if problem.w is not None:
         ratio = ratio[np.broadcast_to(problem.w, y.shape) > 0]
     ratio = ratio.reshape(-1)

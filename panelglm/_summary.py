@@ -64,6 +64,10 @@ class InferenceMixin:
             info = problem.sum_w * result.hess
         else:
             info = objective.information(result.coef)
+        if self.cov_type == "nonrobust" and not objective.family.canonical:
+            # statsmodels' GLM: the model-based covariance from the expected
+            # information, the sandwiches' bread from the observed one.
+            info = self._expected_information(objective, result.coef, problem)
         scores = None
         if self.cov_type != "nonrobust":
             scores = ScoreFactors(
@@ -84,7 +88,7 @@ class InferenceMixin:
                 self.small_sample,
                 design.n_coef,
                 design.n_coef,
-                dispersion=objective.family.loglik_const is None,
+                dispersion=objective.family.dispersion != "fixed",
             ),
             scale=self.scale_,
             dims=self._spec.dims,
@@ -97,6 +101,23 @@ class InferenceMixin:
         self._cov = 0.5 * (c + c.T)  # exact symmetry, lost to rounding in the sandwich
         self._cov_description = cov.description
         self._set_fit_statistics(problem, design.n_coef, stats)
+
+    def _expected_information(
+        self, objective: PenalizedObjective, coef: np.ndarray, problem: PanelProblem
+    ) -> np.ndarray:
+        """The Fisher information at ``coef``: a pass of the family's expected curvature."""
+        fisher = PenalizedObjective(
+            objective.design,
+            objective.family.expected(),
+            problem,
+            0.0,
+            objective.pen,
+            dtype=np.dtype(self.dtype),
+        )
+        try:
+            return fisher.information(coef)
+        finally:
+            fisher.release()
 
     def _set_fit_statistics(
         self, problem: PanelProblem, n_coef: int, stats: FitStatistics

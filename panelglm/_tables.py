@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._columns import detect_axes, lay_out
+from ._columns import ColumnSpec, detect_axes, lay_out, numeric_values
 from ._layout import Grid, show_value
-from ._panel import ColumnSpec, numeric_values
 from ._validation import check_hashable, check_unique_columns
 
 Axes = tuple[int, ...]

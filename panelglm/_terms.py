@@ -9,7 +9,6 @@ data and any new data with the same coefficients in the same places.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
 from itertools import pairwise, product
 
 import numpy as np
@@ -18,71 +17,14 @@ import pandas as pd
 from ._conform import conform
 from ._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from ._layout import show_value
-from ._panel import ColumnSpec, PanelData
-from ._shifts import check_magnitude, column_shift
+from ._panel import PanelData
+from ._shifts import check_magnitude, shift_of
+from ._spec import ModelSpec, Term
 
 INTERCEPT = "Intercept"
 # numpy's arrays have at most this many axes; a pass holds arrays of one axis
 # more than the panel (a block's columns, a chunk's rows), so a panel has fewer.
 NUMPY_MAX_NDIM = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0b1" else 32
-
-
-@dataclass(frozen=True)
-class Term:
-    """One term of the model.
-
-    Attributes
-    ----------
-    kind : {"intercept", "numeric", "categorical", "fixed_effect"}
-        What the term is.
-    source : tuple of hashable
-        The column (numeric, categorical) or the dimensions (fixed effect),
-        as the data names them (not necessarily strings).
-    names : tuple of str
-        Its coefficient names.
-    levels : tuple of pandas.Index
-        Fixed effects: the fitted levels of each dimension.
-    drop_first : bool
-        Whether the first level is the reference (no coefficient).
-    shift : float
-        Numeric columns: the constant subtracted from the column inside the
-        solver (see :func:`column_shift`); 0 for most columns.
-    column : ColumnSpec or None
-        Numeric and categorical columns: the layout fitted (axes and
-        categories), by which new data is laid out whatever its own
-        :class:`PanelDesign` detected.
-    """
-
-    kind: str
-    source: tuple[Hashable, ...]
-    names: tuple[str, ...]
-    levels: tuple[pd.Index, ...] = ()
-    drop_first: bool = False
-    shift: float = 0.0
-    column: ColumnSpec | None = None
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """The fitted terms of a model, in the order coefficients are reported."""
-
-    dims: tuple[str, ...]
-    terms: tuple[Term, ...]
-
-    @property
-    def names(self) -> list[str]:
-        """Coefficient names in user order (intercept first when fitted)."""
-        return [n for t in self.terms for n in t.names]
-
-    @property
-    def has_intercept(self) -> bool:
-        """Whether the first term is the intercept."""
-        return bool(self.terms) and self.terms[0].kind == "intercept"
-
-    @property
-    def shifts(self) -> np.ndarray:
-        """Each coefficient's column shift, in user order (0 but for shifted columns)."""
-        return np.array([t.shift for t in self.terms for _ in t.names], dtype=np.float64)
 
 
 def _fe_names(dims: tuple[Hashable, ...], levels: tuple[pd.Index, ...]) -> list[str]:
@@ -228,9 +170,9 @@ def build_model_spec(
             )
             reference_needed = True
         else:
-            observed = data.observed(name)
-            shift = column_shift(observed) if fit_intercept else 0.0
-            check_magnitude(name, observed, shift)
+            lo, hi, mean = data.column_stats(name)
+            shift = shift_of(lo, hi, mean) if fit_intercept else 0.0
+            check_magnitude(name, lo, hi, shift)
             terms.append(Term("numeric", (name,), (str(name),), shift=shift, column=spec))
     for fe in data.fixed_effects:
         levels = tuple(data.levels[data.dims.index(d)] for d in fe)

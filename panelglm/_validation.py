@@ -15,6 +15,7 @@ import pandas as pd
 
 from ._layout import MIN_DENSITY, show_value
 from ._warn import warn
+from ._xarray import cell_rows
 from .exceptions import SparsePanelWarning
 
 
@@ -170,7 +171,8 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     Parameters
     ----------
     y : array-like of shape (n_rows,) or (n_rows, 1)
-        The target, in the rows' order.
+        The target, in the rows' order; for data read from an xarray Dataset
+        also a DataArray over the panel or the name of a cell-level variable.
     data : PanelData
         The rows, for the length and for locating bad values.
 
@@ -185,6 +187,7 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     ValueError
         If ``y`` has the wrong shape or a missing or infinite value.
     """
+    y = cell_rows(data, y, "The target y")
     n = data.n_rows
     if isinstance(y, pd.DataFrame) and y.shape[1] == 1:
         y = y.iloc[:, 0]

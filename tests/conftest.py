@@ -55,3 +55,18 @@ def make_panel(sizes, seed=0, family="poisson", scale=0.3, shuffle=True):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+def engines(*names):
+    """Pass engines to parametrise a test over (default: every one).
+
+    The compiled engine is skipped where the sweep is not built or is switched
+    off (``PANELGLM_NUMPY_PASS=1``).
+    """
+    from panelglm import _compiled
+
+    names = names or ("compiled", "numpy", "plain")
+    skip = pytest.mark.skipif(
+        not _compiled.enabled(), reason="the compiled sweep is not built or switched off"
+    )
+    return [pytest.param(n, marks=skip) if n == "compiled" else n for n in names]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from itertools import combinations
 
 import numpy as np
+import pytest
+from conftest import engines
 from test_kernels import reference
 
 from panelglm._factored import DenseBlock, FactoredDesign
@@ -29,16 +31,17 @@ def benchmark_like(shape, n_single, rng):
     return FactoredDesign(tuple(shape), blocks)
 
 
-def test_benchmark_like_design_matches_dense():
+@pytest.mark.parametrize("engine", engines("compiled", "numpy"))
+def test_benchmark_like_design_matches_dense(engine):
     rng = np.random.default_rng(3)
     shape = (7, 6, 5)
     design = benchmark_like(shape, 20, rng)
     y = rng.poisson(1.0, size=shape).astype(float)
     problem = PanelProblem(shape, y=y, m=1.0, w=None, offset=None)
-    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef))
-    kern = obj.kernels
-    kinds = {entry[0] for entry in kern._pair_schedule()}
-    assert {"top", "group", "pair"} <= kinds and kern.spread_rows
+    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef), engine=engine)
+    assert obj.engine.name == engine
+    kinds = {entry[0] for entry in obj.engine.assembler._pair_schedule()}
+    assert {"top", "group", "pair"} <= kinds and obj.engine.spec.spread_rows
     beta = rng.normal(scale=0.1, size=design.n_coef)
     _, grad, hess = reference(
         design, POISSON, y, np.ones(shape), np.ones(shape), np.zeros(shape), beta

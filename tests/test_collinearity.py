@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from conftest import make_panel
+from conftest import engines, make_panel
 from sklearn.linear_model import PoissonRegressor
 
 from panelglm import PanelDesign, PanelLinearRegressor, PanelPoissonRegressor
@@ -227,9 +227,10 @@ def test_independent_columns_against_lstsq(p):
     np.testing.assert_allclose(X @ basis, 0.0, atol=1e-9)
 
 
+@pytest.mark.parametrize("engine", engines("compiled", "numpy"))
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("center", [False, True])
-def test_chunked_gram_equals_the_plain_kernels(weighted, center):
+def test_chunked_gram_equals_the_plain_kernels(weighted, center, engine, monkeypatch):
     """The fused-kernel Gram matrix (perf) equals the plain factored one, centred or not.
 
     A cell-level column with a huge mean (a timestamp) is centred by a copy, a
@@ -239,6 +240,8 @@ def test_chunked_gram_equals_the_plain_kernels(weighted, center):
     from panelglm._factored import DenseBlock, FactoredDesign
     from panelglm._plan import make_plan
     from panelglm._terms import build_design, build_model_spec
+
+    monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1" if engine == "numpy" else "0")
 
     df, dims, names, _ = make_panel((6, 5, 4), seed=9)
     rng = np.random.default_rng(9)
@@ -250,6 +253,7 @@ def test_chunked_gram_equals_the_plain_kernels(weighted, center):
     design, _ = build_design(build_model_spec(data, True, set()), data)
     assert make_plan(design) is not None
     w = rng.uniform(0.5, 2.0, size=design.shape) if weighted else None
+    assert coll._gram_engine(design, w).name == engine
     gram, diag = coll.weighted_gram(design, w, center)
     # The reference: the plain kernels on explicitly centred copies.
     w_full = np.ones(design.shape) if w is None else w

@@ -23,8 +23,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from panelglm import (
     PanelDesign,
     PanelExponentialRegressor,
+    PanelGammaRegressor,
     PanelLinearRegressor,
     PanelLogitRegressor,
+    PanelNegativeBinomialRegressor,
     PanelPoissonRegressor,
 )
 
@@ -72,6 +74,8 @@ EXPECTED_FAILURES: dict[str, dict[str, str]] = {
     "PanelLogitRegressor": {},
     "PanelLinearRegressor": {},
     "PanelExponentialRegressor": {},
+    "PanelGammaRegressor": {},
+    "PanelNegativeBinomialRegressor": {},
     # Every check that fits PanelDesign on a bare array stops at its TypeError.
     # The frame-based tests below check the properties that apply on long frames.
     "PanelDesign": {
@@ -125,6 +129,9 @@ ESTIMATORS = [
     LogitOnRealTargets(alpha=ALPHA),
     PanelLinearRegressor(alpha=ALPHA),
     PanelExponentialRegressor(alpha=ALPHA),
+    PanelGammaRegressor(alpha=ALPHA),
+    PanelNegativeBinomialRegressor(alpha=ALPHA),  # theta estimated
+    PanelNegativeBinomialRegressor(theta=2.0, alpha=ALPHA),
     PanelPoissonRegressor(alpha=0.01, l1_ratio=0.5),  # the proximal-Newton path
     PanelDesign(dims=["d"]),
 ]

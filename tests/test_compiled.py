@@ -17,11 +17,15 @@ from test_kernels import FAMILIES, random_design, random_response, reference
 
 import panelglm._assemble as assemble
 import panelglm._compiled as compiled
-import panelglm._kernels as kernels
+from panelglm._engine import make_engine
 from panelglm._families import POISSON
 from panelglm._objective import PanelProblem, PenalizedObjective
 
 needs_sweep = pytest.mark.skipif(compiled._sweep is None, reason="compiled sweep not built")
+# Passes through the compiled engine: not where PANELGLM_NUMPY_PASS switches it off.
+needs_engine = pytest.mark.skipif(
+    not compiled.enabled(), reason="compiled sweep not built or switched off"
+)
 
 
 def test_sweep_is_built_where_required():
@@ -109,7 +113,7 @@ def test_one_extreme_value_sends_its_tile_down_the_careful_path(extreme):
             assert got == pytest.approx(want, rel=1e-14), j
 
 
-@needs_sweep
+@needs_engine
 @pytest.mark.parametrize("family", ["poisson", "binomial"])
 def test_extreme_linear_predictors_match_dense(family):
     """Cells whose exp leaves the normal numbers, among others, in full and loss passes."""
@@ -129,14 +133,14 @@ def test_extreme_linear_predictors_match_dense(family):
     w = rng.uniform(0.5, 2.0, size=shape)
     problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
     obj = PenalizedObjective(design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef))
-    assert obj.kernels.compiled is not None
+    assert obj.engine.name == "compiled"
     lsum, grad, hess = reference(design, FAMILIES[family], y, m, w, off, beta)
     scale = 1.0 / w.sum()
     loss, g_obj, h_obj = obj.loss_grad_hess(beta)
     np.testing.assert_allclose(loss, -scale * lsum, rtol=1e-12)
     np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
-    assert obj.kernels.loss_sum(beta) == obj.kernels.full_pass(beta).lsum
+    assert obj.engine.loss(beta) == obj.engine.full_pass(beta).lsum
 
 
 @needs_sweep
@@ -191,7 +195,7 @@ def _objective(shape, family, seed, indicators=None, n_threads=None):
     return obj, (design, FAMILIES[family], y, m, w, off, beta)
 
 
-@needs_sweep
+@needs_engine
 # The last two: axis D-2 walked in spans of 40 lines (SPAN_CELLS / 400), the
 # last span with a block of lines and single lines left over.
 @pytest.mark.parametrize(
@@ -209,8 +213,8 @@ def test_compiled_pass_matches_dense(shape, family, parts):
     obj, ref_args = _objective(
         shape, family, len(shape) + parts, indicators=np.prod(shape) < 1000, n_threads=parts
     )
-    assert obj.kernels is not None and obj.kernels.compiled is not None
-    assert obj.kernels.compiled.n_parts == parts
+    assert obj.engine.name == "compiled"
+    assert obj.engine.compiled.n_parts == parts
     lsum, grad, hess = reference(*ref_args)
     beta, scale = ref_args[-1], 1.0 / ref_args[4].sum()
     for _ in range(2):  # the second pass reuses the ops written by the first
@@ -221,10 +225,10 @@ def test_compiled_pass_matches_dense(shape, family, parts):
         np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
 
 
-@needs_sweep
+@needs_engine
 def test_accumulators_of_a_pass_survive_the_next():
     obj, ref_args = _objective((4, 3, 5), "poisson", 7)
-    kern, beta = obj.kernels, ref_args[-1]
+    kern, beta = obj.engine, ref_args[-1]
     first = kern.full_pass(beta)
     hess = kern.hessian(first)
     kern.full_pass(beta * 0.5)
@@ -245,15 +249,15 @@ def test_hessian_pairs_of_a_block_over_their_union_either_way(family, monkeypatc
     """A dense block over all the axes of its pairs shares ``X' * t`` among them,
     below a size; above it, each pair is formed on its own. Same numbers."""
     obj, ref_args = _objective((4, 3, 5), family, 11)
-    kern, beta = obj.kernels, ref_args[-1]
+    kern, beta = obj.engine, ref_args[-1]
     _, _, want = reference(*ref_args)
     acc = kern.full_pass(beta)
-    kinds = {entry[0] for entry in kern._pair_schedule()}
+    kinds = {entry[0] for entry in kern.assembler._pair_schedule()}
     assert "top" in kinds
     shared = kern.hessian(acc)
     monkeypatch.setattr(assemble, "COLUMN_CELLS", 0)
-    del kern._pairs  # the schedule is worked out again, without the shared products
-    assert "top" not in {entry[0] for entry in kern._pair_schedule()}
+    del kern.assembler._pairs  # the schedule is worked out again, without the shared products
+    assert "top" not in {entry[0] for entry in kern.assembler._pair_schedule()}
     alone = kern.hessian(acc)
     np.testing.assert_allclose(shared, alone, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(shared, -want, rtol=1e-9, atol=1e-12)
@@ -263,12 +267,12 @@ def _address(arr: np.ndarray) -> int:
     return arr.base.__array_interface__["data"][0]
 
 
-@needs_sweep
+@needs_engine
 def test_a_pass_reuses_the_buffers_nobody_holds():
     """Fresh memory costs a page fault per page: a pass whose accumulators were
     released hands its buffers, zeroed, to the next; the solver lets them go."""
     obj, ref_args = _objective((4, 3, 5), "poisson", 8)
-    kern, beta = obj.kernels, ref_args[-1]
+    kern, beta = obj.engine, ref_args[-1]
     acc = kern.full_pass(beta)
     where = [_address(acc.red[(0, 1)]), _address(acc.red[(1, 2)])]
     hess = kern.hessian(acc)
@@ -283,33 +287,29 @@ def test_a_pass_reuses_the_buffers_nobody_holds():
     np.testing.assert_array_equal(kern.hessian(kern.full_pass(beta)), hess)
 
 
-@needs_sweep
+@needs_engine
 def test_compiled_and_numpy_passes_agree(monkeypatch):
     obj, ref_args = _objective((6, 5, 7), "poisson", 3)
     beta = ref_args[-1]
+    assert obj.engine.name == "compiled"
     fast = obj.loss_grad_hess(beta)
     monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1")
-    design, fam, y, m, w, _, _ = ref_args
-    slow_kern = kernels.ChunkKernels(
-        design, obj.kernels.plan, y, w, m, obj.problem.offset, np.float64, fam
-    )
-    assert slow_kern.compiled is None
-    obj.kernels = slow_kern
-    slow = obj.loss_grad_hess(beta)
+    design, fam = ref_args[:2]
+    slow_obj = PenalizedObjective(design, fam, obj.problem, 0.0, np.ones(design.n_coef))
+    assert slow_obj.engine.name == "numpy"
+    slow = slow_obj.loss_grad_hess(beta)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
 
 
 def test_numpy_pass_where_there_is_no_compiled_form():
     obj, _ = _objective((4, 3, 5), "poisson", 1)
-    kern = obj.kernels
-    other = kernels.ChunkKernels(
-        kern.design, kern.plan, kern.y, kern.w, 1.0, None, np.float32, POISSON
-    )
-    assert other.compiled is None  # float32 work runs with numpy
+    problem = PanelProblem(obj.problem.shape, y=obj.problem.y, w=obj.problem.w)
+    other = make_engine(obj.design, POISSON, problem, np.float32)
+    assert other.name == "numpy"  # float32 work runs with numpy
 
 
-@needs_sweep
+@needs_engine
 @pytest.mark.parametrize("shape", [(3, 9, 6), (2, 8, 3, 5)])
 def test_compiled_pass_with_blocks_of_three_columns(shape):
     """Three columns per block: ops of one shape fused three at a time, blocks of lines."""
@@ -329,7 +329,7 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
     y = rng.poisson(1.0, size=shape).astype(float)
     problem = PanelProblem(shape, y=y, m=np.ones(()), w=None, offset=None)
     obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef))
-    assert obj.kernels.compiled is not None
+    assert obj.engine.name == "compiled"
     lsum, grad, hess = reference(design, POISSON, y, np.ones(shape), np.ones(shape), 0 * y, beta)
     scale = 1.0 / y.size
     loss, g_obj, h_obj = obj.loss_grad_hess(beta)
@@ -338,15 +338,16 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
     np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
 
 
-@needs_sweep
+@needs_engine
 @pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
 def test_loss_pass_and_full_pass_give_the_same_bits(family):
     # The line search compares a loss-only pass with a full pass's loss.
     # (3, 9, 1030): lines of three tiles; (2, 46, 400): axis 1 in spans of 40 lines.
     for shape in [(2, 8, 3), (9, 4), (3, 9, 1030), (2, 46, 400)]:
         obj, ref_args = _objective(shape, family, 5, indicators=shape[-1] < 100)
-        kern, beta = obj.kernels, ref_args[-1]
-        assert kern.loss_sum(beta) == kern.full_pass(beta).lsum
+        kern, beta = obj.engine, ref_args[-1]
+        assert kern.name == "compiled"
+        assert kern.loss(beta) == kern.full_pass(beta).lsum
 
 
 def _fit_in_child(queue):
@@ -354,7 +355,7 @@ def _fit_in_child(queue):
     queue.put(float(obj.loss_grad_hess(ref_args[-1])[0]))
 
 
-@needs_sweep
+@needs_engine
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_runs_passes():
     """The thread pool of the parent does not exist in a forked child: a new one is made."""

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from conftest import make_panel
 from scipy import stats
 
+from panelglm import PanelPoissonRegressor
 from panelglm._families import BINOMIAL, GAUSSIAN, POISSON, full_loglik
+from panelglm.exceptions import SeparationWarning
 
 FAMILIES = [GAUSSIAN, POISSON, BINOMIAL]
 
@@ -98,3 +103,30 @@ def test_poisson_overflow_gives_inf_not_a_warning():
 )
 def test_response_range(family, y, m, ok):
     assert (family.check_y(np.asarray(y), m) is None) is ok
+
+
+def test_a_family_is_known_by_its_fields_not_its_name():
+    """Poisson under another name is still fitted, separated and reported as Poisson.
+
+    Separation, the compiled sweep and the statistics read the family's
+    declared properties; none of them looks at its name.
+    """
+    renamed = dataclasses.replace(POISSON, name="counts")
+
+    class Counts(PanelPoissonRegressor):
+        family = renamed
+
+    df, dims, _, y = make_panel((6, 5), seed=4)
+    y = y.copy()
+    y[(df["d0"] == df["d0"].iloc[0]).to_numpy()] = 0.0  # one level all zero: separated
+    X = df[[*dims, "x_1", "off"]]
+    fits = []
+    for cls in (PanelPoissonRegressor, Counts):
+        with pytest.warns(SeparationWarning):
+            fits.append(cls(dims=dims, fixed_effects=["d0"], offset="off").fit(X, y))
+    poisson, counts = fits
+    np.testing.assert_array_equal(counts.separated_rows_, poisson.separated_rows_)
+    assert counts.separated_rows_.sum() == 5
+    np.testing.assert_allclose(counts.coef_, poisson.coef_, rtol=1e-12, equal_nan=True)
+    assert counts.loglik_ == pytest.approx(poisson.loglik_, rel=1e-12)
+    assert counts.scale_ == 1.0

@@ -7,11 +7,12 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_panel
+from conftest import engines, make_panel
 from test_estimators import SIZES, sm_fit
 
 import panelglm._kernels as kernels
 from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
+from panelglm._engine import PassEngine, make_engine
 from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
 from panelglm._families import BINOMIAL, GAUSSIAN, POISSON
 from panelglm._objective import PanelProblem, PenalizedObjective
@@ -63,12 +64,19 @@ def random_response(family, rng, eta, m):
     return y.astype(float).reshape(m.shape)
 
 
-@pytest.mark.parametrize("shape", [(23,), (5, 4), (4, 3, 5), (3, 4, 2, 3)])
-@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
-def test_fused_pass_matches_dense(shape, family):
-    rng = np.random.default_rng(len(shape))
-    design = random_design(shape, rng, indicators=family != "gaussian")
-    fam = FAMILIES[family]
+def _engine(engine, design, family, problem):
+    """The engine named ``engine``; the numpy one in chunks of one slab, on two threads."""
+    if engine != "numpy":
+        return make_engine(design, family, problem, kind=engine)
+    eng = make_engine(design, family, problem, kind="numpy", chunk_cells=1, n_threads=2)
+    # Many chunks of the first axis, on two threads: every accumulation path runs.
+    assert len(eng.chunks) == problem.shape[0] and eng.n_threads == 2
+    return eng
+
+
+def _random_problem(shape, family, seed, indicators):
+    rng = np.random.default_rng(seed)
+    design = random_design(shape, rng, indicators=indicators)
     beta = rng.normal(scale=0.2, size=design.n_coef)
     m = rng.integers(1, 4, size=shape).astype(float)
     w = rng.uniform(0.5, 2.0, size=shape)
@@ -76,13 +84,19 @@ def test_fused_pass_matches_dense(shape, family):
     eta = design.to_dense() @ beta + off.ravel()
     y = random_response(family, rng, eta, m)
     problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
-    obj = PenalizedObjective(design, fam, problem, 0.0, np.ones(design.n_coef))
-    assert obj.kernels is not None
-    # Many chunks of the first axis, on two threads: every accumulation path runs.
-    obj.kernels = kernels.ChunkKernels(
-        design, obj.kernels.plan, y, w, m, problem.offset, np.float64, fam, 1, 2
-    )
-    assert len(obj.kernels.chunks) == shape[0]
+    return design, problem, beta
+
+
+@pytest.mark.parametrize("engine", engines())
+@pytest.mark.parametrize("shape", [(23,), (5, 4), (4, 3, 5), (3, 4, 2, 3)])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+def test_fused_pass_matches_dense(shape, family, engine):
+    fam = FAMILIES[family]
+    design, problem, beta = _random_problem(shape, family, len(shape), family != "gaussian")
+    y, m, w, (off, _) = problem.y, problem.m, problem.w, problem.offset
+    eng = _engine(engine, design, fam, problem)
+    obj = PenalizedObjective(design, fam, problem, 0.0, np.ones(design.n_coef), engine=eng)
+    assert obj.engine.name == engine
     lsum, grad, hess = reference(design, fam, y, m, w, off, beta)
     loss, g_obj, h_obj = obj.loss_grad_hess(beta)
     scale = 1.0 / w.sum()
@@ -90,6 +104,51 @@ def test_fused_pass_matches_dense(shape, family):
     np.testing.assert_allclose(obj.loss(beta), -scale * lsum, rtol=1e-12)
     np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", engines())
+@pytest.mark.parametrize("shape", [(23,), (4, 3, 5)])
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+def test_statistics_at_the_solution_match_dense(shape, family, engine):
+    """Information, robust meat and chunked sums of every engine: the dense matrix's."""
+    fam = FAMILIES[family]
+    design, problem, beta = _random_problem(shape, family, 7 + len(shape), family != "gaussian")
+    y, m, w, (off, _) = problem.y, problem.m, problem.w, problem.offset
+    eng = _engine(engine, design, fam, problem)
+    assert isinstance(eng, PassEngine) and eng.name == engine
+    X = design.to_dense()
+    eta = X @ beta + off.ravel()
+    g, h = fam.grad_hess(y.ravel(), eta, m.ravel())
+    u = w.ravel() * g
+    info = X.T @ (X * (-w.ravel() * h)[:, None])
+    meat = X.T @ (X * (u * u)[:, None])
+    np.testing.assert_allclose(eng.information(beta), info, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(eng.score_outer(beta), meat, rtol=1e-9, atol=1e-12)
+    sums = eng.chunk_sums(beta, lambda sub, e: (float(np.sum(e)), float(e.size)))
+    np.testing.assert_allclose(sums, [eta.sum(), eta.size], rtol=1e-12)
+    eng.release()  # and the engine still works after
+    np.testing.assert_allclose(eng.information(beta), info, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", engines())
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+def test_fit_statistics_agree_across_engines(family, engine):
+    """Deviance and log-likelihood of the fit and the null model: the plain engine's."""
+    fam = FAMILIES[family]
+    design, problem, beta = _random_problem((4, 3, 5), family, 3, family != "gaussian")
+    ones = np.ones(design.n_coef)
+    got = PenalizedObjective(design, fam, problem, 0.0, ones, engine=engine)
+    want = PenalizedObjective(design, fam, problem, 0.0, ones, engine="plain")
+    a, b = got.fit_statistics(beta, 0.1), want.fit_statistics(beta, 0.1)
+    np.testing.assert_allclose(
+        [a.deviance, a.loglik, a.null_deviance, a.null_loglik],
+        [b.deviance, b.loglik, b.null_deviance, b.null_loglik],
+        rtol=1e-10,
+    )
+    X = design.to_dense()
+    mu = fam.mean(X @ beta + problem.offset[0].ravel(), problem.m.ravel())
+    dev = np.vdot(problem.w.ravel(), fam.unit_deviance(problem.y.ravel(), mu, problem.m.ravel()))
+    assert a.deviance == pytest.approx(dev, rel=1e-10)
 
 
 def test_plan_covers_every_pair_once():
@@ -110,9 +169,11 @@ def test_plan_covers_every_pair_once():
     assert make_plan(FactoredDesign((2, 3, 4), fe)) is None
 
 
+@pytest.mark.parametrize("engine", engines("compiled", "numpy"))
 @pytest.mark.parametrize("family", ["poisson", "binomial"])
-def test_chunked_threaded_fit_matches_statsmodels(family, monkeypatch):
+def test_chunked_threaded_fit_matches_statsmodels(family, engine, monkeypatch):
     monkeypatch.setattr(kernels, "CHUNK_CELLS", 13)  # 3 x 6 x 5 cells: one slab per chunk
+    monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1" if engine == "numpy" else "0")
     df, dims, names, y = make_panel((6, 5, 4), seed=21, family=family)
     est = (
         PanelPoissonRegressor(offset="off")
@@ -176,7 +237,8 @@ def test_blocks_with_several_columns_keep_their_names():
     np.testing.assert_allclose(ours[["const", *covs]], ref.params, rtol=1e-7, atol=1e-9)
 
 
-def test_targets_hold_only_the_rows_they_receive():
+@pytest.mark.parametrize("engine", engines("compiled", "numpy"))
+def test_targets_hold_only_the_rows_they_receive(engine):
     """A spread block's rows go to its partners' targets only; a target (here one
     spanning two large axes) does not carry them, and the results stay exact."""
     from panelglm._reductions import Accumulators
@@ -186,15 +248,16 @@ def test_targets_hold_only_the_rows_they_receive():
     design = random_design(shape, rng, indicators=False)
     y = rng.poisson(1.0, size=shape).astype(float)
     problem = PanelProblem(shape, y=y, m=1.0, w=None, offset=None)
-    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef))
-    kern = obj.kernels
-    assert kern.plan.spread
-    acc = Accumulators(kern)
-    held = {m: acc.red[m].shape[0] for m in kern.plan.targets}
-    assert any(n < kern.n_rows for n in held.values())
+    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef), engine=engine)
+    assert obj.engine.name == engine
+    spec = obj.engine.spec
+    assert spec.plan.spread
+    acc = Accumulators(spec)
+    held = {m: acc.red[m].shape[0] for m in spec.plan.targets}
+    assert any(n < spec.n_rows for n in held.values())
     for m, n in held.items():
-        spread = sum(r1 - r0 for r0, r1, needed in kern.spread_rows.values() if m in needed)
-        assert n == kern.n_all_rows + spread
+        spread = sum(r1 - r0 for r0, r1, needed in spec.spread_rows.values() if m in needed)
+        assert n == spec.n_all_rows + spread
     beta = rng.normal(scale=0.1, size=design.n_coef)
     _, grad, hess = reference(
         design, POISSON, y, np.ones(shape), np.ones(shape), np.zeros(shape), beta
@@ -203,3 +266,19 @@ def test_targets_hold_only_the_rows_they_receive():
     scale = 1.0 / np.prod(shape)
     np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("engine", engines("compiled", "numpy"))
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+def test_loss_pass_and_full_pass_give_the_same_bits(family, engine):
+    """The line search compares a loss-only pass with a full pass's loss: on either engine."""
+    fam = FAMILIES[family]
+    for shape in [(2, 8, 3), (9, 4), (5, 7, 40)]:
+        design, problem, beta = _random_problem(shape, family, 5, family != "gaussian")
+        eng = make_engine(design, fam, problem, kind=engine, **_chunked(engine))
+        assert eng.name == engine
+        assert eng.loss(beta) == eng.full_pass(beta).lsum
+
+
+def _chunked(engine):
+    return {"chunk_cells": 50} if engine == "numpy" else {}

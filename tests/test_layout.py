@@ -144,3 +144,69 @@ def test_shuffled_cell_columns_are_held_once():
     rng = np.random.default_rng(0)
     per_column = (_shuffled_fit_peak(6, rng) - _shuffled_fit_peak(2, rng)) / 4
     assert per_column < 2.0, per_column  # 2.7 when the panel kept a copy of each
+
+
+def _reference_grid(frame, dims):
+    """The grid through factorizing (the rows shuffled, so the C-order path cannot apply)."""
+    order = np.random.default_rng(0).permutation(len(frame))
+    grid = build_grid(frame.iloc[order].reset_index(drop=True), dims)
+    cells = np.empty(len(frame), dtype=np.intp)
+    cells[order] = grid.cells()
+    return grid, cells
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        [np.array([3, 8, 11]), np.array([-5, 0]), np.arange(4, dtype=np.uint8)],
+        [np.array([2001], dtype=np.int16), np.array([10, 20, 40, 80]), np.array([7])],
+        [pd.date_range("2020-01-01", periods=3).to_numpy(), np.array([1, 2])],
+    ],
+)
+def test_rows_in_c_order_are_read_off_their_pattern(levels):
+    """Rows that are every cell once in C order: levels read from the pattern,
+    no factorizing, codes made only when asked for; the same grid as the
+    factorized one."""
+    import panelglm._layout as layout
+
+    dims = [f"d{a}" for a in range(len(levels))]
+    grids = np.meshgrid(*levels, indexing="ij")
+    frame = pd.DataFrame({d: g.reshape(-1) for d, g in zip(dims, grids, strict=True)})
+    grid = build_grid(frame, dims)
+    assert isinstance(grid.codes, layout.RampCodes)
+    assert grid.row_of_cell is None and grid.n_rows == len(frame)
+    ref, cells = _reference_grid(frame, dims)
+    for ours, theirs in zip(grid.levels, ref.levels, strict=True):
+        pd.testing.assert_index_equal(ours, theirs)
+    np.testing.assert_array_equal(grid.cells(), cells)
+    np.testing.assert_array_equal(grid.cells(), np.arange(len(frame)))
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        lambda f: f.iloc[[1, 0, *range(2, len(f))]],  # two rows swapped
+        lambda f: f.assign(d0=f["d0"].to_numpy()[::-1].copy()),  # first dim descending
+        lambda f: f.iloc[:-1],  # a cell missing
+        lambda f: pd.concat([f, f.iloc[[3]]]),  # a cell twice
+        lambda f: f.assign(d1=f["d1"].astype(float)),  # a float dimension
+        lambda f: f.assign(d2=f["d2"].astype(str)),  # a string dimension
+    ],
+)
+def test_rows_not_in_c_order_are_factorized(break_it):
+    """Anything but every cell once in C order takes the factorizing path, with
+    its results (or its errors)."""
+    import panelglm._layout as layout
+
+    shape = (3, 4, 2)
+    idx = np.indices(shape).reshape(3, -1)
+    frame = break_it(pd.DataFrame({"d0": idx[0] + 10, "d1": idx[1] * 3, "d2": idx[2]}))
+    dims = ["d0", "d1", "d2"]
+    assert layout._grid_in_c_order(frame.reset_index(drop=True), tuple(dims)) is None
+    try:
+        grid = build_grid(frame.reset_index(drop=True), dims)
+    except ValueError as exc:
+        assert "Duplicate cells" in str(exc) or "Missing cells" in str(exc)
+    else:
+        _, cells = _reference_grid(frame.reset_index(drop=True), dims)
+        np.testing.assert_array_equal(grid.cells(), cells)

@@ -253,7 +253,7 @@ def test_held_accumulators_survive_however_references_are_counted():
     builds count differently): with a count that says nobody holds the first pass's
     buffers, they still survive the second pass."""
     obj, beta = _kernel()
-    kern = obj.kernels
+    kern = obj.engine
     first = kern.full_pass(beta)
     want = {m: a.copy() for m, a in first.red.items()}
     assert want
@@ -273,7 +273,7 @@ def test_held_accumulators_survive_however_references_are_counted():
 @needs_compiled_passes
 def test_released_accumulators_are_reused_and_cannot_be_read():
     obj, beta = _kernel()
-    kern = obj.kernels
+    kern = obj.engine
     acc = kern.full_pass(beta)
     hess, bases = kern.hessian(acc), _bases(acc)
     assert len(bases) == 2  # the shared buffer and the parts' sum
@@ -294,7 +294,7 @@ def test_released_accumulators_are_reused_and_cannot_be_read():
 def test_the_objective_gives_its_pass_back():
     """Newton's passes: each one's buffers go back once the gradient and Hessian are made."""
     obj, beta = _kernel()
-    pool = obj.kernels.compiled.pool
+    pool = obj.engine.compiled.pool
     first = obj.loss_grad_hess(beta)
     assert pool.n_free == 1
     obj.information(beta)
@@ -399,19 +399,10 @@ def test_an_invalid_n_threads_is_a_value_error_naming_it(bad):
 
 
 def test_n_threads_is_a_parameter_of_every_estimator():
-    from panelglm import (
-        PanelExponentialRegressor,
-        PanelLinearRegressor,
-        PanelLogitRegressor,
-        PanelPoissonRegressor,
-    )
+    import panelglm
 
-    for cls in (
-        PanelPoissonRegressor,
-        PanelLinearRegressor,
-        PanelLogitRegressor,
-        PanelExponentialRegressor,
-    ):
+    names = ["Poisson", "Linear", "Logit", "Exponential", "Gamma", "NegativeBinomial"]
+    for cls in [getattr(panelglm, f"Panel{name}Regressor") for name in names]:
         est = cls()
         assert est.get_params()["n_threads"] is None
         assert est.set_params(n_threads=2).get_params()["n_threads"] == 2
