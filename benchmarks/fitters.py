@@ -103,7 +103,7 @@ def _import(lib: str) -> None:
 
 
 def _prepare_panelglm(
-    panel: datagen.Panel, max_gb: float | None = None
+    panel: datagen.Panel, max_gb: float | None = None, n_threads: int | None = None
 ) -> tuple[Fit, dict[str, Any]]:
     from panelglm import PanelDesign, PanelPoissonRegressor
 
@@ -133,6 +133,8 @@ def _prepare_panelglm(
         params = dict(TOLERANCES["panelglm"])
         if max_iter is not None:
             params["max_iter"] = max_iter
+        if n_threads is not None:
+            params["n_threads"] = n_threads
         est = PanelPoissonRegressor(alpha=0.0, **params).fit(data, y)
         coef = dict(zip(est.coef_names_, np.asarray(est.coef_, dtype=float).tolist(), strict=True))
         coef[datagen.INTERCEPT] = float(est.intercept_)
@@ -322,6 +324,7 @@ def run_one(
     repeat_budget: float = 30.0,
     step_timing: bool = True,
     max_gb: float | None = None,
+    n_threads: int | None = None,
 ) -> dict[str, Any]:
     """Generate the panel, prepare ``lib``'s input, fit, and measure.
 
@@ -340,6 +343,8 @@ def run_one(
         For panelglm, also time ``np.exp`` over N values and one Newton step.
     max_gb : float, optional
         Refuse (MemoryError) panelglm's long-frame fallback above this many GB.
+    n_threads : int, optional
+        panelglm's ``n_threads`` (default: its own, the cores of the process).
 
     Returns
     -------
@@ -366,7 +371,8 @@ def run_one(
 
     t0 = time.perf_counter()
     if lib == "panelglm":
-        fit, info = _prepare_panelglm(panel, max_gb)
+        fit, info = _prepare_panelglm(panel, max_gb, n_threads)
+        rec["n_threads"] = n_threads
     else:
         fit, info = _prepare_dense(lib, panel)
     rec["prep_s"] = time.perf_counter() - t0
@@ -435,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--repeat-budget", type=float, default=30.0)
     ap.add_argument("--max-gb", type=float, default=None)
+    ap.add_argument("--n-threads", type=int, default=None, help="panelglm's n_threads")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     rec = run_one(
@@ -445,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeat,
         args.repeat_budget,
         max_gb=args.max_gb,
+        n_threads=args.n_threads,
     )
     rec["environment"] = environment()  # after the fit, so every BLAS in use is loaded
     with open(args.out, "w") as fh:

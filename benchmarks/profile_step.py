@@ -3,12 +3,15 @@
 Usage (from the repository root)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE \\
-        python benchmarks/profile_step.py --n 100 --p 40 [--dtype float32] [--fit]
+        python benchmarks/profile_step.py --n 100 --p 40 [--dtype float32] [--fit] \\
+        [--n-threads 1 2]
 
 Builds the benchmark's panel (``benchmarks/datagen.py``) as a cell frame plus
 dimension tables, lays it out with ``PanelDesign``, then reports the minimum
 over repeats of: ``np.exp`` over N float64 values, one fused loss-gradient-Hessian
 pass, one loss-only pass, and (with ``--fit``) the whole fit and the peak RSS.
+With ``--n-threads 1 2`` the passes (and fits) are timed for each ``n_threads``
+in turn, in the same process (default: panelglm's own, the available cores).
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float64")
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--fit", action="store_true")
+    ap.add_argument("--n-threads", type=int, nargs="+", default=[None])
     args = ap.parse_args(argv)
 
-    from panelglm import PanelDesign, PanelPoissonRegressor
-    from panelglm._base import PanelGLMBase
+    from panelglm import PanelDesign
 
     panel = datagen.make_panel(args.n, p=args.p, seed=0)
     cells, tables, y = datagen.to_cell_frame_and_tables(panel)
@@ -57,7 +60,19 @@ def main(argv=None):
     b = np.empty_like(a)
     exp_s = best(lambda: np.exp(a, out=b), args.repeat)
 
-    est = PanelPoissonRegressor(dtype=np.dtype(args.dtype).type, max_iter=1)
+    for n_threads in args.n_threads:
+        run(args, data, y, n_threads, exp_s, design_s, n)
+
+
+def run(args, data, y, n_threads, exp_s, design_s, n):
+    """Time the passes (and with ``--fit`` the fit) of one ``n_threads``."""
+    import warnings
+
+    from panelglm import PanelPoissonRegressor
+    from panelglm._base import PanelGLMBase
+
+    kw = {} if n_threads is None else {"n_threads": n_threads}
+    est = PanelPoissonRegressor(dtype=np.dtype(args.dtype).type, max_iter=1, **kw)
     captured = {}
     orig = PanelGLMBase._set_results
 
@@ -67,7 +82,6 @@ def main(argv=None):
         return orig(self, spec, order, objective, result, problem)
 
     PanelGLMBase._set_results = grab
-    import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,13 +90,16 @@ def main(argv=None):
     obj, beta = captured["objective"], captured["beta"]
     step_s = best(lambda: obj.loss_grad_hess(beta), args.repeat)
     loss_s = best(lambda: obj.loss(beta), args.repeat)
-    print(f"N={n:.3g} P={data_P(est)} design {design_s:.2f}s  exp {exp_s * 1e3:.2f} ms")
+    print(
+        f"n_threads={n_threads} N={n:.3g} P={data_P(est)} design {design_s:.2f}s"
+        f"  exp {exp_s * 1e3:.2f} ms"
+    )
     print(
         f"  fused loss+grad+hess pass {step_s * 1e3:.2f} ms = {step_s / exp_s:.2f} exp passes;"
         f" loss-only pass {loss_s * 1e3:.2f} ms = {loss_s / exp_s:.2f}"
     )
     if args.fit:
-        est = PanelPoissonRegressor(dtype=np.dtype(args.dtype).type)
+        est = PanelPoissonRegressor(dtype=np.dtype(args.dtype).type, **kw)
         fit_s = best(lambda: est.fit(data, y), 3)
         print(
             f"  fit {fit_s:.3f}s in {est.n_iter_} iterations; peak RSS "

@@ -162,8 +162,10 @@ def markdown(records: Sequence[dict[str, Any]], env: dict[str, Any], command: st
             # Records from before the solve and the in-solver step were timed.
             solve = s.get("solve_s", math.nan)
             marginal = s.get("step_marginal_s", s["step_s"])
+            # panelglm runs with --n-threads are told apart by their name
+            size = _size(rec) + ("" if rec["lib"] == REFERENCE else f" ({rec['lib']})")
             out.append(
-                f"| {_size(rec)} | {rec['N']:.3g} | {rec['P']} | {1e3 * s['exp_s']:.3g} "
+                f"| {size} | {rec['N']:.3g} | {rec['P']} | {1e3 * s['exp_s']:.3g} "
                 f"| {1e3 * s['step_s']:.3g} | {s['step_over_exp']:.1f} | {1e3 * solve:.2g} "
                 f"| {s.get('step_wo_solve_over_exp', math.nan):.1f} "
                 f"| {1e3 * marginal:.3g} | {1e3 * s['step_crude_s']:.3g} |"

@@ -66,7 +66,12 @@ def _base_record(lib: str, shape: tuple[int, int, int], p: int, seed: int) -> di
 
 
 def _raw_path(raw_dir: Path, lib: str, shape: tuple[int, int, int], p: int, seed: int) -> Path:
-    return raw_dir / f"{'x'.join(map(str, shape))}_p{p}_s{seed}_{lib}.json"
+    return raw_dir / f"{'x'.join(map(str, shape))}_p{p}_s{seed}_{lib.replace(' ', '_')}.json"
+
+
+def threads_label(n_threads: int) -> str:
+    """The library name of a panelglm run with ``--n-threads``, as the report lists it."""
+    return f"panelglm n_threads={n_threads}"
 
 
 def spawn(
@@ -120,9 +125,18 @@ def spawn(
 
 
 def _child(
-    lib: str, shape: tuple[int, int, int], p: int, args: argparse.Namespace, raw_dir: Path
+    lib: str,
+    shape: tuple[int, int, int],
+    p: int,
+    args: argparse.Namespace,
+    raw_dir: Path,
+    n_threads: int | None = None,
 ) -> dict[str, Any]:
-    """Run one fit in a fresh interpreter and return its record (or why it has none)."""
+    """Run one fit in a fresh interpreter and return its record (or why it has none).
+
+    With ``n_threads`` (panelglm only), the record is listed as
+    :func:`threads_label` says, beside the run with panelglm's default.
+    """
     script_args = [
         "--lib",
         lib,
@@ -139,14 +153,23 @@ def _child(
         "--max-gb",
         str(args.max_gb),
     ]
-    return spawn(
+    label = lib
+    if n_threads is not None:
+        script_args += ["--n-threads", str(n_threads)]
+        label = threads_label(n_threads)
+    out = _raw_path(raw_dir, label, shape, p, args.seed)
+    rec = spawn(
         HERE / "fitters.py",
         script_args,
-        _raw_path(raw_dir, lib, shape, p, args.seed),
-        _base_record(lib, shape, p, args.seed),
+        out,
+        _base_record(label, shape, p, args.seed),
         args.timeout,
         args.threads,
     )
+    if rec["lib"] != label:  # the child names the library; --merge reads the file again
+        rec["lib"] = label
+        out.write_text(json.dumps(rec, indent=1))
+    return rec
 
 
 def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -177,6 +200,10 @@ def run_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rec = _child(lib, shape, p, args, raw_dir)
             records.append(rec)
             print(_summary(rec), flush=True)
+            for n in args.n_threads if lib == "panelglm" else []:
+                print(f"{'x'.join(map(str, shape))} p={p} {threads_label(n)} ...", end=" ")
+                records.append(_child(lib, shape, p, args, raw_dir, n_threads=n))
+                print(_summary(records[-1]), flush=True)
     return records
 
 
@@ -198,7 +225,12 @@ def write_outputs(
 ) -> None:
     """Compare against panelglm, then write results.md and benchmark.png."""
     order = {lib: n for n, lib in enumerate(fitters.LIBS)}
-    records.sort(key=lambda r: (r["N"], r["p"], r["seed"], order.get(r["lib"], 99)))
+    # a panelglm run with --n-threads right after panelglm's default one
+    rank = {
+        lib: order.get(lib, 0.5 if lib.startswith("panelglm") else 99)
+        for lib in {r["lib"] for r in records}
+    }
+    records.sort(key=lambda r: (r["N"], r["p"], r["seed"], rank[r["lib"]]))
     report.compare(records)
     envs = [r["environment"] for r in records if "environment" in r] or [fitters.environment()]
     env = dict(envs[0])
@@ -283,6 +315,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="set OMP/OPENBLAS/MKL_NUM_THREADS in the children (default: as inherited)",
+    )
+    ap.add_argument(
+        "--n-threads",
+        nargs="+",
+        type=int,
+        default=[],
+        help="also fit panelglm with each of these n_threads (e.g. 1 2), "
+        "listed as 'panelglm n_threads=N' beside its default run",
     )
     ap.add_argument("--out-dir", default=str(HERE / "results"))
     ap.add_argument(

@@ -248,9 +248,8 @@ class Assembler:
         cols = self._rows_t(other)
         if other == top:
             # OpenBLAS multiplies a many-column block faster by its values
-            # stored cell by cell (a 40 x 100 by 100 x 40 product: 6.7 against
-            # 10 us), a few-column one by the transposed rows (3 x 1e4: 9.7
-            # against 15).
+            # stored cell by cell, a few-column one by the transposed rows
+            # (measured: benchmarks/PERF_NOTES.md, "Per-call overhead").
             wide = cols.shape[0] >= 16
             return None, (), np.ascontiguousarray(cols.T) if wide else cols.T
         axes_t, axes_o = self.design.blocks[top].axes, self.design.blocks[other].axes

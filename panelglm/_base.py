@@ -35,7 +35,7 @@ from ._shifts import shift_map, to_user
 from ._statistics import explained_deviance
 from ._summary import InferenceMixin
 from ._terms import ModelSpec, build_design, build_model_spec
-from ._threads import blas_threads
+from ._threads import blas_threads, fit_threads, resolve_threads
 from ._validation import check_dense_size, check_response, check_target
 from ._warn import warn
 from ._xarray import without_missing_target
@@ -75,6 +75,7 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
             StrOptions({"float64", "float32"}),
         ],
         "collinear": [StrOptions({"drop", "raise"})],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     # ------------------------------------------------------------- hooks
@@ -180,10 +181,11 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         design, order = build_design(spec, data)
         # The BLAS calls of a fit with few coefficients are many and small:
         # threads gain nothing on them, and their spin-waits after each call
-        # take a core from the compiled sweep's second thread (and, on a busy
+        # take cores from the compiled sweep's threads (and, on a busy
         # machine, cost more than the calls). So BLAS keeps one thread for the
-        # whole fit, unless the P x P solve is large enough to gain from more.
-        with blas_threads(1 if design.n_coef <= SMALL_SOLVE else None):
+        # whole fit, unless the P x P solve is large enough to gain from n_threads.
+        threads = resolve_threads(self.n_threads)
+        with fit_threads(threads), blas_threads(1 if design.n_coef <= SMALL_SOLVE else threads):
             problem = self._problem(data, y, w)
             self._check_response(data, problem)
             # Separated cells and collinear coefficients are dropped around the solve.
@@ -219,8 +221,9 @@ class PanelGLMBase(AbsorbedFit, InferenceMixin, PanelInput, RegressorMixin, Base
         # Elastic net: the L2 part stays in the smooth objective, the L1 part
         # goes to proximal Newton (see _solve).
         l1 = self.alpha * self.l1_ratio
+        work = {"dtype": np.dtype(self.dtype), "n_threads": self.n_threads}
         objective = PenalizedObjective(
-            design, self.family, problem, self.alpha - l1, penalized, dtype=np.dtype(self.dtype)
+            design, self.family, problem, self.alpha - l1, penalized, **work
         )
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:

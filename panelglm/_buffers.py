@@ -1,14 +1,21 @@
-"""The flat buffers a compiled pass's accumulators live in: their layout and their reuse.
+"""The flat buffers of a compiled pass's accumulators: their layout, and the pool they go back to.
 
-A compiled sweep (:mod:`panelglm._compiled`) adds into raw addresses, so the
-accumulators of a pass are views into two flat float64 buffers laid out once
-per kernel (:class:`AccumulatorLayout`). A buffer no one holds any more is
-handed to the next pass (:func:`reused`) rather than fresh memory.
+A compiled sweep (:mod:`panelglm._compiled`) adds into the arrays it is handed,
+so the accumulators of a pass are views into two flat float64 buffers laid out
+once per kernel (:class:`AccumulatorLayout`). The kernel owns a
+:class:`BufferPool` of such pairs: a pass takes a pair, and whoever consumes
+its accumulators (the objective, once it has the gradient and the Hessian)
+gives the pair back with :meth:`PooledAccumulators.release`. Only a pair given
+back is reused, so accumulators a caller still holds are never overwritten;
+ownership is stated, not inferred from reference counts. Reuse matters
+because fresh memory from the allocator costs a page fault per page, once per
+pass, when the heap has been trimmed since the last one (see
+``benchmarks/PERF_NOTES.md``).
 """
 
 from __future__ import annotations
 
-import sys
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,20 +26,77 @@ if TYPE_CHECKING:
     from ._pass_spec import PassSpec
 
 
-def reused(last: np.ndarray | None, size: int, fill: float | np.ndarray) -> np.ndarray:
-    """``size`` values ``fill`` (a number, or an array copied in), in ``last`` if nobody holds it.
+class Slot:
+    """One pair of buffers for a pass's accumulators, and what passes worked out for it.
 
-    Accumulators a pass returned are views of its buffers, and keep them
-    referenced while anyone holds one: such a buffer is never reused. A free
-    one is, because fresh memory from the allocator costs a page fault per
-    page: at 1e6 cells, one pass in four of a fit took 1.5-2 ms longer (360
-    faults) when the heap had been trimmed since the last pass.
+    ``shared`` holds the arrays over the first axis, ``summed`` the parts'
+    sum of the others (see :class:`AccumulatorLayout`); ``cache`` is the
+    pass's to keep what it builds once per pair (the views it writes into).
     """
-    # References to ``last``: the caller's attribute, this argument, getrefcount's.
-    if last is None or last.size != size or sys.getrefcount(last) > 3:
-        last = np.empty(size)
-    np.copyto(last, fill)
-    return last
+
+    __slots__ = ("cache", "shared", "summed")
+
+    def __init__(self, shared: np.ndarray, summed: np.ndarray) -> None:
+        self.shared, self.summed = shared, summed
+        self.cache: dict = {}
+
+
+class BufferPool:
+    """The buffer pairs of one kernel's passes: taken by a pass, given back by the consumer.
+
+    A pair is reused only once given back (:meth:`give`), so a pass never
+    writes into accumulators someone still reads. A pair never given back
+    is simply freed with the last reference to it.
+    """
+
+    def __init__(self, shared: int, private: int) -> None:
+        self.sizes = (shared, private)
+        self._free: list[Slot] = []
+        self._lock = threading.Lock()  # passes and releases may run on different threads
+
+    def take(self) -> Slot:
+        """A free pair if one was given back, else a new one (contents undefined)."""
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return Slot(np.empty(self.sizes[0]), np.empty(self.sizes[1]))
+
+    def give(self, slot: Slot) -> None:
+        """Take ``slot`` back for a later pass; nothing may read its arrays after."""
+        with self._lock:
+            self._free.append(slot)
+
+    def clear(self) -> None:
+        """Let go of the free pairs (a solver calls it when done)."""
+        with self._lock:
+            self._free.clear()
+
+    @property
+    def n_free(self) -> int:
+        """Pairs given back and not yet taken again."""
+        return len(self._free)
+
+
+class PooledAccumulators(Accumulators):
+    """Accumulators whose arrays are a pool's buffers, lent until :meth:`release`."""
+
+    _pool: BufferPool | None = None
+    _slot: Slot | None = None
+
+    def release(self) -> None:
+        """Give the buffers back to the kernel's pool, for the next pass to reuse.
+
+        The arrays are dropped from this object, so that reading them after
+        fails rather than finds a later pass's sums; views of them that a
+        caller took must not be read after either. Releasing twice is harmless.
+        """
+        pool, slot = self._pool, self._slot
+        self._pool = self._slot = None
+        if pool is None or slot is None:
+            return
+        self.red, self.grp, self.cell = None, None, None  # type: ignore[assignment]
+        self.first_rows = self.first_sums = self.h_row = None  # first_sums may hold views
+        pool.give(slot)
 
 
 class AccumulatorLayout:
@@ -73,9 +137,13 @@ class AccumulatorLayout:
             self._slices.append(slice(at[is_shared], at[is_shared] + n))
             at[is_shared] += n
 
-    def views(self, shared: np.ndarray, private: np.ndarray) -> Accumulators:
-        """The accumulators over the two buffers."""
-        acc = Accumulators.__new__(Accumulators)
+    def views(
+        self, shared: np.ndarray, private: np.ndarray, pool: BufferPool | None = None, slot=None
+    ) -> Accumulators:
+        """The accumulators over the two buffers (lent from ``pool`` if given)."""
+        acc = Accumulators.__new__(Accumulators if pool is None else PooledAccumulators)
+        if pool is not None:
+            acc._pool, acc._slot = pool, slot
         acc.lsum, acc.red, acc.grp, acc.cell = 0.0, {}, [], []
         for (kind, key, shp, moved, is_shared), at in zip(self.entries, self._slices, strict=True):
             view = (shared if is_shared else private)[at].reshape(shp)

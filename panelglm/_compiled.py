@@ -5,7 +5,8 @@ predictor, the family's loss and curvature, and the plan's reductions,
 contractions and dot products. The optional compiled module
 ``panelglm._sweep`` does all of it along the lines of the last axis, each
 cell read once while it is in cache (see ``_sweep.c``). This module writes
-what it is handed: an int64 buffer of counts, addresses and element strides.
+what it is handed: an int64 buffer of counts, kinds and coefficient bits that
+names its arrays by their index in a list of operands.
 
 What the sweep computes is a list of *ops*: a row ``v = h * factor`` (or the
 residual ``g``), formed once per cell and added into every accumulator that
@@ -14,8 +15,11 @@ the numpy pass fills, so the assembly of the gradient and the Hessian is
 shared. Where a dtype or a pass has no compiled form (float32, the robust
 meat's weights), numpy runs the pass with the same results to rounding.
 
-The addresses are only valid while the arrays live where they are: a
-:class:`Description` keeps a reference to every array it was given.
+The sweep is handed the arrays themselves, not their addresses: it acquires
+their buffers (the buffer protocol) and checks dtype, shape, strides,
+alignment and writability on its side, so a mistake here raises a Python
+exception instead of touching memory it should not. (Plain C rather than
+Cython: the loops are C either way; see ``benchmarks/PERF_NOTES.md``.)
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ._buffers import AccumulatorLayout, reused
+from ._buffers import AccumulatorLayout, BufferPool
 from ._factored import DenseBlock
-from ._threads import run_parts
+from ._threads import resolve_threads, run_parts
 
 try:  # built by pip from _sweep.c; numpy serves where it could not be built
     from . import _sweep
@@ -77,28 +81,37 @@ def usable(kern: PassSpec) -> bool:
 
 
 class Description:
-    """An int64 buffer of counts, addresses and strides; keeps the arrays it points into alive."""
+    """A sweep's description: int64 words, and the operands they name by index.
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
-        self.shape = shape
+    Built on ``base``, it starts with that description's operands (and
+    their indices), so that words written for either name the same arrays.
+    """
+
+    def __init__(self, shape: tuple[int, ...], base: Description | None = None) -> None:
+        self.shape = tuple(shape)
         self.ndim = len(shape)
         self.words: list[int] = []
-        self.addresses: list[int] = []  # positions of the address words
-        self._keep: list[np.ndarray] = []
-        self.copies: list[np.ndarray] = []  # inputs read from a copy (see operand)
+        self.operands: list[np.ndarray] = [] if base is None else list(base.operands)
+        # (id of the array as given, output) -> index; the arrays as given are
+        # kept, so that no other array takes their id meanwhile.
+        self._index: dict[tuple[int, bool], int] = {} if base is None else dict(base._index)
+        self._given: list[np.ndarray] = [] if base is None else list(base._given)
+        self.copies: list[np.ndarray] = []  # inputs read from a copy (see index)
 
-    def operand(self, arr: np.ndarray | None, *, output: bool = False) -> None:
-        """Address and element strides of an array broadcastable to the grid (0 where size 1).
+    def index(self, arr: np.ndarray | None, *, output: bool = False) -> int:
+        """The operand index of an array broadcastable to the grid (-1 for None).
 
         The sweep reads aligned float64 elements at whole-element strides; a
         float64 input that is not (a field of a packed record array) is read
         from a copy, kept in :attr:`copies`. An ``output`` is written in
-        place, so it cannot be copied.
+        place, so it cannot be copied. An array given again has its index.
         """
         if arr is None:
-            self.words += [0] * (1 + self.ndim)
-            return
-        arr = np.asarray(arr)
+            return -1
+        key = (id(arr), output)
+        if key in self._index:
+            return self._index[key]
+        given, arr = arr, np.asarray(arr)
         if arr.dtype != np.float64:
             raise ValueError("sweep operands are float64 arrays")
         if not arr.flags.aligned or any(s % 8 for s in arr.strides):
@@ -108,19 +121,25 @@ class Description:
                 )
             arr = np.array(arr)
             self.copies.append(arr)
-        arr = arr.reshape((1,) * (self.ndim - arr.ndim) + arr.shape)
-        if any(n not in (1, g) for n, g in zip(arr.shape, self.shape, strict=True)):
+        if output and not arr.flags.writeable:
+            raise ValueError("sweep outputs are writable arrays")
+        lead = self.ndim - arr.ndim  # axes of size 1 put in front: a view, never a copy
+        shape = (1,) * max(lead, 0) + arr.shape
+        if lead < 0 or any(n not in (1, g) for n, g in zip(shape, self.shape, strict=True)):
             raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
-        self._keep.append(arr)
-        strides = [0 if n == 1 else s // 8 for n, s in zip(arr.shape, arr.strides, strict=True)]
-        self.addresses.append(len(self.words))
-        self.words += [arr.__array_interface__["data"][0], *strides]
+        arr = arr.reshape(shape)
+        self._index[key] = len(self.operands)
+        self.operands.append(arr)
+        self._given.append(given)
+        return self._index[key]
+
+    def operand(self, arr: np.ndarray | None, *, output: bool = False) -> None:
+        """Append the index of ``arr`` (see :meth:`index`) to the words."""
+        self.words.append(self.index(arr, output=output))
 
     def array(self) -> np.ndarray:
-        """The buffer the sweep reads (written once, on first use)."""
-        if getattr(self, "_array", None) is None:
-            self._array = np.asarray(self.words, dtype=np.int64)
-        return self._array
+        """The words as the int64 buffer the sweep reads."""
+        return np.asarray(self.words, dtype=np.int64)
 
 
 def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
@@ -131,26 +150,23 @@ def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
     return arr.reshape(shape)
 
 
-# A pass is split into PARTS ranges of the first axis, each with its own
-# accumulators, summed in a fixed order: results do not depend on how many
-# threads run the parts. The sweep releases the GIL, so on two cores two parts
-# take half the time. (Unlike numpy's passes, which gain nothing from a second
-# thread, see _threads.MAX_THREADS, the compiled sweep is bound by arithmetic.)
-PARTS = 2
-
-
-def _in_parts(jobs: list) -> list:
-    return run_parts(jobs, PARTS)
-
-
 class CompiledPass:
-    """The ops of a kernel's passes, laid out once; descriptions are written per pass."""
+    """The ops of a kernel's passes, laid out once; descriptions are written per pass.
 
-    def __init__(self, kern: PassSpec) -> None:
+    A pass is split into ``n_threads`` ranges of the first axis (None: as
+    many as the process has cores), each with its own accumulators, summed
+    in a fixed order: for a given number of threads, results do not depend
+    on how the threads are scheduled. The sweep releases the GIL and, unlike
+    numpy's passes (see ``_threads.MAX_THREADS``), is bound by arithmetic,
+    so the parts run in parallel.
+    """
+
+    def __init__(self, kern: PassSpec, n_threads: int | None = None) -> None:
         # No reference to ``kern`` is kept: the kernel holds this object, and a
         # cycle would keep both (and the kernel's buffers) alive until the
         # garbage collector runs.
         self.family = kern.family.sweep_code
+        self.n_parts = resolve_threads(n_threads)
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).
         self.columns = {
@@ -165,136 +181,123 @@ class CompiledPass:
             kern.values[i][..., q] for i in plan.full for q in range(kern.values[i].shape[-1])
         ]
         self.layout = AccumulatorLayout(kern)
+        # The accumulators' buffers: a pass takes a pair, the consumer of its
+        # accumulators gives it back (see _buffers).
+        self.pool = BufferPool(self.layout.shared, self.layout.private)
         # Binomial trials, broadcastable to the grid (None: one per cell, as
         # in every other family, which has none).
         m = kern.m
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
         self.trials = None if one else np.asarray(m, dtype=np.float64)
-        # Written on the first full pass: each part's ops, the positions of
-        # their addresses into the shared buffer, and that buffer's address.
-        self._ops_words: list[np.ndarray] | None = None
+        # The parts' private buffers, zeroed and summed by every full pass: one
+        # pass at a time (a caller's threads may share a kernel).
         self._private: list[np.ndarray] = []
-        self._ops_keep: list[np.ndarray] = []  # copies of inputs the ops read (see operand)
-        self._shared_at: list[np.ndarray] = []
-        self._shared_base = 0
         self._n_ops = 0
-        # The ops and private buffers are reused from pass to pass: one pass
-        # at a time (a kernel is not shared between fits, but may be between
-        # threads of a caller's own).
         self._lock = threading.Lock()
-        self._cuts: tuple | None = None  # (n0, PARTS) and the parts' ranges
-        self._fixed: tuple | None = None  # see _fixed_words
-        # The buffers of the last pass's accumulators, reused when free (see reused).
-        self._shared: np.ndarray | None = None
-        self._summed: np.ndarray | None = None
+        self._cuts: tuple | None = None  # (n0, parts) and the parts' ranges
+        self._fixed: tuple | None = None  # see _fixed_operands
 
     # -------------------------------------------------------------- passes
     def _parts(self, kern: PassSpec) -> list[tuple[int, int]]:
         n0 = kern.shape[0]
-        if self._cuts is None or self._cuts[0] != (n0, PARTS):
-            cuts = np.linspace(0, n0, min(PARTS, n0) + 1).astype(int)
+        if self._cuts is None or self._cuts[0] != (n0, self.n_parts):
+            cuts = np.linspace(0, n0, min(self.n_parts, n0) + 1).astype(int)
             parts = [(int(s), int(e)) for s, e in itertools.pairwise(cuts)] or [(0, 0)]
-            self._cuts = ((n0, PARTS), parts)
+            self._cuts = ((n0, self.n_parts), parts)
         return self._cuts[1]
 
     def loss(self, kern: PassSpec, small, cell) -> float:
         """``sum_c w_c f_c`` of the linear predictor ``small`` + ``cell``."""
-        desc = self.describe(kern, small, cell)
-        head = desc.array()
-        jobs = [lambda s=s, e=e: _sweep.sweep(head, s, e, False) for s, e in self._parts(kern)]
-        losses = _in_parts(jobs)
-        del desc  # the arrays it points into lived until every part returned
-        return float(sum(losses))
+        fixed, idx = self._fixed_operands(kern)
+        small = self._small(kern, small)
+        operands = [*fixed.operands, *small]
+        head = self._head(kern, idx, len(fixed.operands), len(small), cell, 0)
+        jobs = [
+            lambda s=s, e=e: _sweep.sweep(head, operands, s, e, False)
+            for s, e in self._parts(kern)
+        ]
+        return float(sum(run_parts(jobs, len(jobs))))
 
     def full(self, kern: PassSpec, small, cell) -> Accumulators:
         """Loss and every accumulator of a pass, as the numpy pass's ``full_pass`` gives them.
 
-        The ops are written once, on the first pass. Each pass then gets a new
-        shared buffer (its addresses are patched into the ops) and zeroes the
-        parts' private buffers, which it sums into a new array: the
-        accumulators it returns are not touched by later passes.
+        The accumulators live in a pair of buffers taken from :attr:`pool`:
+        later passes do not touch them until they are released
+        (:meth:`~panelglm._buffers.PooledAccumulators.release`).
         """
         with self._lock:
             return self._full(kern, small, cell)
 
     def release(self) -> None:
         """Let go of the buffers kept for the next pass (a solver calls it when done)."""
-        with self._lock:
-            self._shared = self._summed = None
+        self.pool.clear()
 
     def _full(self, kern: PassSpec, small, cell) -> Accumulators:
         parts = self._parts(kern)
-        self._shared = shared = reused(self._shared, self.layout.shared, 0.0)
-        if self._ops_words is None:
-            # Built into locals: a failure leaves the object as it was.
-            private = [np.zeros(self.layout.private) for _ in parts]
-            ops_words, shared_at, n_ops, keep = [], [], 0, []
-            lo = shared.__array_interface__["data"][0]
-            hi = lo + shared.nbytes
-            for priv in private:
-                desc = Description(kern.shape)
-                ops = self._ops(kern, self.layout.views(shared, priv))
-                self._write_ops(desc, ops)
-                keep += desc.copies  # the ops' words point into them
-                words = desc.array()
-                pos = np.array(desc.addresses, dtype=np.intp)
-                ops_words.append(words)
-                shared_at.append(pos[(words[pos] >= lo) & (words[pos] < max(hi, lo + 1))])
-                n_ops = len(ops)
-            self._private, self._shared_at, self._n_ops = private, shared_at, n_ops
-            self._ops_keep = keep
-            self._shared_base = lo
-            self._ops_words = ops_words
-        else:
+        fixed, idx = self._fixed_operands(kern)
+        small = self._small(kern, small)
+        if len(self._private) != len(parts):
+            self._private = [np.zeros(self.layout.private) for _ in parts]
+        slot = self.pool.take()
+        try:
+            built = self._slot_ops(kern, slot, fixed)
+            slot.shared.fill(0.0)
             for priv in self._private:
                 priv.fill(0.0)
-        base = shared.__array_interface__["data"][0]
-        for words, pos in zip(self._ops_words, self._shared_at, strict=True):
-            words[pos] += base - self._shared_base
-        self._shared_base = base
-        desc = self.describe(kern, small, cell, n_ops=self._n_ops)
-        head = np.asarray(desc.words, dtype=np.int64)
-        descs = [np.concatenate([head, words]) for words in self._ops_words]
-        losses = _in_parts(
-            [
-                lambda d=d, s=s, e=e: _sweep.sweep(d, s, e, True)
-                for d, (s, e) in zip(descs, parts, strict=True)
-            ]
-        )
-        del desc  # y, w and the linear predictor's parts lived until every part returned
-        self._summed = private = reused(self._summed, self.layout.private, self._private[0])
-        for priv in self._private[1:]:
-            private += priv
-        acc = self.layout.views(shared, private)
+            calls = []
+            for desc, ops_words in built:
+                n = len(desc.operands)
+                head = self._head(kern, idx, n, len(small), cell, self._n_ops)
+                calls.append((np.concatenate([head, ops_words]), [*desc.operands, *small]))
+            losses = run_parts(
+                [
+                    lambda c=c, s=s, e=e: _sweep.sweep(c[0], c[1], s, e, True)
+                    for c, (s, e) in zip(calls, parts, strict=True)
+                ],
+                len(parts),
+            )
+            summed = slot.summed
+            np.copyto(summed, self._private[0])
+            for priv in self._private[1:]:
+                summed += priv
+        except BaseException:
+            self.pool.give(slot)  # not lent to anyone
+            raise
+        acc = self.layout.views(slot.shared, summed, self.pool, slot)
         acc.lsum = float(sum(losses))
         return acc
 
     # --------------------------------------------------------- description
-    def describe(self, kern: PassSpec, small, cell, n_ops: int = 0) -> Description:
+    @staticmethod
+    def _small(kern: PassSpec, small: list) -> list[np.ndarray]:
+        """The small parts of the linear predictor as operands (new arrays on each pass)."""
+        desc = Description(kern.shape)
+        return [desc.operands[desc.index(part)] for part in small]
+
+    def _head(self, kern, idx: dict, first: int, n_small: int, cell, n_ops: int) -> np.ndarray:
         """The header and the linear predictor of a sweep, announcing ``n_ops`` ops to follow.
 
-        A loss-only sweep has none; a full pass appends the ops :meth:`full`
-        wrote once.
+        The small parts of the linear predictor are operands ``first`` on;
+        the other terms are the fixed operands (``idx``).
         """
-        fixed, offset, cols = self._fixed_words(kern)
-        desc = Description(kern.shape)
-        n_terms = len(small) + (offset is not None) + len(cols)
-        desc.words += [len(kern.shape), *kern.shape, self.family, n_terms, n_ops, *fixed]
-        for part in small:
-            desc.words.append(_ONE)
-            desc.operand(part)
-        if offset is not None:
-            desc.words += [_ONE, *offset]
+        offset, cols = idx["offset"], idx["cols"]
+        n_terms = n_small + (offset >= 0) + len(cols)
+        words = [len(kern.shape), *kern.shape, self.family, n_terms, n_ops]
+        words += [idx["y"], idx["w"], idx["m"]]
+        for i in range(first, first + n_small):
+            words += [_ONE, i]
+        if offset >= 0:
+            words += [_ONE, offset]
         coefs = np.concatenate(cell) if cell else np.empty(0)
-        for bits, col in zip(coefs.view(np.int64).tolist(), cols, strict=True):
-            desc.words += [bits, *col]
-        return desc
+        for bits, i in zip(coefs.view(np.int64).tolist(), cols, strict=True):
+            words += [bits, i]
+        return np.asarray(words, dtype=np.int64)
 
-    def _fixed_words(self, kern: PassSpec) -> tuple[list[int], list[int] | None, list]:
-        """The words of the operands every pass reads: y, w, trials; the offset; the columns.
+    def _fixed_operands(self, kern: PassSpec) -> tuple[Description, dict]:
+        """The operands every pass reads: y, w, trials; the offset; the columns.
 
-        Written once: only the small parts of the linear predictor are new
-        arrays on each pass. The arrays are kept with their words.
+        Laid out once, with their indices: only the small parts of the linear
+        predictor are new arrays on each pass.
         """
         arrays = (kern.y, kern.w, self.trials, kern.offset_full)
         same = self._fixed is not None and all(
@@ -302,16 +305,35 @@ class CompiledPass:
         )
         if not same:
             desc = Description(kern.shape)
-            for arr in arrays[:3]:
-                desc.operand(arr)
-            words, keep = [], desc.copies  # what the words point into but ``arrays``
-            for arr in (arrays[3], *self.cell_cols):
-                one = Description(kern.shape)
-                one.operand(arr)
-                words.append(one.words if arr is not None else None)
-                keep += one.copies
-            self._fixed = (arrays, (desc.words, words[0], words[1:]), keep)
-        return self._fixed[1]
+            idx = {
+                "y": desc.index(kern.y),
+                "w": desc.index(kern.w),
+                "m": desc.index(self.trials),
+                "offset": desc.index(kern.offset_full),
+                "cols": [desc.index(col) for col in self.cell_cols],
+            }
+            self._fixed = (arrays, desc, idx)
+        return self._fixed[1], self._fixed[2]
+
+    def _slot_ops(self, kern: PassSpec, slot, fixed: Description) -> list:
+        """Each part's operands and ops words for the buffers of ``slot``, built once per pair.
+
+        The ops add into views of the pair's shared buffer and of the part's
+        private one; the words name them by index after the fixed operands.
+        """
+        key = (fixed, self._private)
+        cached = slot.cache.get("ops")
+        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+            return cached[1]
+        built = []
+        for priv in self._private:
+            desc = Description(kern.shape, base=fixed)
+            ops = self._ops(kern, self.layout.views(slot.shared, priv))
+            self._write_ops(desc, ops)
+            built.append((desc, desc.array()))
+            self._n_ops = len(ops)
+        slot.cache["ops"] = (key, built)
+        return built
 
     @staticmethod
     def _write_ops(desc: Description, ops: list) -> None:

@@ -30,7 +30,9 @@ class CompiledEngine(NumpyEngine):
     problem : PanelProblem
         The fit's arrays, for the statistics taken chunk by chunk.
     chunk_cells, n_threads : int, optional
-        As :class:`~panelglm._kernels.NumpyEngine`, for the passes run with numpy.
+        As :class:`~panelglm._kernels.NumpyEngine`, for the passes run with
+        numpy; the sweep runs one part of a pass per thread of ``n_threads``
+        (None: :func:`~panelglm._threads.resolve_threads`, the fit's or every core).
     """
 
     name = "compiled"
@@ -43,7 +45,7 @@ class CompiledEngine(NumpyEngine):
         n_threads: int | None = None,
     ) -> None:
         super().__init__(spec, problem, chunk_cells, n_threads)
-        self.compiled = _compiled.CompiledPass(spec)
+        self.compiled = _compiled.CompiledPass(spec, n_threads)
 
     def loss(self, beta: np.ndarray) -> float:
         """``sum_c w_c f_c`` at ``beta``, from one compiled loss-only sweep."""

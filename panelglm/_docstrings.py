@@ -96,7 +96,21 @@ _COMMON_PARAMS = """alpha : float, default=0.0
         ValueError instead. The intercept, then fixed effects, then covariates
         in their order claim the column space first, so the later of two
         collinear covariates is the one dropped. Fixed-effect levels with no
-        observed row are always NaN, without a warning."""
+        observed row are always NaN, without a warning.
+    n_threads : int, default=None
+        Threads a fit runs on: one part of each compiled pass over the cells
+        per thread, and BLAS threads for the Newton solve when there are more
+        than 1000 coefficients (below that BLAS keeps one thread, its calls
+        being many and small). ``None`` uses every core available to the
+        process (its CPU affinity where the system reports one, else
+        ``os.cpu_count()``). The parts' sums are added in a fixed order, so a
+        given ``n_threads`` gives the same bits on every run, and different
+        values agree to rounding; ``n_threads=1`` runs every sum in one
+        order. Without the compiled sweep, the numpy passes use one thread
+        unless ``n_threads`` is given; fits with ``absorb`` run their passes
+        on one thread. Not scikit-learn's ``n_jobs``, whose ``None`` means
+        one job and ``-1`` every core: threads here share the fit's memory,
+        and ``None`` already means every core."""
 
 _COMMON_ATTRS = """coef_ : ndarray of shape (n_coef,)
         Coefficients, without the intercept, aligned with ``coef_names_``.

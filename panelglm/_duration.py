@@ -111,6 +111,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.event = event
         self.offset = offset
@@ -128,6 +129,7 @@ class PanelExponentialRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         base = super()._problem(data, None, w)

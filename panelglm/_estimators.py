@@ -69,6 +69,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.offset = offset
         self.alpha = alpha
@@ -85,6 +86,7 @@ class PanelPoissonRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -137,6 +139,7 @@ class PanelLinearRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -152,6 +155,7 @@ class PanelLinearRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
 
 @fill_doc
@@ -209,6 +213,7 @@ class PanelLogitRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.trials = trials
         self.alpha = alpha
@@ -225,6 +230,7 @@ class PanelLogitRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def _problem(self, data: PanelData, y, w) -> PanelProblem:
         problem = super()._problem(data, y, w)

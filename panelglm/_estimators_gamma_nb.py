@@ -96,6 +96,7 @@ class PanelGammaRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.offset = offset
         self.alpha = alpha
@@ -112,6 +113,7 @@ class PanelGammaRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -186,6 +188,7 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
         small_sample=True,
         dtype=np.float64,
         collinear="drop",
+        n_threads=None,
     ):
         self.theta = theta
         self.offset = offset
@@ -203,6 +206,7 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
         self.small_sample = small_sample
         self.dtype = dtype
         self.collinear = collinear
+        self.n_threads = n_threads
 
     @property
     def family(self) -> Family:

@@ -96,8 +96,8 @@ class PenalizedObjective:
     def _y_totals(self) -> tuple[float, float]:
         """``sum w f_saturated(y)`` and ``sum w const(y)``: sums over the response alone.
 
-        Taken together, once: counts are tallied by value for both in one go
-        (a few ms at a million cells), for the stopping rule and the statistics.
+        Taken together, once: counts are tallied by value for both in one go,
+        for the stopping rule and the statistics.
         """
         if self._y_sums is None:
             fam, p = self.family, self.problem

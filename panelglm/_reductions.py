@@ -54,7 +54,8 @@ class Accumulators:
         """Done with these arrays: buffers lent to a pass go back (these own theirs).
 
         The engines call it once the gradient and the Hessian are assembled;
-        the arrays must not be read after.
+        the arrays must not be read after. A compiled pass's live in its
+        engine's pool (:class:`~panelglm._buffers.PooledAccumulators`).
         """
 
 

@@ -76,12 +76,11 @@ def _sweep_info() -> dict[str, str]:
 
 
 def _threads_info() -> dict[str, str]:
-    cores = _threads._cores()
-    parts = min(cores, _compiled.PARTS)
+    cores = _threads.available_cores()
     return {
         "cores available": str(cores),
         "numpy passes": f"{_threads.default_threads()} thread(s), BLAS held to 1 inside a pass",
-        "compiled sweep": f"{parts} thread(s) ({_compiled.PARTS} parts of each pass)",
+        "compiled sweep": f"{cores} thread(s) with n_threads=None (one part of a pass each)",
     }
 
 

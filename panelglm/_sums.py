@@ -1,9 +1,9 @@
 """Sums of the assembly's small arrays over some of their axes, as BLAS products with ones.
 
-numpy's reduction over an axis pays a fixed cost per output row: summing a
-``(3, 100, 100)`` array over its last axis takes 11 us, a product with a vector
-of ones 3.5 us; over the last axis of a ``(100, 100, 3)`` array, 150 us against
-14. The Hessian assembly does about twenty such sums per Newton step.
+numpy's reduction over an axis pays a fixed cost per output row, which a
+product with a vector of ones does not (measurements in
+``benchmarks/PERF_NOTES.md``). The Hessian assembly does about twenty such
+sums per Newton step.
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@
  *
  * The grid is C-ordered with D axes; a chunk is positions [s, e) of axis 0.
  * Its cells are walked as lines along the last axis (tiles of at most TILE
- * cells), every other index fixed. An operand is an address and D element
- * strides, zero along the axes it does not vary on, so any block layout is
- * one loop. Along a line an operand is constant (stride 0), contiguous
+ * cells), every other index fixed. An operand is the start of an array's
+ * buffer and D element strides, zero along the axes it does not vary on, so
+ * any block layout is one loop. Along a line an operand is constant (stride 0), contiguous
  * (stride 1) or gathered into a scratch tile.
  *
  * Per tile: eta = sum of coef * term; then the family writes the curvature h
@@ -32,9 +32,11 @@
  * Sums run in 4-lane partial sums (GCC vector extensions), in the same order
  * on every code path and however many threads run the parts; the compiler
  * may fuse multiplies and adds on CPUs that have FMA, so the last bits can
- * differ between machines. Only the Python C API is used; descriptions
- * are int64 buffers (panelglm/_compiled.py writes them, and keeps every array
- * they point into alive for the call). The GIL is released while it runs.
+ * differ between machines. Only the Python C API is used: a description is
+ * an int64 buffer of counts, kinds and indices into a sequence of operand
+ * arrays (panelglm/_compiled.py writes both), whose buffers the sweep
+ * acquires and checks itself (_sweep_read.h). The GIL is released while it
+ * runs.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -254,52 +256,71 @@ CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffe
 
 /* ------------------------------------------------------------ Python entry */
 PyDoc_STRVAR(sweep_doc,
-             "sweep(description, s, e, derivs) -> float\n\n"
+             "sweep(description, operands, s, e, derivs) -> float\n\n"
              "Run the pass described by an int64 buffer over positions [s, e) of\n"
-             "axis 0; returns the weighted log-likelihood sum (see _compiled.py).");
+             "axis 0, on the arrays of the sequence ``operands`` (float64, one axis\n"
+             "per axis of the grid, each of its size or 1) that the description\n"
+             "names by index; returns the weighted log-likelihood sum (see\n"
+             "_compiled.py). A description or operand the sweep cannot run raises\n"
+             "ValueError or TypeError.");
 
 static PyObject *sweep(PyObject *self, PyObject *args)
 {
     (void)self;
     Py_buffer buf;
+    PyObject *given;
     long long s, e;
     int derivs;
-    if (!PyArg_ParseTuple(args, "y*LLp", &buf, &s, &e, &derivs)) return NULL;
-    if (buf.itemsize != 8 || buf.len % 8) {
+    if (!PyArg_ParseTuple(args, "y*OLLp", &buf, &given, &s, &e, &derivs)) return NULL;
+    if (buf.itemsize != 8 || buf.len % 8 || (uintptr_t)buf.buf % sizeof(int64_t)) {
         PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "description must be an int64 buffer");
+        PyErr_SetString(PyExc_ValueError, "sweep description must be an aligned int64 buffer");
         return NULL;
     }
-    Reader R = {(const int64_t *)buf.buf, buf.len / 8, 0, 0};
+    PyObject *seq = PySequence_Fast(given, "sweep operands must be a list or tuple of arrays");
+    if (!seq) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    Reader R = {(const int64_t *)buf.buf, buf.len / 8, 0, PySequence_Fast_GET_SIZE(seq), 0, 0};
     Sweep S;
     memset(&S, 0, sizeof S);
+    Operands O;
+    memset(&O, 0, sizeof O);
     int rc = parse(&R, &S);
+    if (rc == -1) parse_error(&R);
+    if (rc == 0) rc = acquire(&O, &S, seq);
     if (rc == 0) plan_fusion(&S);
+    if (rc == 0 && (s < 0 || e < s || e > S.shape[0])) {
+        PyErr_Format(PyExc_ValueError, "sweep over positions [%lld, %lld) of an axis of %lld", s,
+                     e, (long long)S.shape[0]);
+        rc = -1;
+    }
     Buffers B = {NULL, NULL, NULL, NULL};
     double *mem = NULL;
     if (rc == 0) {
         mem = malloc(sizeof(double) * TILE * N_TILES);
         if (!mem) rc = -2;
     }
-    if (rc == 0 && (s < 0 || e < s || e > S.shape[0])) rc = -1;
     double loss = 0.0;
     if (rc == 0) {
         B.eta = mem;
         B.h = mem + TILE;
         B.g = mem + (1 + NB) * TILE;
         B.scratch = mem + (1 + 2 * NB) * TILE;
+        /* The operands' buffers stay acquired (their memory cannot move or
+         * be freed) until they are released below, with the GIL again. */
         Py_BEGIN_ALLOW_THREADS
         loss = run(&S, s, e, derivs, &B);
         Py_END_ALLOW_THREADS
     }
     free(mem);
+    release_operands(&O);
     release(&S);
+    Py_DECREF(seq);
     PyBuffer_Release(&buf);
     if (rc == -2) return PyErr_NoMemory();
-    if (rc) {
-        PyErr_SetString(PyExc_ValueError, "malformed sweep description");
-        return NULL;
-    }
+    if (rc) return NULL;
     return PyFloat_FromDouble(loss);
 }
 

@@ -49,7 +49,7 @@ def _zero_response_loss(x: np.ndarray, family: int) -> float:
         desc.operand(arr)
     desc.words.append(int(np.float64(1.0).view(np.int64)))
     desc.operand(x)
-    return compiled._sweep.sweep(desc.array(), 0, x.size, False)
+    return compiled._sweep.sweep(desc.array(), desc.operands, 0, x.size, False)
 
 
 def _neg_exp_sum(x: np.ndarray) -> float:
@@ -176,7 +176,7 @@ def test_softplus_matches_numpy_to_a_few_ulp():
     assert np.isnan(_neg_softplus_sum(np.array([np.nan])))
 
 
-def _objective(shape, family, seed, indicators=None):
+def _objective(shape, family, seed, indicators=None, n_threads=None):
     rng = np.random.default_rng(seed)
     if indicators is None:
         indicators = family != "gaussian"
@@ -189,7 +189,9 @@ def _objective(shape, family, seed, indicators=None):
     m = rng.integers(1, 4, size=shape).astype(float) if family == "binomial" else np.ones(shape)
     y = random_response(family, rng, eta, m)
     problem = PanelProblem(shape, y=y, m=m, w=w, offset=(off, tuple(range(len(shape)))))
-    obj = PenalizedObjective(design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef))
+    obj = PenalizedObjective(
+        design, FAMILIES[family], problem, 0.0, np.ones(design.n_coef), n_threads=n_threads
+    )
     return obj, (design, FAMILIES[family], y, m, w, off, beta)
 
 
@@ -205,12 +207,14 @@ def _objective(shape, family, seed, indicators=None):
 )
 @pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
 @pytest.mark.parametrize("parts", [1, 2, 3])
-def test_compiled_pass_matches_dense(shape, family, parts, monkeypatch):
+def test_compiled_pass_matches_dense(shape, family, parts):
     """Any number of parts: the dense matrix's loss, gradient and Hessian."""
-    monkeypatch.setattr(compiled, "PARTS", parts)
     # Fixed effects on the larger grids would make the dense reference slow.
-    obj, ref_args = _objective(shape, family, len(shape) + parts, indicators=np.prod(shape) < 1000)
+    obj, ref_args = _objective(
+        shape, family, len(shape) + parts, indicators=np.prod(shape) < 1000, n_threads=parts
+    )
     assert obj.engine.name == "compiled"
+    assert obj.engine.compiled.n_parts == parts
     lsum, grad, hess = reference(*ref_args)
     beta, scale = ref_args[-1], 1.0 / ref_args[4].sum()
     for _ in range(2):  # the second pass reuses the ops written by the first
@@ -266,19 +270,20 @@ def _address(arr: np.ndarray) -> int:
 @needs_engine
 def test_a_pass_reuses_the_buffers_nobody_holds():
     """Fresh memory costs a page fault per page: a pass whose accumulators were
-    dropped hands its buffers, zeroed, to the next; the solver releases them."""
+    released hands its buffers, zeroed, to the next; the solver lets them go."""
     obj, ref_args = _objective((4, 3, 5), "poisson", 8)
     kern, beta = obj.engine, ref_args[-1]
     acc = kern.full_pass(beta)
     where = [_address(acc.red[(0, 1)]), _address(acc.red[(1, 2)])]
     hess = kern.hessian(acc)
-    del acc
-    kern.full_pass(beta * 0.5)  # dropped at once
+    acc.release()
+    kern.full_pass(beta * 0.5).release()  # given back at once
     acc = kern.full_pass(beta)
     assert [_address(acc.red[(0, 1)]), _address(acc.red[(1, 2)])] == where
     np.testing.assert_array_equal(kern.hessian(acc), hess)  # zeroed before reuse
+    acc.release()
     obj.release()
-    assert kern.compiled._shared is None and kern.compiled._summed is None
+    assert kern.compiled.pool.n_free == 0
     np.testing.assert_array_equal(kern.hessian(kern.full_pass(beta)), hess)
 
 
