@@ -13,7 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 from ._column_specs import frame_spec, table_spec
 from ._columns import ColumnSpec
 from ._dataset_columns import is_dataset
-from ._layout import MAX_SPARSE_GRID_BYTES, Grid, build_grid
+from ._grid_build import build_grid
+from ._layout import MAX_SPARSE_GRID_BYTES, Grid
 from ._panel import PanelData
 from ._stated import stated_levels
 from ._tables import TableColumns, join_tables, table_keys

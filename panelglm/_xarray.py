@@ -22,7 +22,8 @@ import pandas as pd
 
 from ._columns import ColumnSpec
 from ._dataset_columns import DatasetColumns, Labels, is_dataarray
-from ._layout import Grid, RampCodes, check_grid_size, code_dtype, show_value
+from ._grid_build import check_grid_size
+from ._layout import Grid, RampCodes, code_dtype, show_value
 
 
 def _axes(var: Any, name: Any, dims: tuple[str, ...]) -> tuple[int, ...]:
