@@ -1,4 +1,4 @@
-"""Build of the optional compiled sweep (``panelglm._sweep``).
+"""Build of the optional compiled sweep (``panelglm._engine._sweep``).
 
 Everything else about the package is declared in ``pyproject.toml``. The
 extension uses only the Python C API; if it cannot be compiled the install
@@ -14,13 +14,13 @@ flags = [] if sys.platform == "win32" else ["-O3"]
 setup(
     ext_modules=[
         Extension(
-            "panelglm._sweep",
-            sources=["panelglm/_sweep.c"],
+            "panelglm._engine._sweep",
+            sources=["panelglm/_engine/_sweep.c"],
             depends=[
-                "panelglm/_sweep_simd.h",
-                "panelglm/_sweep_loops.h",
-                "panelglm/_sweep_read.h",
-                "panelglm/_sweep_lines.h",
+                "panelglm/_engine/_sweep_simd.h",
+                "panelglm/_engine/_sweep_loops.h",
+                "panelglm/_engine/_sweep_read.h",
+                "panelglm/_engine/_sweep_lines.h",
             ],
             extra_compile_args=flags,
             optional=True,

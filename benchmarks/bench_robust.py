@@ -48,12 +48,12 @@ import numpy as np
 import pandas as pd
 
 from panelglm import PanelDesign, PanelPoissonRegressor
-from panelglm._certificate import separating_cells
-from panelglm._collinearity import independent_columns, weighted_gram
-from panelglm._identification import Identifier
-from panelglm._newton import newton_solve
-from panelglm._separation import separated_levels
-from panelglm._terms import build_design, build_model_spec
+from panelglm._ident.certificate import separating_cells
+from panelglm._ident.collinearity import independent_columns, weighted_gram
+from panelglm._ident.identification import Identifier
+from panelglm._ident.separation import separated_levels
+from panelglm._model.terms import build_design, build_model_spec
+from panelglm._solve.newton import newton_solve
 
 
 def simulate(sizes, seed=0, zero_customers=0.0):

@@ -213,8 +213,8 @@ def _solve_time(n_coef: int) -> float:
     On a random, well-conditioned P x P matrix, with BLAS held to one thread as
     in a fit of at most 1000 coefficients.
     """
-    from panelglm._newton import _newton_step
-    from panelglm._threads import blas_limit
+    from panelglm._solve.newton import _newton_step
+    from panelglm._util.threads import blas_limit
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2 * n_coef, n_coef))
@@ -232,8 +232,8 @@ def _solver_clock(steps: list[float]) -> Iterator[None]:
     alone may halve its step from the starting point: what one more iteration
     costs, as the marginal cost from outside measures it, without the set-up.
     """
-    import panelglm._base as base
-    import panelglm._newton as newton
+    import panelglm._estimators.base as base
+    import panelglm._solve.newton as newton
 
     solve, step = base.newton_solve, newton._newton_step
     starts: list[float] = []

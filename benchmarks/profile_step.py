@@ -69,7 +69,7 @@ def run(args, data, y, n_threads, exp_s, design_s, n):
     import warnings
 
     from panelglm import PanelPoissonRegressor
-    from panelglm._base import PanelGLMBase
+    from panelglm._estimators.base import PanelGLMBase
 
     kw = {} if n_threads is None else {"n_threads": n_threads}
     est = PanelPoissonRegressor(dtype=np.dtype(args.dtype).type, max_iter=1, **kw)

@@ -18,9 +18,10 @@ from typing import TextIO
 
 from threadpoolctl import threadpool_info
 
-from . import _compiled, _threads
-from ._families import FAMILIES
-from ._families_gamma_nb import GAMMA, negative_binomial
+from ._engine import compiled as _compiled
+from ._model.families import FAMILIES
+from ._model.families_gamma_nb import GAMMA, negative_binomial
+from ._util import threads as _threads
 from ._version import __version__
 
 # Distribution names, as pip knows them (matplotlib: the examples and docs extras).
@@ -53,7 +54,7 @@ def _sweep_info() -> dict[str, str]:
     if _compiled._sweep is None:
         # _compiled swallowed the ImportError; importing again recovers its message.
         try:
-            importlib.import_module("panelglm._sweep")
+            importlib.import_module("panelglm._engine._sweep")
         except ImportError as exc:
             why = f"{type(exc).__name__}: {exc}"
         else:  # pragma: no cover - importable now but not when panelglm was imported
@@ -62,7 +63,7 @@ def _sweep_info() -> dict[str, str]:
             "built": f"no ({why}; installed without a C compiler?)",
             "in use": "no (not built: every pass runs with numpy)",
         }
-    built = f"yes ({getattr(_compiled._sweep, '__file__', 'panelglm._sweep')})"
+    built = f"yes ({getattr(_compiled._sweep, '__file__', 'panelglm._engine._sweep')})"
     setting = os.environ.get("PANELGLM_NUMPY_PASS", "")
     if not _compiled.enabled():
         return {

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import BaseCrossValidator, KFold, TimeSeriesSplit
 
-from ._panel import PanelData
-from ._rows import as_panel_data
+from ._data.panel import PanelData
+from ._data.rows import as_panel_data
 
 __all__ = ["PanelKFold", "PanelTimeSeriesSplit"]
 

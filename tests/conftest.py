@@ -63,7 +63,7 @@ def engines(*names):
     The compiled engine is skipped where the sweep is not built or is switched
     off (``PANELGLM_NUMPY_PASS=1``).
     """
-    from panelglm import _compiled
+    from panelglm._engine import compiled as _compiled
 
     names = names or ("compiled", "numpy", "plain")
     skip = pytest.mark.skipif(

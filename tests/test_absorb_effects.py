@@ -341,7 +341,7 @@ def test_covariate_separation_is_detected_as_without_absorbing(cls):
 def test_dense_fixed_effects_beyond_the_budget_name_absorb(monkeypatch):
     # A budget lowered to the size of this model's Hessian stands for the
     # 20,000-level fixed effects that crashed: refused before any P x P array.
-    import panelglm._validation as validation
+    import panelglm._data.validation as validation
 
     df = pd.DataFrame({"firm": np.repeat(np.arange(300), 3), "year": np.tile(np.arange(3), 300)})
     df["x"] = np.random.default_rng(0).normal(size=len(df))

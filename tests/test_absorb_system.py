@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import panelglm._absorb as absorb_module
+import panelglm._absorb.effects as absorb_module
 from panelglm import PanelPoissonRegressor
-from panelglm._absorb import AbsorbedEffects, EffectSystem
+from panelglm._absorb.effects import AbsorbedEffects, EffectSystem
 from panelglm.exceptions import SeparationWarning
 
 SHAPE = (7, 5, 4)
@@ -132,7 +132,7 @@ def test_effects_spanning_the_grid_keep_one_curvature_at_a_time(monkeypatch):
     curvature itself. A Newton iterate's is dropped once the next point is
     evaluated (and remade if asked for), and the Hessian's temporaries are a
     slab's: the fit's peak stays under four grid-sized arrays (4.3 before)."""
-    import panelglm._factored as factored
+    import panelglm._model.factored as factored
     from panelglm import PanelDesign
 
     monkeypatch.setattr(factored, "SLAB_CELLS", 1 << 14)
@@ -173,10 +173,10 @@ def test_effects_spanning_the_grid_keep_one_curvature_at_a_time(monkeypatch):
 def test_a_spilled_effect_system_is_rebuilt_with_the_same_solution():
     """The objective drops the last point's effect system when it evaluates a
     new point; asking the old Hessian for a Newton step rebuilds it exactly."""
-    from panelglm._absorb_objective import AbsorbedObjective
-    from panelglm._factored import DenseBlock, FactoredDesign
-    from panelglm._families import BINOMIAL, POISSON
-    from panelglm._objective import PanelProblem
+    from panelglm._absorb.objective import AbsorbedObjective
+    from panelglm._engine.objective import PanelProblem
+    from panelglm._model.factored import DenseBlock, FactoredDesign
+    from panelglm._model.families import BINOMIAL, POISSON
 
     rng = np.random.default_rng(2)
     shape = (30, 6, 5)

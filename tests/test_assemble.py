@@ -14,9 +14,9 @@ import pytest
 from conftest import engines
 from test_kernels import reference
 
-from panelglm._factored import DenseBlock, FactoredDesign
-from panelglm._families import POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.factored import DenseBlock, FactoredDesign
+from panelglm._model.families import POISSON
 
 
 def benchmark_like(shape, n_single, rng):

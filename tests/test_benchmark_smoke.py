@@ -30,7 +30,7 @@ def test_step_clock_times_each_solve_and_puts_the_solver_back(monkeypatch):
     import time
 
     monkeypatch.syspath_prepend(str(ROOT))
-    import panelglm._base as base
+    import panelglm._estimators.base as base
     from benchmarks import datagen, fitters
 
     panel = datagen.make_panel((6, 5, 4), p=2, seed=0)

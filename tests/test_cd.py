@@ -11,10 +11,10 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from panelglm import PanelDesign
-from panelglm._cd import minimize_l1_quadratic, prox_newton_solve
-from panelglm._families import POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
-from panelglm._terms import build_design, build_model_spec
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.families import POISSON
+from panelglm._model.terms import build_design, build_model_spec
+from panelglm._solve.cd import minimize_l1_quadratic, prox_newton_solve
 
 
 def random_problem(seed, p=8, condition=1e3):

@@ -12,7 +12,7 @@ from conftest import engines, make_panel
 from sklearn.linear_model import PoissonRegressor
 
 from panelglm import PanelDesign, PanelLinearRegressor, PanelPoissonRegressor
-from panelglm._collinearity import independent_columns, null_space_basis
+from panelglm._ident.collinearity import independent_columns, null_space_basis
 from panelglm.exceptions import CollinearityWarning
 
 smf = pytest.importorskip("statsmodels.formula.api")
@@ -236,10 +236,10 @@ def test_chunked_gram_equals_the_plain_kernels(weighted, center, engine, monkeyp
     A cell-level column with a huge mean (a timestamp) is centred by a copy, a
     modest one in the Gram matrix; both must agree with centring every column.
     """
-    import panelglm._collinearity as coll
-    from panelglm._factored import DenseBlock, FactoredDesign
-    from panelglm._plan import make_plan
-    from panelglm._terms import build_design, build_model_spec
+    import panelglm._ident.collinearity as coll
+    from panelglm._engine.plan import make_plan
+    from panelglm._model.factored import DenseBlock, FactoredDesign
+    from panelglm._model.terms import build_design, build_model_spec
 
     monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1" if engine == "numpy" else "0")
 
@@ -274,9 +274,9 @@ def test_chunked_gram_equals_the_plain_kernels(weighted, center, engine, monkeyp
 def test_plain_gram_centres_like_the_dense_matrix(weighted):
     """No chunked plan (two-way fixed effects on a 2-D panel): cell-level columns are
     centred in the Gram matrix, a timestamp by a copy; against extended precision."""
-    import panelglm._collinearity as coll
-    from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
-    from panelglm._plan import make_plan
+    import panelglm._ident.collinearity as coll
+    from panelglm._engine.plan import make_plan
+    from panelglm._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
 
     rng = np.random.default_rng(0)
     shape = (30, 20)

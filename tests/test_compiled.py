@@ -1,6 +1,6 @@
 """The compiled sweep against numpy and the dense matrix.
 
-The compiled sweep (``panelglm._sweep``, described by :mod:`panelglm._compiled`)
+The compiled sweep (``panelglm._engine._sweep``, described by :mod:`panelglm._engine.compiled`)
 is optional: where it cannot be built, every pass runs with numpy. These tests
 check its exponential against ``np.exp``, its passes against the dense
 matrix and against the numpy passes, and that its results do not depend on
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from test_kernels import FAMILIES, random_design, random_response, reference
 
-import panelglm._assemble as assemble
-import panelglm._compiled as compiled
-from panelglm._engine import make_engine
-from panelglm._families import POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
+import panelglm._engine.assemble as assemble
+import panelglm._engine.compiled as compiled
+from panelglm._engine.engines import make_engine
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.families import POISSON
 
 needs_sweep = pytest.mark.skipif(compiled._sweep is None, reason="compiled sweep not built")
 # Passes through the compiled engine: not where PANELGLM_NUMPY_PASS switches it off.
@@ -315,7 +315,7 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
     """Three columns per block: ops of one shape fused three at a time, blocks of lines."""
     from itertools import combinations
 
-    from panelglm._factored import DenseBlock, FactoredDesign
+    from panelglm._model.factored import DenseBlock, FactoredDesign
 
     rng = np.random.default_rng(11)
     D = len(shape)

@@ -5,7 +5,7 @@ from itertools import chain, combinations
 import numpy as np
 import pytest
 
-from panelglm._contract import DensePair
+from panelglm._model.contract import DensePair
 
 SHAPE = (3, 4, 2, 5)
 LETTERS = "abcd"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from panelglm import PanelDesign, PanelPoissonRegressor
-from panelglm._panel import PanelData
-from panelglm._shifts import column_shift
+from panelglm._data.panel import PanelData
+from panelglm._model.shifts import column_shift
 
 
 def _panel(seed=0):
@@ -54,7 +54,7 @@ def test_column_statistics_are_read_once_per_panel(monkeypatch):
 def test_the_shift_from_statistics_is_the_shift_of_the_values():
     df, _ = _panel(1)
     data = PanelDesign(dims=["firm", "year"]).fit_transform(df)
-    from panelglm._shifts import shift_of
+    from panelglm._model.shifts import shift_of
 
     for name in ("stamp", "x"):
         assert shift_of(*data.column_stats(name)) == column_shift(df[name].to_numpy())
@@ -76,7 +76,7 @@ def test_a_lower_level_columns_statistics_come_from_its_layout(monkeypatch):
 def test_a_fit_does_not_read_the_rows_of_columns_the_layout_read(monkeypatch):
     """fit_transform lays out each lower-level column from the values it checks;
     the panel keeps those layouts, so a fit reads no frame column again."""
-    import panelglm._panel as panel_module
+    import panelglm._data.panel as panel_module
 
     df, y = _panel(3)
     df["size"] = np.repeat(np.arange(30.0), 8)

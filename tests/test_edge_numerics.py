@@ -19,9 +19,9 @@ from panelglm import (
     PanelLinearRegressor,
     PanelLogitRegressor,
     PanelPoissonRegressor,
-    _compiled,
 )
-from panelglm._terms import NUMPY_MAX_NDIM
+from panelglm._engine import compiled as _compiled
+from panelglm._model.terms import NUMPY_MAX_NDIM
 
 # --------------------------------------------------- models without coefficients
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from test_kernels import random_design
 
-from panelglm import _compiled
-from panelglm._engine import make_engine
-from panelglm._factored import FactoredDesign, IndicatorBlock
-from panelglm._families import POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
+from panelglm._engine import compiled as _compiled
+from panelglm._engine.engines import make_engine
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.factored import FactoredDesign, IndicatorBlock
+from panelglm._model.families import POISSON
 
 
 def _problem(shape, seed=0):

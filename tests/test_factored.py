@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime
 
-import panelglm._factored as factored
-from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
-from panelglm._families import BINOMIAL, GAUSSIAN, POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
+import panelglm._model.factored as factored
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
+from panelglm._model.families import BINOMIAL, GAUSSIAN, POISSON
 
 
 def random_design(shape, rng, with_indicators=True):
@@ -176,7 +176,7 @@ def test_large_relaid_blocks_are_not_kept_between_hessians(monkeypatch):
     """A cell-level block paired with a block over other axes is laid out in a
     new order; above KEEP_LAYOUT values that copy is made per call, not kept
     (it is as large as the grid), with the same numbers."""
-    import panelglm._contract as contract
+    import panelglm._model.contract as contract
 
     rng = np.random.default_rng(5)
     shape = (6, 5, 4)

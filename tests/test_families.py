@@ -10,7 +10,7 @@ from conftest import make_panel
 from scipy import stats
 
 from panelglm import PanelPoissonRegressor
-from panelglm._families import BINOMIAL, GAUSSIAN, POISSON, full_loglik
+from panelglm._model.families import BINOMIAL, GAUSSIAN, POISSON, full_loglik
 from panelglm.exceptions import SeparationWarning
 
 FAMILIES = [GAUSSIAN, POISSON, BINOMIAL]

@@ -1,9 +1,9 @@
 """Inference, elastic net and fit statistics on the fused, chunked kernels.
 
-The estimators fit on a chunked pass engine (:mod:`panelglm._engine`, when the design
+The estimators fit on a chunked pass engine (:mod:`panelglm._engine.engines`, when the design
 has a plan) and may work in float32; inference then takes the information
 from the solver or one more fused pass, and the score factors slice by slice
-(:class:`~panelglm._inference.ScoreFactors`). These tests check that every
+(:class:`~panelglm._inference.covariance.ScoreFactors`). These tests check that every
 route gives the numbers of the plain kernels and of the dense matrix, and that
 none of them makes an array over all the cells.
 """
@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 from conftest import make_panel
 
-import panelglm._inference as inference
-import panelglm._kernels as kernels
-import panelglm._statistics as statistics
-import panelglm._summary as summary
+import panelglm._engine.kernels as kernels
+import panelglm._inference.covariance as inference
+import panelglm._inference.summary as summary
+import panelglm._model.statistics as statistics
 from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
-from panelglm._plan import make_plan
-from panelglm._terms import build_design
+from panelglm._engine.plan import make_plan
+from panelglm._model.terms import build_design
 
 COVS = [
     {"cov_type": "nonrobust"},

@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from statsmodels.tools.sm_exceptions import SpecificationWarning
 
 from panelglm import PanelDesign, PanelGammaRegressor
-from panelglm._families_gamma_nb import GAMMA
+from panelglm._model.families_gamma_nb import GAMMA
 
 SIZES = {1: (60,), 2: (9, 7), 3: (6, 5, 4)}
 RTOL = 1e-8

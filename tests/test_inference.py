@@ -380,14 +380,14 @@ def test_single_cluster_is_an_error():
 
 def test_chunked_cluster_scores_equal_the_dense_reference(monkeypatch):
     """Scores built in slices along a cluster axis (with indicator blocks) sum to S'S."""
-    from panelglm import _inference
+    from panelglm._inference import covariance as _inference
 
     df, dims, _, y = make_panel((7, 5, 4), seed=14)
     design_data = PanelDesign(dims=dims, fixed_effects=["d0", ("d1", "d2")])
     # Only covariates the fixed effects do not absorb.
     data = design_data.fit_transform(df[[*dims, "x_01", "x_02", "x_012"]])
     est = PanelPoissonRegressor().fit(data, y)
-    from panelglm._terms import build_design
+    from panelglm._model.terms import build_design
 
     design, _ = build_design(est._spec, data)
     rng = np.random.default_rng(0)

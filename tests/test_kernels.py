@@ -10,13 +10,13 @@ import pytest
 from conftest import engines, make_panel
 from test_estimators import SIZES, sm_fit
 
-import panelglm._kernels as kernels
+import panelglm._engine.kernels as kernels
 from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
-from panelglm._engine import PassEngine, make_engine
-from panelglm._factored import DenseBlock, FactoredDesign, IndicatorBlock
-from panelglm._families import BINOMIAL, GAUSSIAN, POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
-from panelglm._plan import make_plan
+from panelglm._engine.engines import PassEngine, make_engine
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._engine.plan import make_plan
+from panelglm._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
+from panelglm._model.families import BINOMIAL, GAUSSIAN, POISSON
 
 FAMILIES = {"poisson": POISSON, "binomial": BINOMIAL, "gaussian": GAUSSIAN}
 
@@ -241,7 +241,7 @@ def test_blocks_with_several_columns_keep_their_names():
 def test_targets_hold_only_the_rows_they_receive(engine):
     """A spread block's rows go to its partners' targets only; a target (here one
     spanning two large axes) does not carry them, and the results stay exact."""
-    from panelglm._reductions import Accumulators
+    from panelglm._engine.reductions import Accumulators
 
     rng = np.random.default_rng(5)
     shape = (3, 40, 50)

@@ -8,8 +8,8 @@ import pytest
 from conftest import make_panel
 
 from panelglm import PanelDesign, PanelPoissonRegressor
-from panelglm._columns import detect_axes, lay_out
-from panelglm._grid_build import build_grid
+from panelglm._data.columns import detect_axes, lay_out
+from panelglm._data.grid_build import build_grid
 
 
 def c_ordered_frame(shape=(7, 5, 4), seed=0):
@@ -167,7 +167,7 @@ def test_rows_in_c_order_are_read_off_their_pattern(levels):
     """Rows that are every cell once in C order: levels read from the pattern,
     no factorizing, codes made only when asked for; the same grid as the
     factorized one."""
-    import panelglm._grid_build as layout
+    import panelglm._data.grid_build as layout
 
     dims = [f"d{a}" for a in range(len(levels))]
     grids = np.meshgrid(*levels, indexing="ij")
@@ -196,7 +196,7 @@ def test_rows_in_c_order_are_read_off_their_pattern(levels):
 def test_rows_not_in_c_order_are_factorized(break_it):
     """Anything but every cell once in C order takes the factorizing path, with
     its results (or its errors)."""
-    import panelglm._grid_build as layout
+    import panelglm._data.grid_build as layout
 
     shape = (3, 4, 2)
     idx = np.indices(shape).reshape(3, -1)

@@ -22,9 +22,9 @@ from sklearn.pipeline import make_pipeline
 from statsmodels.discrete.discrete_model import NegativeBinomial
 from statsmodels.tools.sm_exceptions import SpecificationWarning
 
-import panelglm._theta as theta_mod
+import panelglm._estimators.theta as theta_mod
 from panelglm import PanelDesign, PanelNegativeBinomialRegressor, PanelPoissonRegressor
-from panelglm._families_gamma_nb import negative_binomial
+from panelglm._model.families_gamma_nb import negative_binomial
 from panelglm.exceptions import SeparationWarning
 
 SIZES = {1: (80,), 2: (10, 8), 3: (6, 5, 4)}

@@ -9,7 +9,7 @@ import pytest
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 
-from panelglm._newton import _newton_step, newton_solve
+from panelglm._solve.newton import _newton_step, newton_solve
 
 
 class Quadratic:

@@ -12,10 +12,10 @@ from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
 
 from panelglm import PanelData, PanelDesign, PanelPoissonRegressor
-from panelglm._families import BINOMIAL
-from panelglm._newton import newton_solve
-from panelglm._objective import PanelProblem, PenalizedObjective
-from panelglm._terms import build_design, build_model_spec
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.families import BINOMIAL
+from panelglm._model.terms import build_design, build_model_spec
+from panelglm._solve.newton import newton_solve
 
 
 @pytest.mark.parametrize("level", [690.0, -690.0])

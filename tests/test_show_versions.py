@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import panelglm
-from panelglm import _compiled
+from panelglm._engine import compiled as _compiled
 
 
 def shown(capsys) -> str:
@@ -56,12 +56,12 @@ def test_switched_off_by_environment(capsys, monkeypatch, setting):
 def test_not_built(capsys, monkeypatch):
     # As after an install without a C compiler: the import in _compiled failed.
     monkeypatch.setattr(_compiled, "_sweep", None)
-    monkeypatch.setitem(sys.modules, "panelglm._sweep", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "panelglm._engine._sweep", None)  # makes the import fail
     monkeypatch.delenv("PANELGLM_NUMPY_PASS", raising=False)
     out = shown(capsys)
     built = line(out, "built")
     assert re.match(r"built: no \((ModuleNotFound|Import)Error: ", built), built
-    assert "panelglm._sweep" in built
+    assert "panelglm._engine._sweep" in built
     assert line(out, "in use") == "in use: no (not built: every pass runs with numpy)"
 
 

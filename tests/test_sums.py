@@ -7,7 +7,7 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from panelglm._sums import sum_axes
+from panelglm._engine.sums import sum_axes
 
 SHAPES = [(3, 100, 100), (100, 100, 3), (1, 40, 1, 9), (5, 1, 3000), (2, 3, 4, 5), (12,), (4, 1)]
 
@@ -58,7 +58,7 @@ def test_empty_reversed_and_fortran_ordered_inputs():
 
 
 def test_the_caches_stay_small_and_the_ones_read_only(monkeypatch):
-    import panelglm._sums as sums
+    import panelglm._engine.sums as sums
 
     monkeypatch.setattr(sums, "_PLANS", {})
     monkeypatch.setattr(sums, "_ONES", {})

@@ -14,10 +14,10 @@ import sys
 import numpy as np
 import pytest
 
-import panelglm._compiled as compiled
-from panelglm._factored import DenseBlock, FactoredDesign
-from panelglm._families import POISSON
-from panelglm._objective import PanelProblem, PenalizedObjective
+import panelglm._engine.compiled as compiled
+from panelglm._engine.objective import PanelProblem, PenalizedObjective
+from panelglm._model.factored import DenseBlock, FactoredDesign
+from panelglm._model.families import POISSON
 
 needs_sweep = pytest.mark.skipif(compiled._sweep is None, reason="compiled sweep not built")
 # Passes run by the sweep: built, and not switched off by PANELGLM_NUMPY_PASS.
@@ -354,8 +354,8 @@ def test_one_and_two_threads_agree(cov_type, monkeypatch):
 
 
 def test_n_threads_none_is_the_cores_of_the_process(monkeypatch):
-    import panelglm._base as base
-    import panelglm._threads as threads
+    import panelglm._estimators.base as base
+    import panelglm._util.threads as threads
     from panelglm import PanelPoissonRegressor
 
     monkeypatch.setattr(threads, "available_cores", lambda: 3)
@@ -374,7 +374,7 @@ def test_n_threads_none_is_the_cores_of_the_process(monkeypatch):
 def test_the_cores_are_the_affinity_or_the_count(monkeypatch):
     import os
 
-    import panelglm._threads as threads
+    import panelglm._util.threads as threads
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5}, raising=False)
     assert threads.resolve_threads(None) == 3
@@ -386,7 +386,7 @@ def test_the_cores_are_the_affinity_or_the_count(monkeypatch):
 
 @pytest.mark.parametrize("bad", [0, -3, 1.5, "2", True])
 def test_an_invalid_n_threads_is_a_value_error_naming_it(bad):
-    import panelglm._threads as threads
+    import panelglm._util.threads as threads
     from panelglm import PanelLinearRegressor, PanelPoissonRegressor
 
     df, y = _frame()

@@ -1,0 +1,255 @@
+"""An xarray Dataset read as a panel's columns: its coordinates (Labels) and variables.
+
+xarray is the caller's: nothing here imports it until a DataArray is returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .columns import ColumnSpec, is_categorical_dtype
+from .layout import Grid
+
+
+def _is_xarray(obj: Any, kind: str) -> bool:
+    cls = type(obj)
+    return cls.__name__ == kind and cls.__module__.split(".")[0] == "xarray"
+
+
+def is_dataset(obj: Any) -> bool:
+    """Whether ``obj`` is an ``xarray.Dataset`` (without importing xarray)."""
+    return _is_xarray(obj, "Dataset")
+
+
+def is_dataarray(obj: Any) -> bool:
+    """Whether ``obj`` is an ``xarray.DataArray`` (without importing xarray)."""
+    return _is_xarray(obj, "DataArray")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The caller's coordinates of a panel read from a Dataset.
+
+    Attributes
+    ----------
+    dims : tuple of str
+        The panel dimensions, in axis order.
+    coords : tuple of pandas.Index
+        Each dimension's coordinates in the caller's order.
+    take : tuple of ndarray
+        Per dimension, the caller's positions of the grid's levels: sorted, as
+        a frame's levels are, and only those with data.
+    observed : ndarray of bool or None
+        The grid's cells (C order) that are rows; ``None``: all.
+    """
+
+    dims: tuple[str, ...]
+    coords: tuple[pd.Index, ...]
+    take: tuple[np.ndarray, ...]
+    observed: np.ndarray | None = None
+
+    def grid_values(self, var: Any) -> np.ndarray:
+        """A variable's values over its own dimensions (in panel order) at the grid's levels."""
+        own = [d for d in self.dims if d in var.dims]
+        arr = np.asarray(var.transpose(*own).values)
+        for k, d in enumerate(own):
+            take = self.take[self.dims.index(d)]
+            if len(take) != arr.shape[k] or np.any(take != np.arange(arr.shape[k])):
+                arr = np.take(arr, take, axis=k)
+        return arr
+
+    def aligned(self, values: Any, what: str) -> Any:
+        """A DataArray over the panel with the data's coordinates (reordered if need be)."""
+        if not is_dataarray(values):
+            raise TypeError(
+                f"{what} for data read from an xarray Dataset must be a DataArray over the "
+                f"panel dimensions {list(self.dims)} or the name of a variable of the Dataset, "
+                f"got {type(values).__name__}: an array has no coordinates to match cells by."
+            )
+        if set(values.dims) != set(self.dims):
+            raise ValueError(
+                f"{what} is a DataArray over {list(values.dims)}; it must span the panel "
+                f"dimensions {list(self.dims)}, one value per cell."
+            )
+        for d, coords in zip(self.dims, self.coords, strict=True):
+            given = values.indexes.get(d)
+            if given is None or given.equals(coords):
+                continue
+            if len(given) != len(coords) or not given.sort_values().equals(coords.sort_values()):
+                raise ValueError(
+                    f"{what} has other coordinates along {d!r} than the data; align them "
+                    "first (xarray.align)."
+                )
+            values = values.reindex({d: coords})
+        return values
+
+    def cells_of(self, values: Any, what: str) -> np.ndarray:
+        """A DataArray over the panel as one value per cell of the grid (C order)."""
+        return self.grid_values(self.aligned(values, what)).reshape(-1)
+
+    def rows_of(self, values: Any, what: str) -> np.ndarray:
+        """A DataArray over the panel as one value per row."""
+        flat = self.cells_of(values, what)
+        return flat if self.observed is None else flat[self.observed]
+
+    def to_dataarray(self, grid: Grid, rows: np.ndarray, name: str) -> Any:
+        """Values of the rows as a DataArray over the panel, in the caller's coordinates.
+
+        Cells without a row (and levels without data) are NaN.
+        """
+        import xarray
+
+        full = np.full(grid.n_cells, np.nan)
+        full[grid.cells()] = rows
+        out = np.full(tuple(len(c) for c in self.coords), np.nan)
+        out[np.ix_(*self.take)] = full.reshape(grid.shape)
+        coords = {d: c for d, c in zip(self.dims, self.coords, strict=True)}
+        return xarray.DataArray(out, coords=coords, dims=self.dims, name=name)
+
+
+class DatasetColumns:
+    """A Dataset's variables, each served over the axes a model reads it at.
+
+    The same interface as the columns of dimension tables
+    (:class:`~panelglm._data.tables.TableColumns`), so a :class:`PanelData` reads
+    either alike. A variable is read (at the grid's levels, in the panel's
+    dimension order) when first asked for, so variables no model uses cost
+    nothing.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The caller's Dataset (never written to).
+    labels : Labels
+        Its coordinates, the grid's levels among them and the cells with data.
+    """
+
+    def __init__(self, ds: Any, labels: Labels) -> None:
+        self._ds, self._labels = ds, labels
+        dims = labels.dims
+        self._axes = {
+            name: tuple(sorted(dims.index(d) for d in ds[name].dims))
+            for name in ds.data_vars
+            if set(ds[name].dims) <= set(dims)
+        }
+        self._values: dict[Any, np.ndarray] = {}
+        self._observed = labels.observed
+        self._levels = tuple(c[t] for c, t in zip(labels.coords, labels.take, strict=True))
+        self._shape = tuple(len(t) for t in labels.take)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._axes
+
+    def names(self) -> list[Any]:
+        """Every variable over panel dimensions."""
+        return list(self._axes)
+
+    def raw(self, name: Any) -> np.ndarray:
+        """A variable's values over its own axes, at the grid's levels."""
+        if name not in self._values:
+            self._values[name] = self._labels.grid_values(self._ds[name])
+        return self._values[name]
+
+    def axes_of(self, name: Any) -> tuple[int, ...]:
+        """A variable's own axes."""
+        return self._axes[name]
+
+    def _present(self, name: Any) -> np.ndarray:
+        """The values that are data: at rows for a cell-level variable, else all."""
+        arr = self.raw(name)
+        if self._observed is not None and len(self._axes[name]) == len(self._shape):
+            return arr.reshape(-1)[self._observed]
+        return arr.reshape(-1)
+
+    def fit_spec(self, name: Any) -> ColumnSpec:
+        """The variable's layout: its own axes, and its sorted categories if categorical."""
+        values = self._present(name)
+        series = pd.Series(values, copy=False)
+        if is_categorical_dtype(series):
+            if series.isna().any():
+                raise ValueError(f"Variable {name!r} has missing values.")
+            return ColumnSpec(name, self._axes[name], pd.Index(pd.unique(values)).sort_values())
+        self.observed(name)  # raises, naming it, if not numeric and finite
+        return ColumnSpec(name, self._axes[name])
+
+    def observed(self, name: Any) -> np.ndarray:
+        """A numeric variable's values where there are data."""
+        values = self._present(name)
+        if values.dtype.kind not in "fiu" or values.dtype.kind == "b":
+            raise TypeError(
+                f"Variable {name!r} has dtype {values.dtype}; a numeric one is needed."
+            )
+        values = values.astype(
+            np.float32 if values.dtype == np.float32 else np.float64, copy=False
+        )
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"Variable {name!r} has {int(bad.sum())} missing or infinite value(s) "
+                "where the panel has data."
+            )
+        return values
+
+    def read(self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False) -> np.ndarray:
+        """A variable (its category codes if ``codes``) over ``spec.axes``."""
+        own = self._axes[spec.name]
+        arr = self._codes(spec) if codes else self._filled(spec.name)
+        inner = tuple(a for a in spec.axes if a in own)
+        dropped = [a for a in own if a not in spec.axes]
+        for a in dropped:  # fitted as constant along these: they must be so here
+            k = own.index(a)
+            first = np.take(arr, [0], axis=k)
+            if not np.array_equal(arr, np.broadcast_to(first, arr.shape)):
+                raise ValueError(
+                    f"Variable {spec.name!r} was fitted as constant along dimension "
+                    f"{self._levels[a].name!r} but varies along it here."
+                )
+        arr = arr[tuple(slice(None) if a in spec.axes else 0 for a in own)]
+        if inner == spec.axes:
+            return arr
+        arr = arr.reshape([shape[a] if a in inner else 1 for a in spec.axes])
+        return np.ascontiguousarray(np.broadcast_to(arr, [shape[a] for a in spec.axes]))
+
+    def _codes(self, spec: ColumnSpec) -> np.ndarray:
+        """A categorical variable's codes over its own axes (0 at cells without a row)."""
+        shape = self.raw(spec.name).shape
+        present = self._present(spec.name)
+        found = spec.categories.get_indexer(present)
+        if np.any(found < 0):
+            unseen = pd.unique(present[found < 0])
+            raise ValueError(
+                f"Variable {spec.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
+            )
+        if found.size == int(np.prod(shape)):
+            return found.reshape(shape)
+        out = np.zeros(int(np.prod(shape)), dtype=found.dtype)
+        out[self._observed] = found
+        return out.reshape(shape)
+
+    def _filled(self, name: Any) -> np.ndarray:
+        """Numeric values over their own axes, 0 at cells without a row."""
+        arr = self.raw(name)
+        if self._observed is not None and len(self._axes[name]) == len(self._shape):
+            out = np.zeros(arr.shape, dtype=np.float64)
+            out.reshape(-1)[self._observed] = self.observed(name)
+            return out
+        self.observed(name)
+        return arr if arr.dtype in (np.float64, np.float32) else arr.astype(np.float64)
+
+    def rejoin(self, grid: Grid) -> DatasetColumns:
+        """The variables at another grid's levels (those of a subset of the rows)."""
+        pos = [old.get_indexer(new) for old, new in zip(self._levels, grid.levels, strict=True)]
+        take = tuple(t[p] for t, p in zip(self._labels.take, pos, strict=True))
+        observed = None if grid.is_balanced else _observed_cells(grid)
+        labels = Labels(self._labels.dims, self._labels.coords, take, observed)
+        return DatasetColumns(self._ds, labels)
+
+
+def _observed_cells(grid: Grid) -> np.ndarray:
+    mask = np.zeros(grid.n_cells, dtype=bool)
+    mask[grid.cells()] = True
+    return mask

@@ -1,0 +1,365 @@
+"""The numpy pass engine: loss, gradient and Hessian in fused, chunked passes.
+
+One pass walks the first axis in chunks of about :data:`CHUNK_CELLS` cells. For
+each chunk it builds the linear predictor into a reused buffer, lets the family
+write the curvature (and, unless the family's mean equals its curvature, the
+residual) into a reused stack of rows, multiplies the curvature into the
+cell-level and spread columns' rows, and hands the stack to a
+:class:`~panelglm._engine.reductions.Reducer`, which adds the small arrays a
+:class:`~panelglm._engine.plan.KernelPlan` asks for into float64 accumulators. Only
+these small arrays survive a chunk; nothing of size ``N`` is allocated, so
+temporaries stay in cache and memory stays flat. An
+:class:`~panelglm._engine.assemble.Assembler` turns them into the gradient and the
+Hessian.
+
+This module owns the per-worker buffers and the threads of a pass; it writes
+the linear predictor and the rows of the stack. What a pass computes is fixed
+by a :class:`~panelglm._engine.pass_spec.PassSpec`. The compiled engine
+(:mod:`panelglm._engine.compiled_engine`) is this engine with its loss and full
+passes run by the compiled sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import scipy.linalg.blas
+
+from .._data.layout import CHUNK_CELLS
+from .._model.factored import DenseBlock
+from .._util.threads import blas_limit, default_threads
+from .assemble import Assembler
+from .pass_spec import PassSpec
+from .problem import PanelProblem
+from .reductions import Accumulators, Reducer, merge
+
+
+def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
+    """Rows ``s:e`` of the first axis of an array broadcastable to the grid."""
+    return arr[s:e] if arr.ndim and arr.shape[0] > 1 else arr
+
+
+_AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
+
+
+class NumpyEngine:
+    """The pass engine of numpy's chunked passes.
+
+    It follows :class:`~panelglm._engine.engines.PassEngine`.
+
+    Parameters
+    ----------
+    spec : PassSpec
+        What every pass reads and computes.
+    problem : PanelProblem
+        The fit's arrays, for the statistics taken chunk by chunk.
+    chunk_cells : int, optional
+        Cells per chunk (default :data:`CHUNK_CELLS`).
+    n_threads : int, optional
+        Worker threads of a pass (default: :func:`~panelglm._util.threads.default_threads`).
+    """
+
+    name = "numpy"
+
+    def __init__(
+        self,
+        spec: PassSpec,
+        problem: PanelProblem,
+        chunk_cells: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.spec, self.problem = spec, problem
+        self.reducer = Reducer(spec)
+        self.assembler = Assembler(spec)
+        shape = spec.shape
+        n0, rest = shape[0], int(np.prod(shape[1:]))
+        chunk_cells = CHUNK_CELLS if chunk_cells is None else chunk_cells
+        step = max(1, chunk_cells // max(rest, 1))
+        self.chunks = [(s, min(s + step, n0)) for s in range(0, n0, step)]
+        self._max_cells = step * rest
+        self._buffers: list = []
+        self.n_threads = n_threads if n_threads is not None else default_threads()
+        self._wy_grad = None
+
+    def _bufs(self, k: int = 0):
+        """Worker ``k``'s reused chunk buffers: eta, the row stack, scratch."""
+        while len(self._buffers) <= k:
+            n = self._max_cells
+            self._buffers.append(
+                (
+                    np.empty(n, self.spec.dtype),
+                    np.empty((self.spec.n_rows, n), self.spec.dtype),
+                    np.empty(n, self.spec.dtype),
+                )
+            )
+        return self._buffers[k]
+
+    def _run(self, work, make_state) -> list:
+        """Run ``work(state, k, s, e)`` over every chunk; one state per worker thread.
+
+        numpy's ufuncs, reductions and BLAS calls release the GIL, so chunks
+        run in parallel on threads, each with its own buffers and
+        accumulators; BLAS itself is held to one thread meanwhile, since its
+        calls here are many and small.
+        """
+        n = max(1, min(self.n_threads, len(self.chunks)))
+        states = [make_state() for _ in range(n)]
+        bounds = np.linspace(0, len(self.chunks), n + 1).astype(int)
+
+        def job(k):
+            for s, e in self.chunks[bounds[k] : bounds[k + 1]]:
+                work(states[k], k, s, e)
+
+        with blas_limit():
+            if n == 1:
+                job(0)
+            else:
+                with ThreadPoolExecutor(n) as pool:
+                    list(pool.map(job, range(n)))
+        return states
+
+    # ------------------------------------------------------------ eta
+    def eta_parts(self, beta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The linear predictor as folded small parts plus cell-level coefficient vectors."""
+        sp, parts = self.spec, {}
+
+        def add(axes, arr):
+            parts[axes] = parts[axes] + arr if axes in parts else np.asarray(arr, np.float64)
+
+        sls = sp.slices
+        for i in sp.plan.rest:
+            blk, b = sp.design.blocks[i], beta[sls[i]]
+            if isinstance(blk, DenseBlock):
+                add(blk.axes, blk.values @ b)
+            else:
+                add(blk.axes, np.append(b, 0.0)[blk.codes])
+        if sp.offset_part is not None:
+            add(tuple(sp.offset_part[1]), sp.offset_part[0])
+        # Fold each part into one over a superset of its axes while both are
+        # small, so that only parts over maximal axis sets touch every cell.
+        for axes in sorted(parts, key=len):
+            sups = [t for t in parts if set(axes) < set(t)]
+            if sups:
+                t = max(sups, key=len)
+                local = [a for a in t if a in axes]
+                shape = [sp.shape[a] if a in local else 1 for a in t]
+                parts[t] = parts[t] + parts.pop(axes).reshape(shape)
+        small = [sp.cast(sp.expand(arr, axes)) for axes, arr in parts.items()]
+        cell = [sp.cast(beta[sls[i]]) for i in sp.plan.full]
+        return small, cell
+
+    def fill_eta(self, eta, s, e, small, cell, scratch=None):
+        """Write the linear predictor of first-axis positions ``s:e`` into ``eta``.
+
+        The small parts first (the first two in one broadcast add), then each
+        cell-level column by one BLAS axpy: a matrix-vector product with a
+        handful of columns, or a multiply and an add, cost more passes.
+        """
+        sp = self.spec
+        parts = [_rows(part, s, e) for part in small]
+        if sp.offset_full is not None:
+            parts.append(sp.offset_full[s:e])
+        if len(parts) >= 2:
+            np.add(parts[0], parts[1], out=eta)
+        elif parts:
+            np.copyto(eta, parts[0])
+        else:
+            eta.fill(0.0)
+        for part in parts[2:]:
+            eta += part
+        flat = eta.reshape(-1)
+        axpy = _AXPY.get(eta.dtype.char)
+        for i, b in zip(sp.plan.full, cell, strict=True):
+            vals = sp.values[i]
+            for q in range(vals.shape[-1]):
+                col = vals[s:e, ..., q].reshape(-1)
+                if axpy is not None and col.flags.c_contiguous and col.dtype == eta.dtype:
+                    axpy(col, flat, a=b[q])  # in place: flat is contiguous and of its type
+                elif scratch is None:
+                    flat += col * b[q]
+                else:
+                    tmp = scratch[: flat.size]
+                    np.multiply(col, b[q], out=tmp)
+                    flat += tmp
+
+    # ----------------------------------------------------------- passes
+    def loss(self, beta: np.ndarray) -> float:
+        """``sum_c w_c f_c`` at ``beta``."""
+        small, cell = self.eta_parts(beta)
+        shape = self.spec.shape
+
+        def work(state, k, s, e):
+            eta_buf, stack, scratch = self._bufs(k)
+            csh = (e - s, *shape[1:])
+            eta = eta_buf[: int(np.prod(csh))].reshape(csh)
+            self.fill_eta(eta, s, e, small, cell, scratch)
+            state[0] += self._family_chunk(eta, s, e, stack[0], None, False)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            return sum(st[0] for st in self._run(work, lambda: [0.0]))
+
+    def _family_chunk(self, eta, s, e, curv_flat, resid_flat, derivs) -> float:
+        sp = self.spec
+        y = _rows(sp.y, s, e)
+        w = None if sp.w is None else sp.w[s:e]
+        m = _rows(sp.m, s, e) if isinstance(sp.m, np.ndarray) else sp.m
+        curv = curv_flat[: eta.size].reshape(eta.shape)
+        resid = None if resid_flat is None else resid_flat[: eta.size].reshape(eta.shape)
+        family = sp.family
+        if family.fused is not None:
+            return family.fused(y, eta, m, w, curv, resid, derivs)
+        f = family.loglik(y, eta, m)
+        if w is not None:
+            f = f * w
+        total = float(np.sum(f, dtype=np.float64))
+        if derivs:
+            g, h = family.grad_hess(y, eta, m)
+            np.negative(h, out=curv)
+            if w is not None:
+                curv *= w
+            if resid is not None:
+                np.copyto(resid, g)
+                if w is not None:
+                    resid *= w
+        return total
+
+    def full_pass(self, beta: np.ndarray, weight_fn=None) -> Accumulators:
+        """Loss sum and every small array of the plan at ``beta``.
+
+        With ``weight_fn(y, eta, m, w, out)``, the pass uses the cell weights
+        it writes into ``out`` in place of the curvature (and no loss): the
+        Hessian assembled from it is then ``X' diag(out) X``.
+        """
+        sp = self.spec
+        small, cell = self.eta_parts(beta)
+
+        def work(acc, k, s, e):
+            eta_buf, stack, scratch = self._bufs(k)
+            csh = (e - s, *sp.shape[1:])
+            n = int(np.prod(csh))
+            eta = eta_buf[:n].reshape(csh)
+            self.fill_eta(eta, s, e, small, cell, scratch)
+            resid = None if sp.mean_trick else stack[1]
+            if weight_fn is None:
+                acc.lsum += self._family_chunk(eta, s, e, stack[0], resid, True)
+            else:
+                m = _rows(sp.m, s, e) if isinstance(sp.m, np.ndarray) else sp.m
+                w = None if sp.w is None else sp.w[s:e]
+                weight_fn(_rows(sp.y, s, e), eta, m, w, stack[0, :n].reshape(csh))
+                if resid is not None:
+                    resid[:n] = 0.0  # no gradient is asked of this pass
+            rows = stack[:, :n].reshape((sp.n_rows, *csh))
+            r = sp.first_u
+            for i in sp.plan.full:
+                vals = sp.values[i]
+                for q in range(vals.shape[-1]):
+                    np.multiply(rows[0], vals[s:e, ..., q], out=rows[r])
+                    r += 1
+            for i in sp.plan.spread:
+                view = _rows(sp.spread_views[i], s, e)
+                for q in range(view.shape[-1]):
+                    np.multiply(rows[0], view[..., q], out=rows[r])
+                    r += 1
+            self.reducer.accumulate(rows, s, e, acc)
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            return merge(self._run(work, lambda: Accumulators(sp)))
+
+    def rows_pass(self, row_fn) -> Accumulators:
+        """Reductions and cell-level products of one given row (e.g. ``w * y``)."""
+        sp = self.spec
+
+        def work(acc, k, s, e):
+            _, stack, _ = self._bufs(k)
+            csh = (e - s, *sp.shape[1:])
+            rows = stack[:1, : int(np.prod(csh))].reshape((1, *csh))
+            row_fn(rows[0], s, e)
+            self.reducer.accumulate(rows, s, e, acc, groups=False, dot_rows=(0,))
+
+        return merge(self._run(work, lambda: Accumulators(sp)))
+
+    # --------------------------------------------------------- assembly
+    def gradient(self, acc: Accumulators) -> np.ndarray:
+        """``X' (w g)``: the family's score summed into coefficient space."""
+        sp = self.spec
+        if not sp.mean_trick:
+            return self.assembler.row_gradient(acc, 1)
+        if self._wy_grad is None:
+
+            def wy(row, s, e):
+                np.copyto(row, _rows(sp.y, s, e))
+                if sp.w is not None:
+                    row *= sp.w[s:e]
+
+            self._wy_grad = self.assembler.row_gradient(self.rows_pass(wy), 0)
+        return self._wy_grad - self.assembler.curvature_row(acc)
+
+    def hessian(self, acc: Accumulators) -> np.ndarray:
+        """``X' diag(curvature) X`` from a pass's accumulators."""
+        return self.assembler.hessian(acc)
+
+    # ------------------------------------------------- the engine's interface
+    def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """``sum w f``, ``X'(w g)`` and ``X' diag(-w h) X`` at ``beta``.
+
+        Gradient and information are NaN where the sum is not finite.
+        """
+        acc = self.full_pass(beta)
+        total = acc.lsum
+        if not np.isfinite(total):
+            acc.release()
+            n = self.spec.design.n_coef
+            return total, np.full(n, np.nan), np.full((n, n), np.nan)
+        grad, hess = self.gradient(acc), self.hessian(acc)
+        acc.release()
+        return total, grad, hess
+
+    def information(self, beta: np.ndarray) -> np.ndarray:
+        """``X' diag(-w h) X`` at ``beta``: one full pass."""
+        acc = self.full_pass(beta)
+        hess = self.hessian(acc)
+        acc.release()
+        return hess
+
+    def score_outer(self, beta: np.ndarray) -> np.ndarray:
+        """``X' diag(u^2) X`` with ``u = w g``: a numpy pass with ``u^2`` for the curvature."""
+        family = self.spec.family
+
+        def squared_scores(y, eta, m, w, out):
+            g = family.grad_hess(y, eta, m)[0]
+            if w is not None:
+                g = g * w
+            np.multiply(g, g, out=out)
+
+        acc = self.full_pass(beta, squared_scores)
+        meat = self.hessian(acc)
+        acc.release()
+        return meat
+
+    def eta_chunks(self, beta: np.ndarray) -> Iterator[tuple[PanelProblem, np.ndarray]]:
+        """The sub-problem and float64 linear predictor of each chunk of the first axis."""
+        small, cell = self.eta_parts(beta)
+        small = [np.asarray(a, dtype=np.float64) for a in small]
+        cell = [np.asarray(b, dtype=np.float64) for b in cell]
+        for s, e in self.chunks:
+            eta = np.empty((e - s, *self.problem.shape[1:]))
+            self.fill_eta(eta, s, e, small, cell)
+            yield self.problem.rows(s, e), eta
+
+    def chunk_sums(
+        self, beta: np.ndarray, fn: Callable[[PanelProblem, np.ndarray], tuple[float, ...]]
+    ) -> tuple[float, ...]:
+        """Sum ``fn(sub_problem, eta)`` over the chunks of the first axis."""
+        totals = None
+        with blas_limit():  # many small BLAS calls: more threads would only spin
+            for sub, eta in self.eta_chunks(beta):
+                vals = fn(sub, eta)
+                if totals is not None:
+                    vals = tuple(a + b for a, b in zip(totals, vals, strict=True))
+                totals = vals
+        return totals
+
+    def release(self) -> None:
+        """Nothing is kept from pass to pass but the chunk buffers, which stay."""

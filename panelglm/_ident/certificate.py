@@ -1,0 +1,141 @@
+"""Separation by a direction of the coefficients, certified exactly before cells are dropped.
+
+A covariate that is positive only where ``y = 0`` separates those cells: no
+fixed-effect level shows it (:func:`panelglm._ident.separation.separated_levels`).
+Newton's last step reveals it: it still moves the separated cells' linear
+predictor by about one unit, where a converged fit moves nothing. The
+"iterative rectifier" of Correia, Guimaraes & Zylkin (2021) then certifies it
+exactly: a direction ``gamma`` with ``X gamma = 0`` off the boundary and
+pointing to the boundary on the separated cells.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+
+from .._engine.objective import PanelProblem
+from .._model.factored import FactoredDesign
+from .._model.families import Family
+from .collinearity import null_space_basis
+from .separation import boundary_signs
+
+# At a separated direction each Newton step moves the separated cells' linear
+# predictor by about -1 (g / h = -mu / mu for Poisson, -1 / (1 - p) for the
+# logit), however close to convergence the objective looks; in a converged fit
+# without separation the last step is of order sqrt(tol). Half a unit tells
+# the two apart with a wide margin on both sides.
+STEP_TRIGGER = 0.5
+# Iterations of the rectifier. Started from Newton's own direction it usually
+# certifies separation in one or two; the bound only limits the cost (two
+# passes over the grid each) of an inconclusive search.
+RECTIFIER_MAX_ITER = 50
+# Relative size below which an entry of the rectifier's fit counts as zero.
+ZERO_TOL = 1e-6
+
+
+def _pushes_to_boundary(objective: Any, family: Family, step: np.ndarray) -> bool:
+    """Whether ``step`` moves some boundary cell's linear predictor toward it by enough."""
+
+    def count(sub: PanelProblem, eta: np.ndarray) -> tuple[float]:
+        s = boundary_signs(family, sub)
+        eta -= sub.offset_grid()  # X step, the offset of chunk_sums' eta removed
+        return (float(np.count_nonzero(s * eta > STEP_TRIGGER)),)
+
+    return objective.chunk_sums(step, count)[0] > 0
+
+
+def separating_cells(
+    design: FactoredDesign,
+    family: Family,
+    problem: PanelProblem,
+    grad: np.ndarray,
+    hess: np.ndarray,
+    priority: np.ndarray,
+    objective: Any = None,
+) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
+    """Cells separated by a direction of the coefficients, certified exactly.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The design of the solve (collinear columns already removed).
+    family : Family
+        Poisson or binomial.
+    problem : PanelProblem
+        Response, trials and weights.
+    grad, hess : ndarray
+        Gradient and Hessian of the objective at the solution.
+    priority : ndarray of int
+        Priority order of the coefficients, for the null-space basis.
+    objective : PenalizedObjective, optional
+        The solve's objective; when given, Newton's last step is screened
+        chunk by chunk on it, without an array over all cells.
+
+    Returns
+    -------
+    cells : ndarray of bool or None
+        Separated cells, if a certificate was found.
+    direction : ndarray or None
+        The certifying direction ``gamma``: ``X gamma`` is zero on the cells
+        off the boundary and points to the boundary on the separated ones.
+    suspicious : bool
+        Whether Newton's last step pointed to separation that the rectifier
+        could not certify within its iteration budget.
+    """
+    if family.separation is None:
+        return None, None, False
+    try:
+        # As in the solver: Cholesky's accuracy does not suffer from the
+        # columns' scales (a timestamp next to an intercept), a generic
+        # condition estimate would.
+        step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), grad)
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        step = -scipy.linalg.lstsq(hess, grad)[0]
+    if objective is not None and not _pushes_to_boundary(objective, family, step):
+        return None, None, False  # the common case, settled without N-sized arrays
+    s = boundary_signs(family, problem)
+    if not s.any():
+        return None, None, False
+    push = s * design.linear_predictor(step)
+    if not np.any(push > STEP_TRIGGER):
+        return None, None, False
+
+    w = np.ones(problem.shape) if problem.w is None else problem.w
+    interior = (s == 0) & (w > 0)
+    # Directions that leave every interior cell unchanged: X_I gamma = 0.
+    if interior.any():
+        basis = null_space_basis(design.hessian(np.where(interior, w, 0.0)), priority)
+    else:
+        basis = np.eye(design.n_coef)
+    if basis.shape[1] == 0:
+        return None, None, False
+    w_b = np.where(s != 0, w, 0.0)
+    gram_b = basis.T @ design.hessian(w_b) @ basis
+    try:
+        factor = scipy.linalg.cho_factor(gram_b)
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return None, None, True
+    # The iterative rectifier: fit a non-negative target on the boundary cells
+    # by least squares within those directions, clip the fit at zero, repeat.
+    # A fit that is already non-negative is a certificate of separation.
+    u = np.clip(push, 0.0, None) * (s != 0)
+    start = float(u.max())
+    for _ in range(RECTIFIER_MAX_ITER):
+        rhs = basis.T @ design.gradient(w_b * s * u)
+        gamma = basis @ scipy.linalg.cho_solve(factor, rhs)
+        xg = design.linear_predictor(gamma)
+        z = np.where(s != 0, s * xg, 0.0)
+        zmax = float(np.max(z))
+        if zmax <= ZERO_TOL * start:
+            return None, None, False  # the target shrank to nothing: no separation
+        tiny = ZERO_TOL * zmax
+        if np.max(np.abs(xg[interior]), initial=0.0) > tiny:
+            break  # only nearly in the null space: not an exact certificate
+        z[np.abs(z) <= tiny] = 0.0
+        if z.min() >= 0.0:
+            return z > 0, gamma, False
+        u = np.maximum(z, 0.0)
+    return None, None, True
