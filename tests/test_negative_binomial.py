@@ -210,7 +210,7 @@ def test_separated_level_dropped_like_poisson():
     assert est.predict(X)[~keep].max() == 0.0
 
 
-def test_absorbed_fixed_theta_equals_dense_and_estimated_theta_is_refused():
+def test_absorbed_effects_give_the_dense_fit_with_theta_given_or_estimated():
     df, dims, names, y = nb_panel((12, 6), seed=8)
     covs = [n for n in names if n != "x_0"]
     X = df[[*dims, *covs, "off"]]
@@ -227,8 +227,17 @@ def test_absorbed_fixed_theta_equals_dense_and_estimated_theta_is_refused():
             rtol=1e-8,
         )
         np.testing.assert_allclose(a.bse_[covs], d.bse_[covs], rtol=1e-7)
-    with pytest.raises(ValueError, match=r"theta=None .* not available with absorb"):
-        PanelNegativeBinomialRegressor(dims=dims, absorb=["d0"]).fit(X, y)
+    # theta estimated: the same joint maximum, and theta_, as with indicators.
+    a, d = (
+        PanelNegativeBinomialRegressor(dims=dims, offset="off", **kind).fit(X, y)
+        for kind in ({"absorb": ["d0"]}, {"fixed_effects": ["d0"]})
+    )
+    assert a.theta_ == pytest.approx(d.theta_, rel=1e-6)
+    np.testing.assert_allclose(
+        pd.Series(a.coef_, a.coef_names_)[covs],
+        pd.Series(d.coef_, d.coef_names_)[covs],
+        rtol=1e-6,
+    )
 
 
 def test_pipeline_predict_score_on_held_out_panel():

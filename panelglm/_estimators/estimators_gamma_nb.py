@@ -228,13 +228,32 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
         return layout
 
     def _fit_absorbed(self, data: PanelData, y: np.ndarray, w: np.ndarray | None) -> None:
-        if self.theta is None:
-            raise ValueError(
-                f"theta=None (estimated) is not available with absorb={list(data.absorb)!r}: "
-                "pass a number for theta, e.g. the theta_ of a fit with fixed_effects= on "
-                "the same data, or use fixed_effects= instead of absorb=."
+        if self.theta is not None:
+            super()._fit_absorbed(data, y, w)
+            return
+        # The dense path's alternation (see _identified_fit), each round a
+        # whole absorbed fit at the current theta: the effects' solves have no
+        # warm start across thetas, which a round or two more costs little.
+        y = np.asarray(y, dtype=np.float64)
+        self._theta_now = _moment_theta(PanelProblem(shape=y.shape, y=y, w=w))
+        n_iter = 0
+        for _ in range(MAX_THETA_ROUNDS):
+            super()._fit_absorbed(data, y, w)
+            n_iter += self.n_iter_
+            _, problem, eta = self._eta_on(data)
+            with np.errstate(over="ignore"):
+                mu = data.from_grid(self._prediction(eta, problem))
+            theta = ml_theta(y, mu, w, self._theta_now)
+            if abs(np.log(theta / self._theta_now)) <= THETA_RTOL:
+                break
+            self._theta_now = theta
+        else:
+            warn(
+                f"theta did not converge in {MAX_THETA_ROUNDS} rounds of the alternation "
+                f"with the coefficients (last theta {self._theta_now:.6g}).",
+                ConvergenceWarning,
             )
-        super()._fit_absorbed(data, y, w)
+        self.n_iter_ = n_iter
 
     def _identified_fit(
         self, ident: Identifier, spec: ModelSpec, problem: PanelProblem
