@@ -25,7 +25,8 @@ from functools import cached_property
 import numpy as np
 import scipy.linalg
 
-from .._model.factored import Axes, _Reducer
+from .._model.factored import Axes
+from .._model.reduce import Reducer
 
 # Above this many levels of the effects left after elimination, or this many
 # cell-level multiply-adds to build their dense system, conjugate gradients
@@ -102,7 +103,7 @@ class AbsorbedEffects:
 
     def reduce(self, grid: np.ndarray) -> list[np.ndarray]:
         """``grid`` summed to each effect's axes."""
-        red = _Reducer(grid)
+        red = Reducer(grid)
         return [red.get(ax) for ax in self.axes]
 
 
@@ -119,7 +120,7 @@ class EffectSystem:
 
     def __init__(self, effects: AbsorbedEffects, t: np.ndarray) -> None:
         self.effects = effects
-        red = _Reducer(t)
+        red = Reducer(t)
         self.diag = [red.get(ax) for ax in effects.axes]
         m = len(effects.axes)
         self._mat: dict[tuple[int, int], np.ndarray] = {}

@@ -17,8 +17,9 @@ from functools import partial
 import numpy as np
 
 from .._engine.objective import PanelProblem
-from .._model.factored import DenseBlock, FactoredDesign, _letters, _Reducer
+from .._model.factored import DenseBlock, FactoredDesign
 from .._model.families import Family
+from .._model.reduce import Reducer, letters
 from .._model.statistics import y_sums
 from .._solve.newton import _newton_step
 from .effects import AbsorbedEffects, EffectSystem
@@ -49,14 +50,14 @@ def cross_blocks(
     matrices, which is what a planned contraction makes of a cell-level block);
     indicator blocks use the design's own scores.
     """
-    red = _Reducer(t)
+    red = Reducer(t)
     out = []
     for r, keep in enumerate(effects.axes):
         cols = []
         for blk in design.blocks:
             if isinstance(blk, DenseBlock):
                 u = tuple(sorted(set(blk.axes) | set(keep)))
-                sub = f"{_letters(u)},{_letters(blk.axes)}z->{_letters(keep)}z"
+                sub = f"{letters(u)},{letters(blk.axes)}z->{letters(keep)}z"
                 cols.append(np.einsum(sub, red.get(u), blk.values))
             else:
                 one = FactoredDesign(design.shape, [blk])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._model.factored import Axes, FactoredDesign, _letters, _Reducer
+from .._model.factored import Axes, FactoredDesign
+from .._model.reduce import Reducer, letters
 from .effects import AbsorbedEffects, EffectSystem
 from .objective import cross_blocks
 
@@ -31,10 +32,10 @@ class AbsorbedScores:
         """Sum of the projected scores within each cluster of ``keep`` (clusters x p)."""
         out = self.design.scores(self.u, keep)
         eff = self.effects
-        red = _Reducer(self.u)
+        red = Reducer(self.u)
         for r, zr in enumerate(self.z):
             u_axes = tuple(sorted(set(keep) | set(eff.axes[r])))
-            sub = f"{_letters(u_axes)},{_letters(eff.axes[r])}z->{_letters(keep)}z"
+            sub = f"{letters(u_axes)},{letters(eff.axes[r])}z->{letters(keep)}z"
             out -= np.einsum(sub, red.get(u_axes), zr, optimize=True).reshape(out.shape)
         return out
 

@@ -16,13 +16,13 @@ tests.
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field, replace
 from itertools import combinations_with_replacement
 
 import numpy as np
 
 from .contract import DensePair
+from .reduce import Reducer, letters
 
 Axes = tuple[int, ...]
 
@@ -88,29 +88,6 @@ class IndicatorBlock:
 Block = DenseBlock | IndicatorBlock
 
 
-class _Reducer:
-    """Sums of one cell-level array over axis subsets, each computed once.
-
-    A request is served from the smallest cached superset, so reducing to
-    many small subsets costs about one pass over the full array.
-    """
-
-    def __init__(self, full: np.ndarray) -> None:
-        self._cache: dict[Axes, np.ndarray] = {tuple(range(full.ndim)): full}
-
-    def get(self, axes: Axes) -> np.ndarray:
-        if axes in self._cache:
-            return self._cache[axes]
-        src_axes = min(
-            (k for k in self._cache if set(axes) <= set(k)),
-            key=lambda k: self._cache[k].size,
-        )
-        drop = tuple(i for i, a in enumerate(src_axes) if a not in axes)
-        out = self._cache[src_axes].sum(axis=drop)
-        self._cache[axes] = out
-        return out
-
-
 def _slab_of(blk: Block, sl: slice) -> Block:
     """The part of a block over a slab of the first axis (all of it if it does not vary there)."""
     if not blk.axes or blk.axes[0] != 0:
@@ -118,10 +95,6 @@ def _slab_of(blk: Block, sl: slice) -> Block:
     if isinstance(blk, DenseBlock):
         return replace(blk, values=blk.values[sl])
     return replace(blk, codes=blk.codes[sl])
-
-
-def _letters(axes: Axes) -> str:
-    return "".join(string.ascii_letters[a] for a in axes)
 
 
 def _expand(arr: np.ndarray, axes: Axes, ndim: int, sizes: tuple[int, ...]) -> np.ndarray:
@@ -298,13 +271,13 @@ class FactoredDesign:
                 else:
                     out += part
             return out
-        red = _Reducer(g)
+        red = Reducer(g)
         out = np.empty((n_k, self.n_coef))
         for i, (blk, sl) in enumerate(zip(self.blocks, self.slices(), strict=True)):
             u = tuple(sorted(set(blk.axes) | set(keep)))
             t = red.get(u)
             if isinstance(blk, DenseBlock):
-                sub = f"{_letters(u)},{_letters(blk.axes)}z->{_letters(keep)}z"
+                sub = f"{letters(u)},{letters(blk.axes)}z->{letters(keep)}z"
                 out[:, sl] = self._einsum(("s", i, keep), sub, t, blk.values).reshape(n_k, -1)
             else:
                 codes = self._codes_over(blk, u)
@@ -335,7 +308,7 @@ class FactoredDesign:
         slabs = self._slabs()
         if slabs:
             return sum(sub.hessian(h[sl]) for sl, sub in slabs)
-        red = _Reducer(h)
+        red = Reducer(h)
         sls = self.slices()
         out = np.empty((self.n_coef, self.n_coef))
         pairs = list(combinations_with_replacement(range(len(self.blocks)), 2))
@@ -367,8 +340,8 @@ class FactoredDesign:
                     pair = self._plans[key] = DensePair(u, a.axes, a.values, b.axes, b.values)
                 return pair(t)
             # t * x_a over u (one grid-sized array), then contracted with b.
-            tx = f"{_letters(u)},{_letters(a.axes)}->{_letters(u)}"
-            xb = f"{_letters(u)},{_letters(b.axes)}z->z"
+            tx = f"{letters(u)},{letters(a.axes)}->{letters(u)}"
+            xb = f"{letters(u)},{letters(b.axes)}z->z"
             return np.stack(
                 [
                     self._einsum(("hb", ia, ib), xb, np.einsum(tx, t, a.values[..., q]), b.values)
@@ -379,12 +352,12 @@ class FactoredDesign:
             codes = b.codes.ravel()
             ok = codes >= 0
             if not by_column:
-                sub = f"{_letters(u)},{_letters(a.axes)}y->{_letters(b.axes)}y"
+                sub = f"{letters(u)},{letters(a.axes)}y->{letters(b.axes)}y"
                 m = self._einsum(("h", ia, ib), sub, t, a.values).reshape(-1, a.n_cols)
                 res = np.zeros((b.n_cols, a.n_cols))
                 np.add.at(res, codes[ok], m[ok])
                 return res.T
-            sub = f"{_letters(u)},{_letters(a.axes)}->{_letters(b.axes)}"
+            sub = f"{letters(u)},{letters(a.axes)}->{letters(b.axes)}"
             return np.stack(
                 [
                     np.bincount(
