@@ -151,24 +151,28 @@ def markdown(records: Sequence[dict[str, Any]], env: dict[str, Any], command: st
             "solve: fastest of 21 Newton solves of that size, which the target does "
             "not count. Marginal: (fastest full fit - fastest fit with "
             "max_iter=1) / (iterations - 1), the same from outside; crude: median fit "
-            "time / iterations.",
+            "time / iterations. Fit / steps: the whole fit against its Newton steps "
+            "(iterations x (step - solve)), i.e. crude / (step - solve): what the work "
+            "around the steps (layout checks, screens, statistics, inference) costs.",
             "",
             "| size | N | P | exp (ms) | Newton step (ms) | step / exp | P x P solve (ms) "
-            "| (step - solve) / exp | marginal (ms) | crude (ms) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| (step - solve) / exp | marginal (ms) | crude (ms) | fit / steps |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for rec in steps:
             s = rec["step"]
             # Records from before the solve and the in-solver step were timed.
             solve = s.get("solve_s", math.nan)
             marginal = s.get("step_marginal_s", s["step_s"])
+            steps_only = s["step_s"] - (0.0 if math.isnan(solve) else solve)
             # panelglm runs with --n-threads are told apart by their name
             size = _size(rec) + ("" if rec["lib"] == REFERENCE else f" ({rec['lib']})")
             out.append(
                 f"| {size} | {rec['N']:.3g} | {rec['P']} | {1e3 * s['exp_s']:.3g} "
                 f"| {1e3 * s['step_s']:.3g} | {s['step_over_exp']:.1f} | {1e3 * solve:.2g} "
                 f"| {s.get('step_wo_solve_over_exp', math.nan):.1f} "
-                f"| {1e3 * marginal:.3g} | {1e3 * s['step_crude_s']:.3g} |"
+                f"| {1e3 * marginal:.3g} | {1e3 * s['step_crude_s']:.3g} "
+                f"| {s['step_crude_s'] / steps_only:.1f} |"
             )
 
     notes = [
