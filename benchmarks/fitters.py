@@ -47,9 +47,10 @@ from typing import Any
 import numpy as np
 
 try:
-    from benchmarks import datagen
+    from benchmarks import datagen, phases
 except ModuleNotFoundError:  # run as a script: python benchmarks/fitters.py
     import datagen
+    import phases
 
 PEERS = ("sklearn-newton-cholesky", "sklearn-lbfgs", "glum", "statsmodels")
 LIBS = ("panelglm", *PEERS)
@@ -397,6 +398,9 @@ def run_one(
     rec["loglik"] = datagen.poisson_loglik(panel, result["coef"])
     if lib == "panelglm" and step_timing:
         rec["step"] = _floor_and_step(panel, fit, rec["fit_s"], rec["n_iter"], rec["P"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rec["phases"] = phases.one_fit_by_phase(fit)
     rec["status"] = "ok"
     return rec
 

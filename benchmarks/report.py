@@ -175,6 +175,37 @@ def markdown(records: Sequence[dict[str, Any]], env: dict[str, Any], command: st
                 f"| {s['step_crude_s'] / steps_only:.1f} |"
             )
 
+    by_phase = [r for r in records if r["status"] == "ok" and "phases" in r]
+    if by_phase:
+        out += [
+            "",
+            "## panelglm: one fit by phase",
+            "",
+            "One more fit after the timed ones, its functions timed from outside "
+            "(`benchmarks/phases.py`): spec (the model's terms and blocks from the "
+            "laid-out panel), screens (collinearity, separation, certificate: the "
+            "identification less the Newton solves), steps (the Newton solves), "
+            "statistics (at the solution, and the results' bookkeeping), inference "
+            "(the covariance), other (input checks, the objective's set-up). Layout: "
+            "`PanelDesign.fit_transform` of the cell frame and tables (before the fit). "
+            "Milliseconds.",
+            "",
+            "| size | N | P | layout | spec | screens | steps | statistics | inference "
+            "| other | fit |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for rec in by_phase:
+            ph = rec["phases"]
+            size = _size(rec) + ("" if rec["lib"] == REFERENCE else f" ({rec['lib']})")
+            cells = " | ".join(
+                f"{1e3 * ph[k]:.3g}"
+                for k in ("spec", "screens", "steps", "statistics", "inference", "other", "fit")
+            )
+            out.append(
+                f"| {size} | {rec['N']:.3g} | {rec['P']} "
+                f"| {1e3 * rec.get('design_s', rec['prep_s']):.3g} | {cells} |"
+            )
+
     notes = [
         f"- {_size(r)} {r['lib']}: {w}"
         for r in records
