@@ -188,7 +188,9 @@ class _SweepSpy:
         return self._sweep.sweep(*args)
 
 
-@pytest.mark.skipif(not _compiled.enabled(), reason="the compiled sweep is not built")
+@pytest.mark.skipif(
+    not _compiled.enabled(), reason="the compiled sweep is not built or switched off"
+)
 @pytest.mark.parametrize("n_dims", [_compiled.MAX_DIMS, _compiled.MAX_DIMS + 1, 40])
 def test_panels_beyond_the_sweeps_dims_fall_back_to_numpy(n_dims, monkeypatch):
     import statsmodels.api as sm

@@ -157,14 +157,13 @@ class CompiledPass:
     many as the process has cores), each with its own accumulators, summed
     in a fixed order: for a given number of threads, results do not depend
     on how the threads are scheduled. The sweep releases the GIL and, unlike
-    numpy's passes (see ``_threads.MAX_THREADS``), is bound by arithmetic,
+    numpy's passes (see ``_util.threads.MAX_THREADS``), is bound by arithmetic,
     so the parts run in parallel.
     """
 
     def __init__(self, kern: PassSpec, n_threads: int | None = None) -> None:
-        # No reference to ``kern`` is kept: the kernel holds this object, and a
-        # cycle would keep both (and the kernel's buffers) alive until the
-        # garbage collector runs.
+        # No reference to the spec is kept: the engine holds both it and this
+        # object, and this one needs only what it copies out of it here.
         self.family = kern.family.sweep_code
         self.n_parts = resolve_threads(n_threads)
         nd, plan, design = len(kern.shape), kern.plan, kern.design
