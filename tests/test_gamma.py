@@ -214,3 +214,19 @@ def test_non_positive_y_is_refused_naming_the_row(bad):
     y[7] = bad
     with pytest.raises(ValueError, match="positive for the gamma family"):
         PanelGammaRegressor(dims=dims).fit(df[[*dims, *names]], y)
+
+
+def test_scale_and_likelihood_survive_responses_near_the_underflow():
+    """Gamma's fit does not depend on the units of y; its Pearson scale must not
+    either, though (y - mu)^2 and mu^2 underflow near 1e-300 (it was NaN)."""
+    rng = np.random.default_rng(11)
+    n = 300
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    y = rng.gamma(2.0, np.exp(0.5 + 0.3 * X["a"]) / 2.0)
+    w = rng.integers(0, 3, n).astype(float)
+    ref = PanelGammaRegressor().fit(X, y, sample_weight=w)
+    tiny = PanelGammaRegressor().fit(X, y * 1e-300, sample_weight=w)
+    np.testing.assert_allclose(tiny.coef_, ref.coef_, rtol=1e-10)
+    assert tiny.scale_ == pytest.approx(ref.scale_, rel=1e-10)
+    np.testing.assert_allclose(tiny.bse_, ref.bse_, rtol=1e-8)
+    assert np.isfinite(tiny.loglik_)

@@ -106,14 +106,16 @@ def ml_theta(
     lo = hi = t
     step = 1.0
     while True:
+        # A step is cut at the bound, so that a root between the last point
+        # and the bound is bracketed, not skipped to the bound.
         if g > 0:
-            lo, t = t, t + step
-            if t > t_max:
+            if t >= t_max:
                 return THETA_MAX
+            lo, t = t, min(t + step, t_max)
         else:
-            hi, t = t, t - step
-            if t < t_min:
+            if t <= t_min:
                 return THETA_MIN
+            hi, t = t, max(t - step, t_min)
         new_g = terms.derivatives(t)[0]
         if (new_g > 0) != (g > 0):
             lo, hi = (lo, t) if g > 0 else (t, hi)

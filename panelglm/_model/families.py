@@ -314,7 +314,13 @@ def pearson_chi2(family: Family, y: Array, eta: Array, m: Array, w: Array | None
     """
     mu = family.mean(np.asarray(eta, dtype=np.float64), m)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = (y - mu) ** 2 / family.variance(mu, m)
+        # The residual over the standard deviation, squared, in the family's
+        # own form where it has one: (y - mu)^2 and V(mu) may both underflow.
+        if family.pearson_residual is not None:
+            r = family.pearson_residual(y, mu, m)
+        else:
+            r = (y - mu) / np.sqrt(family.variance(mu, m))
+        r = r * r
     r = np.broadcast_to(r, np.shape(y))
     if w is None:
         return float(np.sum(r))

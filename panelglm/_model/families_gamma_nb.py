@@ -69,6 +69,11 @@ def _gamma_variance(mu: Array, m: Array) -> Array:
     return mu * mu
 
 
+def _gamma_pearson(y: Array, mu: Array, m: Array) -> Array:
+    # (y - mu) / mu, not over sqrt(mu^2): mu^2 underflows before mu does.
+    return (y - mu) / mu
+
+
 def _gamma_scaled(y: Array, eta: Array, m: Array, scale: float) -> Array:
     # statsmodels' Gamma.loglike_obs with shape nu = 1 / scale:
     # nu log(nu y / mu) - nu y / mu - lgamma(nu) - log y.
@@ -114,6 +119,7 @@ GAMMA = Family(
     link="log",
     dispersion="pearson",
     variance=_gamma_variance,
+    pearson_residual=_gamma_pearson,
     scaled_loglik=_gamma_scaled,
     expected_curvature=_gamma_expected,
     saturated=_gamma_saturated,

@@ -91,6 +91,10 @@ class Family:
     variance : callable or None
         ``variance(mu, m)``: the variance function ``V(mu)`` of Pearson's
         residuals; needed with ``dispersion="pearson"``.
+    pearson_residual : callable or None
+        ``pearson_residual(y, mu, m)``: ``(y - mu) / sqrt(V(mu))`` in a form
+        that does not underflow where ``V`` does (gamma's ``y / mu - 1`` for
+        responses near 1e-300); ``None`` computes it from :attr:`variance`.
     scaled_loglik : callable or None
         ``scaled_loglik(y, eta, m, scale)``: the full log-likelihood of each
         cell at the given scale; needed with ``dispersion="pearson"``.
@@ -133,6 +137,7 @@ class Family:
     link: str
     dispersion: str = "fixed"
     variance: Callable[[Array, Array], Array] | None = None
+    pearson_residual: Callable[[Array, Array, Array], Array] | None = None
     scaled_loglik: Callable[[Array, Array, Array, float], Array] | None = None
     separation: str | None = None
     sweep_code: int | None = None
