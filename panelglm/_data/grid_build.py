@@ -21,6 +21,7 @@ from .layout import (
     RampCodes,
     _permutation,
     code_dtype,
+    follows_c_order,
     in_c_order,
 )
 
@@ -174,29 +175,10 @@ def _grid_in_c_order(frame: pd.DataFrame, dims: tuple[str, ...]) -> Grid | None:
         if n_rows % run:
             return None
     shape = tuple(len(lv) for lv in levels)
-    if run != n_rows or not _follows_c_order(values, levels, shape):
+    if run != n_rows or not follows_c_order(values, levels, shape):
         return None
     index = tuple(pd.Index(lv, name=d) for lv, d in zip(levels, dims, strict=True))
-    grid = Grid(dims=dims, levels=index, codes=RampCodes(shape))
-    grid.__dict__["row_of_cell"] = None  # prime the cached property
-    return grid
-
-
-def _follows_c_order(
-    values: list[np.ndarray], levels: list[np.ndarray], shape: tuple[int, ...]
-) -> bool:
-    """Whether every column is its levels repeated in C order over ``shape``, slab by slab."""
-    rest = int(np.prod(shape[1:]))
-    step = max(1, CHUNK_CELLS // max(rest, 1))
-    for s in range(0, shape[0], step):
-        e = min(s + step, shape[0])
-        sub = (e - s, *shape[1:])
-        for a, (v, lv) in enumerate(zip(values, levels, strict=True)):
-            expect = lv[s:e] if a == 0 else lv
-            view = expect.reshape([-1 if b == a else 1 for b in range(len(shape))])
-            if not np.array_equal(v[s * rest : e * rest].reshape(sub), np.broadcast_to(view, sub)):
-                return False
-    return True
+    return Grid(dims=dims, levels=index, codes=RampCodes(shape))
 
 
 def _cell_counts(cells: np.ndarray, n_cells: int) -> tuple[np.ndarray, int, int | None]:

@@ -198,19 +198,30 @@ class Grid:
 
 def in_c_order(codes: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> bool:
     """Whether row ``c`` is cell ``c`` of the grid, for every cell, checked slab by slab."""
-    n_cells = math.prod(shape)
-    if not codes or len(codes[0]) != n_cells:
+    if isinstance(codes, RampCodes):
+        return codes.shape == tuple(shape)
+    if not codes or len(codes[0]) != math.prod(shape):
         return False
-    rest = int(np.prod(shape[1:]))
     ramps = [np.arange(n, dtype=c.dtype) for n, c in zip(shape, codes, strict=True)]
+    return follows_c_order(list(codes), ramps, shape)
+
+
+def follows_c_order(
+    values: list[np.ndarray], levels: list[np.ndarray], shape: tuple[int, ...]
+) -> bool:
+    """Whether each row column is its levels repeated in C order over ``shape``.
+
+    Checked slab by slab of the first axis, so nothing of the grid's size is made.
+    """
+    rest = int(np.prod(shape[1:]))
     step = max(1, CHUNK_CELLS // max(rest, 1))
     for s in range(0, shape[0], step):
         e = min(s + step, shape[0])
         sub = (e - s, *shape[1:])
-        for a, c in enumerate(codes):
-            expect = ramps[a][s:e] if a == 0 else ramps[a]
+        for a, (v, lv) in enumerate(zip(values, levels, strict=True)):
+            expect = lv[s:e] if a == 0 else lv
             view = expect.reshape([-1 if b == a else 1 for b in range(len(shape))])
-            if not np.array_equal(c[s * rest : e * rest].reshape(sub), np.broadcast_to(view, sub)):
+            if not np.array_equal(v[s * rest : e * rest].reshape(sub), np.broadcast_to(view, sub)):
                 return False
     return True
 

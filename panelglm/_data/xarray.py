@@ -227,8 +227,6 @@ def dataset_layout(
         where = np.unravel_index(np.flatnonzero(observed), shape)
         codes = tuple(c.astype(code_dtype(max(shape))) for c in where)
     grid = Grid(dims=dims, levels=levels, codes=codes)
-    if observed is None:
-        grid.__dict__["row_of_cell"] = None  # rows are the cells, in C order
     names = list(ds.data_vars)
     if spec is None:  # new data may hold variables of its own; the fit's may not
         for name in names:
