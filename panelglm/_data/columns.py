@@ -291,3 +291,38 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ValueError(f"Column {name!r} has infinite values.")
     return values
+
+
+def _varies(arr: np.ndarray, k: int) -> bool:
+    return not np.array_equal(arr, np.broadcast_to(arr.take([0], axis=k), arr.shape))
+
+
+def varying_axes(arr: np.ndarray, axes: tuple[int, ...]) -> tuple[int, ...]:
+    """The axes (of those ``arr`` is laid out over) along which it varies."""
+    return tuple(a for k, a in enumerate(axes) if _varies(arr, k))
+
+
+def narrow(
+    arr: np.ndarray, own: tuple[int, ...], axes: tuple[int, ...]
+) -> tuple[np.ndarray, list[int]]:
+    """``arr`` (over ``own``) at the axes of ``axes`` it has; and those it drops but varies along.
+
+    A column fitted at a lower level than new data has it must be constant
+    along the axes dropped: the caller raises, naming them, if any is not.
+    """
+    extra = [a for k, a in enumerate(own) if a not in axes and _varies(arr, k)]
+    return arr[tuple(slice(None) if a in axes else 0 for a in own)], extra
+
+
+def widen(
+    arr: np.ndarray, inner: tuple[int, ...], axes: tuple[int, ...], shape: tuple[int, ...]
+) -> np.ndarray:
+    """``arr`` over ``inner`` repeated over ``axes`` (a superset) of a grid of ``shape``.
+
+    For a model that reads a column at a higher level than the column has
+    (fitted from a frame where it varied there, or stated so).
+    """
+    if inner == axes:
+        return arr
+    arr = arr.reshape([shape[a] if a in inner else 1 for a in axes])
+    return np.ascontiguousarray(np.broadcast_to(arr, [shape[a] for a in axes]))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .columns import ColumnSpec, is_categorical_dtype
+from .columns import ColumnSpec, is_categorical_dtype, narrow, widen
 from .layout import Grid
 
 
@@ -198,21 +198,13 @@ class DatasetColumns:
         """A variable (its category codes if ``codes``) over ``spec.axes``."""
         own = self._axes[spec.name]
         arr = self._codes(spec) if codes else self._filled(spec.name)
-        inner = tuple(a for a in spec.axes if a in own)
-        dropped = [a for a in own if a not in spec.axes]
-        for a in dropped:  # fitted as constant along these: they must be so here
-            k = own.index(a)
-            first = np.take(arr, [0], axis=k)
-            if not np.array_equal(arr, np.broadcast_to(first, arr.shape)):
-                raise ValueError(
-                    f"Variable {spec.name!r} was fitted as constant along dimension "
-                    f"{self._levels[a].name!r} but varies along it here."
-                )
-        arr = arr[tuple(slice(None) if a in spec.axes else 0 for a in own)]
-        if inner == spec.axes:
-            return arr
-        arr = arr.reshape([shape[a] if a in inner else 1 for a in spec.axes])
-        return np.ascontiguousarray(np.broadcast_to(arr, [shape[a] for a in spec.axes]))
+        arr, varying = narrow(arr, own, spec.axes)
+        if varying:  # fitted as constant along these: they must be so here
+            raise ValueError(
+                f"Variable {spec.name!r} was fitted as constant along dimension "
+                f"{self._levels[varying[0]].name!r} but varies along it here."
+            )
+        return widen(arr, tuple(a for a in spec.axes if a in own), spec.axes, shape)
 
     def _codes(self, spec: ColumnSpec) -> np.ndarray:
         """A categorical variable's codes over its own axes (0 at cells without a row)."""

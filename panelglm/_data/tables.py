@@ -19,7 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .columns import ColumnSpec, detect_axes, lay_out, numeric_values
+from .columns import (
+    ColumnSpec,
+    detect_axes,
+    lay_out,
+    narrow,
+    numeric_values,
+    varying_axes,
+    widen,
+)
 from .layout import Grid, show_value
 from .validation import check_hashable, check_unique_columns
 
@@ -175,26 +183,16 @@ def join_tables(tables: Mapping | None, grid: Grid, frame_columns: Any) -> list[
     return joined
 
 
-def _varying_axes(arr: np.ndarray, axes: Axes) -> Axes:
-    """The axes (of those ``arr`` is laid out over) along which it varies."""
-    return tuple(
-        a
-        for k, a in enumerate(axes)
-        if not np.array_equal(arr, np.broadcast_to(arr.take([0], axis=k), arr.shape))
-    )
-
-
 def _narrow(arr: np.ndarray, key_axes: Axes, axes: Axes, name: str, key: tuple) -> np.ndarray:
     """``arr`` over ``key_axes`` reduced to ``axes``, checking it is constant elsewhere."""
-    varying = _varying_axes(arr, key_axes)
-    extra = [key[key_axes.index(a)] for a in varying if a not in axes]
+    arr, varying = narrow(arr, key_axes, axes)
+    extra = [key[key_axes.index(a)] for a in varying]
     if extra:
         raise ValueError(
             f"Column {name!r} (table on {list(key)}) was fitted as constant along {extra} "
             "but varies along it here."
         )
-    index = tuple(slice(None) if a in axes else 0 for a in key_axes)
-    return arr[index]
+    return arr
 
 
 class TableColumns:
@@ -231,11 +229,7 @@ class TableColumns:
         key = self._by_name[spec.name].axes
         inner = tuple(a for a in spec.axes if a in key)
         read = self.category_codes if codes else self.numeric
-        if inner == spec.axes:
-            return read(spec)
-        arr = read(ColumnSpec(spec.name, inner, spec.categories))
-        arr = arr.reshape([shape[a] if a in inner else 1 for a in spec.axes])
-        return np.ascontiguousarray(np.broadcast_to(arr, [shape[a] for a in spec.axes]))
+        return widen(read(ColumnSpec(spec.name, inner, spec.categories)), inner, spec.axes, shape)
 
     def fit_spec(self, name: str, categorical: bool) -> ColumnSpec:
         """Learn a column's axes (and categories) from the joined rows."""
@@ -254,7 +248,7 @@ class TableColumns:
         # A key axis with a single level counts as varying, as in detect_axes:
         # with one level it cannot be seen not to, and new data may have more.
         single = {a for k, a in enumerate(jt.axes) if arr.shape[k] == 1}
-        axes = tuple(a for a in jt.axes if a in single or a in _varying_axes(arr, jt.axes))
+        axes = tuple(a for a in jt.axes if a in single or a in varying_axes(arr, jt.axes))
         return ColumnSpec(name, axes, cats)
 
     def check_level(self, spec: ColumnSpec, stated: str) -> None:
