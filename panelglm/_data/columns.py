@@ -276,8 +276,10 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
             f"Column {name!r} holds complex numbers (dtype {series.dtype}); a real numeric "
             "column is needed."
         )
+    # float32 columns stay float32: the caller chose half the memory.
+    dtype = np.float32 if series.dtype == np.float32 else np.float64
     if isinstance(series.dtype, np.dtype) and series.dtype.kind == "f":
-        values = series.to_numpy(dtype=np.float32 if series.dtype == np.float32 else np.float64)
+        values = series.to_numpy(dtype=dtype)
         # A NaN or an infinity makes the sum NaN or infinite: one pass without
         # temporaries clears the usual column (an overflowing sum of finite
         # values only sends it to the exact checks below).
@@ -285,8 +287,6 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
             return values
     if series.isna().any():
         raise ValueError(f"Column {name!r} has missing values (NaN).")
-    # float32 columns stay float32: the caller chose half the memory.
-    dtype = np.float32 if series.dtype == np.float32 else np.float64
     values = series.to_numpy(dtype=dtype)
     if not np.all(np.isfinite(values)):
         raise ValueError(f"Column {name!r} has infinite values.")

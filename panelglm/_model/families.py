@@ -23,6 +23,7 @@ from .family import (
     Family,
     _bsum,
     _log1pexp,
+    _offset_shift,
     _safe_exp,
 )
 
@@ -117,10 +118,7 @@ def _poisson_null(y: Array, off: Array, m: Array, w: Array) -> float:
     # log(sum w y) - log(sum w exp(off)), with the largest offset taken out of
     # the exponential: offsets beyond about +-709 (exposures in tiny or huge
     # units) neither overflow nor underflow, and the start stays finite.
-    off = np.asarray(off, dtype=np.float64)
-    shift = float(np.max(off)) if off.size else 0.0
-    if not np.isfinite(shift):
-        shift = 0.0
+    off, shift = _offset_shift(off, np.max)
     swy = _bsum(w, y, y.shape)
     denom = _bsum(w, _safe_exp(off - shift), y.shape)
     if swy > 0 and 0 < denom < np.inf:

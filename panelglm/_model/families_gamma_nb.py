@@ -21,7 +21,7 @@ import numpy as np
 from scipy.special import expit, gammaln, xlogy
 
 from .families import POISSON
-from .family import Array, Family, _bsum, _log1pexp, _safe_exp
+from .family import Array, Family, _bsum, _log1pexp, _offset_shift, _safe_exp
 
 # Newton steps for the intercept-only negative binomial model with an offset
 # (no closed form); it is concave in the intercept and starts at Poisson's.
@@ -90,10 +90,7 @@ def _gamma_null(y: Array, off: Array, m: Array, w: Array) -> float:
     # The score sum w (y / mu - 1) is zero at mu = exp(b + off) with
     # exp(b) = sum w y exp(-off) / sum w; the smallest offset is taken out
     # of the exponential so that no term overflows.
-    off = np.asarray(off, dtype=np.float64)
-    shift = float(np.min(off)) if off.size else 0.0
-    if not np.isfinite(shift):
-        shift = 0.0
+    off, shift = _offset_shift(off, np.min)
     num = _bsum(w, y * _safe_exp(-(off - shift)), y.shape)
     den = _bsum(w, 1.0, y.shape)
     if num > 0 and den > 0 and np.isfinite(num):

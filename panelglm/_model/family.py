@@ -40,6 +40,17 @@ def _bsum(w: Array | float, x: Array | float, shape: tuple[int, ...]) -> float:
     return float(np.sum(np.asarray(w) * x, dtype=np.float64))
 
 
+def _offset_shift(off: Array, extreme: Callable[[Array], Array]) -> tuple[Array, float]:
+    """The offset as float64 and its ``extreme`` (0 if none or not finite).
+
+    A closed-form null intercept takes it out of its exponentials, so that
+    offsets beyond about +-709 neither overflow nor underflow there.
+    """
+    off = np.asarray(off, dtype=np.float64)
+    shift = float(extreme(off)) if off.size else 0.0
+    return off, shift if np.isfinite(shift) else 0.0
+
+
 # Family codes of the compiled sweep (``_sweep.c``): the families it has a form for.
 SWEEP_POISSON, SWEEP_BINOMIAL, SWEEP_GAUSSIAN = 0, 1, 2
 
