@@ -300,21 +300,13 @@ class AbsorbedObjective:
 
     def _system_at(self, coef: np.ndarray) -> EffectSystem:
         """The effects' block at ``coef``: one pass for the curvature alone."""
-        p = self.problem
-        eta = self.eta(coef)
-        if self._fused:
-            t = np.empty_like(eta)
-            self.family.fused(p.y, eta, p.m, p.w, t, None, None)
-            t *= self._scale
-        else:
-            h = self.family.grad_hess(p.y, eta, p.m)[1]
-            del eta
-            t = _scaled(h, p.w, -self._scale, p.shape)
-        return EffectSystem(self.effects, t)
+        return EffectSystem(self.effects, self._derivatives(coef, residual=False)[2])
 
-    def _loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, AbsorbedHessian]:
+    def _derivatives(
+        self, coef: np.ndarray, residual: bool = True
+    ) -> tuple[float, np.ndarray | None, np.ndarray]:
+        """The loss sum, the residual ``w g`` (if asked for) and the curvature ``-s w h``."""
         p, s = self.problem, self._scale
-        beta = coef[: self.n_beta]
         eta = self.eta(coef)
         if self._fused:
             # The loss and the curvature w mu into one buffer, the residual
@@ -322,18 +314,27 @@ class AbsorbedObjective:
             # (the separate functions make five).
             t = np.empty_like(eta)
             total = self.family.fused(p.y, eta, p.m, p.w, t, None, None)
-            u = np.multiply(p.y, 1.0 if p.w is None else p.w, out=eta)
-            u -= t
-            t *= s
-        else:
-            total = self._total(self.family.loglik(p.y, eta, p.m))
-            g, h = self.family.grad_hess(p.y, eta, p.m)
+            u = None
+            if residual:
+                u = np.multiply(p.y, 1.0 if p.w is None else p.w, out=eta)
+                u -= t
             del eta
-            # In place where the family's arrays are fresh: a grid-sized array
-            # fewer at each step of a panel of 1e8 cells.
-            u = _scaled(g, p.w, 1.0, p.shape)
-            t = _scaled(h, p.w, -s, p.shape)
-            del g, h
+            t *= s
+            return total, u, t
+        total = self._total(self.family.loglik(p.y, eta, p.m)) if residual else np.nan
+        g, h = self.family.grad_hess(p.y, eta, p.m)
+        del eta
+        # In place where the family's arrays are fresh: a grid-sized array
+        # fewer at each step of a panel of 1e8 cells.
+        u = _scaled(g, p.w, 1.0, p.shape) if residual else None
+        del g
+        t = _scaled(h, p.w, -s, p.shape)
+        return total, u, t
+
+    def _loss_grad_hess(self, coef: np.ndarray) -> tuple[float, np.ndarray, AbsorbedHessian]:
+        s = self._scale
+        beta = coef[: self.n_beta]
+        total, u, t = self._derivatives(coef)
         grad = np.concatenate(
             [
                 -s * self.design.gradient(u) + self.alpha * self.pen * beta,
