@@ -158,12 +158,23 @@ class DatasetColumns:
         """A variable's own axes."""
         return self._axes[name]
 
+    def _has_gaps(self, name: Any) -> bool:
+        """Whether the variable is cell-level and some cells are not rows (never read)."""
+        return self._observed is not None and len(self._axes[name]) == len(self._shape)
+
     def _present(self, name: Any) -> np.ndarray:
         """The values that are data: at rows for a cell-level variable, else all."""
-        arr = self.raw(name)
-        if self._observed is not None and len(self._axes[name]) == len(self._shape):
-            return arr.reshape(-1)[self._observed]
-        return arr.reshape(-1)
+        flat = self.raw(name).reshape(-1)
+        return flat[self._observed] if self._has_gaps(name) else flat
+
+    def _placed(self, name: Any, values: np.ndarray, dtype: Any) -> np.ndarray:
+        """Values of :meth:`_present` back over the variable's own axes (0 at cells without rows)."""
+        shape = self.raw(name).shape
+        if not self._has_gaps(name):
+            return values.reshape(shape)
+        out = np.zeros(int(np.prod(shape)), dtype=dtype)
+        out[self._observed] = values
+        return out.reshape(shape)
 
     def fit_spec(self, name: Any) -> ColumnSpec:
         """The variable's layout: its own axes, and its sorted categories if categorical."""
@@ -208,7 +219,6 @@ class DatasetColumns:
 
     def _codes(self, spec: ColumnSpec) -> np.ndarray:
         """A categorical variable's codes over its own axes (0 at cells without a row)."""
-        shape = self.raw(spec.name).shape
         present = self._present(spec.name)
         found = spec.categories.get_indexer(present)
         if np.any(found < 0):
@@ -216,21 +226,11 @@ class DatasetColumns:
             raise ValueError(
                 f"Variable {spec.name!r} has level(s) {list(unseen)[:10]} not seen when fitting."
             )
-        if found.size == int(np.prod(shape)):
-            return found.reshape(shape)
-        out = np.zeros(int(np.prod(shape)), dtype=found.dtype)
-        out[self._observed] = found
-        return out.reshape(shape)
+        return self._placed(spec.name, found, found.dtype)
 
     def _filled(self, name: Any) -> np.ndarray:
         """Numeric values over their own axes, 0 at cells without a row."""
-        arr = self.raw(name)
-        if self._observed is not None and len(self._axes[name]) == len(self._shape):
-            out = np.zeros(arr.shape, dtype=np.float64)
-            out.reshape(-1)[self._observed] = self.observed(name)
-            return out
-        self.observed(name)
-        return arr if arr.dtype in (np.float64, np.float32) else arr.astype(np.float64)
+        return self._placed(name, self.observed(name), np.float64)
 
     def rejoin(self, grid: Grid) -> DatasetColumns:
         """The variables at another grid's levels (those of a subset of the rows)."""
