@@ -168,7 +168,7 @@ class DatasetColumns:
         return flat[self._observed] if self._has_gaps(name) else flat
 
     def _placed(self, name: Any, values: np.ndarray, dtype: Any) -> np.ndarray:
-        """Values of :meth:`_present` back over the variable's own axes (0 at cells without rows)."""
+        """Values of :meth:`_present` over the variable's own axes (0 at cells without rows)."""
         shape = self.raw(name).shape
         if not self._has_gaps(name):
             return values.reshape(shape)
