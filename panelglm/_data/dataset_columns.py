@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._util.lazy import compute, is_lazy
 from .columns import ColumnSpec, is_categorical_dtype, narrow, widen
 from .layout import Grid
 
@@ -45,21 +46,31 @@ class Labels:
         a frame's levels are, and only those with data.
     observed : ndarray of bool or None
         The grid's cells (C order) that are rows; ``None``: all.
+    present : dask array of bool or None
+        Where a Dask-backed target has cells without data (NaN), the cells
+        with data, over the grid (lazy). The grid keeps every cell as a row,
+        those without data of weight zero: which cells they are is known only
+        to the tasks that read them.
     """
 
     dims: tuple[str, ...]
     coords: tuple[pd.Index, ...]
     take: tuple[np.ndarray, ...]
     observed: np.ndarray | None = None
+    present: Any = None
 
     def grid_values(self, var: Any) -> np.ndarray:
         """A variable's values over its own dimensions (in panel order) at the grid's levels."""
         own = [d for d in self.dims if d in var.dims]
-        arr = np.asarray(var.transpose(*own).values)
+        data = var.transpose(*own).data
+        # A Dask-backed variable over every dimension stays lazy: its cells are
+        # read by the passes' tasks. One over fewer is as small as its levels.
+        lazy = is_lazy(data) and len(own) == len(self.dims)
+        arr = data if lazy else np.asarray(data)
         for k, d in enumerate(own):
             take = self.take[self.dims.index(d)]
             if len(take) != arr.shape[k] or np.any(take != np.arange(arr.shape[k])):
-                arr = np.take(arr, take, axis=k)
+                arr = arr[(slice(None),) * k + (take,)]
         return arr
 
     def aligned(self, values: Any, what: str) -> Any:
@@ -103,6 +114,11 @@ class Labels:
         """
         import xarray
 
+        coords = {d: c for d, c in zip(self.dims, self.coords, strict=True)}
+        if is_lazy(rows):  # every cell a row, in the grid's order; NaN at levels left out
+            levels = {d: c[t] for (d, c), t in zip(coords.items(), self.take, strict=True)}
+            out = xarray.DataArray(rows.reshape(grid.shape), coords=levels, dims=self.dims)
+            return out.reindex(coords).rename(name)
         full = np.full(grid.n_cells, np.nan)
         full[grid.cells()] = rows
         out = np.full(tuple(len(c) for c in self.coords), np.nan)
@@ -137,6 +153,7 @@ class DatasetColumns:
             if set(ds[name].dims) <= set(dims)
         }
         self._values: dict[Any, np.ndarray] = {}
+        self._summaries: dict[Any, tuple[int, float, float, float]] = {}
         self._observed = labels.observed
         self._levels = tuple(c[t] for c, t in zip(labels.coords, labels.take, strict=True))
         self._shape = tuple(len(t) for t in labels.take)
@@ -164,21 +181,32 @@ class DatasetColumns:
 
     def _present(self, name: Any) -> np.ndarray:
         """The values that are data: at rows for a cell-level variable, else all."""
+        if is_lazy(self.raw(name)):
+            return self.raw(name)  # cells without data are masked where it is checked
         flat = self.raw(name).reshape(-1)
         return flat[self._observed] if self._has_gaps(name) else flat
 
-    def _placed(self, name: Any, values: np.ndarray, dtype: Any) -> np.ndarray:
+    def _placed(self, name: Any, values: np.ndarray, dtype: Any, fill: float = 0.0) -> np.ndarray:
         """Values of :meth:`_present` over the variable's own axes (0 at cells without rows)."""
         shape = self.raw(name).shape
         if not self._has_gaps(name):
             return values.reshape(shape)
-        out = np.zeros(int(np.prod(shape)), dtype=dtype)
+        out = np.full(int(np.prod(shape)), fill, dtype=dtype)
         out[self._observed] = values
         return out.reshape(shape)
 
     def fit_spec(self, name: Any) -> ColumnSpec:
         """The variable's layout: its own axes, and its sorted categories if categorical."""
         values = self._present(name)
+        if is_lazy(values):
+            if values.dtype.kind not in "fiu":
+                raise TypeError(
+                    f"Variable {name!r} is a Dask array of dtype {values.dtype}: a variable "
+                    "over every panel dimension is read lazily only when numeric. Load it "
+                    "(.load()) to use it as a categorical covariate."
+                )
+            self.observed(name)
+            return ColumnSpec(name, self._axes[name])
         series = pd.Series(values, copy=False)
         if is_categorical_dtype(series):
             if series.isna().any():
@@ -197,18 +225,23 @@ class DatasetColumns:
         values = values.astype(
             np.float32 if values.dtype == np.float32 else np.float64, copy=False
         )
-        bad = ~np.isfinite(values)
-        if bad.any():
+        if is_lazy(values):
+            n_bad = self.lazy_summary(name)[0]
+        else:
+            n_bad = int((~np.isfinite(values)).sum())
+        if n_bad:
             raise ValueError(
-                f"Variable {name!r} has {int(bad.sum())} missing or infinite value(s) "
+                f"Variable {name!r} has {int(n_bad)} missing or infinite value(s) "
                 "where the panel has data."
             )
         return values
 
-    def read(self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False) -> np.ndarray:
-        """A variable (its category codes if ``codes``) over ``spec.axes``."""
+    def read(
+        self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False, fill: float = 0.0
+    ) -> np.ndarray:
+        """A variable (its category codes if ``codes``) over ``spec.axes``; ``fill`` at gaps."""
         own = self._axes[spec.name]
-        arr = self._codes(spec) if codes else self._filled(spec.name)
+        arr = self._codes(spec) if codes else self._filled(spec.name, fill)
         arr, varying = narrow(arr, own, spec.axes)
         if varying:  # fitted as constant along these: they must be so here
             raise ValueError(
@@ -216,6 +249,29 @@ class DatasetColumns:
                 f"{self._levels[varying[0]].name!r} but varies along it here."
             )
         return widen(arr, tuple(a for a in spec.axes if a in own), spec.axes, shape)
+
+    def lazy_summary(self, name: Any) -> tuple[int, float, float, float]:
+        """A Dask-backed variable's non-finite count, min, max and mean where there are data.
+
+        One reduction for the four (each is a read of every cell), kept.
+        """
+        if name not in self._summaries:
+            import dask.array as da
+
+            values, present = self.raw(name), self._labels.present
+            finite = da.isfinite(values)
+            ok = finite if present is None else finite & present
+            bad = ~finite if present is None else ~finite & present
+            n_bad, lo, hi, total, count = compute(
+                bad.sum(),
+                da.where(ok, values, np.inf).min(),
+                da.where(ok, values, -np.inf).max(),
+                da.where(ok, values, 0.0).sum(dtype=np.float64),
+                ok.sum(),
+            )
+            mean = float(total) / int(count) if count else np.nan
+            self._summaries[name] = (int(n_bad), float(lo), float(hi), mean)
+        return self._summaries[name]
 
     def _codes(self, spec: ColumnSpec) -> np.ndarray:
         """A categorical variable's codes over its own axes (0 at cells without a row)."""
@@ -228,9 +284,14 @@ class DatasetColumns:
             )
         return self._placed(spec.name, found, found.dtype)
 
-    def _filled(self, name: Any) -> np.ndarray:
-        """Numeric values over their own axes, 0 at cells without a row."""
-        return self._placed(name, self.observed(name), np.float64)
+    def _filled(self, name: Any, fill: float = 0.0) -> np.ndarray:
+        """Numeric values over their own axes, ``fill`` at cells without a row."""
+        values = self.observed(name)
+        if is_lazy(values):
+            present = self._labels.present
+            values = values.astype(np.float64)
+            return values if present is None else _lazy_where(present, values, fill)
+        return self._placed(name, values, np.float64, fill)
 
     def rejoin(self, grid: Grid) -> DatasetColumns:
         """The variables at another grid's levels (those of a subset of the rows)."""
@@ -245,3 +306,9 @@ def _observed_cells(grid: Grid) -> np.ndarray:
     mask = np.zeros(grid.n_cells, dtype=bool)
     mask[grid.cells()] = True
     return mask
+
+
+def _lazy_where(present: Any, values: Any, fill: float) -> Any:
+    import dask.array as da
+
+    return da.where(present, values, fill)

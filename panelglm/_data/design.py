@@ -10,6 +10,7 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
+from .._util.lazy import dask_settings
 from .column_specs import frame_spec, table_spec
 from .columns import ColumnSpec
 from .dataset_columns import is_dataset
@@ -201,6 +202,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         self.levels = levels
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @dask_settings
     def fit(self, X: pd.DataFrame, y: Any = None) -> PanelDesign:
         """Learn the layout of every column of ``X``.
 
@@ -320,6 +322,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
             absorb=getattr(self, "absorb_", ()),
         )
 
+    @dask_settings
     def transform(self, X: pd.DataFrame) -> PanelData:
         """Lay out ``X`` as the fitted data was laid out.
 
@@ -348,6 +351,7 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         return self._panel_data(grid, X, tables)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @dask_settings
     def fit_transform(self, X: pd.DataFrame, y: Any = None, **fit_params: Any) -> PanelData:
         """Fit the layout and lay out ``X`` (the grid is built once).
 

@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .._util.lazy import compute, is_lazy
 from .._util.warn import warn
 from .dataset_columns import is_dataset
 from .design import PanelDesign
 from .panel import PanelData
 from .rows import as_panel_data
-from .validation import check_unique_columns
+from .validation import check_unique_columns, lazy_values
 from .xarray import cell_rows
 
 
@@ -100,6 +101,14 @@ class PanelInput:
             return None
         if data is not None:
             sample_weight = cell_rows(data, sample_weight, "sample_weight")
+        if is_lazy(sample_weight):  # a Dask-backed variable: checked by one reduction
+            w = lazy_values(sample_weight, data, "sample_weight")
+            n_negative, total = compute((w < 0).sum(), w.sum())
+            if n_negative:
+                raise ValueError(f"sample_weight has {int(n_negative)} negative value(s).")
+            if total <= 0:
+                raise ValueError("sample_weight sums to zero.")
+            return w
         try:
             w = _check_sample_weight(sample_weight, np.empty(n), ensure_non_negative=True)
         except ValueError as exc:

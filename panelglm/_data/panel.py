@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._util.lazy import is_lazy
 from .columns import ColumnSpec, lay_out, numeric_values
 from .layout import Grid
 from .rows import PanelRows
@@ -275,7 +276,7 @@ class PanelData:
         key = name if fill == 0 else f"\0fill{fill!r}:{name}"
         if key not in self._cache and name in self._tables:
             # Tables have a row for every level combination of their key.
-            self._cache[key] = self._tables.read(spec, self.shape)
+            self._cache[key] = self._tables.read(spec, self.shape, fill=fill)
         if key in self._cache:
             return self._cache[key], spec.axes
         laid = lay_out(numeric_values(self._frame[name], name), self.grid, spec.axes, name, fill)
@@ -318,6 +319,8 @@ class PanelData:
         -------
         tuple of float
         """
+        if name not in self._stats and is_lazy(self._lazy_values(name)):
+            self._stats[name] = self._tables.lazy_summary(name)[1:]
         if name not in self._stats:
             spec = self._require(name, "covariate")
             if self.is_balanced and len(spec.axes) < len(self.dims):
@@ -336,6 +339,13 @@ class PanelData:
                     float(np.mean(values, dtype=np.float64)),
                 )
         return self._stats[name]
+
+    def _lazy_values(self, name: str) -> Any:
+        """A Dataset's Dask-backed variable (``None`` for any other column)."""
+        tables = self._tables
+        if tables is None or not hasattr(tables, "lazy_summary") or name not in tables:
+            return None
+        return tables.raw(name)
 
     def category_codes(self, name: str) -> tuple[np.ndarray, tuple[int, ...]]:
         """Positions of a categorical column's values among its fitted categories.
@@ -382,7 +392,15 @@ class PanelData:
         -------
         ndarray of shape ``shape``
         """
+        if is_lazy(values):  # a Dataset's Dask-backed cells: every cell a row, in C order
+            return values.reshape(self.shape)
         return self.grid.to_grid(np.asarray(values), fill)
+
+    @property
+    def present(self) -> Any:
+        """A Dask-backed target's cells with data (lazy), or ``None``: all cells are rows."""
+        labels = getattr(self, "labels", None)
+        return None if labels is None else labels.present
 
     def from_grid(self, arr: np.ndarray) -> np.ndarray:
         """Read a full-grid array back in the rows' order.
@@ -395,5 +413,10 @@ class PanelData:
         Returns
         -------
         ndarray of shape (n_rows,)
+            A Dask array (lazy) when ``arr`` is one: every cell is then a row.
         """
+        if is_lazy(arr):
+            import dask.array as da
+
+            return da.broadcast_to(arr, self.shape).reshape(-1)
         return self.grid.from_grid(arr)

@@ -219,8 +219,12 @@ class TableColumns:
         tables = {id(jt): jt for jt in self._by_name.values()}.values()
         return TableColumns([join_table(jt.key, jt.key, jt.frame, grid) for jt in tables])
 
-    def read(self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False) -> np.ndarray:
+    def read(
+        self, spec: ColumnSpec, shape: tuple[int, ...], codes: bool = False, fill: float = 0.0
+    ) -> np.ndarray:
         """A column (its category codes if ``codes``) over ``spec.axes`` of a grid of ``shape``.
+
+        ``fill`` is unused: a table has a row for every level combination.
 
         ``spec.axes`` may reach beyond the table's key: for a model fitted on
         the column from the frame, or a level stated so. The column is

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._util.lazy import compute, is_lazy
 from .._util.warn import warn
 from ..exceptions import SparsePanelWarning
 from .layout import MIN_DENSITY, show_value
@@ -189,6 +190,8 @@ def check_target(y: Any, data: Any) -> np.ndarray:
     """
     y = cell_rows(data, y, "The target y")
     n = data.n_rows
+    if is_lazy(y):
+        return lazy_values(y, data, "The target y")
     if isinstance(y, pd.DataFrame) and y.shape[1] == 1:
         y = y.iloc[:, 0]
     if isinstance(y, pd.Series) and (
@@ -224,6 +227,32 @@ def check_target(y: Any, data: Any) -> np.ndarray:
             f"{describe_row(data, int(bad[0]))}, is {what}."
         )
     return arr
+
+
+def lazy_values(values: Any, data: Any, what: str) -> Any:
+    """A Dask-backed per-cell array checked as :func:`check_target` checks one in memory.
+
+    Its dtype is checked at once and its values by one reduction; cells
+    without data (NaN in a Dataset's target) hold 0, as they do in memory.
+    It stays lazy: the passes' tasks read it.
+    """
+    if values.dtype.kind not in "fiub":
+        raise TypeError(f"{what} has dtype {values.dtype}; a numeric one is needed.")
+    values = values.reshape(-1).astype(np.float64)
+    if values.shape != (data.n_rows,):
+        raise ValueError(f"{what} must have {data.n_rows} values, got {values.shape[0]}.")
+    present = getattr(getattr(data, "labels", None), "present", None)
+    bad = ~np.isfinite(values)
+    if present is not None:
+        import dask.array as da
+
+        present = present.reshape(-1)
+        bad &= present
+        values = da.where(present, values, 0.0)
+    (n_bad,) = compute(bad.sum())
+    if n_bad:
+        raise ValueError(f"{what} has {int(n_bad)} missing or infinite value(s).")
+    return values
 
 
 def check_response(family: Any, y: np.ndarray, m: np.ndarray | float, data: Any) -> None:

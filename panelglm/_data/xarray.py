@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._util.lazy import compute, is_lazy
 from .columns import ColumnSpec
 from .dataset_columns import DatasetColumns, Labels, is_dataarray
 from .grid_build import check_grid_size
@@ -57,6 +58,8 @@ def cell_rows(data: Any, values: Any, what: str) -> Any:
         flat = columns.raw(values).reshape(-1)
         return flat if labels.observed is None else flat[labels.observed]
     rows = labels.rows_of(values, what)
+    if is_lazy(rows):
+        return rows  # checked by one reduction (validation.lazy_values)
     if labels.observed is None and rows.dtype.kind == "f" and np.isnan(rows).any():
         count = int(np.isnan(rows).sum())
         if what != "The target y":
@@ -136,6 +139,12 @@ def _target_name(ds: Any, y: Any, labels: Labels) -> Any:
     ours = labels.cells_of(y, "The target y")
     theirs = labels.cells_of(var, repr(y.name))
     same = ours.dtype.kind in "fiub" and theirs.dtype.kind in "fiub"
+    if same and (is_lazy(ours) or is_lazy(theirs)):
+        # The same Dask array (one key) is the variable; else compared by one reduction.
+        if getattr(ours, "name", None) != getattr(theirs, "name", None):
+            equal = (ours == theirs) | (np.isnan(ours) & np.isnan(theirs))
+            same = bool(compute(equal.all())[0])
+        return y.name if same else None
     return y.name if same and np.array_equal(ours, theirs, equal_nan=True) else None
 
 
@@ -148,17 +157,34 @@ def _kept_levels(
     level of the panel (not a fixed effect's, nor a categorical's reference).
     """
     flat = labels.cells_of(y, "The target y")
-    gaps = np.isnan(np.asarray(flat, dtype=np.float64))
-    if not gaps.any():
+    shape = tuple(len(t) for t in labels.take)
+    ndim = len(shape)
+    lazy = is_lazy(flat)
+    gaps = np.isnan(flat if lazy else np.asarray(flat, dtype=np.float64))
+    has = (~gaps).reshape(shape)
+    if lazy:
+        # Only the count and each axis's levels with data reach the client.
+        n_gaps, *present = compute(
+            gaps.sum(),
+            *(has.any(axis=tuple(b for b in range(ndim) if b != a)) for a in range(ndim)),
+        )
+    else:
+        n_gaps = int(gaps.sum())
+    if not n_gaps:
         return labels, None
     if balanced:
         raise ValueError(
-            f"The target y is NaN at {int(gaps.sum())} cell(s): cells without data. Pass "
+            f"The target y is NaN at {int(n_gaps)} cell(s): cells without data. Pass "
             "balanced=False to PanelDesign to fit the cells that have data."
         )
-    shape = tuple(len(t) for t in labels.take)
-    has = (~gaps).reshape(shape)
-    ndim = len(shape)
+    if lazy:
+        keep = [np.flatnonzero(p) for p in present]
+        take = tuple(t[k] for t, k in zip(labels.take, keep, strict=True))
+        present = has
+        for a, k in enumerate(keep):  # one axis at a time: Dask indexes one list at once
+            if k.size < shape[a]:
+                present = present[(slice(None),) * a + (k,)]
+        return Labels(labels.dims, labels.coords, take, None, present=present), None
     keep = [
         np.flatnonzero(has.any(axis=tuple(b for b in range(ndim) if b != a))) for a in range(ndim)
     ]

@@ -1,0 +1,77 @@
+"""Arrays computed on demand (Dask): telling them apart and computing small results.
+
+A Dataset whose variables are Dask arrays is fitted without reading them onto
+the client: its cell-level arrays stay lazy through the layout, and only
+reductions (the passes' sums, the checks' counts) are computed. Dask is the
+caller's: nothing here imports it, and an array is lazy only if Dask is
+already imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def is_lazy(obj: Any) -> bool:
+    """Whether ``obj`` is a Dask collection (``False`` when Dask is not imported)."""
+    dask = sys.modules.get("dask")
+    return dask is not None and bool(dask.is_dask_collection(obj))
+
+
+def compute(*objs: Any) -> tuple[Any, ...]:
+    """The values of ``objs``: lazy ones computed together, in one graph.
+
+    Only for results small enough for the client (sums, counts, extremes).
+    """
+    if not any(is_lazy(o) for o in objs):
+        return objs
+    import dask
+
+    return dask.compute(*objs)
+
+
+def broadcast_lazy(arr: Any, shape: tuple[int, ...]) -> Any:
+    """``arr`` broadcast to ``shape`` as a Dask array (for masking alongside a lazy one)."""
+    import dask.array as da
+
+    return da.broadcast_to(da.asarray(arr), shape)
+
+
+def where(cond: Any, a: Any, b: Any) -> Any:
+    """``numpy.where``, lazily when an argument is a Dask array."""
+    if any(is_lazy(x) for x in (cond, a, b)):
+        import dask.array as da
+
+        return da.where(cond, a, b)
+    import numpy as np
+
+    return np.where(cond, a, b)
+
+
+def dask_settings(method: F) -> F:
+    """Run ``method`` with Dask's low-level task fusion off, when Dask is imported.
+
+    Fusion renames keys differently in each graph it optimizes, while a fit
+    computes many graphs over the same chunks of a Dataset (checks, passes,
+    statistics); a ``dask.distributed`` scheduler that is given one key with
+    two definitions warns that it may fail or deadlock. Without fusion each
+    key keeps one definition; elementwise steps are still merged into one
+    task per chunk by Dask's blockwise optimization.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        dask = sys.modules.get("dask")
+        if dask is None:
+            return method(*args, **kwargs)
+        import dask.config
+
+        with dask.config.set({"optimization.fuse.active": False}):
+            return method(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
