@@ -39,6 +39,7 @@ from .._model.factored import FactoredDesign
 from .._model.families import Family
 from . import compiled as _compiled
 from .compiled_engine import CompiledEngine
+from .dask_engine import is_lazy_fit
 from .kernels import NumpyEngine
 from .pass_spec import PassSpec
 from .plan import make_plan
@@ -165,6 +166,10 @@ def make_engine(
     -------
     PassEngine
     """
+    if is_lazy_fit(design, problem):  # Dask arrays: each slab's engine made in its task
+        from .dask_engine import DaskEngine
+
+        return DaskEngine(design, family, problem, make_engine, dtype, **options)
     kind = "compiled" if kind is None else kind
     if kind not in ENGINES:
         raise ValueError(f"unknown pass engine {kind!r}: expected one of {', '.join(ENGINES)}")

@@ -21,6 +21,7 @@ passes run by the compiled sweep.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,6 +30,7 @@ import scipy.linalg.blas
 
 from .._data.layout import CHUNK_CELLS
 from .._model.factored import DenseBlock
+from .._model.families import Family
 from .._util.threads import blas_limit, default_threads
 from .assemble import Assembler
 from .pass_spec import PassSpec
@@ -42,6 +44,14 @@ def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
 
 
 _AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
+
+
+def squared_scores(family: Family, y, eta, m, w, out) -> None:
+    """Cell weights ``(w g)^2`` for a pass whose Hessian is the robust meat (``full_pass``)."""
+    g = family.grad_hess(y, eta, m)[0]
+    if w is not None:
+        g = g * w
+    np.multiply(g, g, out=out)
 
 
 class NumpyEngine:
@@ -325,15 +335,7 @@ class NumpyEngine:
 
     def score_outer(self, beta: np.ndarray) -> np.ndarray:
         """``X' diag(u^2) X`` with ``u = w g``: a numpy pass with ``u^2`` for the curvature."""
-        family = self.spec.family
-
-        def squared_scores(y, eta, m, w, out):
-            g = family.grad_hess(y, eta, m)[0]
-            if w is not None:
-                g = g * w
-            np.multiply(g, g, out=out)
-
-        acc = self.full_pass(beta, squared_scores)
+        acc = self.full_pass(beta, functools.partial(squared_scores, self.spec.family))
         meat = self.hessian(acc)
         acc.release()
         return meat

@@ -10,6 +10,7 @@ where ``f_c`` is the family's log-likelihood of cell ``c``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -103,7 +104,12 @@ class PenalizedObjective:
             fam, p = self.family, self.problem
             const_f = fam.loglik_const if fam.dispersion != "profiled" else None
             funcs = [f for f in (fam.saturated, const_f) if f is not None]
-            sums = iter(y_sums(funcs, p.y, p.m, p.w) if funcs and p.y is not None else [])
+            if not funcs or p.y is None:
+                sums = iter([])
+            elif hasattr(self.engine, "slab_sums"):  # Dask: each slab tallies its own
+                sums = iter(self.engine.slab_sums(functools.partial(_slab_y_sums, funcs)))
+            else:
+                sums = iter(y_sums(funcs, p.y, p.m, p.w))
             sat = next(sums, 0.0) if fam.saturated is not None else 0.0
             const = next(sums, 0.0) if const_f is not None else 0.0
             self._y_sums = (sat, const)
@@ -202,6 +208,11 @@ class PenalizedObjective:
             ll, ll0 = (profiled_gaussian_loglik(d, p.sum_w) for d in (dev, dev0))
             return FitStatistics(dev, ll, dev0, ll0)
         return FitStatistics(dev, total + const, dev0, total0 + const)
+
+
+def _slab_y_sums(funcs: list, design: FactoredDesign, problem: PanelProblem) -> np.ndarray:
+    """:func:`y_sums` of one slab of a Dask-backed panel (the slabs' add up)."""
+    return np.asarray(y_sums(funcs, problem.y, problem.m, problem.w))
 
 
 def null_intercept(family: Family, problem: PanelProblem) -> float:

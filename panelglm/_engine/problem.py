@@ -14,6 +14,7 @@ import numpy as np
 
 from .._model.factored import Axes
 from .._model.families import Family
+from .._util.lazy import compute, is_lazy, where
 
 
 @dataclass
@@ -49,6 +50,11 @@ class PanelProblem:
 
     def deviance(self, family: Family, eta: np.ndarray | float) -> float:
         """Weighted total deviance of the model with linear predictor ``eta``."""
+        if is_lazy(eta) or is_lazy(self.y):  # a Dask-backed panel's score: one reduction
+            mu = family.mean(eta, self.m)
+            dev = family.unit_deviance(self.y, mu, self.m)
+            total = dev.sum() if self.w is None else (self.w * where(self.w > 0, dev, 0.0)).sum()
+            return float(compute(total)[0])
         mu = np.broadcast_to(family.mean(np.asarray(eta, dtype=np.float64), self.m), self.y.shape)
         dev = family.unit_deviance(self.y, mu, self.m)
         if self.w is None:

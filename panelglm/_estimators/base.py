@@ -32,6 +32,7 @@ from .._model.shifts import shift_map, to_user
 from .._model.terms import ModelSpec, build_design, build_model_spec
 from .._solve.cd import prox_newton_solve
 from .._solve.newton import newton_solve
+from .._util.lazy import broadcast_lazy, dask_settings, is_lazy
 from .._util.threads import blas_threads, fit_threads, resolve_threads
 from .prediction import Prediction
 
@@ -92,13 +93,16 @@ class PanelGLMBase(
     ) -> PanelProblem:
         """Response, trials, weights and offset on the grid (``y`` is None at predict)."""
         offset = getattr(self, "offset", None)
+        if w is None and data.is_balanced:
+            grid_w = None
+        else:  # cells without a row (unbalanced panels) weigh nothing
+            grid_w = data.to_grid(np.ones(data.n_rows) if w is None else w)
+        if data.present is not None:  # a lazy target's cells without data, likewise
+            grid_w = data.present * (1.0 if grid_w is None else grid_w)
         return PanelProblem(
             shape=data.shape,
             y=None if y is None else data.to_grid(y),
-            # Cells without a row (unbalanced panels) weigh nothing.
-            w=None
-            if w is None and data.is_balanced
-            else data.to_grid(np.ones(data.n_rows) if w is None else w),
+            w=grid_w,
             offset=None if offset is None else data.numeric(offset, "offset"),
         )
 
@@ -113,6 +117,17 @@ class PanelGLMBase(
     # ------------------------------------------------------------- input
     def _check_response(self, data: PanelData, problem: PanelProblem) -> None:
         """The family's check of ``y`` on the grid; on failure, name the first bad row."""
+        if is_lazy(problem.y):  # Dask: the cells with data, checked by reductions
+            y, m = problem.y, problem.m
+            if data.present is not None:
+                keep = data.present.reshape(-1)
+                if np.ndim(m):
+                    m = broadcast_lazy(m, problem.shape).reshape(-1)[keep]
+                y = y.reshape(-1)[keep]
+            message = self.family.check_y(y, m)
+            if message is not None:
+                raise ValueError(f"The target y {message}.")
+            return
         if self.family.check_y(problem.y, problem.m) is None:
             return  # no array of the rows is made for the common case
         m = problem.m if np.ndim(problem.m) == 0 else data.from_grid(problem.m)
@@ -120,6 +135,7 @@ class PanelGLMBase(
 
     # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @dask_settings
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> PanelGLMBase:
         """Fit the model by Newton-Raphson on the factored design.
 
@@ -167,6 +183,8 @@ class PanelGLMBase(
         self._weight_variable = sample_weight if isinstance(sample_weight, str) else None
         y = check_target(y, data)
         w = self._check_weights(sample_weight, data.n_rows, data)
+        if is_lazy(y):
+            self._check_lazy_fit(data)
         if data.absorb:
             self._fit_absorbed(data, y, w)
             return layout
@@ -201,6 +219,21 @@ class PanelGLMBase(
             self._set_identification(ident, data, spec, order)
             self._set_results(spec, order, objective, result, problem)
         return layout
+
+    def _lazy_unsupported(self) -> str | None:
+        """What of this model cannot run on a Dask-backed panel, if anything."""
+        return None
+
+    def _check_lazy_fit(self, data: PanelData) -> None:
+        """Refuse, before any pass, a model whose fit has no Dask form yet."""
+        what = "absorb=" if data.absorb else self._lazy_unsupported()
+        if what is None:
+            return
+        instead = ", or fit the effects as fixed_effects= instead" if data.absorb else ""
+        raise ValueError(
+            f"{type(self).__name__} with {what} does not run on Dask-backed data yet; load "
+            f"the Dataset into memory first (Dataset.load()){instead}."
+        )
 
     def _identified_fit(
         self, ident: Identifier, spec: ModelSpec, problem: PanelProblem

@@ -92,6 +92,9 @@ class PanelExponentialRegressor(PanelGLMBase):
         "offset": [str, None],
     }
 
+    def _lazy_unsupported(self) -> str | None:
+        return "durations (their log enters every pass as an offset)"
+
     def __init__(
         self,
         *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .._data.panel import PanelData
@@ -9,6 +11,7 @@ from .._data.validation import first_bad_row
 from .._engine.objective import PanelProblem
 from .._model.families import BINOMIAL, GAUSSIAN, POISSON
 from .._util.docstrings import fill_doc
+from .._util.lazy import compute, is_lazy
 from .base import PanelGLMBase
 
 
@@ -236,7 +239,9 @@ class PanelLogitRegressor(PanelGLMBase):
         problem = super()._problem(data, y, w)
         if self.trials is not None:
             m, axes = data.numeric(self.trials, "trials", fill=1.0)
-            if np.any(m <= 0):
+            if is_lazy(m):
+                m = lazy_trials(m, data, self.trials)
+            elif np.any(m <= 0):
                 rows = data.from_grid(
                     m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
                 )
@@ -251,6 +256,16 @@ class PanelLogitRegressor(PanelGLMBase):
         tags = super().__sklearn_tags__()
         tags.target_tags.positive_only = True
         return tags
+
+
+def lazy_trials(m: Any, data: PanelData, name: str) -> Any:
+    """Dask-backed trials (1 at cells without data) checked positive by one reduction."""
+    (n_bad,) = compute((m <= 0).sum())
+    if n_bad:
+        raise ValueError(
+            f"The trials column {name!r} must be positive ({int(n_bad)} cells are not)."
+        )
+    return m
 
 
 # Pickles made when the duration model lived in this module find it here.

@@ -255,6 +255,9 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
             )
         self.n_iter_ = n_iter
 
+    def _lazy_unsupported(self) -> str | None:
+        return "theta=None (theta's estimate reads every cell)" if self.theta is None else None
+
     def _identified_fit(
         self, ident: Identifier, spec: ModelSpec, problem: PanelProblem
     ) -> tuple[PenalizedObjective, Any]:

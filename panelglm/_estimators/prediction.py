@@ -19,8 +19,10 @@ from .._data.xarray import without_missing_target
 from .._engine.objective import PanelProblem, null_intercept
 from .._ident.separation import check_observed, limit_signs
 from .._model.conform import conform
+from .._model.lazy_design import has_lazy_blocks, lazy_linear_predictor
 from .._model.statistics import explained_deviance
 from .._model.terms import build_design
+from .._util.lazy import dask_settings, is_lazy, where
 from .._util.warn import warn
 
 
@@ -41,15 +43,19 @@ class Prediction:
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows, data))
         design, _ = build_design(self._spec, data)
         check_observed(self._unobserved_levels, self._spec, data)
-        eta = design.linear_predictor(self._beta, problem.offset)
+        if has_lazy_blocks(design, problem.offset):  # Dask in, a lazy prediction out
+            eta = lazy_linear_predictor(design, self._beta, problem.offset)
+        else:
+            eta = design.linear_predictor(self._beta, problem.offset)
         if getattr(self, "_effects", None) is not None:
             return data, problem, self._absorbed_eta(data, eta)
         # At a separated level the maximum likelihood mean is the boundary itself.
         limits = limit_signs(self._separated_levels, self._spec, data)
         if limits is not None:
-            eta = np.where(limits < 0, -np.inf, np.where(limits > 0, np.inf, eta))
+            eta = where(limits < 0, -np.inf, where(limits > 0, np.inf, eta))
         return data, problem, eta
 
+    @dask_settings
     def predict(self, X: Any) -> np.ndarray:
         """Predict the mean response of every row of ``X``, in ``X``'s row order.
 
@@ -69,6 +75,10 @@ class Prediction:
         """
         data, problem, eta = self._eta_on(X)
         mean = self._prediction(eta, problem)
+        if is_lazy(mean):
+            # Computed when the caller asks: an overflow check here would read
+            # every cell now.
+            return data.labels.to_dataarray(data.grid, mean, "prediction")
         # inf from a finite linear predictor is an overflow, not a separated
         # level's limit: say so rather than return it silently.
         overflow = np.isinf(mean) & np.isfinite(eta)
@@ -83,6 +93,7 @@ class Prediction:
             return data.labels.to_dataarray(data.grid, data.from_grid(mean), "prediction")
         return data.from_grid(mean)
 
+    @dask_settings
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Fraction of deviance explained, D^2 (R^2 for the linear model).
 

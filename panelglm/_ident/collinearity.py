@@ -23,6 +23,7 @@ from .._engine.problem import PanelProblem
 from .._model.factored import DenseBlock, FactoredDesign
 from .._model.families import GAUSSIAN
 from .._model.shifts import dwarfs
+from .._util.lazy import is_lazy
 
 # A column is collinear when the share of its (weighted) sum of squares not
 # explained by the columns kept before it is below this: its R^2 on them
@@ -187,12 +188,15 @@ def _chunked_gram(
     if not center:
         gram = gram_of(kern)
         return gram, np.diag(gram).copy()
-    sums = (
-        _column_sums(design)
-        if w is None
-        else kern.assembler.row_gradient(kern.rows_pass(weights), 0)
-    )
-    sum_w = float(np.prod(design.shape) if w is None else np.sum(w))
+    if w is None:
+        sums = _column_sums(design)
+    elif is_lazy(w):
+        # X'w as the Gaussian score at y = 1, beta = 0: one pass of the Dask tasks.
+        ones = PanelProblem(tuple(design.shape), y=np.ones(()), m=1.0, w=w)
+        sums = make_engine(design, GAUSSIAN, ones).loss_grad_hess(np.zeros(n))[1]
+    else:
+        sums = kern.assembler.row_gradient(kern.rows_pass(weights), 0)
+    sum_w = float(np.prod(design.shape) if w is None else w.sum())
     centring = _Centring(design, sums, sum_w)
     kern = _gram_engine(centring.design, w) if centring.copied else kern
     return centring.finish(gram_of(kern))

@@ -34,6 +34,7 @@ from .._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
 from .._model.families import Family
 from .._model.terms import ModelSpec
 from .._solve.newton import NewtonResult
+from .._util.lazy import compute, is_lazy
 from .._util.warn import warn
 from ..exceptions import CollinearityWarning, SeparationWarning
 from .certificate import separating_cells
@@ -110,6 +111,11 @@ class SeparationWording:
     all_low: str | None = None  # the error when every row is at the lower boundary
 
 
+def _count(rows: np.ndarray) -> int:
+    """Rows set in a boolean array (a Dask one by a reduction)."""
+    return int(compute(rows.sum())[0]) if is_lazy(rows) else int(np.count_nonzero(rows))
+
+
 class Identifier:
     """Decides which coefficients and cells a fit uses, and runs the solve.
 
@@ -181,8 +187,13 @@ class Identifier:
 
     # ----------------------------------------------------------- screening
     def _drop_cells(self, problem: PanelProblem, cells: np.ndarray, culprit: str) -> None:
-        w = np.ones(problem.shape) if problem.w is None else problem.w.copy()
-        w[cells] = 0.0
+        if is_lazy(cells) or is_lazy(problem.w):  # Dask: new weights, lazily
+            import dask.array as da
+
+            w = da.where(cells, 0.0, 1.0 if problem.w is None else problem.w)
+        else:
+            w = np.ones(problem.shape) if problem.w is None else problem.w.copy()
+            w[cells] = 0.0
         if not np.any(w > 0):
             raise ValueError(
                 f"Complete separation: {culprit} fit(s) y perfectly on every row, so the "
@@ -263,7 +274,7 @@ class Identifier:
         self.levels = levels
         self._drop_cells(problem, cells, "the levels of " + "; ".join(messages))
         unidentified = self._collinearity(problem, quiet=True)
-        n_rows = int(np.count_nonzero(self.data.from_grid(cells)))
+        n_rows = _count(self.data.from_grid(cells))
         warn(
             "Separation: " + "; ".join(messages) + f". Their {n_rows} row(s) were dropped: the "
             "maximum likelihood estimate of their effect is infinite and they do not inform "
@@ -304,7 +315,7 @@ class Identifier:
         )
         self._drop_cells(problem, cells, names)
         unidentified = self._collinearity(problem, quiet=True)
-        n_rows = int(np.count_nonzero(self.data.from_grid(cells)))
+        n_rows = _count(self.data.from_grid(cells))
         warn(
             f"Separation: {names} separate(s) the data: {n_rows} row(s) with {self.wording.rows} "
             "are fitted perfectly only as the coefficient(s) go to infinity. Those rows were "

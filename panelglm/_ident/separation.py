@@ -27,6 +27,7 @@ from .._data.panel import PanelData
 from .._engine.objective import PanelProblem
 from .._model.families import Family
 from .._model.terms import ModelSpec, Term, _fe_codes
+from .._util.lazy import compute, is_lazy
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ def boundary_signs(family: Family, problem: PanelProblem) -> np.ndarray | None:
     if family.separation is None:
         return None
     y = problem.y
+    if is_lazy(y):
+        import dask.array as da
+
+        s = da.where(y == 0, -1, 0).astype(np.int8)
+        if family.separation == "both":
+            s = da.where(y == problem.m, 1, s).astype(np.int8)
+        return s if problem.w is None else da.where(problem.w <= 0, 0, s).astype(np.int8)
     s = np.zeros(y.shape, np.int8)  # one byte per cell, and no wider temporary
     s[y == 0] = -1
     if family.separation == "both":
@@ -110,7 +118,18 @@ def _expand(arr: np.ndarray, axes: tuple[int, ...], shape: tuple[int, ...]) -> n
 
 
 def _reduce(arr: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    return arr.sum(axis=tuple(d for d in range(arr.ndim) if d not in axes))
+    # Over the levels of ``axes`` only: small, so a lazy array's is computed.
+    return compute(arr.sum(axis=tuple(d for d in range(arr.ndim) if d not in axes)))[0]
+
+
+def _broadcast(cells: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``cells`` over the grid, lazily where ``like`` (the cells' signs) is lazy."""
+    if is_lazy(like):
+        import dask.array as da
+
+        chunks = [c if n > 1 else (1,) for c, n in zip(like.chunks, np.shape(cells), strict=True)]
+        return da.broadcast_to(da.from_array(cells, chunks=chunks), like.shape, chunks=like.chunks)
+    return np.broadcast_to(cells, like.shape)
 
 
 def separated_levels(
@@ -161,7 +180,7 @@ def separated_levels(
         interior_low = s != -1  # cells that keep a level off the lower boundary
         interior_high = s != 1 if family.separation == "both" else None
         if obs is not None:
-            interior_low &= obs
+            interior_low &= obs  # a Dask array has no in-place &: a new one, lazily
             if interior_high is not None:
                 interior_high &= obs
         for i, _ in terms:
@@ -185,7 +204,7 @@ def separated_levels(
                 continue
             signs[i][new] = side[new]
             cells = _expand(new[codes], axes, problem.shape)
-            obs = ~np.broadcast_to(cells, problem.shape) if obs is None else obs & ~cells
+            obs = ~_broadcast(cells, s) if obs is None else obs & ~cells
             changed = True
             break  # recount every term on the smaller sample
     levels = [SeparatedLevels(i, sg) for i, sg in signs.items() if sg.any()]

@@ -28,6 +28,7 @@ Small-sample factors follow statsmodels (see :func:`coef_covariance`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import combinations
@@ -197,6 +198,10 @@ class ScoreFactors:
     outer : callable or None
         ``outer()`` computes ``X' diag(u^2) X`` by other means (the
         objective's pass engine); used for the meat over all axes.
+    slab_sums : callable or None
+        ``slab_sums(fn)`` sums ``fn(design, problem)`` over slabs of the grid
+        held elsewhere (a Dask engine's tasks); every meat is then taken that
+        way, and no score factor is made on the client.
     """
 
     def __init__(
@@ -206,9 +211,11 @@ class ScoreFactors:
         problem: PanelProblem,
         coef: np.ndarray,
         outer: Callable[[], np.ndarray] | None = None,
+        slab_sums: Callable[[Callable], Any] | None = None,
     ) -> None:
         self.design, self.family, self.problem, self.coef = design, family, problem, coef
         self._outer = outer
+        self._slab_sums = slab_sums
         self._whole: np.ndarray | None = None
 
     def _factors(self, design: FactoredDesign, sub: PanelProblem) -> np.ndarray:
@@ -233,6 +240,13 @@ class ScoreFactors:
         """:func:`cluster_meat` over the clusters of ``keep`` (all axes: every cell)."""
         if len(keep) == self.design.ndim and self._outer is not None:
             return self._outer()
+        if self._slab_sums is not None:
+            # Slabs cut the first axis: clusters along it lie within one slab,
+            # so their meats add; others span slabs, whose per-cluster scores add.
+            within = 0 in keep
+            part = functools.partial(_slab_scores, self.family, self.coef, keep, within)
+            total = self._slab_sums(part)
+            return total if within else total.T @ total
         # Clusters never straddle two levels of an axis in ``keep``, so the
         # meat is a sum over slices along one (the first axis if it can).
         axis = 0 if 0 in keep else max(keep, key=lambda a: self.design.shape[a])
@@ -240,6 +254,21 @@ class ScoreFactors:
         for design, u in self.slices(axis):
             meat += cluster_meat(design, u, keep)
         return meat
+
+
+def _slab_scores(
+    family: Family,
+    coef: np.ndarray,
+    keep: Axes,
+    meat: bool,
+    design: FactoredDesign,
+    problem: PanelProblem,
+) -> np.ndarray:
+    """One slab's cluster meat (``meat``) or per-cluster scores over ``keep``."""
+    eta = design.linear_predictor(coef, problem.offset)
+    u = problem.weighted(family.grad_hess(problem.y, eta, problem.m)[0])
+    u = np.broadcast_to(u, design.shape)
+    return cluster_meat(design, u, keep) if meat else design.scores(u, keep)
 
 
 def _n_positive(problem: PanelProblem, keep: Axes) -> int:

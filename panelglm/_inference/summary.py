@@ -76,6 +76,7 @@ class InferenceMixin:
                 problem,
                 result.coef,
                 outer=lambda: objective.score_outer(result.coef),
+                slab_sums=getattr(objective.engine, "slab_sums", None),
             )
         cov = coef_covariance(
             design,

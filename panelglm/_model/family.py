@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .._util.lazy import compute, is_lazy
+
 Array = np.ndarray
 
 
@@ -35,9 +37,13 @@ def _bsum(w: Array | float, x: Array | float, shape: tuple[int, ...]) -> float:
     allocate a gigabyte to find its starting intercept.
     """
     if np.ndim(w) == 0:
-        x = np.asarray(x)
-        return float(w) * float(np.sum(x, dtype=np.float64)) * (np.prod(shape) / x.size)
-    return float(np.sum(np.asarray(w) * x, dtype=np.float64))
+        x = x if is_lazy(x) else np.asarray(x)
+        return (
+            float(w)
+            * float(np.sum(x, dtype=np.float64))
+            * (np.prod(shape) / getattr(x, "size", 1))
+        )
+    return float(np.sum((w if is_lazy(w) else np.asarray(w)) * x, dtype=np.float64))
 
 
 def _offset_shift(off: Array, extreme: Callable[[Array], Array]) -> tuple[Array, float]:
@@ -46,8 +52,8 @@ def _offset_shift(off: Array, extreme: Callable[[Array], Array]) -> tuple[Array,
     A closed-form null intercept takes it out of its exponentials, so that
     offsets beyond about +-709 neither overflow nor underflow there.
     """
-    off = np.asarray(off, dtype=np.float64)
-    shift = float(extreme(off)) if off.size else 0.0
+    off = off.astype(np.float64) if is_lazy(off) else np.asarray(off, dtype=np.float64)
+    shift = float(compute(extreme(off))[0]) if off.size else 0.0
     return off, shift if np.isfinite(shift) else 0.0
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._data.layout import CHUNK_CELLS
+from .._util.lazy import compute, is_lazy
 
 # Counts up to this value are tallied by value (a table of this many floats).
 MAX_TALLY = 1 << 20
@@ -79,6 +80,8 @@ def _constant_fits_exactly(family: Any, problem: Any) -> bool:
     cell of positive weight; zeros and full successes included, whose
     intercept is infinite.
     """
+    if is_lazy(problem.y):
+        return _lazy_constant_fits_exactly(family, problem)
     y = np.asarray(problem.y, dtype=np.float64)
     base = np.broadcast_to(
         family.mean(np.asarray(problem.offset_grid(), dtype=np.float64), problem.m), y.shape
@@ -89,6 +92,22 @@ def _constant_fits_exactly(family: Any, problem: Any) -> bool:
         ratio = ratio[np.broadcast_to(problem.w, y.shape) > 0]
     ratio = ratio.reshape(-1)
     return ratio.size == 0 or bool(np.all(ratio == ratio[0]))
+
+
+def _lazy_constant_fits_exactly(family: Any, problem: Any) -> bool:
+    """:func:`_constant_fits_exactly` of a Dask-backed ``y``, from its ratio's extremes."""
+    import dask.array as da
+
+    base = family.mean(da.asarray(problem.offset_grid()).astype(np.float64), problem.m)
+    ratio = problem.y - base if family.link == "identity" else problem.y / base
+    ratio = da.broadcast_to(ratio, problem.shape)
+    keep = True if problem.w is None else da.broadcast_to(problem.w, problem.shape) > 0
+    n_nan, lo, hi = compute(
+        (da.isnan(ratio) & keep).sum(),
+        da.where(keep, ratio, np.inf).min(),
+        da.where(keep, ratio, -np.inf).max(),
+    )
+    return not n_nan and (lo == hi or lo > hi)  # lo > hi: no cell of positive weight
 
 
 def explained_deviance(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .._data.layout import show_value
 from .._data.panel import PanelData
+from .._util.lazy import is_lazy
 from .conform import conform
 from .factored import DenseBlock, FactoredDesign, IndicatorBlock
 from .shifts import check_magnitude, shift_of
@@ -247,6 +248,10 @@ def stack_columns(columns: list[np.ndarray]) -> np.ndarray:
     of a large panel, that copy would be the largest array of the fit.
     """
     first = columns[0]
+    if is_lazy(first):  # Dask: the tasks lay each slab out for the kernels
+        import dask.array as da
+
+        return da.stack(columns, axis=-1)
     if len(columns) == 1:  # one column: a view with a last axis of one
         view = first[..., np.newaxis]
         view.flags.writeable = False

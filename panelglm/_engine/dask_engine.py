@@ -1,0 +1,384 @@
+"""The pass engine of a panel held as Dask arrays: each slab's sums as a task, reduced in a tree.
+
+A Dataset whose cell-level variables are Dask arrays gives a problem and a
+design whose cell-level arrays are lazy (:mod:`panelglm._util.lazy`);
+everything else (dimension-level blocks, the offset over fewer axes, the
+family) is small. :class:`DaskEngine` cuts the grid along its first axis at
+the Dask chunks, and every pass becomes one task per slab: the task receives
+the slab's cell arrays, builds the in-memory engine of the slab (compiled or
+numpy, :func:`~panelglm._engine.engines.make_engine`) and returns its sums,
+which tasks of fan-in ``FAN_IN`` add up. Only those sums (a number, a
+P-vector, a P x P matrix) reach the client; the Newton loop, the P x P solve
+and the line search stay there. The tasks run on whatever scheduler is
+active: the threaded default, or a ``dask.distributed.Client``.
+
+The slabs' sums equal the whole grid's up to the order of the additions, so
+a fit equals the in-memory one to rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._model.factored import DenseBlock, FactoredDesign, _slab_of
+from .._model.families import Family
+from .._util.lazy import is_lazy
+from . import compiled as _compiled
+from .assemble import Assembler
+from .compiled_engine import CompiledEngine
+from .kernels import NumpyEngine, squared_scores
+from .plan import KernelPlan, make_plan
+from .pass_spec import PassSpec
+from .problem import PanelProblem
+from .reductions import Accumulators
+
+# Partial sums added per task of the reduction: a tree of depth log_8(slabs).
+FAN_IN = 8
+_PROBLEM_FIELDS = ("y", "m", "w")
+
+
+def is_lazy_fit(design: FactoredDesign, problem: PanelProblem) -> bool:
+    """Whether any cell array of the fit is a Dask array."""
+    arrays = [getattr(problem, f) for f in _PROBLEM_FIELDS]
+    arrays.append(None if problem.offset is None else problem.offset[0])
+    arrays += [b.values for b in design.blocks if isinstance(b, DenseBlock)]
+    return any(is_lazy(a) for a in arrays)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Skeleton:
+    """Everything a slab's task needs but its cell arrays (the lazy ones are ``None``)."""
+
+    design: FactoredDesign
+    problem: PanelProblem
+    family: Family
+    dtype: np.dtype
+    make_engine: Callable[..., Any]  # the in-memory engines' chooser, without a plan
+    plan: KernelPlan | None  # the whole grid's: every slab's accumulators in its layout
+    holes: tuple[str, ...]  # "y", "m", "w", "offset" or "block<i>", in the tasks' order
+
+    def slab(self, start: int, stop: int, arrays: tuple[np.ndarray, ...]) -> tuple:
+        """The slab's design and problem, the holes filled with its cell arrays."""
+        given = dict(zip(self.holes, arrays, strict=True))
+        sl = slice(start, stop)
+        blocks = []
+        for i, blk in enumerate(self.design.blocks):
+            if f"block{i}" in given:
+                # Stored column by column, as the kernels read them.
+                columns = np.ascontiguousarray(np.moveaxis(given[f"block{i}"], -1, 0))
+                values = np.moveaxis(columns, 0, -1)
+                blocks.append(dataclasses.replace(blk, values=values))
+            else:
+                blocks.append(_slab_of(blk, sl))
+        shape = (stop - start, *self.design.shape[1:])
+        problem = self.problem
+        sub = problem.rows(start, stop)  # the small arrays sliced; the holes filled after
+        changes = {f: given[f] for f in _PROBLEM_FIELDS if f in given}
+        if "offset" in given:
+            changes["offset"] = (given["offset"], tuple(range(len(shape))))
+        return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
+
+
+def _slab_engine(skeleton: _Skeleton, start: int, stop: int, arrays: tuple) -> Any:
+    """The in-memory engine of one slab, on one thread, under the whole grid's plan."""
+    design, problem = skeleton.slab(start, stop, arrays)
+    if skeleton.plan is None:
+        return skeleton.make_engine(design, skeleton.family, problem, skeleton.dtype, n_threads=1)
+    p = problem
+    spec = PassSpec.build(
+        design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype
+    )
+    if _compiled.usable(spec):
+        return CompiledEngine(spec, problem, n_threads=1)
+    return NumpyEngine(spec, problem, n_threads=1)
+
+
+def _run_slab(
+    skeleton: _Skeleton, start: int, stop: int, method: str | None, args: tuple, *arrays: Any
+) -> Any:
+    """One slab's result of ``method`` (``None``: ``args[0](design, problem)``)."""
+    if method is None:  # slab_sums: a function of the slab itself
+        return args[0](*skeleton.slab(start, stop, arrays))
+    engine = _slab_engine(skeleton, start, stop, arrays)
+    try:
+        return getattr(engine, method)(*args)
+    finally:
+        engine.release()
+
+
+def _slab_accumulators(
+    skeleton: _Skeleton, start: int, stop: int, what: str, beta: np.ndarray, *arrays: Any
+) -> tuple[float, list[np.ndarray]]:
+    """One slab's passes, left as their accumulators (copied out of the engine's buffers).
+
+    ``what`` names the passes, joined by ``+``: ``"full"`` (loss and
+    curvature), ``"outer"`` (the squared scores for curvature) or ``"wy"``
+    (the row ``w y``); several share one read of the slab's cells. The loss
+    is the full pass's.
+    """
+    engine = _slab_engine(skeleton, start, stop, arrays)
+    lsum, out = 0.0, []
+    try:
+        for kind in what.split("+"):
+            if kind == "full":
+                acc = engine.full_pass(beta)
+                lsum = float(acc.lsum)
+            elif kind == "outer":
+                acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
+            else:
+                acc = engine.rows_pass(functools.partial(_weighted_y, engine.spec))
+            out += [a.copy() for a in (*acc.red.values(), *acc.grp, *acc.cell)]
+            acc.release()
+        return lsum, out
+    finally:
+        engine.release()
+
+
+def _weighted_y(spec: PassSpec, row: np.ndarray, s: int, e: int) -> None:
+    """The row ``w y`` of cells ``s:e`` of the first axis (a ``rows_pass``'s row)."""
+    np.copyto(row, np.broadcast_to(spec.y, spec.shape)[s:e])
+    if spec.w is not None:
+        row *= spec.w[s:e]
+
+
+def _join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[float, list]:
+    """Consecutive slabs' accumulators as one: placed side by side along the first
+    axis where they span it (``axes``: where that is, per array), summed elsewhere."""
+    total = sum(p[0] for p in parts)
+    out = []
+    for k, axis in enumerate(axes):
+        pieces = [p[1][k] for p in parts]
+        out.append(
+            np.concatenate(pieces, axis=axis) if axis is not None else sum(pieces[1:], pieces[0])
+        )
+    return total, out
+
+
+def _add(*parts: Any) -> Any:
+    """The sum of partial results: numbers, arrays, or tuples of them."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(_add(*column) for column in zip(*parts, strict=True))
+    total = first
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+class DaskEngine:
+    """Every pass as one Dask task per slab of the first axis, summed in a tree.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        Its cell-level blocks may be Dask arrays.
+    family : Family
+        The GLM family.
+    problem : PanelProblem
+        Response, trials, weights and offset; any may be a Dask array.
+    make_engine : callable
+        Makes each slab's in-memory engine
+        (:func:`~panelglm._engine.engines.make_engine`).
+    dtype : dtype, default=float64
+        The precision of the slabs' passes.
+    """
+
+    name = "dask"
+
+    def __init__(
+        self,
+        design: FactoredDesign,
+        family: Family,
+        problem: PanelProblem,
+        make_engine: Callable[..., Any],
+        dtype: type | np.dtype = np.float64,
+        **options: Any,
+    ) -> None:
+        import dask
+        import dask.array as da
+
+        lazy: dict[str, Any] = {}
+        for f in _PROBLEM_FIELDS:
+            if is_lazy(getattr(problem, f)):
+                lazy[f] = da.broadcast_to(getattr(problem, f), problem.shape)
+        if problem.offset is not None and is_lazy(problem.offset[0]):
+            arr, axes = problem.offset
+            lazy["offset"] = arr.reshape(
+                [n if d in axes else 1 for d, n in enumerate(problem.shape)]
+            )
+            lazy["offset"] = da.broadcast_to(lazy["offset"], problem.shape)
+        for i, blk in enumerate(design.blocks):
+            if isinstance(blk, DenseBlock) and is_lazy(blk.values):
+                if blk.axes != tuple(range(len(problem.shape))):
+                    raise ValueError("A Dask-backed block must vary along every panel dimension.")
+                lazy[f"block{i}"] = blk.values
+        first = next(iter(lazy.values()))
+        bounds = tuple(itertools.accumulate(first.chunks[0], initial=0))
+        self.slabs = list(itertools.pairwise(bounds))
+        blocks = {}
+        for key, arr in lazy.items():
+            whole = {d: -1 for d in range(1, arr.ndim)}
+            arr = arr.rechunk({0: first.chunks[0], **whole})
+            blocks[key] = arr.to_delayed().reshape(len(self.slabs))
+        self._blocks = blocks
+        holes = tuple(lazy)
+        whole_design = design
+        if "offset" in lazy:
+            problem = dataclasses.replace(problem, offset=None)
+        problem = dataclasses.replace(problem, **{f: None for f in _PROBLEM_FIELDS if f in lazy})
+        design = FactoredDesign(
+            design.shape,
+            [
+                dataclasses.replace(b, values=None) if f"block{i}" in lazy else b
+                for i, b in enumerate(design.blocks)
+            ],
+        )
+        plan = make_plan(design) if problem.y is not None or "y" in lazy else None
+        skeleton = _Skeleton(design, problem, family, np.dtype(dtype), make_engine, plan, holes)
+        self._skeleton = _shipped(skeleton)
+        self._dask = dask
+        self._assembler = self._spec = None
+        self._wy_grad: np.ndarray | None = None
+        if plan is not None:
+            # The whole grid's description, for the assembly alone: the cell-level
+            # blocks' values are stand-ins that the assembly never reads (their
+            # products with the curvature come from the slabs' dot products).
+            stand_in = FactoredDesign(
+                design.shape,
+                [
+                    dataclasses.replace(
+                        b, values=np.broadcast_to(np.zeros(()), (*design.shape, b.n_cols))
+                    )
+                    if f"block{i}" in lazy
+                    else b
+                    for i, b in enumerate(whole_design.blocks)
+                ],
+            )
+            self._spec = PassSpec.build(stand_in, plan, family, None, None, 1.0, None, dtype)
+            self._assembler = Assembler(self._spec)
+
+    def _sum(self, method: str, *args: Any) -> Any:
+        delayed = self._dask.delayed
+        run, add = delayed(_run_slab), delayed(_add)
+        parts = [
+            run(self._skeleton, lo, hi, method, args, *(b[k] for b in self._blocks.values()))
+            for k, (lo, hi) in enumerate(self.slabs)
+        ]
+        while len(parts) > 1:
+            parts = [add(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
+        return self._dask.compute(parts[0])[0]
+
+    def _accumulate(self, what: str, beta: np.ndarray | None) -> list[Accumulators]:
+        """The accumulators of the passes ``what`` over every slab, one per pass."""
+        delayed = self._dask.delayed
+        run, join = delayed(_slab_accumulators), delayed(_join)
+        spec = self._spec
+        kinds = what.split("+")
+        layout = (
+            [1 if 0 in m else None for m in spec.plan.targets]
+            + [0 if 0 in g else None for g in spec.group_out]
+            + [None] * len(spec.plan.full)
+        )
+        axes = tuple(layout * len(kinds))
+        parts = [
+            run(self._skeleton, lo, hi, what, beta, *(b[k] for b in self._blocks.values()))
+            for k, (lo, hi) in enumerate(self.slabs)
+        ]
+        while len(parts) > 1:
+            parts = [join(axes, *parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
+        lsum, arrays = self._dask.compute(parts[0])[0]
+        n_red, n_grp = len(spec.plan.targets), len(spec.group_out)
+        out = []
+        for k in range(len(kinds)):
+            own = arrays[k * len(layout) : (k + 1) * len(layout)]
+            acc = object.__new__(Accumulators)
+            acc.lsum = lsum
+            acc.red = dict(zip(spec.plan.targets, own[:n_red], strict=True))
+            acc.grp = own[n_red : n_red + n_grp]
+            acc.cell = own[n_red + n_grp :]
+            out.append(acc)
+        return out
+
+    def _full(self, beta: np.ndarray) -> Accumulators:
+        """A full pass's accumulators; the first also gives ``X'(w y)`` from the same read."""
+        if self._spec.mean_trick and self._wy_grad is None:
+            acc, wy = self._accumulate("full+wy", beta)
+            self._wy_grad = self._assembler.row_gradient(wy, 0)
+            return acc
+        return self._accumulate("full", beta)[0]
+
+    def _gradient(self, acc: Accumulators) -> np.ndarray:
+        """``X' (w g)`` from a full pass's accumulators (as the in-memory engines)."""
+        if not self._spec.mean_trick:
+            return self._assembler.row_gradient(acc, 1)
+        return self._wy_grad - self._assembler.curvature_row(acc)
+
+    def loss(self, beta: np.ndarray) -> float:
+        """``sum_c w_c f_c`` over every slab."""
+        return float(self._sum("loss", beta))
+
+    def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Loss, score and information: the slabs' accumulators joined, assembled once."""
+        if self._assembler is None:
+            total, score, info = self._sum("loss_grad_hess", beta)
+            return float(total), score, info
+        acc = self._full(beta)
+        if not np.isfinite(acc.lsum):
+            n = self._spec.design.n_coef
+            return acc.lsum, np.full(n, np.nan), np.full((n, n), np.nan)
+        return acc.lsum, self._gradient(acc), self._assembler.hessian(acc)
+
+    def information(self, beta: np.ndarray) -> np.ndarray:
+        """``X' diag(-w h) X``: the slabs' accumulators joined, assembled once."""
+        if self._assembler is None:
+            return self._sum("information", beta)
+        return self._assembler.hessian(self._full(beta))
+
+    def score_outer(self, beta: np.ndarray) -> np.ndarray:
+        """``X' diag(u^2) X``: the slabs' accumulators joined, assembled once."""
+        if self._assembler is None:
+            return self._sum("score_outer", beta)
+        return self._assembler.hessian(self._accumulate("outer", beta)[0])
+
+    def chunk_sums(
+        self, beta: np.ndarray, fn: Callable[[PanelProblem, np.ndarray], tuple[float, ...]]
+    ) -> tuple[float, ...]:
+        """``fn(sub_problem, eta)`` summed over the slabs (and each slab's chunks)."""
+        return self._sum("chunk_sums", beta, fn)
+
+    def slab_sums(self, fn: Callable[[FactoredDesign, PanelProblem], Any]) -> Any:
+        """``fn(design, problem)`` of every slab, summed (numbers, arrays or tuples).
+
+        ``fn`` runs in the tasks: a module-level function or a partial of one,
+        so that a cluster's workers can receive it.
+        """
+        return self._sum(None, fn)
+
+    def release(self) -> None:
+        """Nothing is kept on the client between passes."""
+
+
+def _shipped(skeleton: _Skeleton) -> Any:
+    """The skeleton as the tasks receive it: sent once to every worker of a cluster.
+
+    On a ``dask.distributed`` client it is scattered once (a future), not
+    serialized into every pass's graph; on the local schedulers the tasks
+    share the object itself.
+    """
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        import dask
+
+        # One key for the object itself: neither hashed nor traversed at each pass.
+        return dask.delayed(skeleton, name=f"panelglm-skeleton-{uuid.uuid4().hex}", traverse=False)
+    return client.scatter(skeleton, broadcast=True, hash=False)
