@@ -1,0 +1,242 @@
+"""Dask-backed Datasets: every pass a task per slab, the same fit as in memory.
+
+Each fit is compared with the same Dataset loaded into memory, to 1e-10;
+a guard fails any test that reads a cell-level Dask array onto the client.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from panelglm import (
+    PanelDesign,
+    PanelGammaRegressor,
+    PanelLinearRegressor,
+    PanelLogitRegressor,
+    PanelNegativeBinomialRegressor,
+    PanelPoissonRegressor,
+)
+
+xr = pytest.importorskip("xarray")
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+
+DIMS = ["customer", "product", "week"]
+SHAPE = (13, 4, 5)
+
+
+@pytest.fixture(autouse=True)
+def no_cells_on_the_client(monkeypatch):
+    """Fail if an array of the cells (flat, or over the grid) is computed onto the client.
+
+    (Accumulators and matrices, P x P or clusters x P, may be as large as this
+    small grid: they are told apart by shape.)
+    """
+    n_cells = int(np.prod(SHAPE))
+    computes = []
+
+    def checked(result):
+        if isinstance(result, tuple | list):
+            for r in result:
+                checked(r)
+        elif np.shape(result)[-3:] == SHAPE or np.shape(result) == (n_cells,):
+            raise AssertionError(f"an array of shape {np.shape(result)} reached the client")
+        return result
+
+    real_array, real_compute = da.Array.__array__, dask.base.compute
+
+    def array(self, *args, **kwargs):
+        return checked(real_array(self, *args, **kwargs))
+
+    def compute(*args, **kwargs):
+        computes.append(1)
+        return checked(real_compute(*args, **kwargs))
+
+    monkeypatch.setattr(da.Array, "__array__", array)
+    monkeypatch.setattr(dask.base, "compute", compute)
+    monkeypatch.setattr(dask, "compute", compute)
+    return computes
+
+
+def _dataset(seed=0, gaps=False):
+    rng = np.random.default_rng(seed)
+    c, p, w = SHAPE
+    cell = ("customer", "product", "week")
+    ds = xr.Dataset(
+        {
+            "income": (("customer",), rng.normal(size=c)),
+            "price": (("product", "week"), rng.normal(size=(p, w))),
+            "promo": (cell, rng.normal(size=SHAPE)),
+            "discount": (cell, rng.uniform(size=SHAPE)),
+            "exposure": (cell, rng.uniform(0.5, 2.0, size=SHAPE)),
+            "trials": (cell, rng.integers(1, 5, size=SHAPE).astype(float)),
+            "w": (cell, rng.uniform(0.5, 2.0, size=SHAPE)),
+        },
+        coords={"customer": np.arange(c) * 10, "product": list("abcd"), "week": np.arange(w)},
+    )
+    ds["log_exposure"] = np.log(ds.exposure)
+    eta = (0.3 * ds.income + 0.2 * ds.price - 0.3 * ds.promo + 0.2 * ds.discount).transpose(*DIMS)
+    mu = np.exp(eta.values + ds.log_exposure.values)
+    ds["count"] = (cell, rng.poisson(mu).astype(float))
+    ds["bought"] = (
+        cell,
+        rng.binomial(ds.trials.values.astype(int), 1 / (1 + np.exp(-eta.values))).astype(float),
+    )
+    ds["spend"] = (cell, eta.values + rng.normal(size=SHAPE))
+    ds["amount"] = (cell, rng.gamma(2.0, np.exp(eta.values) / 2.0))
+    if gaps:
+        for name in ("count", "bought", "spend", "amount"):
+            ds[name][0, 1, :2] = np.nan
+            ds[name][5, :, 4] = np.nan
+            ds[name][7] = np.nan  # a customer without data: not a level of the panel
+    return ds
+
+
+CASES = {
+    "poisson": (lambda **k: PanelPoissonRegressor(offset="log_exposure", **k), "count"),
+    "logit": (lambda **k: PanelLogitRegressor(trials="trials", **k), "bought"),
+    "linear": (lambda **k: PanelLinearRegressor(**k), "spend"),
+    "gamma": (lambda **k: PanelGammaRegressor(**k), "amount"),
+    "negbin": (lambda **k: PanelNegativeBinomialRegressor(theta=2.0, **k), "count"),
+}
+COVARIATES = ["income", "price", "promo", "discount"]
+
+
+def _fit(make, ds, target, weight, **params):
+    design = PanelDesign(dims=DIMS, covariates=COVARIATES, balanced=False)
+    data = design.fit_transform(ds, ds[target])
+    return make(**params).fit(data, ds[target], sample_weight=weight and ds[weight])
+
+
+@pytest.mark.parametrize("family", list(CASES))
+@pytest.mark.parametrize("gaps, weight", [(False, None), (True, "w")])
+def test_a_dask_fit_equals_the_in_memory_fit(family, gaps, weight, no_cells_on_the_client):
+    """Coefficients, standard errors (cluster by customer and by product x week) and
+    statistics equal the in-memory fit's to 1e-10, with offsets, weights and gaps."""
+    make, target = CASES[family]
+    ds = _dataset(gaps=gaps)
+    chunked = ds.chunk({"customer": 4})
+    cluster = ["customer", ("product", "week")]
+    ref = _fit(make, ds, target, weight, cov_type="cluster", cluster=cluster)
+    assert not no_cells_on_the_client  # the in-memory fit computes nothing lazily
+    est = _fit(make, chunked, target, weight, cov_type="cluster", cluster=cluster)
+    assert no_cells_on_the_client  # the Dask fit ran its passes as tasks
+    assert est.coef_names_ == ref.coef_names_
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    assert est.intercept_ == pytest.approx(ref.intercept_, rel=1e-10)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+    for attr in ("deviance_", "null_deviance_", "loglik_", "scale_"):
+        assert getattr(est, attr) == pytest.approx(getattr(ref, attr), rel=1e-10), attr
+    assert est.n_iter_ == ref.n_iter_
+
+
+def test_fixed_effects_and_separated_levels(no_cells_on_the_client):
+    """Indicator blocks, a categorical covariate and a separated level (a customer
+    with no purchases) are found and dropped as in memory; a covariate collinear
+    with the fixed effects is dropped with the same warning."""
+    ds = _dataset()
+    ds["count"][2] = 0.0  # customer 20 never buys: its effect is separated
+    ds["segment"] = (("product",), np.array(["n", "s", "s", "e"]))
+    make = lambda: PanelPoissonRegressor(  # noqa: E731
+        dims=DIMS, fixed_effects=["customer"], offset="log_exposure"
+    )
+    data = ds.drop_vars(["bought", "spend", "amount", "w", "trials"])
+    with pytest.warns(Warning, match="Separation"):
+        with pytest.warns(Warning, match="Collinearity.*'income'"):
+            ref = make().fit(data, "count")
+    with pytest.warns(Warning, match="Separation"):
+        with pytest.warns(Warning, match="Collinearity.*'income'"):
+            est = make().fit(data.chunk({"customer": 5}), "count")
+    assert est.coef_names_ == ref.coef_names_
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+    assert int(est.separated_rows_.sum()) == int(ref.separated_rows_.sum()) == 20
+
+
+def test_predict_and_score_on_a_dask_dataset(monkeypatch):
+    """predict gives a Dask-backed DataArray over the panel (computed only when
+    asked) equal to the in-memory prediction; score equals the in-memory score."""
+    ds = _dataset()
+    data = ds.drop_vars(["bought", "spend", "amount", "trials"])
+    make = lambda: PanelPoissonRegressor(dims=DIMS, offset="log_exposure")  # noqa: E731
+    ref = make().fit(data, "count")
+    chunked = data.chunk({"customer": 4})
+    est = make().fit(chunked, "count")
+    pred = est.predict(chunked)
+    assert isinstance(pred, xr.DataArray) and dask.is_dask_collection(pred.data)
+    assert est.score(chunked, "count") == pytest.approx(ref.score(data, "count"), rel=1e-10)
+    monkeypatch.undo()  # the caller computes the prediction: now it may reach the client
+    expected = ref.predict(data)
+    np.testing.assert_allclose(pred.values, expected.values, rtol=1e-10)
+
+
+def test_a_local_cluster_of_two_processes_gives_the_same_fit():
+    """The passes run on a dask.distributed LocalCluster (two worker processes)."""
+    distributed = pytest.importorskip("distributed")
+    ds = _dataset(gaps=True)
+    data = ds.drop_vars(["bought", "spend", "amount", "trials"])
+    make = lambda: PanelPoissonRegressor(  # noqa: E731
+        dims=DIMS, offset="log_exposure", cov_type="cluster", cluster="product"
+    )
+    design = PanelDesign(dims=DIMS, balanced=False)
+    ref = make().fit(design.fit_transform(data, data["count"]), data["count"], sample_weight="w")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        chunked = data.chunk({"customer": 4})
+        layout = PanelDesign(dims=DIMS, balanced=False).fit_transform(chunked, chunked["count"])
+        est = make().fit(layout, chunked["count"], sample_weight="w")
+        ran = client.run(lambda dask_worker: len(dask_worker.data) + 1)
+    assert len(ran) == 2
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: PanelPoissonRegressor(dims=DIMS, absorb=["customer"]), "absorb="),
+        (lambda: PanelNegativeBinomialRegressor(dims=DIMS, theta=None), "theta=None"),
+    ],
+)
+def test_models_without_a_dask_form_say_so_before_any_pass(make, match, monkeypatch):
+    from panelglm._engine import dask_engine
+
+    monkeypatch.setattr(dask_engine, "DaskEngine", None)  # no engine may be made
+    data = _dataset().drop_vars(["bought", "spend", "amount", "trials", "w"]).chunk({"customer": 4})
+    with pytest.raises(ValueError, match=f"{match}.*Dask-backed data.*load"):
+        make().fit(data, "count")
+
+
+def test_the_exponential_model_says_so_too():
+    from panelglm import PanelExponentialRegressor
+
+    ds = _dataset()
+    ds["event"] = (DIMS, (ds["count"].values > 0).astype(float))
+    data = ds.drop_vars(["bought", "spend", "count", "trials", "w"]).chunk({"customer": 4})
+    with pytest.raises(ValueError, match="durations.*Dask-backed data"):
+        PanelExponentialRegressor(dims=DIMS, event="event").fit(data, "amount")
+
+
+def test_separation_by_a_covariate_is_reported_not_certified(no_cells_on_the_client):
+    """In memory a covariate positive only where y = 0 is certified and its cells
+    dropped; on Dask the push toward the boundary is reported as possible separation."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from panelglm.exceptions import SeparationWarning
+
+    ds = _dataset()
+    zeros = np.argwhere(ds["count"].values == 0)[:5]
+    z = np.zeros(SHAPE)
+    z[tuple(zeros.T)] = 1.0
+    ds["z"] = (DIMS, z)
+    data = ds.drop_vars(["bought", "spend", "amount", "trials", "w", "discount"])
+    make = lambda: PanelPoissonRegressor(dims=DIMS, offset="log_exposure")  # noqa: E731
+    with pytest.warns(SeparationWarning, match="'z' separate"):
+        make().fit(data, "count")
+    with pytest.warns(ConvergenceWarning, match="Possible separation"):
+        make().fit(data.chunk({"customer": 4}), "count")
