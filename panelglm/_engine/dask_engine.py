@@ -34,8 +34,8 @@ from . import compiled as _compiled
 from .assemble import Assembler
 from .compiled_engine import CompiledEngine
 from .kernels import NumpyEngine, squared_scores
-from .plan import KernelPlan, make_plan
 from .pass_spec import PassSpec
+from .plan import KernelPlan, make_plan
 from .problem import PanelProblem
 from .reductions import Accumulators
 
@@ -149,8 +149,11 @@ def _weighted_y(spec: PassSpec, row: np.ndarray, s: int, e: int) -> None:
 
 
 def _join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[float, list]:
-    """Consecutive slabs' accumulators as one: placed side by side along the first
-    axis where they span it (``axes``: where that is, per array), summed elsewhere."""
+    """Consecutive slabs' accumulators as one.
+
+    Arrays over the first axis are placed side by side along it (``axes``:
+    where that axis is, per array); the others are summed.
+    """
     total = sum(p[0] for p in parts)
     out = []
     for k, axis in enumerate(axes):
