@@ -16,7 +16,7 @@ import numpy as np
 
 from .._model.factored import FactoredDesign
 from .._model.families import Family, profiled_gaussian_loglik
-from .._model.statistics import y_sums
+from .._model.statistics import tally, y_sums
 from .engines import PassEngine, make_engine
 from .problem import FitStatistics, PanelProblem
 
@@ -75,6 +75,11 @@ class PenalizedObjective:
         self.pen = np.asarray(penalized, dtype=np.float64)
         self._scale = 1.0 / problem.sum_w
         self._y_sums: tuple[float, float] | None = None  # see _y_totals
+        self._counts: np.ndarray | None | bool = True  # see _y_counts; True: not tallied yet
+        # The unscaled loss sum of the last point evaluated, with that point: the
+        # statistics at the solution take it instead of a pass of their own.
+        self._last_total: tuple[np.ndarray, float] | None = None
+        self._float64 = np.dtype(dtype) == np.float64
         # A float32 linear predictor makes the loss noisy at about float32's
         # resolution; the solver must not chase decreases below it.
         self.roundoff = 0.0 if np.dtype(dtype) == np.float64 else float(np.finfo(np.float32).eps)
@@ -103,11 +108,34 @@ class PenalizedObjective:
             fam, p = self.family, self.problem
             const_f = fam.loglik_const if fam.dispersion != "profiled" else None
             funcs = [f for f in (fam.saturated, const_f) if f is not None]
-            sums = iter(y_sums(funcs, p.y, p.m, p.w) if funcs and p.y is not None else [])
+            sums = iter(
+                y_sums(funcs, p.y, p.m, p.w, self._y_counts())
+                if funcs and p.y is not None
+                else []
+            )
             sat = next(sums, 0.0) if fam.saturated is not None else 0.0
             const = next(sums, 0.0) if const_f is not None else 0.0
             self._y_sums = (sat, const)
         return self._y_sums
+
+    def _y_counts(self) -> np.ndarray | None:
+        """The response tallied by value (:func:`~panelglm._model.statistics.tally`), once."""
+        if self._counts is True:
+            p = self.problem
+            self._counts = tally(p.y, p.m, p.w)
+        return self._counts
+
+    def _remember(self, beta: np.ndarray, total: float) -> None:
+        # Only a float64 pass's sum is one the statistics would compute themselves.
+        if self._float64:
+            self._last_total = (np.array(beta, dtype=np.float64), float(total))
+
+    def _total_at(self, beta: np.ndarray) -> float | None:
+        """``sum w f`` at ``beta`` if it is the last point evaluated, else None."""
+        last = self._last_total
+        if last is None or not np.array_equal(last[0], beta):
+            return None
+        return last[1]
 
     def eta(self, beta: np.ndarray) -> np.ndarray:
         """The linear predictor on the grid."""
@@ -119,6 +147,7 @@ class PenalizedObjective:
     def loss(self, beta: np.ndarray) -> float:
         """Objective value at ``beta`` (``inf`` where it overflows)."""
         total = self.engine.loss(beta)
+        self._remember(beta, total)
         if not np.isfinite(total):
             return np.inf
         return -self._scale * total + self._penalty(beta)
@@ -126,6 +155,7 @@ class PenalizedObjective:
     def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """Objective, gradient and Hessian at ``beta``."""
         total, score, info = self.engine.loss_grad_hess(beta)
+        self._remember(beta, total)
         if not np.isfinite(total):
             n = self.design.n_coef
             return np.inf, np.full(n, np.nan), np.full((n, n), np.nan)
@@ -160,7 +190,10 @@ class PenalizedObjective:
         """Statistics of the fit at ``beta`` and of the null model.
 
         The null model's linear predictor is ``intercept0`` plus the offset.
-        One float64 pass for ``sum w f`` of both models, then sums over the
+        ``sum w f`` of the fit is the solver's last pass's when it ended at
+        ``beta``, and that of the null model, without an offset, a sum over
+        the response alone (its counts are tallied for the stopping rule);
+        otherwise one float64 pass gives both. The rest are sums over the
         response alone (see :mod:`panelglm._model.statistics`).
         """
         fam, p = self.family, self.problem
@@ -175,7 +208,19 @@ class PenalizedObjective:
             f0 = np.broadcast_to(fam.loglik(sub.y, eta0, sub.m), sub.shape)
             return wsum(sub, fam.loglik(sub.y, eta, sub.m)), wsum(sub, f0)
 
-        total, total0 = self.chunk_sums(beta, lsums)
+        total = self._total_at(beta)
+        # Without an offset the null model's linear predictor is one number, so
+        # its log-likelihood is a function of y alone: a dot product with the
+        # counts of y where y is small counts.
+        counts = self._y_counts() if p.offset is None and total is not None else None
+        if counts is not None:
+
+            def f0(values: np.ndarray, m: float) -> np.ndarray:
+                return np.broadcast_to(fam.loglik(values, intercept0, m), values.shape)
+
+            total0 = y_sums([f0], p.y, p.m, p.w, counts)[0]
+        else:
+            total, total0 = self.chunk_sums(beta, lsums)
         const = self._y_totals()[1]
         # A family without the saturated model's log-likelihood in closed form
         # sums its deviance cell by cell.

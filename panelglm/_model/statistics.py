@@ -43,18 +43,33 @@ def _tally(y: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
     return counts
 
 
+def tally(y: np.ndarray, m: np.ndarray | float, w: np.ndarray | None) -> np.ndarray | None:
+    """Weighted counts of each value of ``y`` (index = value), or None.
+
+    None unless ``y`` is small non-negative counts and the trials one number:
+    then every sum of a function of ``y`` alone (:func:`y_sums`) is a dot
+    product with these counts, however many such sums a fit needs.
+    """
+    return _tally(y, w) if np.ndim(m) == 0 else None
+
+
 def y_sums(
     funcs: list[Callable[[np.ndarray, np.ndarray | float], np.ndarray]],
     y: np.ndarray,
     m: np.ndarray | float,
     w: np.ndarray | None,
+    counts: np.ndarray | None | bool = True,
 ) -> list[float]:
-    """``sum w func(y, m)`` for each function of the response (and scalar trials)."""
-    if np.ndim(m) == 0:
-        counts = _tally(y, w)
-        if counts is not None:
-            values = np.arange(len(counts), dtype=np.float64)
-            return [float(np.dot(counts, f(values, m))) for f in funcs]
+    """``sum w func(y, m)`` for each function of the response (and scalar trials).
+
+    ``counts`` is :func:`tally`'s result when the caller has it (None: ``y``
+    is not counts), or True to tally here.
+    """
+    if counts is True:
+        counts = tally(y, m, w)
+    if counts is not None:
+        values = np.arange(len(counts), dtype=np.float64)
+        return [float(np.dot(counts, f(values, m))) for f in funcs]
     totals = [0.0] * len(funcs)
     n0 = y.shape[0]
     step = max(1, CHUNK_CELLS // max(y.size // max(n0, 1), 1))
