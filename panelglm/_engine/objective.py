@@ -118,6 +118,11 @@ class PenalizedObjective:
             self._y_sums = (sat, const)
         return self._y_sums
 
+    @property
+    def total_weight(self) -> float:
+        """The total weight ``sum w`` the loss is divided by."""
+        return 1.0 / self._scale
+
     def _y_counts(self) -> np.ndarray | None:
         """The response tallied by value (:func:`~panelglm._model.statistics.tally`), once."""
         if self._counts is True:

@@ -36,6 +36,7 @@ from .._model.terms import ModelSpec
 from .._solve.newton import NewtonResult
 from .._util.warn import warn
 from ..exceptions import CollinearityWarning, SeparationWarning
+from .bounds import curvature_floor, predictor_range
 from .certificate import separating_cells
 from .collinearity import (
     describe_dropped,
@@ -286,6 +287,7 @@ class Identifier:
             result.hess,
             kept_priority,
             objective if hasattr(objective, "chunk_sums") else None,
+            self._curvature_floor(objective, problem, result.coef),
         )
         involved = self._involved(gamma) if gamma is not None else []
         if suspicious:
@@ -312,6 +314,29 @@ class Identifier:
             SeparationWarning,
         )
         return True
+
+    def _curvature_floor(
+        self, objective: Any, problem: PanelProblem, coef: np.ndarray
+    ) -> Callable[[], float] | None:
+        """A lower bound of the curvature at ``coef``, for the screen after the solve.
+
+        None where the objective's passes are not float64 (the bound's
+        margin is for double precision's rounding) or it has no total weight.
+        """
+        if getattr(objective, "roundoff", None) != 0.0 or not hasattr(objective, "total_weight"):
+            return None
+
+        def floor() -> float:
+            # Extremes of the numeric columns, kept by the panel (the spec read them).
+            ranges = {}
+            for term in self.spec.terms:
+                if term.kind == "numeric":
+                    lo, hi, _ = self.data.column_stats(term.source[0])
+                    ranges[term.names[0]] = (lo - term.shift, hi - term.shift)
+            lo, hi = predictor_range(objective.design, coef, problem.offset, ranges)
+            return curvature_floor(self.family, problem, lo, hi)
+
+        return floor
 
     def _check_not_all_boundary(self, problem: PanelProblem) -> None:
         try:
