@@ -1,0 +1,185 @@
+"""The work around the Newton steps: screens and statistics that reuse the solver's passes.
+
+Each shortcut gives what the pass it replaces would: the statistics at the
+solution, the bound that settles the separation screen after the solve, and
+the collinearity screen read off Newton's first Hessian.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+
+import panelglm._ident.certificate as certificate
+from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
+from panelglm._engine.objective import PenalizedObjective
+from panelglm._engine.problem import PanelProblem
+from panelglm._ident.bounds import curvature_floor, predictor_range, step_bound
+from panelglm._model.families import BINOMIAL, POISSON
+from panelglm._model.families_gamma_nb import GAMMA
+from panelglm._model.terms import build_design, build_model_spec
+
+DIMS = ["i", "j", "k"]
+
+
+def panel_frame(seed=0, shape=(7, 6, 5), scale=0.4):
+    """A long frame with a cell-level, two lower-level and a one-dimension covariate."""
+    rng = np.random.default_rng(seed)
+    idx = pd.MultiIndex.from_product([range(n) for n in shape], names=DIMS).to_frame(index=False)
+    i, j, k = (idx[d].to_numpy() for d in DIMS)
+    x_i = rng.normal(size=shape[0])[i]
+    x_jk = rng.uniform(-1, 1, size=(shape[1], shape[2]))[j, k]
+    df = idx.assign(x_ijk=rng.normal(size=len(idx)), x_i=x_i, x_jk=x_jk)
+    eta = 0.3 + scale * (df.x_ijk - 0.5 * df.x_i + df.x_jk)
+    df["y"] = rng.poisson(np.exp(eta)).astype(float)
+    df["n"] = rng.integers(1, 5, size=len(df)).astype(float)
+    df["yb"] = rng.binomial(df.n.astype(int), 1 / (1 + np.exp(-eta))).astype(float)
+    df["w"] = rng.uniform(0.5, 2.0, size=len(df))
+    return df
+
+
+X_COLS = [*DIMS, "x_ijk", "x_i", "x_jk"]
+
+
+# ------------------------------------------------------------- statistics
+def test_statistics_at_the_solution_take_no_pass_and_equal_statsmodels(monkeypatch):
+    df = panel_frame()
+    data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
+    calls = []
+    original = PenalizedObjective.chunk_sums
+
+    def counted(self, beta, fn):
+        calls.append(fn)
+        return original(self, beta, fn)
+
+    monkeypatch.setattr(PenalizedObjective, "chunk_sums", counted)
+    est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
+    # The fit's loss sum is the solver's last pass's, the null model's a sum
+    # over the counts of y; the only pass left is the separation screen's,
+    # which the bound settles here (see below).
+    assert calls == []
+    x = sm.add_constant(df[["x_ijk", "x_i", "x_jk"]].to_numpy())
+    ref = sm.GLM(df["y"].to_numpy(), x, family=sm.families.Poisson()).fit(tol=1e-12)
+    np.testing.assert_allclose(est.deviance_, ref.deviance, rtol=1e-9)
+    np.testing.assert_allclose(est.loglik_, ref.llf, rtol=1e-11)
+    null = sm.GLM(df["y"].to_numpy(), x[:, :1], family=sm.families.Poisson()).fit()
+    np.testing.assert_allclose(est.null_deviance_, null.deviance, rtol=1e-9)
+    np.testing.assert_allclose(est.pseudo_r2_, 1 - ref.llf / null.llf, rtol=1e-9)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_statistics_from_the_last_pass_equal_those_of_a_pass_of_their_own(weighted):
+    df = panel_frame(seed=3)
+    data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
+    w = df["w"].to_numpy() if weighted else None
+    est = PanelPoissonRegressor().fit(data, df["y"].to_numpy(), sample_weight=w)
+    spec = build_model_spec(data, True, set())
+    design, _ = build_design(spec, data)
+    problem = est._problem(data, df["y"].to_numpy(), w)
+    obj = PenalizedObjective(design, POISSON, problem, 0.0, np.ones(design.n_coef))
+    beta = est._beta
+    obj.loss(beta)  # the solver's last evaluation
+    intercept0 = float(np.log(np.average(df["y"], weights=w)))
+    fast = obj.fit_statistics(beta, intercept0)
+    obj._last_total = None  # forgotten: the statistics take their own pass
+    slow = obj.fit_statistics(beta, intercept0)
+    for a, b in zip(
+        (fast.deviance, fast.loglik, fast.null_deviance, fast.null_loglik),
+        (slow.deviance, slow.loglik, slow.null_deviance, slow.null_loglik),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+# ------------------------------------------------- the bound after the solve
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_step_bound_holds_on_every_cell(family, weighted):
+    df = panel_frame(seed=5)
+    data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
+    spec = build_model_spec(data, True, set())
+    design, _ = build_design(spec, data)
+    rng = np.random.default_rng(1)
+    fam = POISSON if family == "poisson" else BINOMIAL
+    y = data.to_grid(df["y" if family == "poisson" else "yb"].to_numpy())
+    m = 1.0 if family == "poisson" else data.to_grid(df["n"].to_numpy())
+    w = data.to_grid(df["w"].to_numpy()) if weighted else None
+    problem = PanelProblem(data.shape, y=y, m=m, w=w)
+    beta = rng.normal(scale=0.5, size=design.n_coef)
+    eta = design.linear_predictor(beta)
+    ranges = {}
+    for t in spec.terms:
+        if t.kind == "numeric":
+            lo, hi, _ = data.column_stats(t.source[0])
+            ranges[t.names[0]] = (lo - t.shift, hi - t.shift)
+    lo, hi = predictor_range(design, beta, None, ranges)
+    assert lo <= eta.min() + 1e-12 and eta.max() <= hi + 1e-12
+    curv = -np.broadcast_to(fam.grad_hess(y, eta, m)[1], data.shape) * (1.0 if w is None else w)
+    floor = curvature_floor(fam, problem, lo, hi)
+    assert 0 < floor <= curv.min() * (1 + 1e-12)
+    total = float(np.prod(data.shape) if w is None else w.sum())
+    hess = design.hessian(curv) / total
+    for _ in range(5):
+        grad = rng.normal(size=design.n_coef) * 1e-3
+        step = -np.linalg.solve(hess, grad)
+        worst = np.max(np.abs(design.linear_predictor(step)))
+        bound = step_bound(grad, step, total, floor)
+        assert worst <= bound * (1 + 1e-9)
+        assert bound < 50 * worst  # and not uselessly loose on this panel
+
+
+def test_no_curvature_floor_where_none_is_known():
+    problem = PanelProblem((2, 2), y=np.zeros((2, 2)), w=None)
+    assert curvature_floor(POISSON, problem, np.nan, 1.0) == 0.0
+    # A link that is not canonical (gamma's log link): h depends on y.
+    assert curvature_floor(GAMMA, problem, 0.0, 1.0) == 0.0
+    assert step_bound(np.ones(2), -np.ones(2), 4.0, 0.0) == np.inf
+
+
+def _count_screen_passes(monkeypatch):
+    calls = []
+    original = certificate._pushes_to_boundary
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(certificate, "_pushes_to_boundary", counted)
+    return calls
+
+
+@pytest.mark.parametrize("est", [PanelPoissonRegressor, PanelLogitRegressor])
+def test_converged_fit_settles_the_separation_screen_without_a_pass(monkeypatch, est):
+    df = panel_frame(seed=2)
+    calls = _count_screen_passes(monkeypatch)
+    y = df["y"] if est is PanelPoissonRegressor else (df["yb"] > 0).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est(dims=DIMS).fit(df[X_COLS], y)
+    assert calls == []
+
+
+def test_float32_work_keeps_the_pass(monkeypatch):
+    df = panel_frame(seed=2)
+    calls = _count_screen_passes(monkeypatch)
+    PanelPoissonRegressor(dims=DIMS, dtype="float32").fit(df[X_COLS], df["y"])
+    assert calls == [1]
+
+
+def test_separating_covariate_is_still_found_by_the_pass(monkeypatch):
+    df = panel_frame(seed=4)
+    # x_sep is positive only where y = 0: it separates those cells.
+    df["x_sep"] = np.where(df["y"] == 0, np.abs(df["x_ijk"]) + 0.1, 0.0)
+    df.loc[df.index[:3], "y"] = 0.0
+    df.loc[df.index[:3], "x_sep"] = 1.0
+    calls = _count_screen_passes(monkeypatch)
+    from panelglm.exceptions import SeparationWarning
+
+    with pytest.warns(SeparationWarning, match="x_sep"):
+        est = PanelPoissonRegressor(dims=DIMS).fit(df[[*X_COLS, "x_sep"]], df["y"])
+    assert calls  # the bound could not settle it: the pass ran and found the cells
+    assert est.separated_rows_.sum() == (df["x_sep"] > 0).sum()
