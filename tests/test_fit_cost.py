@@ -183,3 +183,116 @@ def test_separating_covariate_is_still_found_by_the_pass(monkeypatch):
         est = PanelPoissonRegressor(dims=DIMS).fit(df[[*X_COLS, "x_sep"]], df["y"])
     assert calls  # the bound could not settle it: the pass ran and found the cells
     assert est.separated_rows_.sum() == (df["x_sep"] > 0).sum()
+
+
+# ------------------------------------------- collinearity from the first Hessian
+def collinear_frame(seed=0):
+    df = panel_frame(seed=seed)
+    rng = np.random.default_rng(seed + 10)
+    df["x_sum"] = df["x_ijk"] - 2.0 * df["x_jk"]  # exactly collinear, cell level
+    df["x_near"] = df["x_ijk"] + 1e-3 * rng.normal(size=len(df))  # kept: R^2 = 1 - 1e-6
+    df["x_nearer"] = df["x_i"] + 1e-7 * rng.normal(size=len(df))  # dropped: R^2 = 1 - 1e-14
+    df["x_clock"] = 1e6 + df["x_jk"] * (1 + 0.5 * df["k"])  # shifted; collinear with nothing
+    df["x_i2"] = 3.0 * df["x_i"] - 1.0  # collinear with x_i (one-dimension block)
+    eta = 0.2 + 0.3 * df["x_ijk"]
+    df["y_pos"] = np.exp(eta) * rng.gamma(4.0, 0.25, size=len(df))
+    df["y_lin"] = eta + rng.normal(size=len(df))
+    df["y_bin"] = (rng.uniform(size=len(df)) < 1 / (1 + np.exp(-eta))).astype(float)
+    df["log_t"] = rng.uniform(-0.5, 0.5, size=len(df))
+    return df
+
+
+COLLINEAR_COLS = [*X_COLS, "x_sum", "x_near", "x_nearer", "x_clock", "x_i2"]
+FITS = {
+    "poisson": (PanelPoissonRegressor, "y", {}),
+    "logit": (PanelLogitRegressor, "y_bin", {}),
+    "linear": ("PanelLinearRegressor", "y_lin", {}),
+    "gamma": ("PanelGammaRegressor", "y_pos", {}),
+    "negbin": ("PanelNegativeBinomialRegressor", "y", {"theta": 2.0}),
+}
+
+
+def _fit_collinear(monkeypatch, name, weighted, offset, gram_only):
+    import panelglm
+    import panelglm._ident.reuse as reuse
+
+    cls, target, params = FITS[name]
+    cls = getattr(panelglm, cls) if isinstance(cls, str) else cls
+    df = collinear_frame()
+    cols = list(COLLINEAR_COLS)
+    if offset:
+        params = {**params, "offset": "log_t"}
+        cols.append("log_t")
+    grams = []
+    original = reuse.weighted_gram
+
+    def counted(*args):
+        grams.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(reuse, "weighted_gram", counted)
+    if gram_only:
+        monkeypatch.setattr(reuse, "gram_from_hessian", lambda *a: None)
+    w = df["w"].to_numpy() if weighted else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = cls(dims=DIMS, fixed_effects=["j"], **params).fit(
+            df[cols], df[target], sample_weight=w
+        )
+    monkeypatch.undo()
+    return est, sorted(str(c.message) for c in caught), len(grams)
+
+
+@pytest.mark.parametrize("name", list(FITS))
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("offset", [False, True])
+def test_first_hessian_drops_the_columns_the_gram_pass_drops(monkeypatch, name, weighted, offset):
+    if offset and name in ("linear", "logit"):
+        pytest.skip("no offset parameter")
+    est, msgs, n_gram = _fit_collinear(monkeypatch, name, weighted, offset, gram_only=False)
+    ref, ref_msgs, _ = _fit_collinear(monkeypatch, name, weighted, offset, gram_only=True)
+    assert set(est.collinear_names_) == {"x_sum", "x_nearer", "x_i2"}
+    assert est.collinear_names_ == ref.collinear_names_
+    assert msgs == ref_msgs
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-7, atol=1e-9)
+    # The Hessian stands for the Gram matrix exactly where every cell has the
+    # same curvature at the start: a canonical link, no offset, one number of trials.
+    constant = name in ("poisson", "logit", "linear") and not offset
+    assert n_gram == (0 if constant else 1)
+
+
+def test_first_hessian_is_newtons_first_evaluation(monkeypatch):
+    df = collinear_frame(seed=1)
+    data = PanelDesign(dims=DIMS).fit_transform(df[[*X_COLS, "x_near"]])
+    passes = []
+    original = PenalizedObjective._loss_grad_hess
+
+    def counted(self, beta):
+        passes.append(1)
+        return original(self, beta)
+
+    monkeypatch.setattr(PenalizedObjective, "_loss_grad_hess", counted)
+    est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
+    # One evaluation at the start (the screen's and Newton's), one per iteration.
+    assert len(passes) == est.n_iter_ + 1
+
+
+def test_columns_dropped_by_the_first_hessian_restrict_its_evaluation(monkeypatch):
+    df = collinear_frame(seed=2)
+    data = PanelDesign(dims=DIMS).fit_transform(df[[*X_COLS, "x_sum"]])
+    passes = []
+    original = PenalizedObjective._loss_grad_hess
+
+    def counted(self, beta):
+        passes.append(self.design.n_coef)
+        return original(self, beta)
+
+    monkeypatch.setattr(PenalizedObjective, "_loss_grad_hess", counted)
+    with pytest.warns(match="x_sum"):
+        est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
+    full = len(est.coef_) + 1
+    # The start's sums on the full design serve the restricted one.
+    assert passes == [full] + [full - 1] * est.n_iter_
+    x = sm.add_constant(df[["x_ijk", "x_i", "x_jk"]].to_numpy())
+    ref = sm.GLM(df["y"].to_numpy(), x, family=sm.families.Poisson()).fit(tol=1e-12)
+    np.testing.assert_allclose(est.coef_[:3], ref.params[1:], rtol=1e-8)

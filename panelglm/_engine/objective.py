@@ -75,10 +75,13 @@ class PenalizedObjective:
         self.pen = np.asarray(penalized, dtype=np.float64)
         self._scale = 1.0 / problem.sum_w
         self._y_sums: tuple[float, float] | None = None  # see _y_totals
-        self._counts: np.ndarray | None | bool = True  # see _y_counts; True: not tallied yet
+        self._counts: np.ndarray | bool | None = True  # see _y_counts; True: not tallied yet
         # The unscaled loss sum of the last point evaluated, with that point: the
         # statistics at the solution take it instead of a pass of their own.
         self._last_total: tuple[np.ndarray, float] | None = None
+        # The last point of loss_grad_hess and its result: the collinearity
+        # screen's evaluation at the start is Newton's first.
+        self._last_point: tuple[np.ndarray, tuple] | None = None
         self._float64 = np.dtype(dtype) == np.float64
         # A float32 linear predictor makes the loss noisy at about float32's
         # resolution; the solver must not chase decreases below it.
@@ -109,9 +112,7 @@ class PenalizedObjective:
             const_f = fam.loglik_const if fam.dispersion != "profiled" else None
             funcs = [f for f in (fam.saturated, const_f) if f is not None]
             sums = iter(
-                y_sums(funcs, p.y, p.m, p.w, self._y_counts())
-                if funcs and p.y is not None
-                else []
+                y_sums(funcs, p.y, p.m, p.w, self._y_counts()) if funcs and p.y is not None else []
             )
             sat = next(sums, 0.0) if fam.saturated is not None else 0.0
             const = next(sums, 0.0) if const_f is not None else 0.0
@@ -158,7 +159,24 @@ class PenalizedObjective:
         return -self._scale * total + self._penalty(beta)
 
     def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Objective, gradient and Hessian at ``beta``."""
+        """Objective, gradient and Hessian at ``beta`` (the last point's are kept)."""
+        last = self._last_point
+        if last is not None and np.array_equal(last[0], beta):
+            return last[1]
+        out = self._loss_grad_hess(beta)
+        self._last_point = (np.array(beta, dtype=np.float64), out)
+        return out
+
+    def remember(self, beta: np.ndarray, value: tuple[float, np.ndarray, np.ndarray]) -> None:
+        """Take ``value`` as :meth:`loss_grad_hess` at ``beta``, evaluated elsewhere.
+
+        For a point whose sums another objective already has: that of a
+        design with more columns, at a point where those columns' coefficients
+        are zero, restricted to this design's.
+        """
+        self._last_point = (np.array(beta, dtype=np.float64), value)
+
+    def _loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         total, score, info = self.engine.loss_grad_hess(beta)
         self._remember(beta, total)
         if not np.isfinite(total):

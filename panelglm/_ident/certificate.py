@@ -107,9 +107,7 @@ def separating_cells(
         objective is not None
         and curvature_floor is not None
         and exact
-        and settled_without_pass(
-            grad, step, objective.total_weight, curvature_floor, STEP_TRIGGER
-        )
+        and settled_without_pass(grad, step, objective.total_weight, curvature_floor, STEP_TRIGGER)
     ):
         # No cell's linear predictor moves by half the trigger (the bound of
         # panelglm._ident.bounds): the pass below would find none.

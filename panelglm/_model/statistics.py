@@ -58,7 +58,7 @@ def y_sums(
     y: np.ndarray,
     m: np.ndarray | float,
     w: np.ndarray | None,
-    counts: np.ndarray | None | bool = True,
+    counts: np.ndarray | bool | None = True,
 ) -> list[float]:
     """``sum w func(y, m)`` for each function of the response (and scalar trials).
 
