@@ -296,3 +296,73 @@ def test_columns_dropped_by_the_first_hessian_restrict_its_evaluation(monkeypatc
     x = sm.add_constant(df[["x_ijk", "x_i", "x_jk"]].to_numpy())
     ref = sm.GLM(df["y"].to_numpy(), x, family=sm.families.Poisson()).fit(tol=1e-12)
     np.testing.assert_allclose(est.coef_[:3], ref.params[1:], rtol=1e-8)
+
+
+# ------------------------------------------------ checks of y without a y-sized temporary
+def _peak_bytes(fn):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_checks_of_y_make_no_array_of_its_size():
+    from panelglm._data.validation import check_target
+    from panelglm._ident.separation import check_not_all_boundary
+
+    n = 1 << 20
+    y = np.random.default_rng(0).poisson(1.0, size=n).astype(float)
+
+    class Rows:
+        n_rows = n
+        labels = None
+
+    problem = PanelProblem((n,), y=y)
+    # A boolean array of y's size would be n bytes.
+    assert _peak_bytes(lambda: check_target(y, Rows())) < n // 8
+    assert _peak_bytes(lambda: check_not_all_boundary(POISSON, problem)) < n // 8
+    assert _peak_bytes(lambda: check_not_all_boundary(BINOMIAL, problem)) < n // 8
+    assert _peak_bytes(lambda: POISSON.check_y(y, 1.0)) < n // 8
+    yb = np.minimum(y, 1.0)
+    assert _peak_bytes(lambda: BINOMIAL.check_y(yb, 1.0)) < n // 8
+
+
+def test_checks_of_y_still_say_what_is_wrong():
+    from panelglm._data.validation import check_target
+    from panelglm._ident.separation import check_not_all_boundary
+
+    class Rows:
+        n_rows = 2
+        labels = None
+
+    # Finite values whose sum overflows are no error.
+    np.testing.assert_array_equal(check_target([1e308, 1e308], Rows()), [1e308, 1e308])
+    assert POISSON.check_y(np.array([0.0, -1.0]), 1.0) is not None
+    assert BINOMIAL.check_y(np.array([0.0, 2.0]), 1.0) is not None
+    assert BINOMIAL.check_y(np.array([0.0, 1.0]), 1.0) is None
+    with pytest.raises(ValueError, match="equal to the number of trials on every row"):
+        check_not_all_boundary(BINOMIAL, PanelProblem((2,), y=np.array([1.0, 1.0])))
+    with pytest.raises(ValueError, match="is 0 on every row"):
+        check_not_all_boundary(POISSON, PanelProblem((2,), y=np.zeros(2)))
+    check_not_all_boundary(POISSON, PanelProblem((2,), y=np.array([0.0, 1.0])))
+
+
+def test_null_intercept_once_per_fit(monkeypatch):
+    import panelglm._estimators.base as base
+
+    calls = []
+    original = base.null_intercept
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(base, "null_intercept", counted)
+    df = panel_frame(seed=6)
+    est = PanelPoissonRegressor(dims=DIMS).fit(df[X_COLS], df["y"])
+    assert calls == [1]  # Newton's start and the null model's statistics share it
+    assert est._null_known is None  # and the fit's arrays are let go
