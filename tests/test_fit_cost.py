@@ -366,3 +366,30 @@ def test_null_intercept_once_per_fit(monkeypatch):
     est = PanelPoissonRegressor(dims=DIMS).fit(df[X_COLS], df["y"])
     assert calls == [1]  # Newton's start and the null model's statistics share it
     assert est._null_known is None  # and the fit's arrays are let go
+
+
+# --------------------------------------------------- small grids: parts on one thread
+def test_small_grid_runs_its_parts_on_the_calling_thread(monkeypatch):
+    import panelglm._engine.compiled as compiled
+    import panelglm._util.threads as threads
+
+    if not compiled.enabled():
+        pytest.skip("the compiled sweep is not in use")
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    seen = []
+    run = compiled.run_parts
+
+    def spy(jobs, max_threads):
+        seen.append((len(jobs), max_threads))
+        return run(jobs, max_threads)
+
+    monkeypatch.setattr(compiled, "run_parts", spy)
+    df = panel_frame(seed=7)
+    default = PanelPoissonRegressor(dims=DIMS).fit(df[X_COLS], df["y"])
+    assert seen and set(seen) == {(2, 1)}  # two parts, as many as cores, on one thread
+    seen.clear()
+    asked = PanelPoissonRegressor(dims=DIMS, n_threads=2).fit(df[X_COLS], df["y"])
+    assert set(seen) == {(2, 2)}  # threads asked for by number are used
+    # The same parts give the same numbers, bit for bit.
+    np.testing.assert_array_equal(default.coef_, asked.coef_)
+    assert default.loglik_ == asked.loglik_

@@ -150,11 +150,20 @@ def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
     return arr.reshape(shape)
 
 
+# With the default threads, the parts of a pass over fewer cells than this run
+# one after the other on the calling thread: handing a part to another thread
+# and waiting for it costs more than the sweep of a small grid (a few thousand
+# cells take a tenth of a millisecond), and far more when other processes keep
+# the cores busy. The parts, and so the results, are the same.
+MIN_PART_CELLS = 1 << 15
+
+
 class CompiledPass:
     """The ops of a kernel's passes, laid out once; descriptions are written per pass.
 
     A pass is split into ``n_threads`` ranges of the first axis (None: as
-    many as the process has cores), each with its own accumulators, summed
+    many as the process has cores, run on one thread below
+    :data:`MIN_PART_CELLS` cells), each with its own accumulators, summed
     in a fixed order: for a given number of threads, results do not depend
     on how the threads are scheduled. The sweep releases the GIL and, unlike
     numpy's passes (see ``_util.threads.MAX_THREADS``), is bound by arithmetic,
@@ -166,6 +175,9 @@ class CompiledPass:
         # object, and this one needs only what it copies out of it here.
         self.family = kern.family.sweep_code
         self.n_parts = resolve_threads(n_threads)
+        # Threads asked for by number are all used.
+        small = n_threads is None and int(np.prod(kern.shape)) < MIN_PART_CELLS
+        self.n_workers = 1 if small else self.n_parts
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).
         self.columns = {
@@ -215,7 +227,7 @@ class CompiledPass:
             lambda s=s, e=e: _sweep.sweep(head, operands, s, e, False)
             for s, e in self._parts(kern)
         ]
-        return float(sum(run_parts(jobs, len(jobs))))
+        return float(sum(run_parts(jobs, self.n_workers)))
 
     def full(self, kern: PassSpec, small, cell) -> Accumulators:
         """Loss and every accumulator of a pass, as the numpy pass's ``full_pass`` gives them.
@@ -253,7 +265,7 @@ class CompiledPass:
                     lambda c=c, s=s, e=e: _sweep.sweep(c[0], c[1], s, e, True)
                     for c, (s, e) in zip(calls, parts, strict=True)
                 ],
-                len(parts),
+                self.n_workers,
             )
             summed = slot.summed
             np.copyto(summed, self._private[0])

@@ -166,8 +166,9 @@ class Identifier(PassReuse):
         n = design.n_coef
         self.names = [""] * n
         self.kinds = [""] * n
+        user_names = spec.names  # a property that builds the list: read once
         for u, i in enumerate(order):
-            self.names[i] = spec.names[u]
+            self.names[i] = user_names[u]
             self.kinds[i] = user_kinds[u]
         user_position = np.empty(n, dtype=np.intp)
         user_position[order] = np.arange(n)
