@@ -226,9 +226,10 @@ def _fit_collinear(monkeypatch, name, weighted, offset, gram_only):
     grams = []
     original = reuse.weighted_gram
 
-    def counted(*args):
-        grams.append(1)
-        return original(*args)
+    def counted(*args, **kw):
+        # The screen's Gram pass, or the panel's X'X (center=False) for the start.
+        grams.append("panel" if kw else "screen")
+        return original(*args, **kw)
 
     monkeypatch.setattr(reuse, "weighted_gram", counted)
     if gram_only:
@@ -240,7 +241,7 @@ def _fit_collinear(monkeypatch, name, weighted, offset, gram_only):
             df[cols], df[target], sample_weight=w
         )
     monkeypatch.undo()
-    return est, sorted(str(c.message) for c in caught), len(grams)
+    return est, sorted(str(c.message) for c in caught), grams
 
 
 @pytest.mark.parametrize("name", list(FITS))
@@ -249,7 +250,7 @@ def _fit_collinear(monkeypatch, name, weighted, offset, gram_only):
 def test_first_hessian_drops_the_columns_the_gram_pass_drops(monkeypatch, name, weighted, offset):
     if offset and name in ("linear", "logit"):
         pytest.skip("no offset parameter")
-    est, msgs, n_gram = _fit_collinear(monkeypatch, name, weighted, offset, gram_only=False)
+    est, msgs, grams = _fit_collinear(monkeypatch, name, weighted, offset, gram_only=False)
     ref, ref_msgs, _ = _fit_collinear(monkeypatch, name, weighted, offset, gram_only=True)
     assert set(est.collinear_names_) == {"x_sum", "x_nearer", "x_i2"}
     assert est.collinear_names_ == ref.collinear_names_
@@ -258,7 +259,9 @@ def test_first_hessian_drops_the_columns_the_gram_pass_drops(monkeypatch, name, 
     # The Hessian stands for the Gram matrix exactly where every cell has the
     # same curvature at the start: a canonical link, no offset, one number of trials.
     constant = name in ("poisson", "logit", "linear") and not offset
-    assert n_gram == (0 if constant else 1)
+    assert grams.count("screen") == (0 if constant else 1)
+    # Without weights that Hessian is c X'X / N, X'X the panel's (a new panel here).
+    assert grams.count("panel") == (1 if constant and not weighted else 0)
 
 
 def test_first_hessian_is_newtons_first_evaluation(monkeypatch):
@@ -272,9 +275,15 @@ def test_first_hessian_is_newtons_first_evaluation(monkeypatch):
         return original(self, beta)
 
     monkeypatch.setattr(PenalizedObjective, "_loss_grad_hess", counted)
-    est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
-    # One evaluation at the start (the screen's and Newton's), one per iteration.
+    w = df["w"].to_numpy()
+    est = PanelPoissonRegressor().fit(data, df["y"].to_numpy(), sample_weight=w)
+    # With weights: one evaluation at the start (the screen's and Newton's),
+    # then one per iteration.
     assert len(passes) == est.n_iter_ + 1
+    passes.clear()
+    est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
+    # Without: the start's from the panel's X'X, one pass per iteration only.
+    assert len(passes) == est.n_iter_
 
 
 def test_columns_dropped_by_the_first_hessian_restrict_its_evaluation(monkeypatch):
@@ -292,7 +301,8 @@ def test_columns_dropped_by_the_first_hessian_restrict_its_evaluation(monkeypatc
         est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
     full = len(est.coef_) + 1
     # The start's sums on the full design serve the restricted one.
-    assert passes == [full] + [full - 1] * est.n_iter_
+    assert passes == [full - 1] * est.n_iter_
+    assert full == 5
     x = sm.add_constant(df[["x_ijk", "x_i", "x_jk"]].to_numpy())
     ref = sm.GLM(df["y"].to_numpy(), x, family=sm.families.Poisson()).fit(tol=1e-12)
     np.testing.assert_allclose(est.coef_[:3], ref.params[1:], rtol=1e-8)
@@ -393,3 +403,48 @@ def test_small_grid_runs_its_parts_on_the_calling_thread(monkeypatch):
     # The same parts give the same numbers, bit for bit.
     np.testing.assert_array_equal(default.coef_, asked.coef_)
     assert default.loglik_ == asked.loglik_
+
+
+@pytest.mark.parametrize("name", ["poisson", "logit", "linear"])
+def test_start_from_the_panels_gram_equals_a_pass(monkeypatch, name):
+    import panelglm
+    import panelglm._ident.reuse as reuse
+
+    cls, target, _ = FITS[name]
+    cls = getattr(panelglm, cls) if isinstance(cls, str) else cls
+    df = collinear_frame(seed=3)
+    data = PanelDesign(dims=DIMS).fit_transform(df[[*X_COLS, "x_clock"]])
+    seen = []
+    original = reuse.PassReuse._value_from_gram
+
+    def spy(self, problem, objective, coef0, eta0):
+        value = original(self, problem, objective, coef0, eta0)
+        seen.append((value, objective._loss_grad_hess(coef0)))
+        return value
+
+    monkeypatch.setattr(reuse.PassReuse, "_value_from_gram", spy)
+    cls().fit(data, df[target].to_numpy())
+    cls().fit(data, df[target].to_numpy())  # X'X kept by the panel
+    assert len(seen) == 2
+    for value, ref in seen:
+        np.testing.assert_allclose(value[0], ref[0], rtol=1e-12)
+        np.testing.assert_allclose(value[1], ref[1], rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(value[2], ref[2], rtol=1e-10, atol=1e-14)
+    assert len(reuse._PANEL_GRAMS[data]) == 1
+
+
+def test_panel_gram_once_per_panel_and_model(monkeypatch):
+    import panelglm._ident.reuse as reuse
+
+    made = []
+    original = reuse.weighted_gram
+    monkeypatch.setattr(
+        reuse, "weighted_gram", lambda *a, **kw: made.append(1) or original(*a, **kw)
+    )
+    df = panel_frame(seed=8)
+    data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
+    fits = [PanelPoissonRegressor().fit(data, df["y"].to_numpy()) for _ in range(3)]
+    assert made == [1]
+    np.testing.assert_array_equal(fits[0].coef_, fits[2].coef_)
+    PanelPoissonRegressor(fit_intercept=False).fit(data, df["y"].to_numpy())
+    assert made == [1, 1]  # another model, another X'X

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._model.factored import DenseBlock
-from .._util.threads import resolve_threads, run_parts
+from .._util.threads import resolve_threads, run_parts, threads_asked
 from .buffers import AccumulatorLayout, BufferPool
 
 try:  # built by pip from _sweep.c; numpy serves where it could not be built
@@ -175,8 +175,8 @@ class CompiledPass:
         # object, and this one needs only what it copies out of it here.
         self.family = kern.family.sweep_code
         self.n_parts = resolve_threads(n_threads)
-        # Threads asked for by number are all used.
-        small = n_threads is None and int(np.prod(kern.shape)) < MIN_PART_CELLS
+        # Threads asked for by number (the pass's, or its fit's) are all used.
+        small = not threads_asked(n_threads) and int(np.prod(kern.shape)) < MIN_PART_CELLS
         self.n_workers = 1 if small else self.n_parts
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).

@@ -281,11 +281,9 @@ class NumpyEngine:
         return merge(self._run(work, lambda: Accumulators(sp)))
 
     # --------------------------------------------------------- assembly
-    def gradient(self, acc: Accumulators) -> np.ndarray:
-        """``X' (w g)``: the family's score summed into coefficient space."""
+    def response_score(self) -> np.ndarray:
+        """``X' (w y)``: one pass of the response alone, kept for the engine's life."""
         sp = self.spec
-        if not sp.mean_trick:
-            return self.assembler.row_gradient(acc, 1)
         if self._wy_grad is None:
 
             def wy(row, s, e):
@@ -294,7 +292,13 @@ class NumpyEngine:
                     row *= sp.w[s:e]
 
             self._wy_grad = self.assembler.row_gradient(self.rows_pass(wy), 0)
-        return self._wy_grad - self.assembler.curvature_row(acc)
+        return self._wy_grad
+
+    def gradient(self, acc: Accumulators) -> np.ndarray:
+        """``X' (w g)``: the family's score summed into coefficient space."""
+        if not self.spec.mean_trick:
+            return self.assembler.row_gradient(acc, 1)
+        return self.response_score() - self.assembler.curvature_row(acc)
 
     def hessian(self, acc: Accumulators) -> np.ndarray:
         """``X' diag(curvature) X`` from a pass's accumulators."""

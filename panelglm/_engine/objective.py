@@ -131,6 +131,11 @@ class PenalizedObjective:
             self._counts = tally(p.y, p.m, p.w)
         return self._counts
 
+    def response_sum(self, func: Callable[[np.ndarray, np.ndarray | float], np.ndarray]) -> float:
+        """``sum w func(y, m)``: by the counts of ``y`` where it is small counts."""
+        p = self.problem
+        return y_sums([func], p.y, p.m, p.w, self._y_counts())[0]
+
     def _remember(self, beta: np.ndarray, total: float) -> None:
         # Only a float64 pass's sum is one the statistics would compute themselves.
         if self._float64:

@@ -182,7 +182,10 @@ class PanelGLMBase(
         # machine, cost more than the calls). So BLAS keeps one thread for the
         # whole fit, unless the P x P solve is large enough to gain from n_threads.
         threads = resolve_threads(self.n_threads)
-        with fit_threads(threads), blas_threads(1 if design.n_coef <= SMALL_SOLVE else threads):
+        with (
+            fit_threads(self.n_threads),
+            blas_threads(1 if design.n_coef <= SMALL_SOLVE else threads),
+        ):
             problem = self._problem(data, y, w)
             self._check_response(data, problem)
             # Separated cells and collinear coefficients are dropped around the solve.

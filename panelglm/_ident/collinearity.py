@@ -217,7 +217,7 @@ def _gram_engine(design: FactoredDesign, w: np.ndarray | None) -> NumpyEngine:
     return make_engine(design, GAUSSIAN, problem)
 
 
-def _column_sums(design: FactoredDesign) -> np.ndarray:
+def column_sums(design: FactoredDesign) -> np.ndarray:
     """``X' 1`` from the blocks alone, without a pass over the cells.
 
     Each level combination of a block's axes stands for the same number of cells.
@@ -254,7 +254,7 @@ def _chunked_gram(
         gram = gram_of(kern)
         return gram, np.diag(gram).copy()
     sums = (
-        _column_sums(design)
+        column_sums(design)
         if w is None
         else kern.assembler.row_gradient(kern.rows_pass(weights), 0)
     )

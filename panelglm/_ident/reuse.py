@@ -15,6 +15,7 @@ side of both.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,25 @@ import numpy as np
 
 from .._engine.problem import PanelProblem
 from .bounds import curvature_floor, predictor_range
-from .collinearity import gram_from_hessian, weighted_gram
+from .collinearity import column_sums, gram_from_hessian, weighted_gram
+
+# X'X of a model's full design on a panel without weights depends on the panel
+# and the model alone: it is kept per panel (up to _KEPT models, each of at
+# most _MAX_KEPT_COEF coefficients), so that later fits of the same model (a
+# grid search's) start without a pass over the cells.
+_PANEL_GRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_KEPT = 4
+_MAX_KEPT_COEF = 2048
+
+
+def panel_gram(data: Any, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """``make()`` (an ``X' X``) for the model ``key`` on ``data``, once per panel."""
+    grams = _PANEL_GRAMS.setdefault(data, {})
+    if key not in grams:
+        if len(grams) >= _KEPT:
+            grams.pop(next(iter(grams)))
+        grams[key] = make()
+    return grams[key]
 
 
 class PassReuse:
@@ -96,11 +115,55 @@ class PassReuse:
             c = -float(np.ravel(fam.grad_hess(np.zeros(1), eta0, problem.m)[1])[0])
         if not 2.0**-64 <= c <= 2.0**64:
             return objective, coef0, None
-        value = objective.loss_grad_hess(coef0)
+        value = self._value_from_gram(problem, objective, coef0, eta0)
+        if value is None:
+            value = objective.loss_grad_hess(coef0)
         hess = value[2]
         if not (isinstance(hess, np.ndarray) and np.all(np.isfinite(hess))):
             return objective, coef0, None
         return objective, coef0, value
+
+    def _value_from_gram(
+        self, problem: PanelProblem, objective: Any, coef0: np.ndarray, eta0: np.ndarray
+    ) -> tuple | None:
+        """``loss_grad_hess(coef0)`` from the panel's ``X' X``, without a pass over the cells.
+
+        Without weights, at a start where every cell's linear predictor is
+        ``eta0``: the curvature is one number ``c``, so the Hessian is
+        ``c X' X / N``; a canonical link's score is ``y - mean``, so the
+        gradient is ``-(X' y + g0 X' 1) / N`` with ``g0`` the score at
+        ``y = 0`` (``X' y`` is the pass over the response that the mean's
+        gradients need anyway); the loss is a sum over the response alone.
+        ``X' X`` is the panel's (:func:`panel_gram`). None where any of this
+        does not hold.
+        """
+        fam, design = self.family, self.design
+        engine = getattr(objective, "engine", None)
+        if (
+            problem.w is not None
+            or getattr(objective, "alpha", None) != 0.0
+            or not hasattr(engine, "response_score")
+            or not hasattr(objective, "response_sum")
+            or design.n_coef > _MAX_KEPT_COEF
+        ):
+            return None
+        e0 = float(eta0[0])
+        with np.errstate(all="ignore"):
+            g, h = fam.grad_hess(np.array([0.0, 1.0]), np.full(2, e0), problem.m)
+        g0, g1 = (float(v) for v in np.broadcast_to(g, (2,)))
+        c = -float(np.broadcast_to(h, (2,))[0])
+        if abs(g1 - g0 - 1.0) > 1e-12:  # the score is not y less the mean
+            return None
+        key = (tuple(self.names), tuple(self.spec.shifts.tolist()), self._center)
+        gram = panel_gram(self.data, key, lambda: weighted_gram(design, None, center=False)[0])
+        scale = 1.0 / objective.total_weight
+        total = objective.response_sum(
+            lambda v, m: np.broadcast_to(fam.loglik(v, e0, m), np.shape(v))
+        )
+        score = engine.response_score() + g0 * column_sums(design)
+        value = (-scale * total, -scale * score, (scale * c) * gram)
+        objective.remember(coef0, value)
+        return value
 
     def _first_objective(self, start: tuple, make_objective: Callable) -> tuple[Any, np.ndarray]:
         """The first solve's objective and start, from :meth:`_start`'s."""
