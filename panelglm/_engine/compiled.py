@@ -150,11 +150,9 @@ def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
     return arr.reshape(shape)
 
 
-# With the default threads, the parts of a pass over fewer cells than this run
-# one after the other on the calling thread: handing a part to another thread
-# and waiting for it costs more than the sweep of a small grid (a few thousand
-# cells take a tenth of a millisecond), and far more when other processes keep
-# the cores busy. The parts, and so the results, are the same.
+# With the default threads, the parts of a pass over fewer cells run one after
+# the other on the calling thread (the same parts, the same results): handing a
+# part to a thread costs more than the sweep of a small grid, far more on busy cores.
 MIN_PART_CELLS = 1 << 15
 
 
@@ -175,9 +173,8 @@ class CompiledPass:
         # object, and this one needs only what it copies out of it here.
         self.family = kern.family.sweep_code
         self.n_parts = resolve_threads(n_threads)
-        # Threads asked for by number (the pass's, or its fit's) are all used.
         small = not threads_asked(n_threads) and int(np.prod(kern.shape)) < MIN_PART_CELLS
-        self.n_workers = 1 if small else self.n_parts
+        self.n_workers = 1 if small else self.n_parts  # threads asked for are all used
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).
         self.columns = {
