@@ -34,8 +34,8 @@ _KEPT = 4
 _MAX_KEPT_COEF = 2048
 
 
-def panel_gram(data: Any, key: tuple, make: Callable[[], np.ndarray]) -> np.ndarray:
-    """``make()`` (an ``X' X``) for the model ``key`` on ``data``, once per panel."""
+def panel_gram(data: Any, key: tuple, make: Callable[[], tuple]) -> tuple:
+    """``make()`` (``X' X`` and ``X' 1``) for the model ``key`` on ``data``, once per panel."""
     grams = _PANEL_GRAMS.setdefault(data, {})
     if key not in grams:
         if len(grams) >= _KEPT:
@@ -155,12 +155,16 @@ class PassReuse:
         if abs(g1 - g0 - 1.0) > 1e-12:  # the score is not y less the mean
             return None
         key = (tuple(self.names), tuple(self.spec.shifts.tolist()), self._center)
-        gram = panel_gram(self.data, key, lambda: weighted_gram(design, None, center=False)[0])
+        gram, sums = panel_gram(
+            self.data,
+            key,
+            lambda: (weighted_gram(design, None, center=False)[0], column_sums(design)),
+        )
         scale = 1.0 / objective.total_weight
         total = objective.response_sum(
             lambda v, m: np.broadcast_to(fam.loglik(v, e0, m), np.shape(v))
         )
-        score = engine.response_score() + g0 * column_sums(design)
+        score = engine.response_score() + g0 * sums
         value = (-scale * total, -scale * score, (scale * c) * gram)
         objective.remember(coef0, value)
         return value
