@@ -31,7 +31,7 @@ from .collinearity import column_sums, gram_from_hessian, weighted_gram
 # grid search's) start without a pass over the cells.
 _PANEL_GRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _KEPT = 4
-_MAX_KEPT_COEF = 2048
+_MAX_KEPT_COEF = 1024
 
 
 def panel_gram(data: Any, key: tuple, make: Callable[[], tuple]) -> tuple:
