@@ -448,3 +448,37 @@ def test_panel_gram_once_per_panel_and_model(monkeypatch):
     np.testing.assert_array_equal(fits[0].coef_, fits[2].coef_)
     PanelPoissonRegressor(fit_intercept=False).fit(data, df["y"].to_numpy())
     assert made == [1, 1]  # another model, another X'X
+
+
+# ------------------------------------------- the counts of y in the pass for X'y
+@pytest.mark.parametrize("weighted", [False, True])
+def test_counts_of_y_are_taken_in_the_pass_for_xy(monkeypatch, weighted):
+    import panelglm._engine.objective as objective_module
+    from panelglm._model.statistics import tally
+
+    calls = []
+    original = objective_module.tally
+    monkeypatch.setattr(
+        objective_module, "tally", lambda *a: calls.append(1) or original(*a)
+    )
+    df = panel_frame(seed=9)
+    data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
+    y, w = df["y"].to_numpy(), df["w"].to_numpy() if weighted else None
+    seen = []
+    real = PenalizedObjective._y_counts
+
+    def spy(self):
+        out = real(self)
+        seen.append((self, out))
+        return out
+
+    monkeypatch.setattr(PenalizedObjective, "_y_counts", spy)
+    est = PanelPoissonRegressor().fit(data, y, sample_weight=w)
+    assert calls == []  # no pass of its own over y
+    obj, counts = seen[-1]
+    p = obj.problem
+    np.testing.assert_allclose(counts, tally(p.y, p.m, p.w), rtol=1e-14)
+    # float32 work keeps its own pass (its y is the float64 one).
+    PanelPoissonRegressor(dtype="float32").fit(data, y, sample_weight=w)
+    assert calls == [1]
+    assert est.converged_

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._model.factored import FactoredDesign
 from .._model.families import Family, profiled_gaussian_loglik
-from .._model.statistics import tally, y_sums
+from .._model.statistics import merge_tallies, tally, tally_part, y_sums
 from .engines import PassEngine, make_engine
 from .problem import FitStatistics, PanelProblem
 
@@ -128,8 +128,26 @@ class PenalizedObjective:
         """The response tallied by value (:func:`~panelglm._model.statistics.tally`), once."""
         if self._counts is True:
             p = self.problem
-            self._counts = tally(p.y, p.m, p.w)
+            if self._counts_with_response_score():
+                # X'(w y), which the mean's gradients need, is one pass over y
+                # too: the counts are taken in its chunks, on its threads.
+                parts: dict[int, np.ndarray | None] = {}
+                self.engine.response_score(lambda y, w, s: parts.__setitem__(s, tally_part(y, w)))
+                self._counts = merge_tallies([parts[s] for s in sorted(parts)])
+            else:
+                self._counts = tally(p.y, p.m, p.w)
         return self._counts
+
+    def _counts_with_response_score(self) -> bool:
+        """Whether the counts of y are still to take, in the pass for ``X'(w y)``."""
+        spec = getattr(self.engine, "spec", None)
+        return (
+            self._counts is True
+            and self._float64
+            and np.ndim(self.problem.m) == 0
+            and getattr(spec, "mean_trick", False)
+            and not self.engine.has_response_score
+        )
 
     def response_sum(self, func: Callable[[np.ndarray, np.ndarray | float], np.ndarray]) -> float:
         """``sum w func(y, m)``: by the counts of ``y`` where it is small counts."""
@@ -182,6 +200,8 @@ class PenalizedObjective:
         self._last_point = (np.array(beta, dtype=np.float64), value)
 
     def _loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        if self._counts_with_response_score():
+            self._y_counts()  # the gradient's X'(w y) and the counts of y in one pass
         total, score, info = self.engine.loss_grad_hess(beta)
         self._remember(beta, total)
         if not np.isfinite(total):
