@@ -458,9 +458,7 @@ def test_counts_of_y_are_taken_in_the_pass_for_xy(monkeypatch, weighted):
 
     calls = []
     original = objective_module.tally
-    monkeypatch.setattr(
-        objective_module, "tally", lambda *a: calls.append(1) or original(*a)
-    )
+    monkeypatch.setattr(objective_module, "tally", lambda *a: calls.append(1) or original(*a))
     df = panel_frame(seed=9)
     data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
     y, w = df["y"].to_numpy(), df["w"].to_numpy() if weighted else None
@@ -482,3 +480,48 @@ def test_counts_of_y_are_taken_in_the_pass_for_xy(monkeypatch, weighted):
     PanelPoissonRegressor(dtype="float32").fit(data, y, sample_weight=w)
     assert calls == [1]
     assert est.converged_
+
+
+def _screen_grams(monkeypatch):
+    import panelglm._ident.reuse as reuse
+
+    grams = []
+    original = reuse.weighted_gram
+
+    def counted(*args, **kw):
+        grams.append("panel" if kw else "screen")
+        return original(*args, **kw)
+
+    monkeypatch.setattr(reuse, "weighted_gram", counted)
+    return grams
+
+
+@pytest.mark.parametrize("case", ["constant", "dwarfed"])
+def test_columns_the_hessian_cannot_centre_go_to_the_gram_pass(monkeypatch, case):
+    import panelglm._ident.reuse as reuse
+
+    df = panel_frame(seed=11)
+    rng = np.random.default_rng(11)
+    w = None
+    if case == "constant":  # collinear with the intercept: spread 0
+        df["x_odd"] = 5.0
+    else:  # mean 10 times its spread unweighted (not shifted), more weighted
+        df["x_odd"] = 9.8 + rng.uniform(-0.5, 0.5, size=len(df))
+        w = np.where(df["x_odd"] > 9.8, 50.0, 0.1)
+    cols = [*X_COLS, "x_odd"]
+    fits = {}
+    for only_gram in (False, True):
+        grams = _screen_grams(monkeypatch)
+        if only_gram:
+            monkeypatch.setattr(reuse, "gram_from_hessian", lambda *a: None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = PanelPoissonRegressor(dims=DIMS).fit(df[cols], df["y"], sample_weight=w)
+        fits[only_gram] = (est, sorted(str(c.message) for c in caught), grams)
+        monkeypatch.undo()
+    (est, msgs, grams), (ref, ref_msgs, _) = fits[False], fits[True]
+    assert grams.count("screen") == 1  # the Hessian declined: the Gram pass ran
+    assert est.collinear_names_ == ref.collinear_names_
+    assert est.collinear_names_ == (["x_odd"] if case == "constant" else [])
+    assert msgs == ref_msgs
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-8, equal_nan=True)

@@ -178,8 +178,9 @@ def gram_from_hessian(
     center : bool
         Whether to centre the dense blocks after the first.
     column_range : dict of str to (float, float)
-        Smallest and largest value of cell-level columns, by name (a
-        cell-level column without an entry is read).
+        Smallest and largest value of numeric columns over the observed
+        cells, by name (a block with a column without an entry is read);
+        a spread no larger than the block's only makes the check stricter.
 
     Returns
     -------
@@ -194,11 +195,10 @@ def gram_from_hessian(
         return None
     means = sums / sum_w
     shift = np.zeros(design.n_coef)
-    every = tuple(range(design.ndim))
     for i, (blk, sl) in enumerate(zip(design.blocks, design.slices(), strict=True)):
         if i == 0 or not isinstance(blk, DenseBlock):
             continue
-        if blk.axes == every and all(n in column_range for n in blk.names):
+        if all(n in column_range for n in blk.names):  # no read of the block's values
             spread = np.array([column_range[n][1] - column_range[n][0] for n in blk.names])
         else:
             axes = tuple(range(blk.values.ndim - 1))
