@@ -6,11 +6,14 @@ Two screens reuse the solve's work where their result is implied by it:
   when every cell has the same curvature at the start (see
   :func:`~panelglm._ident.collinearity.gram_from_hessian`), and that first
   evaluation is then Newton's own;
+* without weights, that first evaluation itself needs no pass over the
+  cells: ``X' X`` of the model's design is kept per panel, and the rest are
+  sums over the response (:meth:`PassReuse._value_from_gram`);
 * the separation screen after the solve is settled by a bound on the next
   Newton step when it can be (see :mod:`panelglm._ident.bounds`).
 
 :class:`PassReuse` holds the :class:`~panelglm._ident.identification.Identifier`'s
-side of both.
+side of these.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class PassReuse:
     """The identifier's reuse of the solver's passes (a mixin of ``Identifier``).
 
     It reads the identifier's ``spec``, ``data``, ``design``, ``family``,
-    ``kept`` and ``_center``, and keeps the columns' extremes in ``_ranges``.
+    ``names``, ``kept`` and ``_center``, and keeps the columns' extremes in
+    ``_ranges``.
     """
 
     _ranges: dict[str, tuple[float, float]] | None
@@ -164,6 +168,8 @@ class PassReuse:
         total = objective.response_sum(
             lambda v, m: np.broadcast_to(fam.loglik(v, e0, m), np.shape(v))
         )
+        if not np.isfinite(total):
+            return None  # the pass says what the solver makes of it
         score = engine.response_score() + g0 * sums
         value = (-scale * total, -scale * score, (scale * c) * gram)
         objective.remember(coef0, value)
