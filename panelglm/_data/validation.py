@@ -219,7 +219,12 @@ def check_target(y: Any, data: Any) -> np.ndarray:
         raise ValueError(
             f"y must be one-dimensional with {n} values (one per row), got shape {np.shape(arr)}."
         )
-    bad = np.flatnonzero(~np.isfinite(arr))
+    # A NaN or an infinity makes the sum NaN or infinite: one pass without
+    # temporaries clears the usual target (an overflowing sum of finite
+    # values only sends it to the search, which then finds nothing).
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(np.add.reduce(arr, dtype=np.float64))
+    bad = np.flatnonzero(~np.isfinite(arr)) if not finite else np.empty(0, np.intp)
     if bad.size:
         what = "missing (NaN)" if np.isnan(arr[bad[0]]) else "infinite"
         raise ValueError(

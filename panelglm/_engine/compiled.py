@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._model.factored import DenseBlock
-from .._util.threads import resolve_threads, run_parts
+from .._util.threads import resolve_threads, run_parts, threads_asked
 from .buffers import AccumulatorLayout, BufferPool
 
 try:  # built by pip from _sweep.c; numpy serves where it could not be built
@@ -150,11 +150,18 @@ def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
     return arr.reshape(shape)
 
 
+# With the default threads, the parts of a pass over fewer cells run one after
+# the other on the calling thread (the same parts, the same results): handing a
+# part to a thread costs more than the sweep of a small grid, far more on busy cores.
+MIN_PART_CELLS = 1 << 15
+
+
 class CompiledPass:
     """The ops of a kernel's passes, laid out once; descriptions are written per pass.
 
     A pass is split into ``n_threads`` ranges of the first axis (None: as
-    many as the process has cores), each with its own accumulators, summed
+    many as the process has cores, run on one thread below
+    :data:`MIN_PART_CELLS` cells), each with its own accumulators, summed
     in a fixed order: for a given number of threads, results do not depend
     on how the threads are scheduled. The sweep releases the GIL and, unlike
     numpy's passes (see ``_util.threads.MAX_THREADS``), is bound by arithmetic,
@@ -166,6 +173,8 @@ class CompiledPass:
         # object, and this one needs only what it copies out of it here.
         self.family = kern.family.sweep_code
         self.n_parts = resolve_threads(n_threads)
+        small = not threads_asked(n_threads) and int(np.prod(kern.shape)) < MIN_PART_CELLS
+        self.n_workers = 1 if small else self.n_parts  # threads asked for are all used
         nd, plan, design = len(kern.shape), kern.plan, kern.design
         # Small blocks' columns, each contiguous (the sweep gathers strided ones).
         self.columns = {
@@ -215,7 +224,7 @@ class CompiledPass:
             lambda s=s, e=e: _sweep.sweep(head, operands, s, e, False)
             for s, e in self._parts(kern)
         ]
-        return float(sum(run_parts(jobs, len(jobs))))
+        return float(sum(run_parts(jobs, self.n_workers)))
 
     def full(self, kern: PassSpec, small, cell) -> Accumulators:
         """Loss and every accumulator of a pass, as the numpy pass's ``full_pass`` gives them.
@@ -253,7 +262,7 @@ class CompiledPass:
                     lambda c=c, s=s, e=e: _sweep.sweep(c[0], c[1], s, e, True)
                     for c, (s, e) in zip(calls, parts, strict=True)
                 ],
-                len(parts),
+                self.n_workers,
             )
             summed = slot.summed
             np.copyto(summed, self._private[0])

@@ -164,6 +164,10 @@ def _join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[flo
     return total, out
 
 
+def _combined(combine: Callable[[list], Any], *parts: Any) -> Any:
+    return combine(list(parts))
+
+
 def _add(*parts: Any) -> Any:
     """The sum of partial results: numbers, arrays, or tuples of them."""
     first = parts[0]
@@ -267,9 +271,13 @@ class DaskEngine:
             self._spec = PassSpec.build(stand_in, plan, family, None, None, 1.0, None, dtype)
             self._assembler = Assembler(self._spec)
 
-    def _sum(self, method: str, *args: Any) -> Any:
+    def _sum(
+        self, method: str | None, *args: Any, combine: Callable[[list], Any] | None = None
+    ) -> Any:
+        """The slabs' results of ``method`` added (or ``combine``d, in the slabs' order)."""
         delayed = self._dask.delayed
-        run, add = delayed(_run_slab), delayed(_add)
+        run = delayed(_run_slab)
+        add = delayed(_add) if combine is None else delayed(functools.partial(_combined, combine))
         parts = [
             run(self._skeleton, lo, hi, method, args, *(b[k] for b in self._blocks.values()))
             for k, (lo, hi) in enumerate(self.slabs)
@@ -356,13 +364,18 @@ class DaskEngine:
         """``fn(sub_problem, eta)`` summed over the slabs (and each slab's chunks)."""
         return self._sum("chunk_sums", beta, fn)
 
-    def slab_sums(self, fn: Callable[[FactoredDesign, PanelProblem], Any]) -> Any:
+    def slab_sums(
+        self,
+        fn: Callable[[FactoredDesign, PanelProblem], Any],
+        combine: Callable[[list], Any] | None = None,
+    ) -> Any:
         """``fn(design, problem)`` of every slab, summed (numbers, arrays or tuples).
 
         ``fn`` runs in the tasks: a module-level function or a partial of one,
-        so that a cluster's workers can receive it.
+        so that a cluster's workers can receive it. ``combine(parts)``, if
+        given, joins results in the slabs' order instead of adding them.
         """
-        return self._sum(None, fn)
+        return self._sum(None, fn, combine=combine)
 
     def release(self) -> None:
         """Nothing is kept on the client between passes."""

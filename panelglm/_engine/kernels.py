@@ -291,20 +291,37 @@ class NumpyEngine:
         return merge(self._run(work, lambda: Accumulators(sp)))
 
     # --------------------------------------------------------- assembly
-    def gradient(self, acc: Accumulators) -> np.ndarray:
-        """``X' (w g)``: the family's score summed into coefficient space."""
+    @property
+    def has_response_score(self) -> bool:
+        """Whether :meth:`response_score` is known (no pass left to take for it)."""
+        return self._wy_grad is not None
+
+    def response_score(self, visit=None) -> np.ndarray:
+        """``X' (w y)``: one pass of the response alone, kept for the engine's life.
+
+        ``visit(y, w, s)``, if given, is called with each chunk of the
+        response and weights (first-axis positions from ``s``) while it is at
+        hand: other sums over the response alone share the pass.
+        """
         sp = self.spec
-        if not sp.mean_trick:
-            return self.assembler.row_gradient(acc, 1)
         if self._wy_grad is None:
 
             def wy(row, s, e):
-                np.copyto(row, _rows(sp.y, s, e))
+                y = _rows(sp.y, s, e)
+                np.copyto(row, y)
                 if sp.w is not None:
                     row *= sp.w[s:e]
+                if visit is not None:
+                    visit(y, None if sp.w is None else sp.w[s:e], s)
 
             self._wy_grad = self.assembler.row_gradient(self.rows_pass(wy), 0)
-        return self._wy_grad - self.assembler.curvature_row(acc)
+        return self._wy_grad
+
+    def gradient(self, acc: Accumulators) -> np.ndarray:
+        """``X' (w g)``: the family's score summed into coefficient space."""
+        if not self.spec.mean_trick:
+            return self.assembler.row_gradient(acc, 1)
+        return self.response_score() - self.assembler.curvature_row(acc)
 
     def hessian(self, acc: Accumulators) -> np.ndarray:
         """``X' diag(curvature) X`` from a pass's accumulators."""

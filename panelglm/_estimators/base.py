@@ -200,7 +200,10 @@ class PanelGLMBase(
         # machine, cost more than the calls). So BLAS keeps one thread for the
         # whole fit, unless the P x P solve is large enough to gain from n_threads.
         threads = resolve_threads(self.n_threads)
-        with fit_threads(threads), blas_threads(1 if design.n_coef <= SMALL_SOLVE else threads):
+        with (
+            fit_threads(self.n_threads),
+            blas_threads(1 if design.n_coef <= SMALL_SOLVE else threads),
+        ):
             problem = self._problem(data, y, w)
             self._check_response(data, problem)
             # Separated cells and collinear coefficients are dropped around the solve.
@@ -215,9 +218,12 @@ class PanelGLMBase(
                 collinear=self.collinear,
                 wording=self._separation_wording,
             )
-            objective, result = self._identified_fit(ident, spec, problem)
-            self._set_identification(ident, data, spec, order)
-            self._set_results(spec, order, objective, result, problem)
+            try:
+                objective, result = self._identified_fit(ident, spec, problem)
+                self._set_identification(ident, data, spec, order)
+                self._set_results(spec, order, objective, result, problem)
+            finally:
+                self._null_known = None  # it holds the fit's arrays
         return layout
 
     def _lazy_unsupported(self) -> str | None:
@@ -257,7 +263,7 @@ class PanelGLMBase(
         )
         coef0 = np.zeros(design.n_coef)
         if spec.has_intercept:
-            coef0[0] = null_intercept(self.family, problem)
+            coef0[0] = self._null_intercept(problem)
         return objective, coef0
 
     def _solve(self, objective: PenalizedObjective, coef0: np.ndarray) -> Any:
@@ -345,7 +351,7 @@ class PanelGLMBase(
         model is the intercept alone, with the same offset, trials and weights,
         whether or not the model has an intercept (as statsmodels).
         """
-        intercept0 = null_intercept(self.family, problem)
+        intercept0 = self._null_intercept(problem)
         if type(self)._loglik is PanelGLMBase._loglik:
             return objective.fit_statistics(beta, intercept0)
         additive = self.family.dispersion != "profiled"
@@ -363,6 +369,20 @@ class PanelGLMBase(
             loglik = profiled_gaussian_loglik(dev, problem.sum_w)
             loglik0 = profiled_gaussian_loglik(dev0, problem.sum_w)
         return FitStatistics(dev, loglik, dev0, loglik0)
+
+    def _null_intercept(self, problem: PanelProblem) -> float:
+        """:func:`null_intercept`, once per problem, weights and family of a fit.
+
+        Newton's start and the statistics' null model ask for the same one;
+        it is a pass over the response. :meth:`_fit_panel` lets go of it.
+        """
+        key = (problem, problem.w, self.family)
+        known = getattr(self, "_null_known", None)
+        if known is not None and all(a is b for a, b in zip(known[0], key, strict=True)):
+            return known[1]
+        value = null_intercept(self.family, problem)
+        self._null_known = (key, value)
+        return value
 
     def _loglik(self, problem: PanelProblem, eta: np.ndarray) -> float:
         w = 1.0 if problem.w is None else problem.w

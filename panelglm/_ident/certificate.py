@@ -11,6 +11,7 @@ pointing to the boundary on the separated cells.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from .._engine.objective import PanelProblem
 from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._util.lazy import is_lazy
+from .bounds import settled_without_pass
 from .collinearity import null_space_basis
 from .separation import boundary_signs
 
@@ -56,6 +58,7 @@ def separating_cells(
     hess: np.ndarray,
     priority: np.ndarray,
     objective: Any = None,
+    curvature_floor: Callable[[], float] | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
     """Cells separated by a direction of the coefficients, certified exactly.
 
@@ -74,6 +77,11 @@ def separating_cells(
     objective : PenalizedObjective, optional
         The solve's objective; when given, Newton's last step is screened
         chunk by chunk on it, without an array over all cells.
+    curvature_floor : callable, optional
+        ``curvature_floor()``: a lower bound of the curvature ``-w h`` over
+        the cells of positive weight at the solution, 0.0 if none is known
+        (:mod:`panelglm._ident.bounds`); with ``objective``, the screen of
+        Newton's last step is settled from it when it can be, without a pass.
 
     Returns
     -------
@@ -88,13 +96,23 @@ def separating_cells(
     """
     if family.separation is None:
         return None, None, False
+    exact = True
     try:
         # As in the solver: Cholesky's accuracy does not suffer from the
         # columns' scales (a timestamp next to an intercept), a generic
         # condition estimate would.
         step = -scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), grad)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        step = -scipy.linalg.lstsq(hess, grad)[0]
+        step, exact = -scipy.linalg.lstsq(hess, grad)[0], False
+    if (
+        objective is not None
+        and curvature_floor is not None
+        and exact
+        and settled_without_pass(grad, step, objective.total_weight, curvature_floor, STEP_TRIGGER)
+    ):
+        # No cell's linear predictor moves by half the trigger (the bound of
+        # panelglm._ident.bounds): the pass below would find none.
+        return None, None, False
     if objective is not None and not _pushes_to_boundary(objective, family, step):
         return None, None, False  # the common case, settled without N-sized arrays
     if is_lazy(problem.y):

@@ -146,13 +146,79 @@ class _Centring:
         return gram, np.diag(gram) + self.sum_w * self.shift**2
 
 
+def gram_from_hessian(
+    design: FactoredDesign,
+    hess: np.ndarray,
+    center: bool,
+    column_range: dict[str, tuple[float, float]],
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`weighted_gram` from a Hessian that is a positive constant times ``X' W X``.
+
+    Newton's Hessian at a start where every cell has the same curvature
+    ``c > 0`` (a canonical link, the intercept alone, no offset, one number
+    of trials) is ``c X' W X / sum(w)``. Both of :func:`independent_columns`'s
+    decisions are the same for any positive multiple of the Gram matrix (it
+    scales the matrix to a unit diagonal), and so are the uncentred
+    diagonal's uses (zero or not, relative sizes); the centring is linear in
+    the matrix. So the Hessian serves as the Gram matrix, without its pass.
+
+    The dense columns after the intercept are centred in the matrix, as
+    :class:`_Centring` does for a cell-level column; the intercept's row
+    holds their weighted sums. Where a column's weighted mean may dwarf its
+    spread (see :func:`~panelglm._model.shifts.dwarfs`), that would lose
+    digits, and :class:`_Centring` centres a copy of the block instead: None
+    is returned, for the Gram pass to run.
+
+    Parameters
+    ----------
+    design : FactoredDesign
+        The design the Hessian is of; its first block is the intercept when
+        ``center``.
+    hess : ndarray of shape (P, P)
+        The Hessian.
+    center : bool
+        Whether to centre the dense blocks after the first.
+    column_range : dict of str to (float, float)
+        Smallest and largest value of numeric columns over the observed
+        cells, by name (a block with a column without an entry is read);
+        a spread no larger than the block's only makes the check stricter.
+
+    Returns
+    -------
+    (gram, diag) or None
+        As :func:`weighted_gram`, each in the Hessian's units.
+    """
+    diag = np.diag(hess).copy()
+    if not center:
+        return hess, diag
+    sums, sum_w = hess[:, 0], float(hess[0, 0])
+    if not sum_w > 0:
+        return None
+    means = sums / sum_w
+    shift = np.zeros(design.n_coef)
+    for i, (blk, sl) in enumerate(zip(design.blocks, design.slices(), strict=True)):
+        if i == 0 or not isinstance(blk, DenseBlock):
+            continue
+        if all(n in column_range for n in blk.names):  # no read of the block's values
+            spread = np.array([column_range[n][1] - column_range[n][0] for n in blk.names])
+        else:
+            axes = tuple(range(blk.values.ndim - 1))
+            spread = np.max(blk.values, axis=axes) - np.min(blk.values, axis=axes)
+        # A constant column (spread 0) is one, and is left to the Gram pass too.
+        if not np.all(np.isfinite(spread)) or np.any(dwarfs(means[sl], spread)):
+            return None
+        shift[sl] = means[sl]
+    gram = hess + sum_w * np.outer(shift, shift) - np.outer(shift, sums) - np.outer(sums, shift)
+    return gram, diag
+
+
 def _gram_engine(design: FactoredDesign, w: np.ndarray | None) -> NumpyEngine:
     # No response: the Gaussian curvature is the weight itself, whatever y is.
     problem = PanelProblem(tuple(design.shape), y=np.zeros(()), m=1.0, w=w)
     return make_engine(design, GAUSSIAN, problem)
 
 
-def _column_sums(design: FactoredDesign) -> np.ndarray:
+def column_sums(design: FactoredDesign) -> np.ndarray:
     """``X' 1`` from the blocks alone, without a pass over the cells.
 
     Each level combination of a block's axes stands for the same number of cells.
@@ -189,7 +255,7 @@ def _chunked_gram(
         gram = gram_of(kern)
         return gram, np.diag(gram).copy()
     if w is None:
-        sums = _column_sums(design)
+        sums = column_sums(design)
     elif is_lazy(w):
         # X'w as the Gaussian score at y = 1, beta = 0: one pass of the Dask tasks.
         ones = PanelProblem(tuple(design.shape), y=np.ones(()), m=1.0, w=w)

@@ -42,8 +42,8 @@ from .collinearity import (
     describe_dropped,
     independent_columns,
     priority_order,
-    weighted_gram,
 )
+from .reuse import PassReuse
 from .separation import (
     SeparatedLevels,
     UnobservedLevels,
@@ -116,7 +116,7 @@ def _count(rows: np.ndarray) -> int:
     return int(compute(rows.sum())[0]) if is_lazy(rows) else int(np.count_nonzero(rows))
 
 
-class Identifier:
+class Identifier(PassReuse):
     """Decides which coefficients and cells a fit uses, and runs the solve.
 
     Parameters
@@ -172,8 +172,9 @@ class Identifier:
         n = design.n_coef
         self.names = [""] * n
         self.kinds = [""] * n
+        user_names = spec.names  # a property that builds the list: read once
         for u, i in enumerate(order):
-            self.names[i] = spec.names[u]
+            self.names[i] = user_names[u]
             self.kinds[i] = user_kinds[u]
         user_position = np.empty(n, dtype=np.intp)
         user_position[order] = np.arange(n)
@@ -184,6 +185,7 @@ class Identifier:
         self.unobserved: list[UnobservedLevels] = []
         self.separated: np.ndarray | None = None
         self._reported = np.zeros(n, dtype=bool)
+        self._ranges: dict[str, tuple[float, float]] | None = None
 
     # ----------------------------------------------------------- screening
     def _drop_cells(self, problem: PanelProblem, cells: np.ndarray, culprit: str) -> None:
@@ -204,13 +206,16 @@ class Identifier:
         self.separated = cells if self.separated is None else self.separated | cells
         self._check_not_all_boundary(problem)
 
-    def _collinearity(self, problem: PanelProblem, quiet: bool = False) -> list[str]:
+    def _collinearity(
+        self, problem: PanelProblem, quiet: bool = False, hess: np.ndarray | None = None
+    ) -> list[str]:
         """Set ``kept``; warn about (or reject) newly collinear coefficients.
 
         With ``quiet``, the new ones are returned for the caller's message
-        instead (they are a consequence of dropping separated cells).
+        instead (they are a consequence of dropping separated cells). For
+        ``hess`` see :meth:`_gram`.
         """
-        gram, self._gram_diag = weighted_gram(self.design, problem.w, self._center)
+        gram, self._gram_diag = self._gram(problem, hess)
         kept = independent_columns(gram, self.priority)
         # Only covariates are the user's to hear about. Redundant fixed-effect
         # columns (nested effects, a reference level without rows, panels in
@@ -241,6 +246,9 @@ class Identifier:
         )
         return names
 
+    def _restricted_design(self) -> FactoredDesign:
+        return restrict_design(self.design, self.kept)
+
     @staticmethod
     def _unidentified(names: list[str]) -> str:
         if not names:
@@ -248,18 +256,20 @@ class Identifier:
         shown = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
         return f" Without them the rows left cannot identify {shown}, reported as NaN."
 
-    def screen(self, problem: PanelProblem) -> None:
+    def screen(
+        self, problem: PanelProblem, make_objective: Callable | None = None
+    ) -> tuple | None:
         """Drop separated fixed-effect levels, then collinear coefficients.
 
-        Parameters
-        ----------
-        problem : PanelProblem
-            Its weights are replaced when cells are dropped.
+        ``problem``'s weights are replaced when cells are dropped. With
+        ``make_objective`` (as in :meth:`fit`) the collinearity screen may
+        read Newton's first Hessian; :meth:`_start`'s result is returned for
+        :meth:`fit` to reuse (None if nothing was made).
         """
         if self.fit_intercept or self.active:
             self._check_not_all_boundary(problem)
         if not self.active:
-            return
+            return None
         self.unobserved = unobserved_levels(self.spec, self.data, problem)
         boundary = (self.wording.low, self.wording.high)
         levels, cells, messages = separated_levels(
@@ -267,10 +277,16 @@ class Identifier:
         )
         # Collinearity in the data as given is the user's to hear about; what
         # only the dropping of separated cells makes unidentifiable is told
-        # with the separation.
-        self._collinearity(problem)
+        # with the separation. Where no cells are dropped the problem is the
+        # solve's, and Newton's first Hessian may serve as the Gram matrix.
+        start = None
+        if cells is None and make_objective is not None:
+            start = self._start(problem, make_objective)
+        self._collinearity(
+            problem, hess=None if start is None or start[2] is None else start[2][2]
+        )
         if cells is None:
-            return
+            return start
         self.levels = levels
         self._drop_cells(problem, cells, "the levels of " + "; ".join(messages))
         unidentified = self._collinearity(problem, quiet=True)
@@ -282,6 +298,7 @@ class Identifier:
             + self._unidentified(unidentified),
             SeparationWarning,
         )
+        return None
 
     # --------------------------------------------------------------- solve
     def _covariate_separation(
@@ -297,6 +314,7 @@ class Identifier:
             result.hess,
             kept_priority,
             objective if hasattr(objective, "chunk_sums") else None,
+            self._curvature_floor(objective, problem, result.coef),
         )
         involved = self._involved(gamma) if gamma is not None else []
         if suspicious:
@@ -367,11 +385,14 @@ class Identifier:
             The solution over the kept coefficients; :func:`expand` and
             :func:`embed` place its vectors and matrices among all of them.
         """
-        self.screen(problem)
+        start = self.screen(problem, make_objective)
         n_iter = 0
         for round_ in range(MAX_ROUNDS + 1):
-            design = restrict_design(self.design, self.kept)
-            objective, coef0 = make_objective(design)
+            if round_ == 0 and start is not None:
+                objective, coef0 = self._first_objective(start, make_objective)
+            else:
+                design = restrict_design(self.design, self.kept)
+                objective, coef0 = make_objective(design)
             result = solve(objective, coef0)
             n_iter += result.n_iter
             if (

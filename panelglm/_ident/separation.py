@@ -81,8 +81,14 @@ def check_not_all_boundary(family: Family, problem: PanelProblem) -> None:
     if family.separation == "both":
         sides.append((problem.m, "equal to the number of trials"))
     for bound, what in sides:
-        off = np.broadcast_to(y != bound, y.shape)  # cells off this boundary
-        if not (off.any() if obs is None else np.any(off & obs)):
+        if obs is None and np.ndim(bound) == 0:
+            # Every cell counts: some is off the boundary unless the (finite)
+            # y's extremes both sit on it; two reductions, no boolean grid.
+            off_any = bool(y.size) and bool(np.min(y) != bound or np.max(y) != bound)
+        else:
+            off = np.broadcast_to(y != bound, y.shape)  # cells off this boundary
+            off_any = bool(off.any() if obs is None else np.any(off & obs))
+        if not off_any:
             raise ValueError(
                 f"The target y is {what} on every row (of positive weight): the "
                 f"{family.name} model's intercept would be infinite, so it has no maximum "

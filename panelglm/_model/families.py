@@ -108,8 +108,19 @@ def _poisson_const(y: Array, m: Array) -> Array:
     return -gammaln(y + 1.0)
 
 
+def _has_values(y: Array) -> bool:
+    # A Dask array's size is NaN (true) where its chunks are unknown (masked).
+    size = getattr(y, "size", None)
+    return bool(np.size(y) if size is None else size)
+
+
+def _below_zero(y: Array) -> bool:
+    # The smallest value, without a boolean array of y's size (y is finite here).
+    return _has_values(y) and bool(np.min(y) < 0)
+
+
 def _poisson_check(y: Array, m: Array) -> str | None:
-    if np.any(y < 0):
+    if _below_zero(y):
         return "must be non-negative for the Poisson family"
     return None
 
@@ -192,9 +203,9 @@ def _binomial_null(y: Array, off: Array, m: Array, w: Array) -> float:
 
 
 def _binomial_check(y: Array, m: Array) -> str | None:
-    if np.any(y < 0):
+    if _below_zero(y):
         return "must be non-negative for the binomial family"
-    if np.any(y > m):
+    if _has_values(y) and (np.max(y) > m if np.ndim(m) == 0 else np.any(y > m)):
         return "must not exceed the number of trials (1 unless a trials column is given)"
     return None
 

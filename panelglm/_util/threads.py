@@ -84,6 +84,17 @@ _FIT_THREADS: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 
 
+# Whether the fit running in this context was given its threads by number.
+_FIT_THREADS_ASKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "panelglm_fit_threads_asked", default=False
+)
+
+
+def threads_asked(n_threads: int | None) -> bool:
+    """Whether a pass's threads were asked for by number: its own, or its fit's."""
+    return n_threads is not None or _FIT_THREADS_ASKED.get()
+
+
 def resolve_threads(n_threads: int | None) -> int:
     """The threads a pass runs on: ``n_threads``; for None the fit's, or the available cores."""
     check_threads(n_threads)
@@ -102,9 +113,11 @@ def fit_threads(n_threads: int | None):
     the estimator's parameter without each layer passing it on.
     """
     token = _FIT_THREADS.set(resolve_threads(n_threads))
+    asked = _FIT_THREADS_ASKED.set(n_threads is not None)
     try:
         yield
     finally:
+        _FIT_THREADS_ASKED.reset(asked)
         _FIT_THREADS.reset(token)
 
 
