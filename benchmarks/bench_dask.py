@@ -144,9 +144,9 @@ def _timed_passes() -> list:
     engine = dask_engine.DaskEngine
     real_sum, real_acc = engine._sum, engine._accumulate
 
-    def timed_sum(self, method, *args):
+    def timed_sum(self, method, *args, **kwargs):
         start = time.perf_counter()
-        out = real_sum(self, method, *args)
+        out = real_sum(self, method, *args, **kwargs)
         passes.append((method or "slab_sums", time.perf_counter() - start))
         return out
 
@@ -279,6 +279,8 @@ def main() -> None:
         result = fit(args.store, args.workers, args.memory_limit)
     else:
         result = memory(args.store, args.customers)
+    # Other work on the machine slows every number: the load during the run says how much.
+    result["load_average_1min_at_end"] = os.getloadavg()[0]
     line = json.dumps(result)
     print(line)
     if args.out:
