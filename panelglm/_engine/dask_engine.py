@@ -1,16 +1,23 @@
-"""The pass engine of a panel held as Dask arrays: each slab's sums as a task, reduced in a tree.
+"""The pass engine of a panel held as Dask arrays: each slab's sums as a task, joined in a tree.
 
 A Dataset whose cell-level variables are Dask arrays gives a problem and a
 design whose cell-level arrays are lazy (:mod:`panelglm._util.lazy`);
 everything else (dimension-level blocks, the offset over fewer axes, the
 family) is small. :class:`DaskEngine` cuts the grid along its first axis at
 the Dask chunks, and every pass becomes one task per slab: the task receives
-the slab's cell arrays, builds the in-memory engine of the slab (compiled or
-numpy, :func:`~panelglm._engine.engines.make_engine`) and returns its sums,
-which tasks of fan-in ``FAN_IN`` add up. Only those sums (a number, a
-P-vector, a P x P matrix) reach the client; the Newton loop, the P x P solve
-and the line search stay there. The tasks run on whatever scheduler is
-active: the threaded default, or a ``dask.distributed.Client``.
+the slab's cell arrays and runs the in-memory engine of the slab (the
+compiled sweep where it is built, else numpy) under the whole grid's plan.
+
+A full pass's slab leaves its *accumulators*, the small arrays the in-memory
+engines assemble into a gradient and a Hessian; tasks of fan-in ``FAN_IN``
+join them (side by side along the first axis where they span it, added
+elsewhere) and the client assembles the joined ones once. Assembling per slab
+would repeat, for every slab, the work on the levels of the other dimensions
+(a product x week block's), which does not shrink with the slab. Other
+passes (the loss, the statistics' sums) return their sums. Only those reach
+the client, where the Newton loop, the P x P solve and the line search stay.
+The tasks run on whatever scheduler is active: the threaded default, or a
+``dask.distributed.Client``.
 
 The slabs' sums equal the whole grid's up to the order of the additions, so
 a fit equals the in-memory one to rounding.
@@ -86,9 +93,27 @@ class _Skeleton:
         return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
 
 
-def _slab_engine(skeleton: _Skeleton, start: int, stop: int, arrays: tuple) -> Any:
+class _Cells:
+    """One slab of a Dask array, read by the task that uses it.
+
+    Handed to a task as a Dask array, the slab would be computed by a task of
+    its own, possibly on another worker than the pass's, and sent over: a
+    pass would move every cell between processes. Wrapped, it is opaque to
+    the scheduler, travels as its (small) graph, and is computed inside the
+    pass's task on that task's thread.
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def load(self) -> np.ndarray:
+        """The slab's values (read now, on the calling thread)."""
+        return np.asarray(self.array.compute(scheduler="sync"))
+
+
+def _slab_engine(skeleton: _Skeleton, start: int, stop: int, cells: tuple) -> Any:
     """The in-memory engine of one slab, on one thread, under the whole grid's plan."""
-    design, problem = skeleton.slab(start, stop, arrays)
+    design, problem = skeleton.slab(start, stop, tuple(c.load() for c in cells))
     if skeleton.plan is None:
         return skeleton.make_engine(design, skeleton.family, problem, skeleton.dtype, n_threads=1)
     p = problem
@@ -105,7 +130,7 @@ def _run_slab(
 ) -> Any:
     """One slab's result of ``method`` (``None``: ``args[0](design, problem)``)."""
     if method is None:  # slab_sums: a function of the slab itself
-        return args[0](*skeleton.slab(start, stop, arrays))
+        return args[0](*skeleton.slab(start, stop, tuple(c.load() for c in arrays)))
     engine = _slab_engine(skeleton, start, stop, arrays)
     try:
         return getattr(engine, method)(*args)
@@ -229,12 +254,13 @@ class DaskEngine:
         first = next(iter(lazy.values()))
         bounds = tuple(itertools.accumulate(first.chunks[0], initial=0))
         self.slabs = list(itertools.pairwise(bounds))
-        blocks = {}
-        for key, arr in lazy.items():
-            whole = {d: -1 for d in range(1, arr.ndim)}
-            arr = arr.rechunk({0: first.chunks[0], **whole})
-            blocks[key] = arr.to_delayed().reshape(len(self.slabs))
-        self._blocks = blocks
+        aligned = [
+            arr.rechunk({0: first.chunks[0], **{d: -1 for d in range(1, arr.ndim)}})
+            for arr in lazy.values()
+        ]
+        # Each slab's task reads its own cells (see _Cells), so no chunk is
+        # read by one worker and sent to another.
+        self._cells = [tuple(_Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
         holes = tuple(lazy)
         whole_design = design
         if "offset" in lazy:
@@ -279,8 +305,8 @@ class DaskEngine:
         run = delayed(_run_slab)
         add = delayed(_add) if combine is None else delayed(functools.partial(_combined, combine))
         parts = [
-            run(self._skeleton, lo, hi, method, args, *(b[k] for b in self._blocks.values()))
-            for k, (lo, hi) in enumerate(self.slabs)
+            run(self._skeleton, lo, hi, method, args, *cells)
+            for (lo, hi), cells in zip(self.slabs, self._cells, strict=True)
         ]
         while len(parts) > 1:
             parts = [add(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
@@ -299,8 +325,8 @@ class DaskEngine:
         )
         axes = tuple(layout * len(kinds))
         parts = [
-            run(self._skeleton, lo, hi, what, beta, *(b[k] for b in self._blocks.values()))
-            for k, (lo, hi) in enumerate(self.slabs)
+            run(self._skeleton, lo, hi, what, beta, *cells)
+            for (lo, hi), cells in zip(self.slabs, self._cells, strict=True)
         ]
         while len(parts) > 1:
             parts = [join(axes, *parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
