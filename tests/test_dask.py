@@ -214,14 +214,25 @@ def test_models_without_a_dask_form_say_so_before_any_pass(make, match, monkeypa
         make().fit(data, "count")
 
 
-def test_the_exponential_model_says_so_too():
+def test_the_exponential_model_equals_the_in_memory_fit():
+    """Durations with censoring: log T enters every pass as an offset read slab by slab."""
     from panelglm import PanelExponentialRegressor
 
-    ds = _dataset()
-    ds["event"] = (DIMS, (ds["count"].values > 0).astype(float))
-    data = ds.drop_vars(["bought", "spend", "count", "trials", "w"]).chunk({"customer": 4})
-    with pytest.raises(ValueError, match=r"durations.*Dask-backed data"):
-        PanelExponentialRegressor(dims=DIMS, event="event").fit(data, "amount")
+    ds = _dataset(gaps=True)
+    ds["event"] = (DIMS, (ds["count"].fillna(0).values > 0).astype(float))
+    data = ds.drop_vars(["bought", "spend", "count", "trials"])
+    make = lambda: PanelExponentialRegressor(  # noqa: E731
+        dims=DIMS, event="event", cov_type="cluster", cluster="customer"
+    )
+    design = PanelDesign(dims=DIMS, balanced=False)
+    ref = make().fit(design.fit_transform(data, data["amount"]), data["amount"], sample_weight="w")
+    chunked = data.chunk({"customer": 4})
+    layout = PanelDesign(dims=DIMS, balanced=False).fit_transform(chunked, chunked["amount"])
+    est = make().fit(layout, chunked["amount"], sample_weight="w")
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+    for attr in ("deviance_", "loglik_"):
+        assert getattr(est, attr) == pytest.approx(getattr(ref, attr), rel=1e-10), attr
 
 
 def test_separation_by_a_covariate_is_reported_not_certified(no_cells_on_the_client):
@@ -255,3 +266,14 @@ def test_any_chunking_and_float32_give_the_same_fit(chunks):
         est = PanelPoissonRegressor(**params).fit(data.chunk(chunks), "count")
         np.testing.assert_allclose(est.coef_, ref.coef_, rtol=rtol, atol=rtol)
         np.testing.assert_allclose(est.bse_, ref.bse_, rtol=rtol)
+
+
+@pytest.mark.parametrize("family", ["poisson", "logit", "gamma"])
+def test_robust_standard_errors_equal_the_in_memory_ones(family):
+    """The sandwich's meat over every cell (a pass with the squared scores as curvature)."""
+    make, target = CASES[family]
+    ds = _dataset(gaps=True)
+    ref = _fit(make, ds, target, "w", cov_type="robust")
+    est = _fit(make, ds.chunk({"customer": 4}), target, "w", cov_type="robust")
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)

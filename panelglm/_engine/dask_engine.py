@@ -48,12 +48,16 @@ from .reductions import Accumulators
 
 # Partial sums added per task of the reduction: a tree of depth log_8(slabs).
 FAN_IN = 8
-_PROBLEM_FIELDS = ("y", "m", "w")
+
+
+def _cell_fields(problem: PanelProblem) -> list[str]:
+    """The problem's arrays over the grid by name (``y``, ``m``, ``w`` and a subclass's own)."""
+    return [f.name for f in dataclasses.fields(problem) if f.name not in ("shape", "offset")]
 
 
 def is_lazy_fit(design: FactoredDesign, problem: PanelProblem) -> bool:
     """Whether any cell array of the fit is a Dask array."""
-    arrays = [getattr(problem, f) for f in _PROBLEM_FIELDS]
+    arrays = [getattr(problem, f) for f in _cell_fields(problem)]
     arrays.append(None if problem.offset is None else problem.offset[0])
     arrays += [b.values for b in design.blocks if isinstance(b, DenseBlock)]
     return any(is_lazy(a) for a in arrays)
@@ -87,7 +91,7 @@ class _Skeleton:
         shape = (stop - start, *self.design.shape[1:])
         problem = self.problem
         sub = problem.rows(start, stop)  # the small arrays sliced; the holes filled after
-        changes = {f: given[f] for f in _PROBLEM_FIELDS if f in given}
+        changes = {f: given[f] for f in _cell_fields(problem) if f in given}
         if "offset" in given:
             changes["offset"] = (given["offset"], tuple(range(len(shape))))
         return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
@@ -237,7 +241,7 @@ class DaskEngine:
         import dask.array as da
 
         lazy: dict[str, Any] = {}
-        for f in _PROBLEM_FIELDS:
+        for f in _cell_fields(problem):
             if is_lazy(getattr(problem, f)):
                 lazy[f] = da.broadcast_to(getattr(problem, f), problem.shape)
         if problem.offset is not None and is_lazy(problem.offset[0]):
@@ -265,7 +269,9 @@ class DaskEngine:
         whole_design = design
         if "offset" in lazy:
             problem = dataclasses.replace(problem, offset=None)
-        problem = dataclasses.replace(problem, **{f: None for f in _PROBLEM_FIELDS if f in lazy})
+        problem = dataclasses.replace(
+            problem, **{f: None for f in _cell_fields(problem) if f in lazy}
+        )
         design = FactoredDesign(
             design.shape,
             [

@@ -17,6 +17,7 @@ from .._engine.objective import PanelProblem
 from .._ident.identification import SeparationWording
 from .._model.families import POISSON
 from .._util.docstrings import fill_doc
+from .._util.lazy import compute, is_lazy, where
 from .base import PanelGLMBase
 
 
@@ -92,9 +93,6 @@ class PanelExponentialRegressor(PanelGLMBase):
         "offset": [str, None],
     }
 
-    def _lazy_unsupported(self) -> str | None:
-        return "durations (their log enters every pass as an offset)"
-
     def __init__(
         self,
         *,
@@ -139,7 +137,12 @@ class PanelExponentialRegressor(PanelGLMBase):
         if y is None:
             return base
         t = data.to_grid(y, fill=1.0)  # log 1 = 0 at cells without a row
-        if np.any(t <= 0):
+        if data.present is not None:  # a Dask-backed target's cells without data, likewise
+            t = where(data.present, t, 1.0)
+        if is_lazy(t):  # one reduction; the rows are not read back to name one
+            if compute((t <= 0).any())[0]:
+                raise ValueError("The durations y must be positive.")
+        elif np.any(t <= 0):
             raise ValueError(f"The durations y must be positive{first_bad_row(data, y > 0)}.")
         if self.event is None:
             d = np.ones(data.shape)
