@@ -272,10 +272,18 @@ class DaskEngine:
         problem = dataclasses.replace(
             problem, **{f: None for f in _cell_fields(problem) if f in lazy}
         )
+        # The other dense blocks in the passes' precision once, here: every
+        # slab's task would otherwise convert them again (a product x week
+        # block of float32 variables: millions of values a task).
+        work = np.dtype(dtype)
         design = FactoredDesign(
             design.shape,
             [
-                dataclasses.replace(b, values=None) if f"block{i}" in lazy else b
+                dataclasses.replace(b, values=None)
+                if f"block{i}" in lazy
+                else dataclasses.replace(b, values=np.asarray(b.values, dtype=work))
+                if isinstance(b, DenseBlock)
+                else b
                 for i, b in enumerate(design.blocks)
             ],
         )
