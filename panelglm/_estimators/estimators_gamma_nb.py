@@ -23,9 +23,10 @@ from .._model.families_gamma_nb import GAMMA, negative_binomial
 from .._model.family import Family
 from .._model.terms import ModelSpec
 from .._util.docstrings import fill_doc
+from .._util.lazy import broadcast_lazy, compute, is_lazy
 from .._util.warn import warn
 from .base import PanelGLMBase
-from .theta import ml_theta
+from .theta import ml_theta, ml_theta_by_passes
 
 # Rounds of the alternation between the coefficients and theta, and the
 # change of log(theta) at which it stops.
@@ -255,9 +256,6 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
             )
         self.n_iter_ = n_iter
 
-    def _lazy_unsupported(self) -> str | None:
-        return "theta=None (theta's estimate reads every cell)" if self.theta is None else None
-
     def _identified_fit(
         self, ident: Identifier, spec: ModelSpec, problem: PanelProblem
     ) -> tuple[PenalizedObjective, Any]:
@@ -269,10 +267,13 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
         objective, result = super()._identified_fit(ident, spec, problem)
         n_iter = result.n_iter
         for _ in range(MAX_THETA_ROUNDS):
-            with np.errstate(over="ignore"):
-                mu = np.exp(objective.eta(result.coef))
-            theta = ml_theta(problem.y, mu, problem.w, self._theta_now)
-            del mu
+            if is_lazy(problem.y):  # Dask: the means stay in the engine's slabs
+                theta = ml_theta_by_passes(objective, result.coef, self._theta_now)
+            else:
+                with np.errstate(over="ignore"):
+                    mu = np.exp(objective.eta(result.coef))
+                theta = ml_theta(problem.y, mu, problem.w, self._theta_now)
+                del mu
             if abs(np.log(theta / self._theta_now)) <= THETA_RTOL:
                 break
             self._theta_now = theta
@@ -295,11 +296,19 @@ class PanelNegativeBinomialRegressor(PanelGLMBase):
 
 def _moment_theta(problem: PanelProblem) -> float:
     """A start for ``theta``: the method of moments on ``y`` alone, kept in a sane range."""
-    y = np.asarray(problem.y, dtype=np.float64)
-    w = np.ones(y.shape) if problem.w is None else np.broadcast_to(problem.w, y.shape)
-    total = float(w.sum())
-    mean = float(np.vdot(w, y)) / total
-    var = float(np.vdot(w, (y - mean) ** 2)) / total
+    if is_lazy(problem.y):  # Dask: the same two sums, as reductions
+        y = problem.y
+        w = 1.0 if problem.w is None else problem.w
+        total, weighted = compute(broadcast_lazy(w, y.shape).sum(), (w * y).sum())
+        mean = float(weighted) / float(total)
+        var = float(compute((w * (y - mean) ** 2).sum())[0]) / float(total)
+        total = float(total)
+    else:
+        y = np.asarray(problem.y, dtype=np.float64)
+        w = np.ones(y.shape) if problem.w is None else np.broadcast_to(problem.w, y.shape)
+        total = float(w.sum())
+        mean = float(np.vdot(w, y)) / total
+        var = float(np.vdot(w, (y - mean) ** 2)) / total
     if mean > 0 and var > mean:
         return float(np.clip(mean * mean / (var - mean), 1e-2, 1e4))
     return 1.0

@@ -12,6 +12,9 @@ converges in a few rounds.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 from scipy.special import digamma, polygamma
 
@@ -97,7 +100,75 @@ def ml_theta(
     # lost in the rounding of digamma's difference.)
     if float(np.dot(w, y - (y - mu) ** 2)) >= 0:
         return THETA_MAX
-    terms = _Terms(y, mu, w)
+    return _root(_Terms(y, mu, w), theta0, rtol)
+
+
+def ml_theta_by_passes(
+    objective: Any, coef: np.ndarray, theta0: float, rtol: float = 1e-12
+) -> float:
+    """:func:`ml_theta` at the means of ``objective`` at ``coef``, its sums taken by passes.
+
+    For a panel whose cells are not on the client (Dask): the sums over the
+    response alone come from the objective's counts of ``y`` (or its slabs),
+    those with the means from one pass of the objective's engine per
+    evaluation of the derivatives; the search is :func:`ml_theta`'s.
+    """
+    if objective.chunk_sums(coef, _overdispersion)[0] >= 0:
+        return THETA_MAX
+    return _root(_PassTerms(objective, coef), theta0, rtol)
+
+
+def _overdispersion(sub: Any, eta: np.ndarray) -> tuple[float]:
+    """``sum w (y - (y - mu)^2)`` over a part's cells of positive weight."""
+    with np.errstate(over="ignore"):
+        mu = np.exp(eta)
+    return (_wsum(sub, sub.y - (sub.y - mu) ** 2),)
+
+
+def _wsum(sub: Any, values: np.ndarray) -> float:
+    values = np.broadcast_to(values, sub.shape)
+    if sub.w is None:
+        return float(np.sum(values))
+    return float(np.sum(np.where(sub.w > 0, sub.w * values, 0.0)))
+
+
+def _mean_terms(theta: float, sub: Any, eta: np.ndarray) -> tuple[float, float]:
+    """A part's sums with the means in the derivatives (see :meth:`_Terms.derivatives`)."""
+    with np.errstate(over="ignore"):
+        mu = np.exp(eta)
+    y, tm = sub.y, theta + mu
+    return (
+        _wsum(sub, (mu - y) / tm - np.log1p(mu / theta)),
+        _wsum(sub, (mu * mu + theta * y) / (theta * tm * tm)),
+    )
+
+
+def _digamma_terms(theta: float, y: np.ndarray, m: Any) -> np.ndarray:
+    return digamma(y + theta) - digamma(theta)
+
+
+def _trigamma_terms(theta: float, y: np.ndarray, m: Any) -> np.ndarray:
+    return polygamma(1, y + theta) - polygamma(1, theta)
+
+
+class _PassTerms:
+    """:class:`_Terms`' derivatives with their sums over the cells taken by passes."""
+
+    def __init__(self, objective: Any, coef: np.ndarray) -> None:
+        self.objective, self.coef = objective, coef
+
+    def derivatives(self, t: float) -> tuple[float, float]:
+        theta = float(np.exp(t))
+        obj = self.objective
+        g1 = obj.response_sum(functools.partial(_digamma_terms, theta))
+        h1 = obj.response_sum(functools.partial(_trigamma_terms, theta))
+        g2, h2 = obj.chunk_sums(self.coef, functools.partial(_mean_terms, theta))
+        g, h = g1 + g2, h1 + h2
+        return theta * g, theta * theta * h + theta * g
+
+
+def _root(terms: Any, theta0: float, rtol: float) -> float:
+    """The search of :func:`ml_theta`: a bracket of the derivative's sign change, then Newton."""
     t_min, t_max = np.log(THETA_MIN), np.log(THETA_MAX)
     t0 = t = float(np.clip(np.log(theta0), t_min, t_max))
     g = terms.derivatives(t)[0]
