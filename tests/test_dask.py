@@ -234,11 +234,9 @@ def test_the_exponential_model_equals_the_in_memory_fit():
         assert getattr(est, attr) == pytest.approx(getattr(ref, attr), rel=1e-10), attr
 
 
-def test_separation_by_a_covariate_is_reported_not_certified(no_cells_on_the_client):
-    """In memory a covariate positive only where y = 0 is certified and its cells
-    dropped; on Dask the push toward the boundary is reported as possible separation."""
-    from sklearn.exceptions import ConvergenceWarning
-
+def test_separation_by_a_covariate_is_certified_and_dropped(no_cells_on_the_client):
+    """A covariate positive only where y = 0 separates those cells: on Dask the
+    certificate runs on the slabs and drops the same cells as in memory."""
     from panelglm.exceptions import SeparationWarning
 
     ds = _dataset()
@@ -248,10 +246,15 @@ def test_separation_by_a_covariate_is_reported_not_certified(no_cells_on_the_cli
     ds["z"] = (DIMS, z)
     data = ds.drop_vars(["bought", "spend", "amount", "trials", "w", "discount"])
     make = lambda: PanelPoissonRegressor(dims=DIMS, offset="log_exposure")  # noqa: E731
-    with pytest.warns(SeparationWarning, match="'z' separate"):
-        make().fit(data, "count")
-    with pytest.warns(ConvergenceWarning, match="Possible separation"):
-        make().fit(data.chunk({"customer": 4}), "count")
+    with pytest.warns(SeparationWarning, match="'z' separate.*5 row"):
+        ref = make().fit(data, "count")
+    with pytest.warns(SeparationWarning, match="'z' separate.*5 row"):
+        est = make().fit(data.chunk({"customer": 4}), "count")
+    assert est.collinear_names_ == ref.collinear_names_ == ["z"]
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+    dropped = da.flatnonzero(est.separated_rows_).compute()  # lazy rows: their positions
+    np.testing.assert_array_equal(dropped, np.flatnonzero(ref.separated_rows_))
 
 
 @pytest.mark.parametrize("chunks", [{"week": 2}, {"customer": 3, "product": 2}, {"customer": 1}])

@@ -23,6 +23,7 @@ from .._model.families import Family
 from .._util.lazy import is_lazy
 from .bounds import settled_without_pass
 from .collinearity import null_space_basis
+from .grid_ops import InMemory, OnSlabs
 from .separation import boundary_signs
 
 # At a separated direction each Newton step moves the separated cells' linear
@@ -115,28 +116,27 @@ def separating_cells(
         return None, None, False
     if objective is not None and not _pushes_to_boundary(objective, family, step):
         return None, None, False  # the common case, settled without N-sized arrays
-    if is_lazy(problem.y):
-        # The rectifier works on arrays over the grid: on a Dask-backed panel
-        # the push toward the boundary is reported, not certified.
-        return None, None, True
+    # On a Dask-backed panel the arrays below are lazy: each reduction is a
+    # pass over the slabs, each product with the design a pass of the engine.
+    grid = OnSlabs(design) if is_lazy(problem.y) else InMemory(design)
     s = boundary_signs(family, problem)
     if not s.any():
         return None, None, False
-    push = s * design.linear_predictor(step)
+    push = s * grid.linear_predictor(step)
     if not np.any(push > STEP_TRIGGER):
         return None, None, False
 
-    w = np.ones(problem.shape) if problem.w is None else problem.w
+    w = 1.0 if problem.w is None else problem.w
     interior = (s == 0) & (w > 0)
     # Directions that leave every interior cell unchanged: X_I gamma = 0.
     if interior.any():
-        basis = null_space_basis(design.hessian(np.where(interior, w, 0.0)), priority)
+        basis = null_space_basis(grid.hessian(np.where(interior, w, 0.0)), priority)
     else:
         basis = np.eye(design.n_coef)
     if basis.shape[1] == 0:
         return None, None, False
     w_b = np.where(s != 0, w, 0.0)
-    gram_b = basis.T @ design.hessian(w_b) @ basis
+    gram_b = basis.T @ grid.hessian(w_b) @ basis
     try:
         factor = scipy.linalg.cho_factor(gram_b)
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
@@ -147,18 +147,18 @@ def separating_cells(
     u = np.clip(push, 0.0, None) * (s != 0)
     start = float(u.max())
     for _ in range(RECTIFIER_MAX_ITER):
-        rhs = basis.T @ design.gradient(w_b * s * u)
+        rhs = basis.T @ grid.gradient(w_b * s * u)
         gamma = basis @ scipy.linalg.cho_solve(factor, rhs)
-        xg = design.linear_predictor(gamma)
+        xg = grid.linear_predictor(gamma)
         z = np.where(s != 0, s * xg, 0.0)
         zmax = float(np.max(z))
         if zmax <= ZERO_TOL * start:
             return None, None, False  # the target shrank to nothing: no separation
         tiny = ZERO_TOL * zmax
-        if np.max(np.abs(xg[interior]), initial=0.0) > tiny:
+        if float(np.max(np.where(interior, np.abs(xg), 0.0))) > tiny:
             break  # only nearly in the null space: not an exact certificate
-        z[np.abs(z) <= tiny] = 0.0
-        if z.min() >= 0.0:
+        z = np.where(np.abs(z) <= tiny, 0.0, z)
+        if float(z.min()) >= 0.0:
             return z > 0, gamma, False
         u = np.maximum(z, 0.0)
     return None, None, True
