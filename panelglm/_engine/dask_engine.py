@@ -34,15 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from .._model.factored import DenseBlock, FactoredDesign, _slab_of
+from .._model.factored import DenseBlock, FactoredDesign
 from .._model.families import Family
 from .._util.lazy import is_lazy
-from . import compiled as _compiled
+from . import dask_slabs as slabs
 from .assemble import Assembler
-from .compiled_engine import CompiledEngine
-from .kernels import NumpyEngine, squared_scores
 from .pass_spec import PassSpec
-from .plan import KernelPlan, make_plan
+from .plan import make_plan
 from .problem import PanelProblem
 from .reductions import Accumulators
 
@@ -50,162 +48,12 @@ from .reductions import Accumulators
 FAN_IN = 8
 
 
-def _cell_fields(problem: PanelProblem) -> list[str]:
-    """The problem's arrays over the grid by name (``y``, ``m``, ``w`` and a subclass's own)."""
-    return [f.name for f in dataclasses.fields(problem) if f.name not in ("shape", "offset")]
-
-
 def is_lazy_fit(design: FactoredDesign, problem: PanelProblem) -> bool:
     """Whether any cell array of the fit is a Dask array."""
-    arrays = [getattr(problem, f) for f in _cell_fields(problem)]
+    arrays = [getattr(problem, f) for f in slabs.cell_fields(problem)]
     arrays.append(None if problem.offset is None else problem.offset[0])
     arrays += [b.values for b in design.blocks if isinstance(b, DenseBlock)]
     return any(is_lazy(a) for a in arrays)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Skeleton:
-    """Everything a slab's task needs but its cell arrays (the lazy ones are ``None``)."""
-
-    design: FactoredDesign
-    problem: PanelProblem
-    family: Family
-    dtype: np.dtype
-    make_engine: Callable[..., Any]  # the in-memory engines' chooser, without a plan
-    plan: KernelPlan | None  # the whole grid's: every slab's accumulators in its layout
-    holes: tuple[str, ...]  # "y", "m", "w", "offset" or "block<i>", in the tasks' order
-
-    def slab(self, start: int, stop: int, arrays: tuple[np.ndarray, ...]) -> tuple:
-        """The slab's design and problem, the holes filled with its cell arrays."""
-        given = dict(zip(self.holes, arrays, strict=True))
-        sl = slice(start, stop)
-        blocks = []
-        for i, blk in enumerate(self.design.blocks):
-            if f"block{i}" in given:
-                # Stored column by column, as the kernels read them.
-                columns = np.ascontiguousarray(np.moveaxis(given[f"block{i}"], -1, 0))
-                values = np.moveaxis(columns, 0, -1)
-                blocks.append(dataclasses.replace(blk, values=values))
-            else:
-                blocks.append(_slab_of(blk, sl))
-        shape = (stop - start, *self.design.shape[1:])
-        problem = self.problem
-        sub = problem.rows(start, stop)  # the small arrays sliced; the holes filled after
-        changes = {f: given[f] for f in _cell_fields(problem) if f in given}
-        if "offset" in given:
-            changes["offset"] = (given["offset"], tuple(range(len(shape))))
-        return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
-
-
-class _Cells:
-    """One slab of a Dask array, read by the task that uses it.
-
-    Handed to a task as a Dask array, the slab would be computed by a task of
-    its own, possibly on another worker than the pass's, and sent over: a
-    pass would move every cell between processes. Wrapped, it is opaque to
-    the scheduler, travels as its (small) graph, and is computed inside the
-    pass's task on that task's thread.
-    """
-
-    def __init__(self, array: Any) -> None:
-        self.array = array
-
-    def load(self) -> np.ndarray:
-        """The slab's values (read now, on the calling thread)."""
-        return np.asarray(self.array.compute(scheduler="sync"))
-
-
-def _slab_engine(skeleton: _Skeleton, start: int, stop: int, cells: tuple) -> Any:
-    """The in-memory engine of one slab, on one thread, under the whole grid's plan."""
-    design, problem = skeleton.slab(start, stop, tuple(c.load() for c in cells))
-    if skeleton.plan is None:
-        return skeleton.make_engine(design, skeleton.family, problem, skeleton.dtype, n_threads=1)
-    p = problem
-    spec = PassSpec.build(
-        design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype
-    )
-    if _compiled.usable(spec):
-        return CompiledEngine(spec, problem, n_threads=1)
-    return NumpyEngine(spec, problem, n_threads=1)
-
-
-def _run_slab(
-    skeleton: _Skeleton, start: int, stop: int, method: str | None, args: tuple, *arrays: Any
-) -> Any:
-    """One slab's result of ``method`` (``None``: ``args[0](design, problem)``)."""
-    if method is None:  # slab_sums: a function of the slab itself
-        return args[0](*skeleton.slab(start, stop, tuple(c.load() for c in arrays)))
-    engine = _slab_engine(skeleton, start, stop, arrays)
-    try:
-        return getattr(engine, method)(*args)
-    finally:
-        engine.release()
-
-
-def _slab_accumulators(
-    skeleton: _Skeleton, start: int, stop: int, what: str, beta: np.ndarray, *arrays: Any
-) -> tuple[float, list[np.ndarray]]:
-    """One slab's passes, left as their accumulators (copied out of the engine's buffers).
-
-    ``what`` names the passes, joined by ``+``: ``"full"`` (loss and
-    curvature), ``"outer"`` (the squared scores for curvature) or ``"wy"``
-    (the row ``w y``); several share one read of the slab's cells. The loss
-    is the full pass's.
-    """
-    engine = _slab_engine(skeleton, start, stop, arrays)
-    lsum, out = 0.0, []
-    try:
-        for kind in what.split("+"):
-            if kind == "full":
-                acc = engine.full_pass(beta)
-                lsum = float(acc.lsum)
-            elif kind == "outer":
-                acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
-            else:
-                acc = engine.rows_pass(functools.partial(_weighted_y, engine.spec))
-            out += [a.copy() for a in (*acc.red.values(), *acc.grp, *acc.cell)]
-            acc.release()
-        return lsum, out
-    finally:
-        engine.release()
-
-
-def _weighted_y(spec: PassSpec, row: np.ndarray, s: int, e: int) -> None:
-    """The row ``w y`` of cells ``s:e`` of the first axis (a ``rows_pass``'s row)."""
-    np.copyto(row, np.broadcast_to(spec.y, spec.shape)[s:e])
-    if spec.w is not None:
-        row *= spec.w[s:e]
-
-
-def _join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[float, list]:
-    """Consecutive slabs' accumulators as one.
-
-    Arrays over the first axis are placed side by side along it (``axes``:
-    where that axis is, per array); the others are summed.
-    """
-    total = sum(p[0] for p in parts)
-    out = []
-    for k, axis in enumerate(axes):
-        pieces = [p[1][k] for p in parts]
-        out.append(
-            np.concatenate(pieces, axis=axis) if axis is not None else sum(pieces[1:], pieces[0])
-        )
-    return total, out
-
-
-def _combined(combine: Callable[[list], Any], *parts: Any) -> Any:
-    return combine(list(parts))
-
-
-def _add(*parts: Any) -> Any:
-    """The sum of partial results: numbers, arrays, or tuples of them."""
-    first = parts[0]
-    if isinstance(first, tuple):
-        return tuple(_add(*column) for column in zip(*parts, strict=True))
-    total = first
-    for p in parts[1:]:
-        total = total + p
-    return total
 
 
 class DaskEngine:
@@ -241,7 +89,7 @@ class DaskEngine:
         import dask.array as da
 
         lazy: dict[str, Any] = {}
-        for f in _cell_fields(problem):
+        for f in slabs.cell_fields(problem):
             if is_lazy(getattr(problem, f)):
                 lazy[f] = da.broadcast_to(getattr(problem, f), problem.shape)
         if problem.offset is not None and is_lazy(problem.offset[0]):
@@ -262,15 +110,15 @@ class DaskEngine:
             arr.rechunk({0: first.chunks[0], **{d: -1 for d in range(1, arr.ndim)}})
             for arr in lazy.values()
         ]
-        # Each slab's task reads its own cells (see _Cells), so no chunk is
+        # Each slab's task reads its own cells (see Cells), so no chunk is
         # read by one worker and sent to another.
-        self._cells = [tuple(_Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
+        self._cells = [tuple(slabs.Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
         holes = tuple(lazy)
         whole_design = design
         if "offset" in lazy:
             problem = dataclasses.replace(problem, offset=None)
         problem = dataclasses.replace(
-            problem, **{f: None for f in _cell_fields(problem) if f in lazy}
+            problem, **{f: None for f in slabs.cell_fields(problem) if f in lazy}
         )
         # The other dense blocks in the passes' precision once, here: every
         # slab's task would otherwise convert them again (a product x week
@@ -288,7 +136,9 @@ class DaskEngine:
             ],
         )
         plan = make_plan(design) if problem.y is not None or "y" in lazy else None
-        skeleton = _Skeleton(design, problem, family, np.dtype(dtype), make_engine, plan, holes)
+        skeleton = slabs.Skeleton(
+            design, problem, family, np.dtype(dtype), make_engine, plan, holes
+        )
         self._skeleton = _shipped(skeleton)
         self._dask = dask
         self._assembler = self._spec = None
@@ -316,8 +166,12 @@ class DaskEngine:
     ) -> Any:
         """The slabs' results of ``method`` added (or ``combine``d, in the slabs' order)."""
         delayed = self._dask.delayed
-        run = delayed(_run_slab)
-        add = delayed(_add) if combine is None else delayed(functools.partial(_combined, combine))
+        run = delayed(slabs.run_slab)
+        add = (
+            delayed(slabs.add)
+            if combine is None
+            else delayed(functools.partial(slabs.combined, combine))
+        )
         parts = [
             run(self._skeleton, lo, hi, method, args, *cells)
             for (lo, hi), cells in zip(self.slabs, self._cells, strict=True)
@@ -329,7 +183,7 @@ class DaskEngine:
     def _accumulate(self, what: str, beta: np.ndarray | None) -> list[Accumulators]:
         """The accumulators of the passes ``what`` over every slab, one per pass."""
         delayed = self._dask.delayed
-        run, join = delayed(_slab_accumulators), delayed(_join)
+        run, join = delayed(slabs.slab_accumulators), delayed(slabs.join)
         spec = self._spec
         kinds = what.split("+")
         layout = (
@@ -421,7 +275,7 @@ class DaskEngine:
         """Nothing is kept on the client between passes."""
 
 
-def _shipped(skeleton: _Skeleton) -> Any:
+def _shipped(skeleton: slabs.Skeleton) -> Any:
     """The skeleton as the tasks receive it: sent once to every worker of a cluster.
 
     On a ``dask.distributed`` client it is scattered once (a future), not

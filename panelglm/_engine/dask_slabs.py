@@ -1,0 +1,178 @@
+"""What each slab's Dask task runs: its engine, its passes, and the joins of their results.
+
+The client side is :mod:`panelglm._engine.dask_engine`. A task receives the
+:class:`Skeleton` (everything but the cell arrays) and its slab's cells
+(:class:`Cells`, read in the task), runs the in-memory engine of the slab
+under the whole grid's plan, and returns sums or accumulators; the joins add
+those of consecutive slabs (or place them side by side along the first axis).
+Everything here is a module-level function or class, so that the workers of a
+cluster can receive it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .._model.factored import FactoredDesign, _slab_of
+from .._model.families import Family
+from . import compiled as _compiled
+from .compiled_engine import CompiledEngine
+from .kernels import NumpyEngine, squared_scores
+from .pass_spec import PassSpec
+from .plan import KernelPlan
+from .problem import PanelProblem
+
+
+def cell_fields(problem: PanelProblem) -> list[str]:
+    """The problem's arrays over the grid by name (``y``, ``m``, ``w`` and a subclass's own)."""
+    return [f.name for f in dataclasses.fields(problem) if f.name not in ("shape", "offset")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Skeleton:
+    """Everything a slab's task needs but its cell arrays (the lazy ones are ``None``)."""
+
+    design: FactoredDesign
+    problem: PanelProblem
+    family: Family
+    dtype: np.dtype
+    make_engine: Callable[..., Any]  # the in-memory engines' chooser, without a plan
+    plan: KernelPlan | None  # the whole grid's: every slab's accumulators in its layout
+    holes: tuple[str, ...]  # "y", "m", "w", "offset" or "block<i>", in the tasks' order
+
+    def slab(self, start: int, stop: int, arrays: tuple[np.ndarray, ...]) -> tuple:
+        """The slab's design and problem, the holes filled with its cell arrays."""
+        given = dict(zip(self.holes, arrays, strict=True))
+        sl = slice(start, stop)
+        blocks = []
+        for i, blk in enumerate(self.design.blocks):
+            if f"block{i}" in given:
+                # Stored column by column, as the kernels read them.
+                columns = np.ascontiguousarray(np.moveaxis(given[f"block{i}"], -1, 0))
+                values = np.moveaxis(columns, 0, -1)
+                blocks.append(dataclasses.replace(blk, values=values))
+            else:
+                blocks.append(_slab_of(blk, sl))
+        shape = (stop - start, *self.design.shape[1:])
+        problem = self.problem
+        sub = problem.rows(start, stop)  # the small arrays sliced; the holes filled after
+        changes = {f: given[f] for f in cell_fields(problem) if f in given}
+        if "offset" in given:
+            changes["offset"] = (given["offset"], tuple(range(len(shape))))
+        return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
+
+
+class Cells:
+    """One slab of a Dask array, read by the task that uses it.
+
+    Handed to a task as a Dask array, the slab would be computed by a task of
+    its own, possibly on another worker than the pass's, and sent over: a
+    pass would move every cell between processes. Wrapped, it is opaque to
+    the scheduler, travels as its (small) graph, and is computed inside the
+    pass's task on that task's thread.
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def load(self) -> np.ndarray:
+        """The slab's values (read now, on the calling thread)."""
+        return np.asarray(self.array.compute(scheduler="sync"))
+
+
+def _slab_engine(skeleton: Skeleton, start: int, stop: int, cells: tuple) -> Any:
+    """The in-memory engine of one slab, on one thread, under the whole grid's plan."""
+    design, problem = skeleton.slab(start, stop, tuple(c.load() for c in cells))
+    if skeleton.plan is None:
+        return skeleton.make_engine(design, skeleton.family, problem, skeleton.dtype, n_threads=1)
+    p = problem
+    spec = PassSpec.build(
+        design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype
+    )
+    if _compiled.usable(spec):
+        return CompiledEngine(spec, problem, n_threads=1)
+    return NumpyEngine(spec, problem, n_threads=1)
+
+
+def run_slab(
+    skeleton: Skeleton, start: int, stop: int, method: str | None, args: tuple, *arrays: Any
+) -> Any:
+    """One slab's result of ``method`` (``None``: ``args[0](design, problem)``)."""
+    if method is None:  # slab_sums: a function of the slab itself
+        return args[0](*skeleton.slab(start, stop, tuple(c.load() for c in arrays)))
+    engine = _slab_engine(skeleton, start, stop, arrays)
+    try:
+        return getattr(engine, method)(*args)
+    finally:
+        engine.release()
+
+
+def slab_accumulators(
+    skeleton: Skeleton, start: int, stop: int, what: str, beta: np.ndarray, *arrays: Any
+) -> tuple[float, list[np.ndarray]]:
+    """One slab's passes, left as their accumulators (copied out of the engine's buffers).
+
+    ``what`` names the passes, joined by ``+``: ``"full"`` (loss and
+    curvature), ``"outer"`` (the squared scores for curvature) or ``"wy"``
+    (the row ``w y``); several share one read of the slab's cells. The loss
+    is the full pass's.
+    """
+    engine = _slab_engine(skeleton, start, stop, arrays)
+    lsum, out = 0.0, []
+    try:
+        for kind in what.split("+"):
+            if kind == "full":
+                acc = engine.full_pass(beta)
+                lsum = float(acc.lsum)
+            elif kind == "outer":
+                acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
+            else:
+                acc = engine.rows_pass(functools.partial(_weighted_y, engine.spec))
+            out += [a.copy() for a in (*acc.red.values(), *acc.grp, *acc.cell)]
+            acc.release()
+        return lsum, out
+    finally:
+        engine.release()
+
+
+def _weighted_y(spec: PassSpec, row: np.ndarray, s: int, e: int) -> None:
+    """The row ``w y`` of cells ``s:e`` of the first axis (a ``rows_pass``'s row)."""
+    np.copyto(row, np.broadcast_to(spec.y, spec.shape)[s:e])
+    if spec.w is not None:
+        row *= spec.w[s:e]
+
+
+def join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[float, list]:
+    """Consecutive slabs' accumulators as one.
+
+    Arrays over the first axis are placed side by side along it (``axes``:
+    where that axis is, per array); the others are summed.
+    """
+    total = sum(p[0] for p in parts)
+    out = []
+    for k, axis in enumerate(axes):
+        pieces = [p[1][k] for p in parts]
+        out.append(
+            np.concatenate(pieces, axis=axis) if axis is not None else sum(pieces[1:], pieces[0])
+        )
+    return total, out
+
+
+def combined(combine: Callable[[list], Any], *parts: Any) -> Any:
+    return combine(list(parts))
+
+
+def add(*parts: Any) -> Any:
+    """The sum of partial results: numbers, arrays, or tuples of them."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(add(*column) for column in zip(*parts, strict=True))
+    total = first
+    for p in parts[1:]:
+        total = total + p
+    return total
