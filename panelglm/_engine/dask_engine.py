@@ -93,11 +93,7 @@ class DaskEngine:
             if is_lazy(getattr(problem, f)):
                 lazy[f] = da.broadcast_to(getattr(problem, f), problem.shape)
         if problem.offset is not None and is_lazy(problem.offset[0]):
-            arr, axes = problem.offset
-            lazy["offset"] = arr.reshape(
-                [n if d in axes else 1 for d, n in enumerate(problem.shape)]
-            )
-            lazy["offset"] = da.broadcast_to(lazy["offset"], problem.shape)
+            lazy["offset"] = da.broadcast_to(problem.offset_grid(), problem.shape)
         for i, blk in enumerate(design.blocks):
             if isinstance(blk, DenseBlock) and is_lazy(blk.values):
                 if blk.axes != tuple(range(len(problem.shape))):
@@ -136,9 +132,7 @@ class DaskEngine:
             ],
         )
         plan = make_plan(design) if problem.y is not None or "y" in lazy else None
-        skeleton = slabs.Skeleton(
-            design, problem, family, np.dtype(dtype), make_engine, plan, holes
-        )
+        skeleton = slabs.Skeleton(design, problem, family, work, make_engine, plan, holes)
         self._skeleton = _shipped(skeleton)
         self._dask = dask
         self._assembler = self._spec = None
@@ -165,25 +159,27 @@ class DaskEngine:
         self, method: str | None, *args: Any, combine: Callable[[list], Any] | None = None
     ) -> Any:
         """The slabs' results of ``method`` added (or ``combine``d, in the slabs' order)."""
+        add = slabs.add if combine is None else functools.partial(slabs.combined, combine)
+        return self._tree(slabs.run_slab, add, method, args)
+
+    def _tree(self, task: Callable, join: Callable, *head: Any) -> Any:
+        """``task(skeleton, start, stop, *head, *cells)`` of every slab, joined in a tree.
+
+        The joins take ``FAN_IN`` consecutive results at a time, in the
+        slabs' order; only the last result is computed onto the client.
+        """
         delayed = self._dask.delayed
-        run = delayed(slabs.run_slab)
-        add = (
-            delayed(slabs.add)
-            if combine is None
-            else delayed(functools.partial(slabs.combined, combine))
-        )
+        task, join = delayed(task), delayed(join)
         parts = [
-            run(self._skeleton, lo, hi, method, args, *cells)
+            task(self._skeleton, lo, hi, *head, *cells)
             for (lo, hi), cells in zip(self.slabs, self._cells, strict=True)
         ]
         while len(parts) > 1:
-            parts = [add(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
+            parts = [join(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
         return self._dask.compute(parts[0])[0]
 
     def _accumulate(self, what: str, beta: np.ndarray | None) -> list[Accumulators]:
         """The accumulators of the passes ``what`` over every slab, one per pass."""
-        delayed = self._dask.delayed
-        run, join = delayed(slabs.slab_accumulators), delayed(slabs.join)
         spec = self._spec
         kinds = what.split("+")
         layout = (
@@ -191,14 +187,8 @@ class DaskEngine:
             + [0 if 0 in g else None for g in spec.group_out]
             + [None] * len(spec.plan.full)
         )
-        axes = tuple(layout * len(kinds))
-        parts = [
-            run(self._skeleton, lo, hi, what, beta, *cells)
-            for (lo, hi), cells in zip(self.slabs, self._cells, strict=True)
-        ]
-        while len(parts) > 1:
-            parts = [join(axes, *parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
-        lsum, arrays = self._dask.compute(parts[0])[0]
+        join = functools.partial(slabs.join, tuple(layout * len(kinds)))
+        lsum, arrays = self._tree(slabs.slab_accumulators, join, what, beta)
         n_red, n_grp = len(spec.plan.targets), len(spec.group_out)
         out = []
         for k in range(len(kinds)):

@@ -132,19 +132,12 @@ def slab_accumulators(
             elif kind == "outer":
                 acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
             else:
-                acc = engine.rows_pass(functools.partial(_weighted_y, engine.spec))
+                acc = engine.response_rows()
             out += [a.copy() for a in (*acc.red.values(), *acc.grp, *acc.cell)]
             acc.release()
         return lsum, out
     finally:
         engine.release()
-
-
-def _weighted_y(spec: PassSpec, row: np.ndarray, s: int, e: int) -> None:
-    """The row ``w y`` of cells ``s:e`` of the first axis (a ``rows_pass``'s row)."""
-    np.copyto(row, np.broadcast_to(spec.y, spec.shape)[s:e])
-    if spec.w is not None:
-        row *= spec.w[s:e]
 
 
 def join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[float, list]:

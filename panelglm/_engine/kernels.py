@@ -303,19 +303,23 @@ class NumpyEngine:
         response and weights (first-axis positions from ``s``) while it is at
         hand: other sums over the response alone share the pass.
         """
-        sp = self.spec
         if self._wy_grad is None:
-
-            def wy(row, s, e):
-                y = _rows(sp.y, s, e)
-                np.copyto(row, y)
-                if sp.w is not None:
-                    row *= sp.w[s:e]
-                if visit is not None:
-                    visit(y, None if sp.w is None else sp.w[s:e], s)
-
-            self._wy_grad = self.assembler.row_gradient(self.rows_pass(wy), 0)
+            self._wy_grad = self.assembler.row_gradient(self.response_rows(visit), 0)
         return self._wy_grad
+
+    def response_rows(self, visit=None) -> Accumulators:
+        """The accumulators of one pass of the row ``w y`` (``visit``: see ``response_score``)."""
+        sp = self.spec
+
+        def wy(row, s, e):
+            y = _rows(sp.y, s, e)
+            np.copyto(row, y)
+            if sp.w is not None:
+                row *= sp.w[s:e]
+            if visit is not None:
+                visit(y, None if sp.w is None else sp.w[s:e], s)
+
+        return self.rows_pass(wy)
 
     def gradient(self, acc: Accumulators) -> np.ndarray:
         """``X' (w g)``: the family's score summed into coefficient space."""
