@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import compute, is_lazy
+from .._util.lazy import compute, is_lazy, where
 from .columns import ColumnSpec, is_categorical_dtype, narrow, widen
 from .layout import Grid
 
@@ -290,7 +290,7 @@ class DatasetColumns:
         if is_lazy(values):
             present = self._labels.present
             values = values.astype(np.float64)
-            return values if present is None else _lazy_where(present, values, fill)
+            return values if present is None else where(present, values, fill)
         return self._placed(name, values, np.float64, fill)
 
     def rejoin(self, grid: Grid) -> DatasetColumns:
@@ -307,8 +307,3 @@ def _observed_cells(grid: Grid) -> np.ndarray:
     mask[grid.cells()] = True
     return mask
 
-
-def _lazy_where(present: Any, values: Any, fill: float) -> Any:
-    import dask.array as da
-
-    return da.where(present, values, fill)

@@ -343,7 +343,7 @@ class PanelData:
     def _lazy_values(self, name: str) -> Any:
         """A Dataset's Dask-backed variable (``None`` for any other column)."""
         tables = self._tables
-        if tables is None or not hasattr(tables, "lazy_summary") or name not in tables:
+        if not hasattr(tables, "lazy_summary") or name not in tables:
             return None
         return tables.raw(name)
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import compute, is_lazy
+from .._util.lazy import compute, is_lazy, where
 from .._util.warn import warn
 from ..exceptions import SparsePanelWarning
 from .layout import MIN_DENSITY, show_value
@@ -246,14 +246,12 @@ def lazy_values(values: Any, data: Any, what: str) -> Any:
     values = values.reshape(-1).astype(np.float64)
     if values.shape != (data.n_rows,):
         raise ValueError(f"{what} must have {data.n_rows} values, got {values.shape[0]}.")
-    present = getattr(getattr(data, "labels", None), "present", None)
+    present = data.present
     bad = ~np.isfinite(values)
     if present is not None:
-        import dask.array as da
-
         present = present.reshape(-1)
         bad &= present
-        values = da.where(present, values, 0.0)
+        values = where(present, values, 0.0)
     (n_bad,) = compute(bad.sum())
     if n_bad:
         raise ValueError(f"{what} has {int(n_bad)} missing or infinite value(s).")

@@ -24,6 +24,7 @@ from .._model.factored import DenseBlock, FactoredDesign
 from .._model.families import GAUSSIAN
 from .._model.shifts import dwarfs
 from .._util.lazy import is_lazy
+from .grid_ops import OnSlabs
 
 # A column is collinear when the share of its (weighted) sum of squares not
 # explained by the columns kept before it is below this: its R^2 on them
@@ -256,10 +257,8 @@ def _chunked_gram(
         return gram, np.diag(gram).copy()
     if w is None:
         sums = column_sums(design)
-    elif is_lazy(w):
-        # X'w as the Gaussian score at y = 1, beta = 0: one pass of the Dask tasks.
-        ones = PanelProblem(tuple(design.shape), y=np.ones(()), m=1.0, w=w)
-        sums = make_engine(design, GAUSSIAN, ones).loss_grad_hess(np.zeros(n))[1]
+    elif is_lazy(w):  # X'w by a pass of the Dask tasks
+        sums = OnSlabs(design).gradient(w)
     else:
         sums = kern.assembler.row_gradient(kern.rows_pass(weights), 0)
     sum_w = float(np.prod(design.shape) if w is None else w.sum())

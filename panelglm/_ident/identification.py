@@ -34,7 +34,7 @@ from .._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
 from .._model.families import Family
 from .._model.terms import ModelSpec
 from .._solve.newton import NewtonResult
-from .._util.lazy import compute, is_lazy
+from .._util.lazy import compute, is_lazy, where
 from .._util.warn import warn
 from ..exceptions import CollinearityWarning, SeparationWarning
 from .certificate import separating_cells
@@ -189,13 +189,8 @@ class Identifier(PassReuse):
 
     # ----------------------------------------------------------- screening
     def _drop_cells(self, problem: PanelProblem, cells: np.ndarray, culprit: str) -> None:
-        if is_lazy(cells) or is_lazy(problem.w):  # Dask: new weights, lazily
-            import dask.array as da
-
-            w = da.where(cells, 0.0, 1.0 if problem.w is None else problem.w)
-        else:
-            w = np.ones(problem.shape) if problem.w is None else problem.w.copy()
-            w[cells] = 0.0
+        # New weights (lazily on a Dask-backed panel); the caller's are never written.
+        w = where(cells, 0.0, 1.0 if problem.w is None else problem.w)
         if not np.any(w > 0):
             raise ValueError(
                 f"Complete separation: {culprit} fit(s) y perfectly on every row, so the "

@@ -219,8 +219,7 @@ class ScoreFactors:
         self._whole: np.ndarray | None = None
 
     def _factors(self, design: FactoredDesign, sub: PanelProblem) -> np.ndarray:
-        eta = design.linear_predictor(self.coef, sub.offset)
-        return sub.weighted(self.family.grad_hess(sub.y, eta, sub.m)[0])
+        return score_factors(self.family, self.coef, design, sub)
 
     def slices(self, axis: int) -> Iterator[tuple[FactoredDesign, np.ndarray]]:
         """The design and the score factors of consecutive slices along ``axis``."""
@@ -256,6 +255,14 @@ class ScoreFactors:
         return meat
 
 
+def score_factors(
+    family: Family, coef: np.ndarray, design: FactoredDesign, problem: PanelProblem
+) -> np.ndarray:
+    """``u = w dloglik/deta`` at ``coef`` on the cells of ``problem`` (over ``design``'s grid)."""
+    eta = design.linear_predictor(coef, problem.offset)
+    return problem.weighted(family.grad_hess(problem.y, eta, problem.m)[0])
+
+
 def _slab_scores(
     family: Family,
     coef: np.ndarray,
@@ -265,9 +272,7 @@ def _slab_scores(
     problem: PanelProblem,
 ) -> np.ndarray:
     """One slab's cluster meat (``meat``) or per-cluster scores over ``keep``."""
-    eta = design.linear_predictor(coef, problem.offset)
-    u = problem.weighted(family.grad_hess(problem.y, eta, problem.m)[0])
-    u = np.broadcast_to(u, design.shape)
+    u = np.broadcast_to(score_factors(family, coef, design, problem), design.shape)
     return cluster_meat(design, u, keep) if meat else design.scores(u, keep)
 
 
