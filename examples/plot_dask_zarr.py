@@ -102,10 +102,11 @@ print(f"largest difference to the in-memory fit: {np.max(np.abs(est.coef_ - memo
 # How big a chunk?
 # ----------------
 # Each chunk is one task per pass, and a task has a fixed cost (its
-# scheduling and its slab's set-up, about a millisecond on the threaded
-# scheduler, more on a cluster) besides its cells. Chunks of a few million
-# cells or more make that cost vanish; tiny chunks pay it many times. Here
-# the same fit, on the threaded scheduler, with chunks from one store to all.
+# scheduling, its slab's set-up and its share of the joins: milliseconds on
+# the threaded scheduler, more on a cluster) besides its cells. Chunks of a
+# few million cells or more make that cost vanish; tiny chunks pay it many
+# times. Here the same fit, on the threaded scheduler, with chunks from one
+# store to all.
 sizes = [1, 5, 25, n_stores] if SMALL else [1, 5, 25, 100, n_stores]
 seconds = []
 for size in sizes:

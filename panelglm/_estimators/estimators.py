@@ -240,7 +240,7 @@ class PanelLogitRegressor(PanelGLMBase):
         if self.trials is not None:
             m, axes = data.numeric(self.trials, "trials", fill=1.0)
             if is_lazy(m):
-                m = lazy_trials(m, data, self.trials)
+                m = lazy_trials(m, self.trials)
             elif np.any(m <= 0):
                 rows = data.from_grid(
                     m.reshape([n if d in axes else 1 for d, n in enumerate(data.shape)])
@@ -258,7 +258,7 @@ class PanelLogitRegressor(PanelGLMBase):
         return tags
 
 
-def lazy_trials(m: Any, data: PanelData, name: str) -> Any:
+def lazy_trials(m: Any, name: str) -> Any:
     """Dask-backed trials (1 at cells without data) checked positive by one reduction."""
     (n_bad,) = compute((m <= 0).sum())
     if n_bad:

@@ -16,10 +16,11 @@ from sklearn.utils.validation import check_is_fitted
 from .._data.panel import PanelData
 from .._data.validation import check_target
 from .._data.xarray import without_missing_target
+from .._engine.dask_engine import is_lazy_fit
 from .._engine.objective import PanelProblem, null_intercept
 from .._ident.separation import check_observed, limit_signs
 from .._model.conform import conform
-from .._model.lazy_design import has_lazy_blocks, lazy_linear_predictor
+from .._model.lazy_design import lazy_linear_predictor
 from .._model.statistics import explained_deviance
 from .._model.terms import build_design
 from .._util.lazy import dask_settings, is_lazy, where
@@ -43,7 +44,7 @@ class Prediction:
         problem = self._problem(data, y, self._check_weights(sample_weight, data.n_rows, data))
         design, _ = build_design(self._spec, data)
         check_observed(self._unobserved_levels, self._spec, data)
-        if has_lazy_blocks(design, problem.offset):  # Dask in, a lazy prediction out
+        if is_lazy_fit(design, problem):  # Dask in, a lazy prediction out
             eta = lazy_linear_predictor(design, self._beta, problem.offset)
         else:
             eta = design.linear_predictor(self._beta, problem.offset)

@@ -15,12 +15,6 @@ from .._util.lazy import is_lazy
 from .factored import DenseBlock, FactoredDesign, _expand
 
 
-def has_lazy_blocks(design: FactoredDesign, offset: tuple | None = None) -> bool:
-    """Whether a block of ``design`` (or the offset) is a Dask array."""
-    lazy = [b.values for b in design.blocks if isinstance(b, DenseBlock)]
-    return any(is_lazy(a) for a in lazy) or (offset is not None and is_lazy(offset[0]))
-
-
 def lazy_linear_predictor(
     design: FactoredDesign, beta: np.ndarray, offset: tuple | None = None
 ) -> Any:
