@@ -359,6 +359,13 @@ def test_checks_of_y_still_say_what_is_wrong():
     with pytest.raises(ValueError, match="is 0 on every row"):
         check_not_all_boundary(POISSON, PanelProblem((2,), y=np.zeros(2)))
     check_not_all_boundary(POISSON, PanelProblem((2,), y=np.array([0.0, 1.0])))
+    # Each side's far extreme is read first; the near one still decides when y is all there.
+    with pytest.raises(ValueError, match="is 0 on every row"):
+        check_not_all_boundary(BINOMIAL, PanelProblem((3,), y=np.zeros(3), m=2.0))
+    with pytest.raises(ValueError, match="equal to the number of trials on every row"):
+        check_not_all_boundary(BINOMIAL, PanelProblem((3,), y=np.full(3, 2.0), m=2.0))
+    check_not_all_boundary(BINOMIAL, PanelProblem((3,), y=np.array([0.0, 2.0, 2.0]), m=2.0))
+    check_not_all_boundary(BINOMIAL, PanelProblem((3,), y=np.array([1.0, 1.0, 1.0]), m=2.0))
 
 
 def test_null_intercept_once_per_fit(monkeypatch):

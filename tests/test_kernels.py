@@ -282,3 +282,25 @@ def test_loss_pass_and_full_pass_give_the_same_bits(family, engine):
 
 def _chunked(engine):
     return {"chunk_cells": 50} if engine == "numpy" else {}
+
+
+@pytest.mark.parametrize("engine", engines("compiled", "numpy"))
+def test_response_pass_on_the_engines_threads_matches_dense(engine, monkeypatch):
+    """``X' (w y)`` and each chunk's response, when the pass runs on two threads."""
+    shape = (6, 4, 5)
+    design, problem, _ = _random_problem(shape, "poisson", 7, True)
+    eng = make_engine(design, POISSON, problem, kind=engine, chunk_cells=20, n_threads=2)
+    if engine == "numpy":
+        eng.n_threads = 2  # its full passes' count, which the response pass follows
+    assert eng.response_threads == 2 and len(eng.chunks) == shape[0]
+    pools, seen = [], {}
+    real_pool = kernels.ThreadPoolExecutor
+    monkeypatch.setattr(kernels, "ThreadPoolExecutor", lambda n: pools.append(n) or real_pool(n))
+    score = eng.response_score(lambda y, w, s: seen.__setitem__(s, (y.copy(), w.copy())))
+    assert pools == [2]
+    y, w = problem.y, problem.w
+    np.testing.assert_allclose(score, design.to_dense().T @ (w * y).ravel(), rtol=1e-12)
+    assert sorted(seen) == list(range(shape[0]))
+    for s, (ys, ws) in seen.items():
+        np.testing.assert_array_equal(ys, y[s : s + 1])
+        np.testing.assert_array_equal(ws, w[s : s + 1])

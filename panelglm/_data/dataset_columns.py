@@ -306,4 +306,3 @@ def _observed_cells(grid: Grid) -> np.ndarray:
     mask = np.zeros(grid.n_cells, dtype=bool)
     mask[grid.cells()] = True
     return mask
-

@@ -47,6 +47,16 @@ class CompiledEngine(NumpyEngine):
         super().__init__(spec, problem, chunk_cells, n_threads)
         self.compiled = _compiled.CompiledPass(spec, n_threads)
 
+    @property
+    def response_threads(self) -> int:
+        """The sweep's workers, for the response's pass (``X' w y``, the counts of ``y``).
+
+        That pass is bound more by its many small numpy calls than by memory
+        bandwidth, so unlike the numpy engine's full passes it gains from
+        every core.
+        """
+        return self.compiled.n_workers
+
     def loss(self, beta: np.ndarray) -> float:
         """``sum_c w_c f_c`` at ``beta``, from one compiled loss-only sweep."""
         small, cell = self.eta_parts(beta)

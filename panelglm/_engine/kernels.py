@@ -106,15 +106,16 @@ class NumpyEngine:
             )
         return self._buffers[k]
 
-    def _run(self, work, make_state) -> list:
+    def _run(self, work, make_state, n_threads: int | None = None) -> list:
         """Run ``work(state, k, s, e)`` over every chunk; one state per worker thread.
 
         numpy's ufuncs, reductions and BLAS calls release the GIL, so chunks
         run in parallel on threads, each with its own buffers and
         accumulators; BLAS itself is held to one thread meanwhile, since its
-        calls here are many and small.
+        calls here are many and small. ``n_threads`` defaults to the engine's.
         """
-        n = max(1, min(self.n_threads, len(self.chunks)))
+        n_threads = self.n_threads if n_threads is None else n_threads
+        n = max(1, min(n_threads, len(self.chunks)))
         states = [make_state() for _ in range(n)]
         bounds = np.linspace(0, len(self.chunks), n + 1).astype(int)
 
@@ -281,14 +282,24 @@ class NumpyEngine:
         """Reductions and cell-level products of one given row (e.g. ``w * y``)."""
         sp = self.spec
 
-        def work(acc, k, s, e):
-            _, stack, _ = self._bufs(k)
+        # One row a thread, not the full passes' buffers: this pass may run on
+        # more threads than they do.
+        def state():
+            return Accumulators(sp), np.empty(self._max_cells, sp.dtype)
+
+        def work(state, k, s, e):
+            acc, row = state
             csh = (e - s, *sp.shape[1:])
-            rows = stack[:1, : int(np.prod(csh))].reshape((1, *csh))
+            rows = row[: int(np.prod(csh))].reshape((1, *csh))
             row_fn(rows[0], s, e)
             self.reducer.accumulate(rows, s, e, acc, groups=False, dot_rows=(0,))
 
-        return merge(self._run(work, lambda: Accumulators(sp)))
+        return merge([acc for acc, _ in self._run(work, state, self.response_threads)])
+
+    @property
+    def response_threads(self) -> int:
+        """Threads of the passes over a given row (the response's, once a fit)."""
+        return self.n_threads
 
     # --------------------------------------------------------- assembly
     @property

@@ -80,11 +80,14 @@ def check_not_all_boundary(family: Family, problem: PanelProblem) -> None:
     sides = [(0.0, "0")]
     if family.separation == "both":
         sides.append((problem.m, "equal to the number of trials"))
-    for bound, what in sides:
+    for k, (bound, what) in enumerate(sides):
         if obs is None and np.ndim(bound) == 0:
             # Every cell counts: some is off the boundary unless the (finite)
-            # y's extremes both sit on it; two reductions, no boolean grid.
-            off_any = bool(y.size) and bool(np.min(y) != bound or np.max(y) != bound)
+            # y's extremes both sit on it. No boolean grid; the extreme away
+            # from the bound first (the maximum above 0, the minimum below the
+            # trials), which settles it in one reduction unless y is all there.
+            far, near = (np.max, np.min) if k == 0 else (np.min, np.max)
+            off_any = bool(y.size) and bool(far(y) != bound or near(y) != bound)
         else:
             off = np.broadcast_to(y != bound, y.shape)  # cells off this boundary
             off_any = bool(off.any() if obs is None else np.any(off & obs))
