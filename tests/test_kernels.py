@@ -10,6 +10,7 @@ import pytest
 from conftest import engines, make_panel
 from test_estimators import SIZES, sm_fit
 
+import panelglm._engine.compiled_engine as compiled_engine
 import panelglm._engine.kernels as kernels
 from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
 from panelglm._engine.engines import PassEngine, make_engine
@@ -292,6 +293,9 @@ def test_response_pass_on_the_engines_threads_matches_dense(engine, monkeypatch)
     eng = make_engine(design, POISSON, problem, kind=engine, chunk_cells=20, n_threads=2)
     if engine == "numpy":
         eng.n_threads = 2  # its full passes' count, which the response pass follows
+    else:
+        assert eng.response_threads == 1  # chunks too small to gain from threads
+        monkeypatch.setattr(compiled_engine, "RESPONSE_THREAD_CELLS", 20)
     assert eng.response_threads == 2 and len(eng.chunks) == shape[0]
     pools, seen = [], {}
     real_pool = kernels.ThreadPoolExecutor

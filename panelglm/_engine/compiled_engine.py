@@ -18,6 +18,9 @@ from .pass_spec import PassSpec
 from .problem import PanelProblem
 from .reductions import Accumulators
 
+# Cells of a chunk from which the response's pass runs on the sweep's workers.
+RESPONSE_THREAD_CELLS = 1 << 17
+
 
 class CompiledEngine(NumpyEngine):
     """The pass engine whose loss and full passes run in the compiled sweep.
@@ -49,13 +52,13 @@ class CompiledEngine(NumpyEngine):
 
     @property
     def response_threads(self) -> int:
-        """The sweep's workers, for the response's pass (``X' w y``, the counts of ``y``).
+        """The sweep's workers for the response's pass (``X' w y``, the counts of ``y``), if large.
 
-        That pass is bound more by its many small numpy calls than by memory
-        bandwidth, so unlike the numpy engine's full passes it gains from
-        every core.
+        On chunks of a slab of many cells that pass gains from every core,
+        unlike the numpy engine's full passes; on smaller chunks its numpy
+        calls are too short to run side by side (see benchmarks/PERF_NOTES.md).
         """
-        return self.compiled.n_workers
+        return self.compiled.n_workers if self._max_cells >= RESPONSE_THREAD_CELLS else 1
 
     def loss(self, beta: np.ndarray) -> float:
         """``sum_c w_c f_c`` at ``beta``, from one compiled loss-only sweep."""
