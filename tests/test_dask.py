@@ -301,3 +301,43 @@ def test_the_negative_binomial_with_theta_estimated():
     assert est.theta_ == pytest.approx(ref.theta_, rel=1e-10)
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+
+
+def test_a_slab_of_one_chunk_is_read_without_a_copy_and_read_only():
+    from panelglm._engine.dask_slabs import Cells
+
+    base = np.arange(24.0).reshape(4, 3, 2)
+    # Blocks that are the memory of arrays held elsewhere, as a reader's may be.
+    halves = [da.from_delayed(dask.delayed(base[k : k + 2]), (2, 3, 2), float) for k in (0, 2)]
+    arr = da.concatenate(halves)
+    one = Cells(arr[0:2]).load()
+    np.testing.assert_array_equal(one, base[:2])
+    assert np.shares_memory(one, base)  # the block itself, as its task made it
+    assert not one.flags.writeable  # so no pass can write into the memory behind it
+    two = Cells(arr[1:3]).load()  # across two chunks: computed and joined
+    np.testing.assert_array_equal(two, base[1:3])
+
+
+@pytest.mark.parametrize("per_task", [13, 3])
+def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cells_on_the_client):
+    """One task reads a group of slabs one after the other and joins their sums:
+    one task for all 13 slabs, or groups of 3 (the last of one), then the tree."""
+    import panelglm._engine.dask_engine as dask_engine
+    import panelglm._engine.dask_slabs as dask_slabs
+
+    monkeypatch.setattr(dask_engine, "TASK_CELLS", per_task * int(np.prod(SHAPE[1:])))
+    monkeypatch.setattr(dask_engine, "TASKS_PER_WORKER", 1)
+    monkeypatch.setattr(dask_engine, "_n_workers", lambda: 1)
+    groups = []
+    real = dask_slabs.over_slabs
+    monkeypatch.setattr(dask_slabs, "over_slabs", lambda *a: groups.append(len(a[3])) or real(*a))
+    make, target = CASES["poisson"]
+    ds = _dataset(gaps=True)
+    cluster = ["customer", ("product", "week")]
+    ref = _fit(make, ds, target, "w", cov_type="cluster", cluster=cluster)
+    est = _fit(make, ds.chunk({"customer": 1}), target, "w", cov_type="cluster", cluster=cluster)
+    n_slabs = SHAPE[0] - 1  # customer 7 has no data: not a level
+    assert max(groups) == min(per_task, n_slabs) and sum(groups) % n_slabs == 0
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+    assert est.deviance_ == pytest.approx(ref.deviance_, rel=1e-10)

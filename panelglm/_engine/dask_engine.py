@@ -37,6 +37,7 @@ import numpy as np
 from .._model.factored import DenseBlock, FactoredDesign
 from .._model.families import Family
 from .._util.lazy import is_lazy
+from .._util.threads import available_cores
 from . import dask_slabs as slabs
 from .assemble import Assembler
 from .pass_spec import PassSpec
@@ -44,8 +45,13 @@ from .plan import make_plan
 from .problem import PanelProblem
 from .reductions import Accumulators
 
-# Partial sums added per task of the reduction: a tree of depth log_8(slabs).
+# Partial sums added per task of the reduction: a tree of depth log_8(tasks).
 FAN_IN = 8
+# Cells a pass's task reads, slab after slab, before it hands its sums on:
+# what a task costs beyond its cells (its accumulators made, sent and joined)
+# is then a small part of its time. Each worker still gets several tasks.
+TASK_CELLS = 1 << 25
+TASKS_PER_WORKER = 4
 
 
 def is_lazy_fit(design: FactoredDesign, problem: PanelProblem) -> bool:
@@ -109,6 +115,9 @@ class DaskEngine:
         # Each slab's task reads its own cells (see Cells), so no chunk is
         # read by one worker and sent to another.
         self._cells = [tuple(slabs.Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
+        per = _slabs_per_task([hi - lo for lo, hi in self.slabs], int(np.prod(problem.shape[1:])))
+        n = len(self.slabs)
+        self._groups = [range(k, min(k + per, n)) for k in range(0, n, per)]
         holes = tuple(lazy)
         whole_design = design
         if "offset" in lazy:
@@ -165,17 +174,26 @@ class DaskEngine:
     def _tree(self, task: Callable, join: Callable, *head: Any) -> Any:
         """``task(skeleton, start, stop, *head, *cells)`` of every slab, joined in a tree.
 
-        The joins take ``FAN_IN`` consecutive results at a time, in the
-        slabs' order; only the last result is computed onto the client.
+        One Dask task runs a group of consecutive slabs (:func:`~dask_slabs.over_slabs`);
+        the joins take ``FAN_IN`` consecutive results at a time, in the slabs'
+        order; only the last result is computed onto the client.
         """
         delayed = self._dask.delayed
-        task, join = delayed(task), delayed(join)
+        run, join_task = delayed(slabs.over_slabs), delayed(join)
         parts = [
-            task(self._skeleton, lo, hi, *head, *cells)
-            for (lo, hi), cells in zip(self.slabs, self._cells, strict=True)
+            run(
+                task,
+                join,
+                self._skeleton,
+                [self.slabs[i] for i in group],
+                len(head),
+                *head,
+                *(c for i in group for c in self._cells[i]),
+            )
+            for group in self._groups
         ]
         while len(parts) > 1:
-            parts = [join(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
+            parts = [join_task(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
         return self._dask.compute(parts[0])[0]
 
     def _accumulate(self, what: str, beta: np.ndarray | None) -> list[Accumulators]:
@@ -263,6 +281,27 @@ class DaskEngine:
 
     def release(self) -> None:
         """Nothing is kept on the client between passes."""
+
+
+def _slabs_per_task(sizes: list[int], row_cells: int) -> int:
+    """How many consecutive slabs (of ``sizes`` rows of ``row_cells`` cells) one task runs.
+
+    Up to :data:`TASK_CELLS` cells a task, while every worker of the active
+    scheduler still gets :data:`TASKS_PER_WORKER` tasks.
+    """
+    by_size = TASK_CELLS // max(1, max(sizes) * row_cells)
+    by_workers = len(sizes) // (TASKS_PER_WORKER * _n_workers())
+    return max(1, min(by_size, by_workers))
+
+
+def _n_workers() -> int:
+    """Threads of the active scheduler: a cluster's, else this machine's cores."""
+    try:
+        from distributed import default_client
+
+        return max(1, sum(default_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return available_cores()
 
 
 def _shipped(skeleton: slabs.Skeleton) -> Any:

@@ -81,8 +81,20 @@ class Cells:
         self.array = array
 
     def load(self) -> np.ndarray:
-        """The slab's values (read now, on the calling thread)."""
-        return np.asarray(self.array.compute(scheduler="sync"))
+        """The slab's values (read now, on the calling thread).
+
+        A slab of one chunk is computed as its block's own task: an array's
+        ``compute`` would copy a single chunk before handing it over (a third
+        of the time a pass spends reading). The block may then be the
+        caller's own memory (an array wrapped by ``dask.array.from_array``),
+        so it is handed on read-only.
+        """
+        blocks = self.array.to_delayed().ravel()
+        if len(blocks) > 1:
+            return np.asarray(self.array.compute(scheduler="sync"))
+        values = np.asarray(blocks[0].compute(scheduler="sync")).view()
+        values.flags.writeable = False
+        return values
 
 
 def _slab_engine(skeleton: Skeleton, start: int, stop: int, cells: tuple) -> Any:
@@ -115,7 +127,7 @@ def run_slab(
 def slab_accumulators(
     skeleton: Skeleton, start: int, stop: int, what: str, beta: np.ndarray, *arrays: Any
 ) -> tuple[float, list[np.ndarray]]:
-    """One slab's passes, left as their accumulators (copied out of the engine's buffers).
+    """One slab's passes, left as their accumulators.
 
     ``what`` names the passes, joined by ``+``: ``"full"`` (loss and
     curvature), ``"outer"`` (the squared scores for curvature) or ``"wy"``
@@ -133,11 +145,36 @@ def slab_accumulators(
                 acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
             else:
                 acc = engine.response_rows()
-            out += [a.copy() for a in (*acc.red.values(), *acc.grp, *acc.cell)]
-            acc.release()
+            # Not given back to the engine's pool: no later pass writes into
+            # them, and they leave with the task without a copy.
+            out += [*acc.red.values(), *acc.grp, *acc.cell]
         return lsum, out
     finally:
         engine.release()
+
+
+def over_slabs(
+    task: Callable,
+    join: Callable,
+    skeleton: Skeleton,
+    bounds: list[tuple[int, int]],
+    n_head: int,
+    *args: Any,
+) -> Any:
+    """``task`` of each slab of one Dask task's group, read one after the other.
+
+    ``args`` are the ``n_head`` arguments every slab's call receives, then
+    each slab's cells in turn. The results are joined as they come, with the
+    tree's own ``join`` (which keeps the slabs' order), so at most two are
+    held at a time.
+    """
+    head, cells = args[:n_head], args[n_head:]
+    n = len(cells) // len(bounds)
+    out = None
+    for k, (lo, hi) in enumerate(bounds):
+        part = task(skeleton, lo, hi, *head, *cells[k * n : (k + 1) * n])
+        out = part if out is None else join(out, part)
+    return out
 
 
 def join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[float, list]:
@@ -150,9 +187,17 @@ def join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[floa
     out = []
     for k, axis in enumerate(axes):
         pieces = [p[1][k] for p in parts]
-        out.append(
-            np.concatenate(pieces, axis=axis) if axis is not None else sum(pieces[1:], pieces[0])
-        )
+        if axis is not None:
+            out.append(np.concatenate(pieces, axis=axis))
+            continue
+        # Added into the first part's array: each part is one task's result,
+        # read by this join alone (no copy of a large accumulator per join),
+        # unless it arrived read-only from another process.
+        if not pieces[0].flags.writeable:
+            pieces[0] = pieces[0].copy()
+        for piece in pieces[1:]:
+            pieces[0] += piece
+        out.append(pieces[0])
     return total, out
 
 
