@@ -461,7 +461,7 @@ def test_panel_gram_once_per_panel_and_model(monkeypatch):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_counts_of_y_are_taken_in_the_pass_for_xy(monkeypatch, weighted):
     import panelglm._engine.objective as objective_module
-    from panelglm._model.statistics import tally
+    from panelglm._engine.tally import tally
 
     calls = []
     original = objective_module.tally

@@ -407,3 +407,78 @@ def test_n_threads_is_a_parameter_of_every_estimator():
         assert est.get_params()["n_threads"] is None
         assert est.set_params(n_threads=2).get_params()["n_threads"] == 2
         assert "n_threads : int, default=None" in cls.__doc__
+
+
+# ------------------------------------------------------------------ tally
+@needs_sweep
+@pytest.mark.parametrize("weighted", [False, True])
+def test_tally_equals_bincount(weighted):
+    rng = np.random.default_rng(3)
+    y = rng.poisson(3.0, size=(40, 7)).astype(float)
+    w = rng.uniform(0.5, 2.0, size=y.shape) if weighted else None
+    counts = np.zeros(100)
+    used = compiled._sweep.tally(y, w, counts)
+    want = np.bincount(y.ravel().astype(int), weights=None if w is None else w.ravel())
+    assert used == len(want)
+    np.testing.assert_array_equal(counts[:used], want)  # the same additions, in order
+    assert not counts[used:].any()
+    assert compiled._sweep.tally(np.empty(0), None, counts) == 0
+
+
+@needs_sweep
+@pytest.mark.parametrize("bad", [0.5, -1.0, -0.0 - 1e-300, np.nan, -np.inf, 99.5])
+def test_tally_refuses_what_is_not_a_count(bad):
+    y = np.array([1.0, 2.0, bad, 3.0])
+    assert compiled._sweep.tally(y, None, np.zeros(100)) == -1
+
+
+@pytest.mark.parametrize("big", [100.0, 100.5, np.inf, 1e300])
+def test_tally_says_when_a_value_is_beyond_its_table(big):
+    y = np.array([1.0, 2.0, big, 3.0])
+    assert compiled._sweep.tally(y, None, np.zeros(100)) == -2
+
+
+@needs_sweep
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        ((np.ones(3, np.float32), None, np.zeros(4)), "y must be aligned float64"),
+        ((np.ones(6)[::2], None, np.zeros(4)), "y must be a C-contiguous"),
+        ((np.ones(3), np.ones(2), np.zeros(4)), "w must have as many values as y"),
+        ((np.ones(3), np.ones(3, np.int64), np.zeros(4)), "w must be aligned float64"),
+        ((np.ones(3), None, np.zeros(4)[::2]), "counts must be a C-contiguous, writable"),
+        ((np.ones(3), None, np.zeros(4).view()), None),
+        ((np.ones(3), None, "abc"), "counts must be a C-contiguous, writable"),
+    ],
+)
+def test_tally_checks_its_arrays(args, match):
+    if match is None:  # a read-only table
+        args[2].flags.writeable = False
+        match = "counts must be a C-contiguous, writable"
+    with pytest.raises(ValueError, match=match):
+        compiled._sweep.tally(*args)
+
+
+def test_tally_of_a_part_is_the_same_with_either_pass(monkeypatch):
+    """tally_part: the compiled tally and numpy's give the same counts."""
+    from panelglm._engine import tally as statistics
+
+    rng = np.random.default_rng(4)
+    y = rng.poisson(2.0, size=(5, 6, 7)).astype(float)
+    w = rng.uniform(size=y.shape)
+    big = y.copy()
+    big[1, 2, 3] = statistics.SMALL_TALLY + 5  # beyond the first table: the whole one
+    huge = y.copy()
+    huge[0, 0, 0] = statistics.MAX_TALLY + 1
+    cases = [(y, None), (y, w), (y[:, ::2], None), (y + 0.5, None), (-y, None), (big, w)]
+    cases.append((huge, None))
+    got = [statistics.tally_part(a, b) for a, b in cases]
+    monkeypatch.setattr(statistics._compiled, "enabled", lambda: False)
+    want = [statistics.tally_part(a, b) for a, b in cases]
+    for g, e in zip(got, want, strict=True):
+        if e is None:
+            assert g is None
+        else:
+            np.testing.assert_array_equal(g, e)
+    assert got[0] is not None and got[3] is None and got[4] is None and got[6] is None
+    assert len(got[5]) == statistics.SMALL_TALLY + 6

@@ -17,6 +17,7 @@ from functools import partial
 import numpy as np
 
 from .._engine.objective import PanelProblem
+from .._engine.tally import tally
 from .._model.factored import DenseBlock, FactoredDesign
 from .._model.families import Family
 from .._model.reduce import Reducer, letters
@@ -251,7 +252,8 @@ class AbsorbedObjective:
             and np.ndim(problem.y) == len(problem.shape)
         )
         funcs = [f for f in (family.saturated,) if f is not None]
-        sat = y_sums(funcs, problem.y, problem.m, problem.w)[0] if funcs else 0.0
+        y, m, w = problem.y, problem.m, problem.w
+        sat = y_sums(funcs, y, m, w, tally(y, m, w))[0] if funcs else 0.0
         self.saturated_loss = -self._scale * sat
 
     def split(self, coef: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:

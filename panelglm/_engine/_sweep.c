@@ -324,7 +324,86 @@ static PyObject *sweep(PyObject *self, PyObject *args)
     return PyFloat_FromDouble(loss);
 }
 
-static PyMethodDef methods[] = {{"sweep", sweep, METH_VARARGS, sweep_doc}, {NULL, NULL, 0, NULL}};
+/* ------------------------------------------------------------ tally */
+PyDoc_STRVAR(tally_doc,
+             "tally(y, w, counts) -> int\n\n"
+             "Add w[i] (1 where w is None) into counts[y[i]] for every value of y\n"
+             "(float64, C-contiguous, any shape; w the same size). Returns one more\n"
+             "than the largest value seen; -1 if a value is not a non-negative\n"
+             "integer (NaN included), -2 if one is at least len(counts) (counts\n"
+             "then partly added).");
+
+/* A C-contiguous float64 buffer of obj (writable if asked); -1 with an exception. */
+static int contiguous_float64(PyObject *obj, Py_buffer *v, int write, const char *name)
+{
+    if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (write ? PyBUF_WRITABLE : 0))) {
+        PyErr_Format(PyExc_ValueError, "tally: %s must be a C-contiguous%s array", name,
+                     write ? ", writable" : "");
+        return -1;
+    }
+    if (!is_float64(v->format) || v->itemsize != (Py_ssize_t)sizeof(double) ||
+        (uintptr_t)v->buf % sizeof(double)) {
+        PyBuffer_Release(v);
+        PyErr_Format(PyExc_ValueError, "tally: %s must be aligned float64", name);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *tally(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *yo, *wo, *co;
+    if (!PyArg_ParseTuple(args, "OOO", &yo, &wo, &co)) return NULL;
+    Py_buffer y, w, c;
+    const int weighted = wo != Py_None;
+    if (contiguous_float64(yo, &y, 0, "y")) return NULL;
+    if (weighted && contiguous_float64(wo, &w, 0, "w")) {
+        PyBuffer_Release(&y);
+        return NULL;
+    }
+    if (contiguous_float64(co, &c, 1, "counts")) {
+        if (weighted) PyBuffer_Release(&w);
+        PyBuffer_Release(&y);
+        return NULL;
+    }
+    long long top = -1;
+    int failed = 0;
+    if (weighted && w.len != y.len) {
+        PyErr_SetString(PyExc_ValueError, "tally: w must have as many values as y");
+        failed = 1;
+    } else {
+        const double *yp = (const double *)y.buf, *wp = weighted ? (const double *)w.buf : NULL;
+        double *cp = (double *)c.buf;
+        const Py_ssize_t n = y.len / (Py_ssize_t)sizeof(double);
+        const double size = (double)(c.len / (Py_ssize_t)sizeof(double));
+        long long largest = -1;
+        int bad = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t i = 0; i < n; i++) {
+            const double v = yp[i];
+            /* NaN fails the first test; the range is checked before the cast */
+            if (!(v >= 0.0)) bad = 1;
+            else if (!(v < size)) bad = 2;
+            else if ((double)(long long)v != v) bad = 1;
+            if (bad) break;
+            const long long k = (long long)v;
+            cp[k] += wp ? wp[i] : 1.0;
+            if (k > largest) largest = k;
+        }
+        Py_END_ALLOW_THREADS
+        top = bad ? -bad : largest + 1;
+    }
+    PyBuffer_Release(&c);
+    if (weighted) PyBuffer_Release(&w);
+    PyBuffer_Release(&y);
+    if (failed) return NULL;
+    return PyLong_FromLongLong(top);
+}
+
+static PyMethodDef methods[] = {{"sweep", sweep, METH_VARARGS, sweep_doc},
+                                {"tally", tally, METH_VARARGS, tally_doc},
+                                {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_sweep",
                                     "Compiled sweep over the cells of a panel (optional).", -1,

@@ -17,9 +17,10 @@ import numpy as np
 
 from .._model.factored import FactoredDesign
 from .._model.families import Family, profiled_gaussian_loglik
-from .._model.statistics import merge_tallies, tally, tally_part, y_sums
+from .._model.statistics import y_sums
 from .engines import PassEngine, make_engine
 from .problem import FitStatistics, PanelProblem
+from .tally import merge_tallies, tally, tally_part
 
 __all__ = ["FitStatistics", "PanelProblem", "PenalizedObjective", "null_intercept"]
 
@@ -127,7 +128,7 @@ class PenalizedObjective:
         return 1.0 / self._scale
 
     def _y_counts(self) -> np.ndarray | None:
-        """The response tallied by value (:func:`~panelglm._model.statistics.tally`), once."""
+        """The response tallied by value (:func:`~panelglm._engine.tally.tally`), once."""
         if self._counts is True:
             p = self.problem
             if hasattr(self.engine, "slab_sums"):  # Dask: each slab tallies its own cells

@@ -19,74 +19,20 @@ import numpy as np
 from .._data.layout import CHUNK_CELLS
 from .._util.lazy import compute, is_lazy
 
-# Counts up to this value are tallied by value (a table of this many floats).
-MAX_TALLY = 1 << 20
-
-
-def tally_part(y: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
-    """Weighted counts of each integer value of one part of ``y``, or None if not small counts."""
-    part = y.reshape(-1)
-    if part.size and not (part.min() >= 0 and part.max() <= MAX_TALLY):
-        return None  # checked first: a huge y must not be cast to int
-    ints = part.astype(np.int64)
-    if not np.array_equal(ints, part):
-        return None
-    weights = None if w is None else np.broadcast_to(w, y.shape).reshape(-1)
-    return np.bincount(ints, weights=weights).astype(np.float64, copy=False)
-
-
-def merge_tallies(parts: list[np.ndarray | None]) -> np.ndarray | None:
-    """The counts of the parts' union, added in the parts' order (None if any is None)."""
-    counts = None
-    for c in parts:
-        if c is None:
-            return None
-        if counts is None:
-            counts = c.copy()
-            continue
-        if len(c) > len(counts):
-            counts = np.pad(counts, (0, len(c) - len(counts)))
-        counts[: len(c)] += c
-    return counts
-
-
-def _tally(y: np.ndarray, w: np.ndarray | None) -> np.ndarray | None:
-    """Weighted counts of each integer value of ``y``, or None if ``y`` is not small counts."""
-    flat, wf = y.reshape(-1), None if w is None else w.reshape(-1)
-    parts = []
-    for s in range(0, flat.size, CHUNK_CELLS):
-        parts.append(
-            tally_part(flat[s : s + CHUNK_CELLS], None if wf is None else wf[s : s + CHUNK_CELLS])
-        )
-        if parts[-1] is None:
-            return None
-    return merge_tallies(parts)
-
-
-def tally(y: np.ndarray, m: np.ndarray | float, w: np.ndarray | None) -> np.ndarray | None:
-    """Weighted counts of each value of ``y`` (index = value), or None.
-
-    None unless ``y`` is small non-negative counts and the trials one number:
-    then every sum of a function of ``y`` alone (:func:`y_sums`) is a dot
-    product with these counts, however many such sums a fit needs.
-    """
-    return _tally(y, w) if np.ndim(m) == 0 else None
-
 
 def y_sums(
     funcs: list[Callable[[np.ndarray, np.ndarray | float], np.ndarray]],
     y: np.ndarray,
     m: np.ndarray | float,
     w: np.ndarray | None,
-    counts: np.ndarray | bool | None = True,
+    counts: np.ndarray | None = None,
 ) -> list[float]:
     """``sum w func(y, m)`` for each function of the response (and scalar trials).
 
-    ``counts`` is :func:`tally`'s result when the caller has it (None: ``y``
-    is not counts), or True to tally here.
+    ``counts`` is the response tallied by value
+    (:func:`panelglm._engine.tally.tally`), a dot product per function; None
+    (``y`` is not small counts, or was not tallied) sums over the cells.
     """
-    if counts is True:
-        counts = tally(y, m, w)
     if counts is not None:
         values = np.arange(len(counts), dtype=np.float64)
         return [float(np.dot(counts, f(values, m))) for f in funcs]
