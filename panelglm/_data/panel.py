@@ -9,11 +9,12 @@ import pandas as pd
 
 from .._util.lazy import is_lazy
 from .columns import ColumnSpec, lay_out, numeric_values
+from .geometry import PanelGeometry
 from .layout import Grid
 from .rows import PanelRows
 
 
-class PanelData:
+class PanelData(PanelGeometry):
     """A long-format frame laid out as a panel, as :class:`PanelDesign` returns it.
 
     Columns are placed on the grid only when a model asks for them, at the
@@ -133,42 +134,7 @@ class PanelData:
         spec = {c: ColumnSpec(c, (0,)) for c in names}
         return cls(grid, frame, spec, names)
 
-    # ------------------------------------------------------------ geometry
-    @property
-    def dims(self) -> tuple[str, ...]:
-        """Names of the panel dimensions."""
-        return self.grid.dims
-
-    @property
-    def levels(self) -> tuple[pd.Index, ...]:
-        """Sorted levels of each dimension."""
-        return self.grid.levels
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """Number of levels of each dimension."""
-        return self.grid.shape
-
-    @property
-    def n_rows(self) -> int:
-        """Number of rows (observed cells)."""
-        return self.grid.n_rows
-
-    @property
-    def n_cells(self) -> int:
-        """Number of cells of the full grid (``n_rows`` when balanced)."""
-        return self.grid.n_cells
-
-    @property
-    def in_grid_order(self) -> bool:
-        """Whether the rows are the grid's cells in C order (columns lay out as views)."""
-        return self.is_balanced and self.grid.row_of_cell is None
-
-    @property
-    def is_balanced(self) -> bool:
-        """Whether every cell of the grid has a row."""
-        return self.grid.is_balanced
-
+    # ---------------------------------------- geometry (see PanelGeometry)
     @property
     def index(self) -> pd.Index:
         """Row index of the frame, in the caller's order."""
@@ -374,49 +340,3 @@ class PanelData:
             codes = spec.codes(self._frame[name])
             self._cache[key] = lay_out(codes, self.grid, spec.axes, name)
         return self._cache[key], spec.axes
-
-    # ------------------------------------------------------- row <-> grid
-    def to_grid(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """Place one value per row (in row order) on the full grid.
-
-        A read-only view of ``values`` when the rows are in the grid's C order.
-
-        Parameters
-        ----------
-        values : array-like of shape (n_rows,)
-            One value per row, in the rows' order.
-        fill : float, default=0.0
-            Value of the cells without a row (unbalanced panels).
-
-        Returns
-        -------
-        ndarray of shape ``shape``
-        """
-        if is_lazy(values):  # a Dataset's Dask-backed cells: every cell a row, in C order
-            return values.reshape(self.shape)
-        return self.grid.to_grid(np.asarray(values), fill)
-
-    @property
-    def present(self) -> Any:
-        """A Dask-backed target's cells with data (lazy), or ``None``: all cells are rows."""
-        labels = getattr(self, "labels", None)
-        return None if labels is None else labels.present
-
-    def from_grid(self, arr: np.ndarray) -> np.ndarray:
-        """Read a full-grid array back in the rows' order.
-
-        Parameters
-        ----------
-        arr : ndarray
-            An array over the full grid, or one that broadcasts to it.
-
-        Returns
-        -------
-        ndarray of shape (n_rows,)
-            A Dask array (lazy) when ``arr`` is one: every cell is then a row.
-        """
-        if is_lazy(arr):
-            import dask.array as da
-
-            return da.broadcast_to(arr, self.shape).reshape(-1)
-        return self.grid.from_grid(arr)
