@@ -11,8 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
 from .._util.lazy import dask_settings
-from .column_specs import frame_spec, table_spec
-from .columns import ColumnSpec
+from .column_specs import check_named_covariates, column_specs
 from .dataset_columns import is_dataset
 from .grid_build import build_grid
 from .layout import MAX_SPARSE_GRID_BYTES, Grid
@@ -238,38 +237,13 @@ class PanelDesign(TransformerMixin, BaseEstimator):
         frame_cols = [c for c in X.columns if c not in dims and c != target]
         candidates = frame_cols + tables.names()
         if self.covariates is not None:
-            for c in self.covariates:
-                if c in dims:
-                    raise ValueError(
-                        f"Covariate {c!r} is a panel dimension, which identifies cells and "
-                        f"enters a model only as fixed effects (fixed_effects=[{c!r}]); to "
-                        "use its values as a covariate, add a copy of the column under "
-                        "another name."
-                    )
-                if c == target:
-                    raise ValueError(f"Covariate {c!r} is the target y.")
-            unknown = [c for c in self.covariates if c not in candidates]
-            if unknown:
-                raise ValueError(f"Unknown covariate column(s) {unknown}: not in the data.")
+            check_named_covariates(self.covariates, dims, target, candidates)
         covariates = list(self.covariates) if self.covariates is not None else candidates
         stated = stated_levels(self.levels, dims, candidates, target)
-        spec: dict[str, ColumnSpec] = {}
-        skipped: dict[str, Exception] = {}
-        laid: dict[str, np.ndarray] = {}
-        for name in candidates:
-            try:
-                if name in tables:
-                    spec[name] = table_spec(name, tables, self.tables, stated.get(name))
-                else:
-                    spec[name] = frame_spec(X[name], name, grid, stated.get(name), laid)
-            except (TypeError, ValueError) as exc:
-                # Named covariates make the other columns optional: one that
-                # cannot be laid out (a date, a column with gaps) must not
-                # stop the fit unless someone names it, e.g. as the offset.
-                if self.covariates is None or name in covariates:
-                    raise
-                # A fresh exception: the caught one's traceback would keep X alive.
-                skipped[name] = type(exc)(*exc.args)
+        required = covariates if self.covariates is not None else None
+        spec, skipped, laid = column_specs(
+            X, grid, tables, self.tables, candidates, stated, required
+        )
         # Set only now, so a fit that fails leaves the previous fit whole.
         self.__dict__.pop("dims_", None)  # a Dataset's, from an earlier fit
         self.spec_ = {c: spec[c] for c in candidates if c in spec}
