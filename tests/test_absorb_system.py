@@ -175,7 +175,8 @@ def test_a_spilled_effect_system_is_rebuilt_with_the_same_solution():
     new point; asking the old Hessian for a Newton step rebuilds it exactly."""
     from panelglm._absorb.objective import AbsorbedObjective
     from panelglm._engine.objective import PanelProblem
-    from panelglm._model.factored import DenseBlock, FactoredDesign
+    from panelglm._model.blocks import DenseBlock
+    from panelglm._model.factored import FactoredDesign
     from panelglm._model.families import BINOMIAL, POISSON
 
     rng = np.random.default_rng(2)

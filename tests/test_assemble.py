@@ -15,7 +15,8 @@ from conftest import engines
 from test_kernels import reference
 
 from panelglm._engine.objective import PanelProblem, PenalizedObjective
-from panelglm._model.factored import DenseBlock, FactoredDesign
+from panelglm._model.blocks import DenseBlock
+from panelglm._model.factored import FactoredDesign
 from panelglm._model.families import POISSON
 
 

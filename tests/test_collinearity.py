@@ -238,7 +238,8 @@ def test_chunked_gram_equals_the_plain_kernels(weighted, center, engine, monkeyp
     """
     import panelglm._ident.collinearity as coll
     from panelglm._engine.plan import make_plan
-    from panelglm._model.factored import DenseBlock, FactoredDesign
+    from panelglm._model.blocks import DenseBlock
+    from panelglm._model.factored import FactoredDesign
     from panelglm._model.terms import build_design, build_model_spec
 
     monkeypatch.setenv("PANELGLM_NUMPY_PASS", "1" if engine == "numpy" else "0")
@@ -276,7 +277,8 @@ def test_plain_gram_centres_like_the_dense_matrix(weighted):
     centred in the Gram matrix, a timestamp by a copy; against extended precision."""
     import panelglm._ident.collinearity as coll
     from panelglm._engine.plan import make_plan
-    from panelglm._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
+    from panelglm._model.blocks import DenseBlock, IndicatorBlock
+    from panelglm._model.factored import FactoredDesign
 
     rng = np.random.default_rng(0)
     shape = (30, 20)

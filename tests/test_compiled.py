@@ -315,7 +315,8 @@ def test_compiled_pass_with_blocks_of_three_columns(shape):
     """Three columns per block: ops of one shape fused three at a time, blocks of lines."""
     from itertools import combinations
 
-    from panelglm._model.factored import DenseBlock, FactoredDesign
+    from panelglm._model.blocks import DenseBlock
+    from panelglm._model.factored import FactoredDesign
 
     rng = np.random.default_rng(11)
     D = len(shape)

@@ -9,7 +9,8 @@ from test_kernels import random_design
 from panelglm._engine import compiled as _compiled
 from panelglm._engine.engines import make_engine
 from panelglm._engine.objective import PanelProblem, PenalizedObjective
-from panelglm._model.factored import FactoredDesign, IndicatorBlock
+from panelglm._model.blocks import IndicatorBlock
+from panelglm._model.factored import FactoredDesign
 from panelglm._model.families import POISSON
 
 

@@ -10,7 +10,8 @@ from scipy.optimize import approx_fprime
 
 import panelglm._model.factored as factored
 from panelglm._engine.objective import PanelProblem, PenalizedObjective
-from panelglm._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
+from panelglm._model.blocks import DenseBlock, IndicatorBlock
+from panelglm._model.factored import FactoredDesign
 from panelglm._model.families import BINOMIAL, GAUSSIAN, POISSON
 
 

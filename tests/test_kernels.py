@@ -16,7 +16,8 @@ from panelglm import PanelDesign, PanelLogitRegressor, PanelPoissonRegressor
 from panelglm._engine.engines import PassEngine, make_engine
 from panelglm._engine.objective import PanelProblem, PenalizedObjective
 from panelglm._engine.plan import make_plan
-from panelglm._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
+from panelglm._model.blocks import DenseBlock, IndicatorBlock
+from panelglm._model.factored import FactoredDesign
 from panelglm._model.families import BINOMIAL, GAUSSIAN, POISSON
 
 FAMILIES = {"poisson": POISSON, "binomial": BINOMIAL, "gaussian": GAUSSIAN}

@@ -16,7 +16,8 @@ import pytest
 
 import panelglm._engine.compiled as compiled
 from panelglm._engine.objective import PanelProblem, PenalizedObjective
-from panelglm._model.factored import DenseBlock, FactoredDesign
+from panelglm._model.blocks import DenseBlock
+from panelglm._model.factored import FactoredDesign
 from panelglm._model.families import POISSON
 
 needs_sweep = pytest.mark.skipif(compiled._sweep is None, reason="compiled sweep not built")

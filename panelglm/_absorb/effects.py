@@ -25,7 +25,7 @@ from functools import cached_property
 import numpy as np
 import scipy.linalg
 
-from .._model.factored import Axes
+from .._model.blocks import Axes
 from .._model.reduce import Reducer
 
 # Above this many levels of the effects left after elimination, or this many

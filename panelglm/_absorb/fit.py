@@ -19,7 +19,7 @@ from .._engine.objective import FitStatistics, PanelProblem, null_intercept
 from .._ident.identification import expand, restrict_design
 from .._inference.corrections import SmallSample
 from .._inference.covariance import coef_covariance, invert_information
-from .._model.factored import Axes
+from .._model.blocks import Axes
 from .._model.families import full_loglik, pearson_chi2, profiled_gaussian_loglik
 from .._model.terms import build_design, build_model_spec
 from .._solve.newton import newton_solve

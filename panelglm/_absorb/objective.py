@@ -18,7 +18,8 @@ import numpy as np
 
 from .._engine.objective import PanelProblem
 from .._engine.tally import tally
-from .._model.factored import DenseBlock, FactoredDesign
+from .._model.blocks import DenseBlock
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._model.reduce import Reducer, letters
 from .._model.statistics import y_sums

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._model.factored import Axes, FactoredDesign
+from .._model.blocks import Axes
+from .._model.factored import FactoredDesign
 from .._model.reduce import Reducer, letters
 from .effects import AbsorbedEffects, EffectSystem
 from .objective import cross_blocks

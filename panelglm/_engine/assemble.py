@@ -15,7 +15,8 @@ from itertools import combinations_with_replacement
 
 import numpy as np
 
-from .._model.factored import COLUMN_CELLS, Axes, DenseBlock
+from .._model.blocks import Axes, DenseBlock
+from .._model.factored import COLUMN_CELLS
 from .pass_spec import PassSpec
 from .reductions import Accumulators
 from .sums import sum_axes

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._model.factored import DenseBlock
+from .._model.blocks import DenseBlock
 from .._util.threads import resolve_threads, run_parts, threads_asked
 from .buffers import AccumulatorLayout, BufferPool
 

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .._model.factored import DenseBlock, FactoredDesign
+from .._model.blocks import DenseBlock
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._util.lazy import is_lazy
 from .._util.threads import available_cores

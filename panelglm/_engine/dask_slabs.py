@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .._model.factored import FactoredDesign, _slab_of
+from .._model.blocks import _slab_of
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from . import compiled as _compiled
 from .compiled_engine import CompiledEngine

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.linalg.blas
 
 from .._data.layout import CHUNK_CELLS
-from .._model.factored import DenseBlock
+from .._model.blocks import DenseBlock
 from .._model.families import Family
 from .._util.threads import blas_limit, default_threads
 from .assemble import Assembler

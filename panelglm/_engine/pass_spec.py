@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._model.factored import Axes, DenseBlock, FactoredDesign
+from .._model.blocks import Axes, DenseBlock
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .plan import KernelPlan
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import combinations
 
-from .._model.factored import Axes, DenseBlock, FactoredDesign
+from .._model.blocks import Axes, DenseBlock
+from .._model.factored import FactoredDesign
 
 # Costs in passes over one chunk of h (measured on this kind of machine: a
 # batched BLAS product reads h once, at the cost of about one multiply; a

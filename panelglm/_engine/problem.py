@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._model.factored import Axes
+from .._model.blocks import Axes
 from .._model.families import Family
 from .._util.lazy import compute, is_lazy, where
 

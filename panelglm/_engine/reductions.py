@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._model.factored import Axes
+from .._model.blocks import Axes
 from .pass_spec import PassSpec
 from .plan import Group
 

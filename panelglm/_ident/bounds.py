@@ -31,7 +31,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from .._engine.problem import PanelProblem
-from .._model.factored import DenseBlock, FactoredDesign
+from .._model.blocks import DenseBlock
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._util.lazy import compute, is_lazy, where
 

@@ -20,7 +20,8 @@ from .._engine.engines import make_engine
 from .._engine.kernels import NumpyEngine
 from .._engine.plan import make_plan
 from .._engine.problem import PanelProblem
-from .._model.factored import DenseBlock, FactoredDesign
+from .._model.blocks import DenseBlock
+from .._model.factored import FactoredDesign
 from .._model.families import GAUSSIAN
 from .._model.shifts import dwarfs
 from .._util.lazy import is_lazy

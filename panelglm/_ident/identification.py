@@ -30,7 +30,8 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._data.panel import PanelData
 from .._engine.objective import PanelProblem
-from .._model.factored import DenseBlock, FactoredDesign, IndicatorBlock
+from .._model.blocks import DenseBlock, IndicatorBlock
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._model.terms import ModelSpec
 from .._solve.newton import NewtonResult

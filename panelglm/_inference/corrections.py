@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._model.factored import Axes
+from .._model.blocks import Axes
 
 
 def ratio(a: float, b: float) -> float:

@@ -38,7 +38,8 @@ import numpy as np
 import scipy.linalg
 
 from .._engine.objective import PanelProblem
-from .._model.factored import Axes, DenseBlock, FactoredDesign, IndicatorBlock
+from .._model.blocks import Axes, DenseBlock, IndicatorBlock
+from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._util.warn import warn
 from .corrections import SmallSample

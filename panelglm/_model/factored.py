@@ -1,4 +1,4 @@
-"""The factored design: covariate blocks and the three kernels that use them.
+"""The factored design: covariate blocks (:mod:`~panelglm._model.blocks`) and three kernels.
 
 A panel has ``D`` dimensions of sizes ``shape``. A block holds covariates that
 vary along a subset ``axes`` of the dimensions only. The kernels compute
@@ -16,15 +16,14 @@ tests.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import combinations_with_replacement
 
 import numpy as np
 
+from .blocks import Axes, Block, DenseBlock, IndicatorBlock, _slab_of
 from .contract import DensePair
 from .reduce import Reducer, letters
-
-Axes = tuple[int, ...]
 
 # Above this many cells, a Hessian block is contracted one column at a time
 # (see FactoredDesign._pair): memory of one grid-sized array, not of Q.
@@ -33,68 +32,6 @@ COLUMN_CELLS = 1 << 16
 # first axis, so that their temporaries (the curvature times a cell-level
 # column) are a slab's size rather than the grid's.
 SLAB_CELLS = 1 << 23
-
-
-@dataclass(frozen=True)
-class DenseBlock:
-    """Covariates varying along ``axes``, stored at that level only.
-
-    Attributes
-    ----------
-    axes : tuple of int
-        Sorted panel axes the covariates vary along (``()`` for the intercept).
-    values : ndarray
-        Shape ``tuple(shape[a] for a in axes) + (n_cols,)``.
-    names : tuple of str
-        One name per column.
-    """
-
-    axes: Axes
-    values: np.ndarray
-    names: tuple[str, ...]
-
-    @property
-    def n_cols(self) -> int:
-        """Number of coefficients of the block."""
-        return self.values.shape[-1]
-
-
-@dataclass(frozen=True)
-class IndicatorBlock:
-    """A fixed effect: one indicator column per level combination of ``axes``.
-
-    Attributes
-    ----------
-    axes : tuple of int
-        Sorted panel axes of the fixed effect.
-    codes : ndarray of int
-        Shape ``tuple(shape[a] for a in axes)``: the column whose indicator is
-        one at that level combination, or ``-1`` for a reference level whose
-        effect is zero.
-    names : tuple of str
-        One name per column.
-    """
-
-    axes: Axes
-    codes: np.ndarray
-    names: tuple[str, ...]
-
-    @property
-    def n_cols(self) -> int:
-        """Number of coefficients of the block."""
-        return len(self.names)
-
-
-Block = DenseBlock | IndicatorBlock
-
-
-def _slab_of(blk: Block, sl: slice) -> Block:
-    """The part of a block over a slab of the first axis (all of it if it does not vary there)."""
-    if not blk.axes or blk.axes[0] != 0:
-        return blk
-    if isinstance(blk, DenseBlock):
-        return replace(blk, values=blk.values[sl])
-    return replace(blk, codes=blk.codes[sl])
 
 
 def _expand(arr: np.ndarray, axes: Axes, ndim: int, sizes: tuple[int, ...]) -> np.ndarray:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from .._util.lazy import is_lazy
-from .factored import DenseBlock, FactoredDesign, _expand
+from .blocks import DenseBlock
+from .factored import FactoredDesign, _expand
 
 
 def lazy_linear_predictor(

@@ -17,8 +17,9 @@ import pandas as pd
 from .._data.layout import show_value
 from .._data.panel import PanelData
 from .._util.lazy import is_lazy
+from .blocks import DenseBlock, IndicatorBlock
 from .conform import conform
-from .factored import DenseBlock, FactoredDesign, IndicatorBlock
+from .factored import FactoredDesign
 from .shifts import check_magnitude, shift_of
 from .spec import ModelSpec, Term
 
