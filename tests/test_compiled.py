@@ -17,6 +17,7 @@ from test_kernels import FAMILIES, random_design, random_response, reference
 
 import panelglm._engine.assemble as assemble
 import panelglm._engine.compiled as compiled
+from panelglm._engine.description import Description
 from panelglm._engine.engines import make_engine
 from panelglm._engine.objective import PanelProblem, PenalizedObjective
 from panelglm._model.families import POISSON
@@ -43,7 +44,7 @@ def _zero_response_loss(x: np.ndarray, family: int) -> float:
 
     Poisson (family 0): ``-sum exp(x)``; binomial (1): ``-sum log(1 + exp(x))``.
     """
-    desc = compiled.Description(x.shape)
+    desc = Description(x.shape)
     desc.words += [1, x.size, family, 1, 0]
     for arr in (np.zeros(1), None, None):  # y, w, trials
         desc.operand(arr)
@@ -377,7 +378,7 @@ def test_a_forked_child_runs_passes():
 
 
 def test_operands_must_fit_the_grid():
-    desc = compiled.Description((3, 4))
+    desc = Description((3, 4))
     with pytest.raises(ValueError, match="grid"):
         desc.operand(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="float64"):

@@ -21,6 +21,7 @@ from panelglm import (
     PanelPoissonRegressor,
 )
 from panelglm._engine import compiled as _compiled
+from panelglm._engine.description import Description
 from panelglm._model.terms import NUMPY_MAX_NDIM
 
 # --------------------------------------------------- models without coefficients
@@ -265,7 +266,7 @@ def test_fields_of_a_packed_record_array_fit_as_their_copies(cls):
 def test_sweep_descriptions_copy_inputs_they_cannot_read_and_refuse_such_outputs():
     rec = _packed(12)
     field = rec["x"].reshape(3, 4)  # strides (132, 33) bytes
-    desc = _compiled.Description((3, 4))
+    desc = Description((3, 4))
     desc.operand(field)
     (read,) = desc.copies
     assert read.flags.aligned and read.strides == (32, 8)

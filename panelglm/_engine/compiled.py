@@ -6,7 +6,8 @@ contractions and dot products. The optional compiled module
 ``panelglm._engine._sweep`` does all of it along the lines of the last axis, each
 cell read once while it is in cache (see ``_sweep.c``). This module writes
 what it is handed: an int64 buffer of counts, kinds and coefficient bits that
-names its arrays by their index in a list of operands.
+names its arrays by their index in a list of operands (a
+:class:`~panelglm._engine.description.Description`).
 
 What the sweep computes is a list of *ops*: a row ``v = h * factor`` (or the
 residual ``g``), formed once per cell and added into every accumulator that
@@ -34,6 +35,7 @@ import numpy as np
 from .._model.blocks import DenseBlock
 from .._util.threads import resolve_threads, run_parts, threads_asked
 from .buffers import AccumulatorLayout, BufferPool
+from .description import Description
 
 try:  # built by pip from _sweep.c; numpy serves where it could not be built
     from . import _sweep
@@ -78,68 +80,6 @@ def usable(kern: PassSpec) -> bool:
         and len(kern.shape) <= MAX_DIMS
         and kern.family.sweep_code is not None
     )
-
-
-class Description:
-    """A sweep's description: int64 words, and the operands they name by index.
-
-    Built on ``base``, it starts with that description's operands (and
-    their indices), so that words written for either name the same arrays.
-    """
-
-    def __init__(self, shape: tuple[int, ...], base: Description | None = None) -> None:
-        self.shape = tuple(shape)
-        self.ndim = len(shape)
-        self.words: list[int] = []
-        self.operands: list[np.ndarray] = [] if base is None else list(base.operands)
-        # (id of the array as given, output) -> index; the arrays as given are
-        # kept, so that no other array takes their id meanwhile.
-        self._index: dict[tuple[int, bool], int] = {} if base is None else dict(base._index)
-        self._given: list[np.ndarray] = [] if base is None else list(base._given)
-        self.copies: list[np.ndarray] = []  # inputs read from a copy (see index)
-
-    def index(self, arr: np.ndarray | None, *, output: bool = False) -> int:
-        """The operand index of an array broadcastable to the grid (-1 for None).
-
-        The sweep reads aligned float64 elements at whole-element strides; a
-        float64 input that is not (a field of a packed record array) is read
-        from a copy, kept in :attr:`copies`. An ``output`` is written in
-        place, so it cannot be copied. An array given again has its index.
-        """
-        if arr is None:
-            return -1
-        key = (id(arr), output)
-        if key in self._index:
-            return self._index[key]
-        given, arr = arr, np.asarray(arr)
-        if arr.dtype != np.float64:
-            raise ValueError("sweep operands are float64 arrays")
-        if not arr.flags.aligned or any(s % 8 for s in arr.strides):
-            if output:
-                raise ValueError(
-                    "sweep outputs are aligned float64 arrays of whole-element strides"
-                )
-            arr = np.array(arr)
-            self.copies.append(arr)
-        if output and not arr.flags.writeable:
-            raise ValueError("sweep outputs are writable arrays")
-        lead = self.ndim - arr.ndim  # axes of size 1 put in front: a view, never a copy
-        shape = (1,) * max(lead, 0) + arr.shape
-        if lead < 0 or any(n not in (1, g) for n, g in zip(shape, self.shape, strict=True)):
-            raise ValueError(f"sweep operand of shape {arr.shape} on a grid of {self.shape}")
-        arr = arr.reshape(shape)
-        self._index[key] = len(self.operands)
-        self.operands.append(arr)
-        self._given.append(given)
-        return self._index[key]
-
-    def operand(self, arr: np.ndarray | None, *, output: bool = False) -> None:
-        """Append the index of ``arr`` (see :meth:`index`) to the words."""
-        self.words.append(self.index(arr, output=output))
-
-    def array(self) -> np.ndarray:
-        """The words as the int64 buffer the sweep reads."""
-        return np.asarray(self.words, dtype=np.int64)
 
 
 def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
