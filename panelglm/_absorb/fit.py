@@ -16,7 +16,7 @@ import pandas as pd
 from .._data.layout import CHUNK_CELLS
 from .._data.panel import PanelData
 from .._engine.objective import FitStatistics, PanelProblem, null_intercept
-from .._ident.identification import expand, restrict_design
+from .._ident.kept import expand, restrict_design
 from .._inference.corrections import SmallSample
 from .._inference.covariance import coef_covariance, invert_information
 from .._model.blocks import Axes

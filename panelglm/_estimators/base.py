@@ -22,7 +22,8 @@ from .._data.inputs import PanelInput
 from .._data.panel import PanelData
 from .._data.validation import check_dense_size, check_response, check_target
 from .._engine.objective import FitStatistics, PanelProblem, PenalizedObjective, null_intercept
-from .._ident.identification import Identifier, SeparationWording, embed, expand
+from .._ident.identification import Identifier, SeparationWording
+from .._ident.kept import embed, expand
 from .._inference.covariance import COV_TYPES
 from .._inference.dispersion import estimate_scale, loglik_at_scale, pearson_sum
 from .._inference.summary import InferenceMixin

@@ -30,7 +30,6 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._data.panel import PanelData
 from .._engine.objective import PanelProblem
-from .._model.blocks import DenseBlock, IndicatorBlock
 from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._model.terms import ModelSpec
@@ -44,6 +43,7 @@ from .collinearity import (
     independent_columns,
     priority_order,
 )
+from .kept import restrict_design
 from .reuse import PassReuse
 from .separation import (
     SeparatedLevels,
@@ -56,44 +56,6 @@ from .separation import (
 # Separation found after a solve means another solve; each round removes at
 # least one cell, but a panel needing more than a few rounds is pathological.
 MAX_ROUNDS = 5
-
-
-def restrict_design(design: FactoredDesign, kept: np.ndarray) -> FactoredDesign:
-    """The design without the columns not ``kept`` (the same object if all are).
-
-    A dense block loses those columns; an indicator block maps their levels to
-    ``-1``, the code of a level without a column. Blocks left without columns
-    are removed, so the kernels never spend time on them.
-    """
-    if kept.all():
-        return design
-    blocks = []
-    for blk, sl in zip(design.blocks, design.slices(), strict=True):
-        keep = kept[sl]
-        if not keep.any():
-            continue
-        names = tuple(n for n, k in zip(blk.names, keep, strict=True) if k)
-        if isinstance(blk, DenseBlock):
-            blocks.append(DenseBlock(blk.axes, blk.values[..., keep], names))
-        else:
-            remap = np.full(blk.n_cols + 1, -1, dtype=np.intp)  # remap[-1] keeps -1
-            remap[np.flatnonzero(keep)] = np.arange(keep.sum())
-            blocks.append(IndicatorBlock(blk.axes, remap[blk.codes], names))
-    return FactoredDesign(shape=design.shape, blocks=blocks)
-
-
-def expand(kept: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """Kept coefficients placed among all of them, zero elsewhere (internal order)."""
-    out = np.zeros(kept.size)
-    out[kept] = coef
-    return out
-
-
-def embed(kept: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """A kept x kept matrix placed among all coefficients, NaN elsewhere."""
-    out = np.full((kept.size, kept.size), np.nan)
-    out[np.ix_(kept, kept)] = matrix
-    return out
 
 
 @dataclass(frozen=True)
@@ -376,10 +338,11 @@ class Identifier(PassReuse):
         -------
         objective : PenalizedObjective
             The objective of the last solve, on the design restricted to the
-            kept coefficients (:func:`restrict_design`).
+            kept coefficients (:func:`~panelglm._ident.kept.restrict_design`).
         result : NewtonResult
-            The solution over the kept coefficients; :func:`expand` and
-            :func:`embed` place its vectors and matrices among all of them.
+            The solution over the kept coefficients; :func:`~panelglm._ident.kept.expand`
+            and :func:`~panelglm._ident.kept.embed` place its vectors and matrices among
+            all of them.
         """
         start = self.screen(problem, make_objective)
         n_iter = 0

@@ -16,7 +16,7 @@ from scipy.stats import norm
 from sklearn.utils.validation import check_is_fitted
 
 from .._engine.objective import FitStatistics, PanelProblem, PenalizedObjective
-from .._ident.identification import embed
+from .._ident.kept import embed
 from .._model.blocks import Axes
 from .._model.shifts import to_user
 from .._util.warn import warn
