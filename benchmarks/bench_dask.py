@@ -18,7 +18,7 @@ Three commands:
 Usage::
 
     python benchmarks/bench_dask.py write --n 1000 --store /path/panel.zarr
-    python benchmarks/bench_dask.py fit --store /path/panel.zarr --workers 2
+    python benchmarks/bench_dask.py fit --store /path/panel.zarr --workers 2 [--keep-freed]
     python benchmarks/bench_dask.py memory --store /path/panel.zarr --customers 125
 
 Each command prints one JSON line of measurements (``--out`` appends it to a file).
@@ -177,11 +177,28 @@ def _summary(passes: list) -> dict:
     }
 
 
-def fit(store: str, workers: int, memory_limit: str, customers: int | None = None) -> dict:
+# glibc settings for the workers (``--keep-freed``): freed blocks of up to 32 MB
+# stay in the heap for the next slab instead of going back to the system,
+# which would fault fresh pages in at every pass (distributed's nanny sets
+# MALLOC_TRIM_THRESHOLD_ to 64 KiB by default, to hand memory back).
+KEEP_FREED = {"MALLOC_TRIM_THRESHOLD_": 1 << 30, "MALLOC_MMAP_THRESHOLD_": 1 << 25}
+
+
+def fit(
+    store: str,
+    workers: int,
+    memory_limit: str,
+    customers: int | None = None,
+    keep_freed: bool = False,
+) -> dict:
     """Fit the store (its first ``customers``, if given) on a LocalCluster of ``workers``
-    single-threaded processes."""
+    single-threaded processes (with :data:`KEEP_FREED` in their environment if asked)."""
+    import dask
     import xarray as xr
     from distributed import Client, LocalCluster
+
+    if keep_freed:
+        dask.config.set({"distributed.nanny.pre-spawn-environ": KEEP_FREED})
 
     memory = _Memory()
     with (
@@ -206,6 +223,7 @@ def fit(store: str, workers: int, memory_limit: str, customers: int | None = Non
     out = {
         "command": "fit",
         "workers": workers,
+        "keep_freed": keep_freed,
         "cells": n,
         "chunks": len(ds.y.chunks[0]),
         "n_coef": int(est.coef_.size + 1),
@@ -271,6 +289,9 @@ def main() -> None:
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--memory-limit", default="2.5GB", help="per worker")
     f.add_argument("--customers", type=int, help="fit only the first customers")
+    f.add_argument(
+        "--keep-freed", action="store_true", help="workers keep freed memory (glibc, Linux)"
+    )
     m = sub.add_parser("memory")
     m.add_argument("--customers", type=int, default=125)
     for p in (w, f, m):
@@ -280,7 +301,7 @@ def main() -> None:
     if args.command == "write":
         result = write(args.n, args.store, args.chunk, args.seed)
     elif args.command == "fit":
-        result = fit(args.store, args.workers, args.memory_limit, args.customers)
+        result = fit(args.store, args.workers, args.memory_limit, args.customers, args.keep_freed)
     else:
         result = memory(args.store, args.customers)
     # Other work on the machine slows every number: the load during the run says how much.

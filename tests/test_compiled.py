@@ -224,6 +224,8 @@ def test_compiled_pass_matches_dense(shape, family, parts):
         np.testing.assert_allclose(obj.loss(beta), -scale * lsum, rtol=1e-12)
         np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-9, atol=1e-12)
+    # One part adds straight into its pass's buffers: none of its own.
+    assert (obj.engine.compiled._private == []) == (min(parts, shape[0]) == 1)
 
 
 @needs_engine

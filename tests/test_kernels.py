@@ -309,3 +309,25 @@ def test_response_pass_on_the_engines_threads_matches_dense(engine, monkeypatch)
     for s, (ys, ws) in seen.items():
         np.testing.assert_array_equal(ys, y[s : s + 1])
         np.testing.assert_array_equal(ws, w[s : s + 1])
+
+
+def test_dense_parts_off_the_first_axis_are_shared_through_the_cache():
+    """Slabs of one grid share the products of the blocks off the first axis."""
+    design, problem, beta = _random_problem((4, 3, 5), "poisson", 3, False)
+    eng = make_engine(design, POISSON, problem, kind="numpy")
+    want = eng.eta_parts(beta)
+    eng.part_cache = {}
+    got = eng.eta_parts(beta)
+    for a, b in zip([*want[0], *want[1]], [*got[0], *got[1]], strict=True):
+        np.testing.assert_array_equal(a, b)
+    shared = [k for k in eng.part_cache if k != "beta"]
+    blocks = eng.spec.design.blocks
+    assert shared and all(0 not in blocks[i].axes for i in shared)
+    for i in shared:  # the next slab's pass at this beta reads them, not the blocks
+        eng.part_cache[i] = eng.part_cache[i] + 1.0
+    changed = eng.eta_parts(beta)
+    assert not all(np.array_equal(a, b) for a, b in zip(changed[0], want[0], strict=True))
+    again = eng.eta_parts(beta * 0.5)  # another beta: computed afresh
+    fresh = make_engine(design, POISSON, problem, kind="numpy").eta_parts(beta * 0.5)
+    for a, b in zip(again[0], fresh[0], strict=True):
+        np.testing.assert_array_equal(a, b)

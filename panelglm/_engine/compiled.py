@@ -184,13 +184,19 @@ class CompiledPass:
         parts = self._parts(kern)
         fixed, idx = self._fixed_operands(kern)
         small = self._small(kern, small)
-        if len(self._private) != len(parts):
-            self._private = [np.zeros(self.layout.private) for _ in parts]
         slot = self.pool.take()
+        if len(parts) == 1:
+            # One part adds straight into the slot's sum: no buffer of its own
+            # to zero and copy (a slab's pass in a Dask task, a small grid).
+            privs = [slot.summed]
+        else:
+            if len(self._private) != len(parts):
+                self._private = [np.zeros(self.layout.private) for _ in parts]
+            privs = self._private
         try:
-            built = self._slot_ops(kern, slot, fixed)
+            built = self._slot_ops(kern, slot, fixed, privs)
             slot.shared.fill(0.0)
-            for priv in self._private:
+            for priv in privs:
                 priv.fill(0.0)
             calls = []
             for desc, ops_words in built:
@@ -205,9 +211,10 @@ class CompiledPass:
                 self.n_workers,
             )
             summed = slot.summed
-            np.copyto(summed, self._private[0])
-            for priv in self._private[1:]:
-                summed += priv
+            if privs[0] is not summed:
+                np.copyto(summed, privs[0])
+                for priv in privs[1:]:
+                    summed += priv
         except BaseException:
             self.pool.give(slot)  # not lent to anyone
             raise
@@ -263,18 +270,23 @@ class CompiledPass:
             self._fixed = (arrays, desc, idx)
         return self._fixed[1], self._fixed[2]
 
-    def _slot_ops(self, kern: PassSpec, slot, fixed: Description) -> list:
+    def _slot_ops(self, kern: PassSpec, slot, fixed: Description, privs: list) -> list:
         """Each part's operands and ops words for the buffers of ``slot``, built once per pair.
 
         The ops add into views of the pair's shared buffer and of the part's
-        private one; the words name them by index after the fixed operands.
+        private one (``privs``); the words name them by index after the fixed
+        operands.
         """
-        key = (fixed, self._private)
+        key = (fixed, *privs)
         cached = slot.cache.get("ops")
-        if cached is not None and all(a is b for a, b in zip(cached[0], key, strict=True)):
+        if (
+            cached is not None
+            and len(cached[0]) == len(key)
+            and all(a is b for a, b in zip(cached[0], key, strict=True))
+        ):
             return cached[1]
         built = []
-        for priv in self._private:
+        for priv in privs:
             desc = Description(kern.shape, base=fixed)
             ops = self._ops(kern, self.layout.views(slot.shared, priv))
             self._write_ops(desc, ops)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -98,6 +100,26 @@ class Cells:
         return values
 
 
+# Per thread of a worker: the skeleton its slabs last ran under, and the parts
+# of the linear predictor that all of that grid's slabs share.
+_SHARED = threading.local()
+
+
+def _shared_parts(skeleton: Skeleton) -> dict:
+    """The dense blocks' parts off the first axis, shared by the slabs a thread runs.
+
+    A product x week block's product with its coefficients is the same for
+    every slab: computed once a pass per thread instead of once a slab. Held
+    no longer than the skeleton (the fit) lives.
+    """
+    ref = getattr(_SHARED, "skeleton", None)
+    if ref is None or ref() is not skeleton:
+        parts: dict = {}
+        weakref.finalize(skeleton, parts.clear)
+        _SHARED.skeleton, _SHARED.parts = weakref.ref(skeleton), parts
+    return _SHARED.parts
+
+
 def _slab_engine(skeleton: Skeleton, start: int, stop: int, cells: tuple) -> Any:
     """The in-memory engine of one slab, on one thread, under the whole grid's plan."""
     design, problem = skeleton.slab(start, stop, tuple(c.load() for c in cells))
@@ -107,9 +129,10 @@ def _slab_engine(skeleton: Skeleton, start: int, stop: int, cells: tuple) -> Any
     spec = PassSpec.build(
         design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype
     )
-    if _compiled.usable(spec):
-        return CompiledEngine(spec, problem, n_threads=1)
-    return NumpyEngine(spec, problem, n_threads=1)
+    kind = CompiledEngine if _compiled.usable(spec) else NumpyEngine
+    engine = kind(spec, problem, n_threads=1)
+    engine.part_cache = _shared_parts(skeleton)
+    return engine
 
 
 def run_slab(

@@ -90,6 +90,10 @@ class NumpyEngine:
         self.chunks = [(s, min(s + step, n0)) for s in range(0, n0, step)]
         self._max_cells = step * rest
         self._buffers: list = []
+        # The products of dense blocks off the first axis with their
+        # coefficients, kept by whoever runs passes over slabs of one grid
+        # (every slab shares them): ``{"beta": bytes, block index: part}``.
+        self.part_cache: dict | None = None
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self._wy_grad = None
 
@@ -139,11 +143,17 @@ class NumpyEngine:
         def add(axes, arr):
             parts[axes] = parts[axes] + arr if axes in parts else np.asarray(arr, np.float64)
 
-        sls = sp.slices
+        sls, cache = sp.slices, self.part_cache
+        if cache is not None and cache.get("beta") != beta.tobytes():
+            cache.clear()
+            cache["beta"] = beta.tobytes()
         for i in sp.plan.rest:
             blk, b = sp.design.blocks[i], beta[sls[i]]
             if isinstance(blk, DenseBlock):
-                add(blk.axes, blk.values @ b)
+                if cache is None or 0 in blk.axes:
+                    add(blk.axes, blk.values @ b)
+                else:
+                    add(blk.axes, cache[i] if i in cache else cache.setdefault(i, blk.values @ b))
             else:
                 add(blk.axes, np.append(b, 0.0)[blk.codes])
         if sp.offset_part is not None:
