@@ -8,11 +8,11 @@ built as an ``xarray.Dataset`` (store income over ``store``, prices over
 ``(product, week)``, promotions and sales over every cell), saved to a zarr
 store, and opened again lazily: its cell-level variables are then Dask
 arrays, read chunk by chunk. panelglm fits such a Dataset as it fits one in
-memory; every pass over the cells becomes one Dask task per chunk of stores,
-whose sums (a number, a gradient, a P x P matrix) are added up in a tree, and
-only those sums reach the Newton loop. The tasks run on whatever scheduler is
-active: here a ``dask.distributed`` client, the same code that runs on a
-cluster. See :ref:`labelled_arrays`.
+memory; every pass over the cells becomes Dask tasks over runs of chunks of
+stores, read one chunk at a time, whose sums (a number, a gradient, a P x P
+matrix) are added up in a tree, and only those sums reach the Newton loop.
+The tasks run on whatever scheduler is active: here a ``dask.distributed``
+client, the same code that runs on a cluster. See :ref:`labelled_arrays`.
 
 The example needs the ``dask`` extra: ``pip install "panelglm[dask]"``.
 """
@@ -85,7 +85,7 @@ print(type(lazy.sales.data).__module__, lazy.sales.data.chunksize)
 # A ``LocalCluster`` stands in for a cluster (threads here, so that the
 # example runs anywhere; ``processes=True`` or a remote scheduler's address is
 # all a real one changes). The Newton loop, the P x P solves and the line
-# search stay in this process; each pass is a task per chunk on the workers.
+# search stay in this process; each pass is a set of tasks on the workers.
 # The same Dataset loaded into memory gives the same fit.
 with LocalCluster(
     n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
@@ -101,12 +101,12 @@ print(f"largest difference to the in-memory fit: {np.max(np.abs(est.coef_ - memo
 # %%
 # How big a chunk?
 # ----------------
-# Each chunk is one task per pass, and a task has a fixed cost (its
-# scheduling, its slab's set-up and its share of the joins: milliseconds on
-# the threaded scheduler, more on a cluster) besides its cells. Chunks of a
-# few million cells or more make that cost vanish; tiny chunks pay it many
-# times. Here the same fit, on the threaded scheduler, with chunks from one
-# store to all.
+# Each chunk is read and swept on its own within its task, and has a fixed
+# cost (its read, its slab's set-up and accumulators: milliseconds here)
+# besides its cells; a task runs several chunks while each worker still gets
+# a few tasks. Chunks of a few million cells or more make that cost vanish;
+# tiny chunks pay it many times. Here the same fit, on the threaded
+# scheduler, with chunks from one store to all.
 sizes = [1, 5, 25, n_stores] if SMALL else [1, 5, 25, 100, n_stores]
 seconds = []
 for size in sizes:
