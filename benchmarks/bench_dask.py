@@ -197,8 +197,9 @@ def fit(
     import xarray as xr
     from distributed import Client, LocalCluster
 
-    if keep_freed:
-        dask.config.set({"distributed.nanny.pre-spawn-environ": KEEP_FREED})
+    if keep_freed:  # dotted keys: beside distributed's own settings, not instead of them
+        environ = "distributed.nanny.pre-spawn-environ"
+        dask.config.set({f"{environ}.{k}": v for k, v in KEEP_FREED.items()})
 
     memory = _Memory()
     with (

@@ -341,3 +341,76 @@ def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cell
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
     assert est.deviance_ == pytest.approx(ref.deviance_, rel=1e-10)
+
+
+def test_slabs_per_task():
+    import panelglm._engine.dask_engine as dask_engine
+    from panelglm._engine.dask_engine import TASK_CELLS, _slabs_per_task
+
+    real = dask_engine._n_workers
+    try:
+        dask_engine._n_workers = lambda: 2
+        # 125 slabs of 8e6 cells on 2 workers: 4 by size (2^25 cells), 15 by workers.
+        assert _slabs_per_task([8] * 125, 10**6) == TASK_CELLS // (8 * 10**6) == 4
+        assert _slabs_per_task([1] * 40, 10) == 40 // 8  # small slabs: by workers
+        assert _slabs_per_task([1] * 7, 10) == 1  # fewer slabs than 4 a worker
+        assert _slabs_per_task([100] * 500, 10**6) == 1  # slabs beyond TASK_CELLS
+    finally:
+        dask_engine._n_workers = real
+
+
+def test_joins_add_into_the_first_part_only():
+    from panelglm._engine.dask_slabs import join
+
+    a, b, c = np.ones(3), np.full(3, 2.0), np.full(3, 4.0)
+    c.flags.writeable = False  # as a part received from another process may be
+    firsts = [np.arange(2.0), np.arange(2.0, 4.0)]
+    total, out = join(
+        (None, 0), (1.0, [c, firsts[0]]), (2.0, [a, firsts[1]]), (3.0, [b, firsts[0]])
+    )
+    assert total == 6.0
+    np.testing.assert_array_equal(out[0], [7.0, 7.0, 7.0])
+    np.testing.assert_array_equal(out[1], [0.0, 1.0, 2.0, 3.0, 0.0, 1.0])
+    np.testing.assert_array_equal(c, [4.0, 4.0, 4.0])  # read-only: copied, not written
+    np.testing.assert_array_equal(a, [1.0, 1.0, 1.0])  # the other parts are read only
+    np.testing.assert_array_equal(b, [2.0, 2.0, 2.0])
+    total, out = join((None,), (0.0, [a]), (0.0, [b]))
+    assert out[0] is a and np.array_equal(a, [3.0, 3.0, 3.0])  # a writable first part: in place
+
+
+def test_slabs_share_parts_only_within_one_fit():
+    import gc
+
+    from panelglm._engine import dask_slabs
+
+    class Skel:  # a stand-in: only its identity matters
+        pass
+
+    one, two = Skel(), Skel()
+    parts = dask_slabs._shared_parts(one)
+    assert dask_slabs._shared_parts(one) is parts
+    parts[0] = np.ones(3)
+    other = dask_slabs._shared_parts(two)
+    assert other is not parts and parts == {}  # the first fit's parts are let go
+    other[0] = np.ones(3)
+    del two
+    gc.collect()
+    assert other == {}  # and none are kept once the fit is gone
+
+
+def test_a_lazy_weight_broadcast_over_cells_gives_the_same_fit(no_cells_on_the_client):
+    """A block that is not C-contiguous (a weight broadcast along the cells) reaches
+    the slab engines as it is; the fit equals the in-memory one."""
+    ds = _dataset()
+    by_customer = np.linspace(0.5, 2.0, SHAPE[0])
+    w_mem = xr.DataArray(np.broadcast_to(by_customer[:, None, None], SHAPE), dims=DIMS)
+    lazy_w = da.broadcast_to(da.from_array(by_customer, chunks=4)[:, None, None], SHAPE)
+    w_lazy = xr.DataArray(lazy_w, dims=DIMS)
+    params = {"dims": DIMS, "offset": "log_exposure"}
+    data = ds.drop_vars(["bought", "spend", "amount", "trials", "w"])
+    ref = PanelPoissonRegressor(**params).fit(data, "count", sample_weight=w_mem)
+    est = PanelPoissonRegressor(**params).fit(
+        data.chunk({"customer": 4}), "count", sample_weight=w_lazy
+    )
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)

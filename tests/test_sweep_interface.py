@@ -433,6 +433,7 @@ def test_tally_refuses_what_is_not_a_count(bad):
     assert compiled._sweep.tally(y, None, np.zeros(100)) == -1
 
 
+@needs_sweep
 @pytest.mark.parametrize("big", [100.0, 100.5, np.inf, 1e300])
 def test_tally_says_when_a_value_is_beyond_its_table(big):
     y = np.array([1.0, 2.0, big, 3.0])

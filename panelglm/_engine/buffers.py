@@ -105,9 +105,10 @@ class AccumulatorLayout:
     Arrays over the first axis go into a *shared* buffer: the parts of a pass
     (ranges of the first axis) write disjoint slices of it. The others (summed
     over the first axis) go into a *private* buffer, one per part, summed
-    after the pass. Targets and groups that keep the last axis store it
-    innermost, so that a line of cells adds into contiguous memory; the views
-    have the shapes the assembly reads (:class:`~panelglm._engine.reductions.Accumulators`).
+    after the pass (a pass of one part adds straight into the sum). Targets
+    and groups that keep the last axis store it innermost, so that a line of
+    cells adds into contiguous memory; the views have the shapes the assembly
+    reads (:class:`~panelglm._engine.reductions.Accumulators`).
     """
 
     def __init__(self, kern: PassSpec) -> None:

@@ -137,8 +137,9 @@ class CompiledPass:
         m = kern.m
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
         self.trials = None if one else np.asarray(m, dtype=np.float64)
-        # The parts' private buffers, zeroed and summed by every full pass: one
-        # pass at a time (a caller's threads may share a kernel).
+        # The parts' private buffers, zeroed and summed by every full pass of
+        # two or more parts (one part adds into the slot's sum): one pass at a
+        # time (a caller's threads may share a kernel).
         self._private: list[np.ndarray] = []
         self._n_ops = 0
         self._lock = threading.Lock()

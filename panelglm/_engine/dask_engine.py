@@ -288,7 +288,10 @@ def _slabs_per_task(sizes: list[int], row_cells: int) -> int:
     """How many consecutive slabs (of ``sizes`` rows of ``row_cells`` cells) one task runs.
 
     Up to :data:`TASK_CELLS` cells a task, while every worker of the active
-    scheduler still gets :data:`TASKS_PER_WORKER` tasks.
+    scheduler still gets :data:`TASKS_PER_WORKER` tasks. Decided once per
+    engine, with the workers connected then (an adaptive cluster that grows
+    later gets fewer, larger tasks); the order of the slabs' additions, and
+    so a fit's last bits, follow it.
     """
     by_size = TASK_CELLS // max(1, max(sizes) * row_cells)
     by_workers = len(sizes) // (TASKS_PER_WORKER * _n_workers())

@@ -109,11 +109,14 @@ def _shared_parts(skeleton: Skeleton) -> dict:
     """The dense blocks' parts off the first axis, shared by the slabs a thread runs.
 
     A product x week block's product with its coefficients is the same for
-    every slab: computed once a pass per thread instead of once a slab. Held
-    no longer than the skeleton (the fit) lives.
+    every slab: computed once a pass per thread instead of once a slab. A
+    thread keeps one skeleton's parts at a time, and none after its skeleton
+    (the fit) is gone.
     """
     ref = getattr(_SHARED, "skeleton", None)
     if ref is None or ref() is not skeleton:
+        if ref is not None:
+            _SHARED.parts.clear()  # another fit's: not kept beside this one's
         parts: dict = {}
         weakref.finalize(skeleton, parts.clear)
         _SHARED.skeleton, _SHARED.parts = weakref.ref(skeleton), parts

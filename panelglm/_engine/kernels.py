@@ -153,7 +153,10 @@ class NumpyEngine:
                 if cache is None or 0 in blk.axes:
                     add(blk.axes, blk.values @ b)
                 else:
-                    add(blk.axes, cache[i] if i in cache else cache.setdefault(i, blk.values @ b))
+                    if i not in cache:
+                        cache[i] = np.asarray(blk.values @ b)
+                        cache[i].flags.writeable = False  # later slabs read it too
+                    add(blk.axes, cache[i])
             else:
                 add(blk.axes, np.append(b, 0.0)[blk.codes])
         if sp.offset_part is not None:
