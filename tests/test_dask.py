@@ -414,3 +414,24 @@ def test_a_lazy_weight_broadcast_over_cells_gives_the_same_fit(no_cells_on_the_c
     )
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
+
+
+def test_the_boundary_check_reads_a_lazy_y_once():
+    from dask.callbacks import Callback
+
+    from panelglm._engine.problem import PanelProblem
+    from panelglm._ident.separation import check_not_all_boundary
+    from panelglm._model.families import POISSON
+
+    y = da.from_array(np.array([[0.0, 1.0], [2.0, 0.0]]), chunks=1)
+    graphs = []
+
+    class Count(Callback):
+        def _start(self, dsk):
+            graphs.append(1)
+
+    with Count():
+        check_not_all_boundary(POISSON, PanelProblem((2, 2), y=y))
+    assert len(graphs) == 1  # the maximum settles it, computed once
+    with Count(), pytest.raises(ValueError, match="is 0 on every row"):
+        check_not_all_boundary(POISSON, PanelProblem((2, 2), y=da.zeros((2, 2), chunks=1)))

@@ -86,8 +86,10 @@ def check_not_all_boundary(family: Family, problem: PanelProblem) -> None:
             # y's extremes both sit on it. No boolean grid; the extreme away
             # from the bound first (the maximum above 0, the minimum below the
             # trials), which settles it in one reduction unless y is all there.
+            # (Each comparison made a bool on its own: a lazy one that ``or``
+            # handed on would be computed a second time.)
             far, near = (np.max, np.min) if k == 0 else (np.min, np.max)
-            off_any = bool(y.size) and bool(far(y) != bound or near(y) != bound)
+            off_any = bool(y.size) and (bool(far(y) != bound) or bool(near(y) != bound))
         else:
             off = np.broadcast_to(y != bound, y.shape)  # cells off this boundary
             off_any = bool(off.any() if obs is None else np.any(off & obs))
