@@ -45,18 +45,24 @@ def panel_frame(seed=0, shape=(7, 6, 5), scale=0.4):
 X_COLS = [*DIMS, "x_ijk", "x_i", "x_jk"]
 
 
+def _record(monkeypatch, owner, attr, note=lambda *args, **kw: 1):
+    """Wrap ``owner.attr`` so that each call appends ``note(*args, **kw)``; the list."""
+    calls = []
+    original = getattr(owner, attr)
+
+    def recorded(*args, **kw):
+        calls.append(note(*args, **kw))
+        return original(*args, **kw)
+
+    monkeypatch.setattr(owner, attr, recorded)
+    return calls
+
+
 # ------------------------------------------------------------- statistics
 def test_statistics_at_the_solution_take_no_pass_and_equal_statsmodels(monkeypatch):
     df = panel_frame()
     data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
-    calls = []
-    original = PenalizedObjective.chunk_sums
-
-    def counted(self, beta, fn):
-        calls.append(fn)
-        return original(self, beta, fn)
-
-    monkeypatch.setattr(PenalizedObjective, "chunk_sums", counted)
+    calls = _record(monkeypatch, PenalizedObjective, "chunk_sums", lambda self, beta, fn: fn)
     est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
     # The fit's loss sum is the solver's last pass's, the null model's a sum
     # over the counts of y; the only pass left is the separation screen's,
@@ -141,15 +147,7 @@ def test_no_curvature_floor_where_none_is_known():
 
 
 def _count_screen_passes(monkeypatch):
-    calls = []
-    original = certificate._pushes_to_boundary
-
-    def counted(*args):
-        calls.append(1)
-        return original(*args)
-
-    monkeypatch.setattr(certificate, "_pushes_to_boundary", counted)
-    return calls
+    return _record(monkeypatch, certificate, "_pushes_to_boundary")
 
 
 @pytest.mark.parametrize("est", [PanelPoissonRegressor, PanelLogitRegressor])
@@ -223,15 +221,7 @@ def _fit_collinear(monkeypatch, name, weighted, offset, gram_only):
     if offset:
         params = {**params, "offset": "log_t"}
         cols.append("log_t")
-    grams = []
-    original = reuse.weighted_gram
-
-    def counted(*args, **kw):
-        # The screen's Gram pass, or the panel's X'X (center=False) for the start.
-        grams.append("panel" if kw else "screen")
-        return original(*args, **kw)
-
-    monkeypatch.setattr(reuse, "weighted_gram", counted)
+    grams = _screen_grams(monkeypatch)
     if gram_only:
         monkeypatch.setattr(reuse, "gram_from_hessian", lambda *a: None)
     w = df["w"].to_numpy() if weighted else None
@@ -267,14 +257,7 @@ def test_first_hessian_drops_the_columns_the_gram_pass_drops(monkeypatch, name, 
 def test_first_hessian_is_newtons_first_evaluation(monkeypatch):
     df = collinear_frame(seed=1)
     data = PanelDesign(dims=DIMS).fit_transform(df[[*X_COLS, "x_near"]])
-    passes = []
-    original = PenalizedObjective._loss_grad_hess
-
-    def counted(self, beta):
-        passes.append(1)
-        return original(self, beta)
-
-    monkeypatch.setattr(PenalizedObjective, "_loss_grad_hess", counted)
+    passes = _record(monkeypatch, PenalizedObjective, "_loss_grad_hess")
     w = df["w"].to_numpy()
     est = PanelPoissonRegressor().fit(data, df["y"].to_numpy(), sample_weight=w)
     # With weights: one evaluation at the start (the screen's and Newton's),
@@ -289,14 +272,9 @@ def test_first_hessian_is_newtons_first_evaluation(monkeypatch):
 def test_columns_dropped_by_the_first_hessian_restrict_its_evaluation(monkeypatch):
     df = collinear_frame(seed=2)
     data = PanelDesign(dims=DIMS).fit_transform(df[[*X_COLS, "x_sum"]])
-    passes = []
-    original = PenalizedObjective._loss_grad_hess
-
-    def counted(self, beta):
-        passes.append(self.design.n_coef)
-        return original(self, beta)
-
-    monkeypatch.setattr(PenalizedObjective, "_loss_grad_hess", counted)
+    passes = _record(
+        monkeypatch, PenalizedObjective, "_loss_grad_hess", lambda self, beta: self.design.n_coef
+    )
     with pytest.warns(match="x_sum"):
         est = PanelPoissonRegressor().fit(data, df["y"].to_numpy())
     full = len(est.coef_) + 1
@@ -371,14 +349,7 @@ def test_checks_of_y_still_say_what_is_wrong():
 def test_null_intercept_once_per_fit(monkeypatch):
     import panelglm._estimators.base as base
 
-    calls = []
-    original = base.null_intercept
-
-    def counted(*args):
-        calls.append(1)
-        return original(*args)
-
-    monkeypatch.setattr(base, "null_intercept", counted)
+    calls = _record(monkeypatch, base, "null_intercept")
     df = panel_frame(seed=6)
     est = PanelPoissonRegressor(dims=DIMS).fit(df[X_COLS], df["y"])
     assert calls == [1]  # Newton's start and the null model's statistics share it
@@ -443,11 +414,7 @@ def test_start_from_the_panels_gram_equals_a_pass(monkeypatch, name):
 def test_panel_gram_once_per_panel_and_model(monkeypatch):
     import panelglm._ident.reuse as reuse
 
-    made = []
-    original = reuse.weighted_gram
-    monkeypatch.setattr(
-        reuse, "weighted_gram", lambda *a, **kw: made.append(1) or original(*a, **kw)
-    )
+    made = _record(monkeypatch, reuse, "weighted_gram")
     df = panel_frame(seed=8)
     data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
     fits = [PanelPoissonRegressor().fit(data, df["y"].to_numpy()) for _ in range(3)]
@@ -463,9 +430,7 @@ def test_counts_of_y_are_taken_in_the_pass_for_xy(monkeypatch, weighted):
     import panelglm._engine.objective as objective_module
     from panelglm._engine.tally import tally
 
-    calls = []
-    original = objective_module.tally
-    monkeypatch.setattr(objective_module, "tally", lambda *a: calls.append(1) or original(*a))
+    calls = _record(monkeypatch, objective_module, "tally")
     df = panel_frame(seed=9)
     data = PanelDesign(dims=DIMS).fit_transform(df[X_COLS])
     y, w = df["y"].to_numpy(), df["w"].to_numpy() if weighted else None
@@ -492,15 +457,10 @@ def test_counts_of_y_are_taken_in_the_pass_for_xy(monkeypatch, weighted):
 def _screen_grams(monkeypatch):
     import panelglm._ident.reuse as reuse
 
-    grams = []
-    original = reuse.weighted_gram
-
-    def counted(*args, **kw):
-        grams.append("panel" if kw else "screen")
-        return original(*args, **kw)
-
-    monkeypatch.setattr(reuse, "weighted_gram", counted)
-    return grams
+    # The screen's Gram pass, or the panel's X'X (center=False) for the start.
+    return _record(
+        monkeypatch, reuse, "weighted_gram", lambda *a, **kw: "panel" if kw else "screen"
+    )
 
 
 @pytest.mark.parametrize("case", ["constant", "dwarfed"])
