@@ -13,8 +13,9 @@ temporaries stay in cache and memory stays flat. An
 Hessian.
 
 This module owns the per-worker buffers and the threads of a pass; it writes
-the linear predictor and the rows of the stack. What a pass computes is fixed
-by a :class:`~panelglm._engine.pass_spec.PassSpec`. The compiled engine
+the rows of the stack (the linear predictor by :mod:`panelglm._engine.eta`).
+What a pass computes is fixed by a
+:class:`~panelglm._engine.pass_spec.PassSpec`. The compiled engine
 (:mod:`panelglm._engine.compiled_engine`) is this engine with its loss and full
 passes run by the compiled sweep.
 """
@@ -26,24 +27,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import scipy.linalg.blas
 
 from .._data.layout import CHUNK_CELLS
-from .._model.blocks import DenseBlock
 from .._model.families import Family
 from .._util.threads import blas_limit, default_threads
 from .assemble import Assembler
+from .eta import eta_parts, fill_eta
+from .eta import rows as _rows
 from .pass_spec import PassSpec
 from .problem import PanelProblem
 from .reductions import Accumulators, Reducer, merge
-
-
-def _rows(arr: np.ndarray, s: int, e: int) -> np.ndarray:
-    """Rows ``s:e`` of the first axis of an array broadcastable to the grid."""
-    return arr[s:e] if arr.ndim and arr.shape[0] > 1 else arr
-
-
-_AXPY = {"d": scipy.linalg.blas.daxpy, "f": scipy.linalg.blas.saxpy}
 
 
 def squared_scores(family: Family, y, eta, m, w, out) -> None:
@@ -138,75 +131,11 @@ class NumpyEngine:
     # ------------------------------------------------------------ eta
     def eta_parts(self, beta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """The linear predictor as folded small parts plus cell-level coefficient vectors."""
-        sp, parts = self.spec, {}
-
-        def add(axes, arr):
-            parts[axes] = parts[axes] + arr if axes in parts else np.asarray(arr, np.float64)
-
-        sls, cache = sp.slices, self.part_cache
-        if cache is not None and cache.get("beta") != beta.tobytes():
-            cache.clear()
-            cache["beta"] = beta.tobytes()
-        for i in sp.plan.rest:
-            blk, b = sp.design.blocks[i], beta[sls[i]]
-            if isinstance(blk, DenseBlock):
-                if cache is None or 0 in blk.axes:
-                    add(blk.axes, blk.values @ b)
-                else:
-                    if i not in cache:
-                        cache[i] = np.asarray(blk.values @ b)
-                        cache[i].flags.writeable = False  # later slabs read it too
-                    add(blk.axes, cache[i])
-            else:
-                add(blk.axes, np.append(b, 0.0)[blk.codes])
-        if sp.offset_part is not None:
-            add(tuple(sp.offset_part[1]), sp.offset_part[0])
-        # Fold each part into one over a superset of its axes while both are
-        # small, so that only parts over maximal axis sets touch every cell.
-        for axes in sorted(parts, key=len):
-            sups = [t for t in parts if set(axes) < set(t)]
-            if sups:
-                t = max(sups, key=len)
-                local = [a for a in t if a in axes]
-                shape = [sp.shape[a] if a in local else 1 for a in t]
-                parts[t] = parts[t] + parts.pop(axes).reshape(shape)
-        small = [sp.cast(sp.expand(arr, axes)) for axes, arr in parts.items()]
-        cell = [sp.cast(beta[sls[i]]) for i in sp.plan.full]
-        return small, cell
+        return eta_parts(self.spec, beta, self.part_cache)
 
     def fill_eta(self, eta, s, e, small, cell, scratch=None):
-        """Write the linear predictor of first-axis positions ``s:e`` into ``eta``.
-
-        The small parts first (the first two in one broadcast add), then each
-        cell-level column by one BLAS axpy: a matrix-vector product with a
-        handful of columns, or a multiply and an add, cost more passes.
-        """
-        sp = self.spec
-        parts = [_rows(part, s, e) for part in small]
-        if sp.offset_full is not None:
-            parts.append(sp.offset_full[s:e])
-        if len(parts) >= 2:
-            np.add(parts[0], parts[1], out=eta)
-        elif parts:
-            np.copyto(eta, parts[0])
-        else:
-            eta.fill(0.0)
-        for part in parts[2:]:
-            eta += part
-        flat = eta.reshape(-1)
-        axpy = _AXPY.get(eta.dtype.char)
-        for i, b in zip(sp.plan.full, cell, strict=True):
-            vals = sp.values[i]
-            for q in range(vals.shape[-1]):
-                col = vals[s:e, ..., q].reshape(-1)
-                if axpy is not None and col.flags.c_contiguous and col.dtype == eta.dtype:
-                    axpy(col, flat, a=b[q])  # in place: flat is contiguous and of its type
-                elif scratch is None:
-                    flat += col * b[q]
-                else:
-                    tmp = scratch[: flat.size]
-                    np.multiply(col, b[q], out=tmp)
-                    flat += tmp
+        """Write the linear predictor of positions ``s:e`` of the first axis into ``eta``."""
+        fill_eta(self.spec, eta, s, e, small, cell, scratch)
 
     # ----------------------------------------------------------- passes
     def loss(self, beta: np.ndarray) -> float:
