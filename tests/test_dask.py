@@ -343,20 +343,16 @@ def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cell
     assert est.deviance_ == pytest.approx(ref.deviance_, rel=1e-10)
 
 
-def test_slabs_per_task():
+def test_slabs_per_task(monkeypatch):
     import panelglm._engine.dask_engine as dask_engine
     from panelglm._engine.dask_engine import TASK_CELLS, _slabs_per_task
 
-    real = dask_engine._n_workers
-    try:
-        dask_engine._n_workers = lambda: 2
-        # 125 slabs of 8e6 cells on 2 workers: 4 by size (2^25 cells), 15 by workers.
-        assert _slabs_per_task([8] * 125, 10**6) == TASK_CELLS // (8 * 10**6) == 4
-        assert _slabs_per_task([1] * 40, 10) == 40 // 8  # small slabs: by workers
-        assert _slabs_per_task([1] * 7, 10) == 1  # fewer slabs than 4 a worker
-        assert _slabs_per_task([100] * 500, 10**6) == 1  # slabs beyond TASK_CELLS
-    finally:
-        dask_engine._n_workers = real
+    monkeypatch.setattr(dask_engine, "_n_workers", lambda: 2)
+    # 125 slabs of 8e6 cells on 2 workers: 4 by size (2^25 cells), 15 by workers.
+    assert _slabs_per_task([8] * 125, 10**6) == TASK_CELLS // (8 * 10**6) == 4
+    assert _slabs_per_task([1] * 40, 10) == 40 // 8  # small slabs: by workers
+    assert _slabs_per_task([1] * 7, 10) == 1  # fewer slabs than 4 a worker
+    assert _slabs_per_task([100] * 500, 10**6) == 1  # slabs beyond TASK_CELLS
 
 
 def test_joins_add_into_the_first_part_only():

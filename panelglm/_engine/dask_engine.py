@@ -300,12 +300,20 @@ def _slabs_per_task(sizes: list[int], row_cells: int) -> int:
 
 def _n_workers() -> int:
     """Threads of the active scheduler: a cluster's, else this machine's cores."""
+    client = _active_client()
+    if client is None:
+        return available_cores()
+    return max(1, sum(client.nthreads().values()))
+
+
+def _active_client() -> Any:
+    """The ``dask.distributed`` client the fit runs on, or None (a local scheduler)."""
     try:
         from distributed import default_client
 
-        return max(1, sum(default_client().nthreads().values()))
+        return default_client()
     except (ImportError, ValueError):
-        return available_cores()
+        return None
 
 
 def _shipped(skeleton: slabs.Skeleton) -> Any:
@@ -315,11 +323,8 @@ def _shipped(skeleton: slabs.Skeleton) -> Any:
     serialized into every pass's graph; on the local schedulers the tasks
     share the object itself.
     """
-    try:
-        from distributed import default_client
-
-        client = default_client()
-    except (ImportError, ValueError):
+    client = _active_client()
+    if client is None:
         import dask
 
         # One key for the object itself: neither hashed nor traversed at each pass.
