@@ -384,4 +384,6 @@ def test_operands_must_fit_the_grid():
     with pytest.raises(ValueError, match="grid"):
         desc.operand(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="float64"):
-        desc.operand(np.zeros((3, 4), dtype=np.float32))
+        desc.operand(np.zeros((3, 4), dtype=np.float16))
+    with pytest.raises(ValueError, match="float64"):  # float32 is read, never written
+        desc.operand(np.zeros((3, 4), dtype=np.float32), output=True)

@@ -8,7 +8,9 @@
  * cells), every other index fixed. An operand is the start of an array's
  * buffer and D element strides, zero along the axes it does not vary on, so
  * any block layout is one loop. Along a line an operand is constant (stride 0), contiguous
- * (stride 1) or gathered into a scratch tile.
+ * (stride 1) or gathered into a scratch tile. An input may be float32 (a
+ * panel's stored cells): its values are converted, exactly, as a tile is
+ * gathered.
  *
  * Per tile: eta = sum of coef * term; then the family writes the curvature h
  * (and, for the Gaussian and binomial, the residual g) and adds the loss; then
@@ -64,7 +66,7 @@ ALWAYS double line_family(const Sweep *S, int derivs, const int64_t *idx, int64_
     int nv = 0, first = 1;
     for (int t = 0; t < S->n_terms; t++) {
         const Operand *o = &S->term[t];
-        if (o->st[D - 1] == 0) c += S->coef[t] * at_line(o, idx, D, k0)[0];
+        if (o->st[D - 1] == 0) c += S->coef[t] * value_at(o, offset_at(o, idx, D, k0));
     }
     for (int t = 0; t <= S->n_terms; t++) {
         if (t < S->n_terms) {
@@ -122,7 +124,7 @@ ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0
         if (op->factor.p) {
             if (op->factor.st[D - 1] == 0) {
                 fk = 2;
-                fc = at_line(&op->factor, idx, D, k0)[0];
+                fc = value_at(&op->factor, offset_at(&op->factor, idx, D, k0));
             } else {
                 fk = 1;
                 f = tile_of(&op->factor, idx, D, k0, n, B->scratch);
@@ -135,7 +137,7 @@ ALWAYS double do_tile(const Sweep *S, int derivs, const int64_t *idx, int64_t k0
         int nr = 0, nc = 0, ns = 0;
         for (int j = 0; j < op->n_dest; j++) {
             const Dest *dst = &op->dest[j];
-            double *o = (double *)at_line(&dst->out, idx, D, k0);
+            double *o = out_at(&dst->out, idx, D, k0);
             if (dst->kind == DEST_ROW) {
                 rows[nr++] = o;
             } else if (dst->kind == DEST_SUM) {
@@ -258,10 +260,10 @@ CLONES static double run(const Sweep *S, int64_t s, int64_t e, int derivs, Buffe
 PyDoc_STRVAR(sweep_doc,
              "sweep(description, operands, s, e, derivs) -> float\n\n"
              "Run the pass described by an int64 buffer over positions [s, e) of\n"
-             "axis 0, on the arrays of the sequence ``operands`` (float64, one axis\n"
-             "per axis of the grid, each of its size or 1) that the description\n"
-             "names by index; returns the weighted log-likelihood sum (see\n"
-             "_compiled.py). A description or operand the sweep cannot run raises\n"
+             "axis 0, on the arrays of the sequence ``operands`` (float64, or float32\n"
+             "where only read; one axis per axis of the grid, each of its size or 1)\n"
+             "that the description names by index; returns the weighted\n"
+             "log-likelihood sum (see compiled.py). A description or operand the sweep cannot run raises\n"
              "ValueError or TypeError.");
 
 static PyObject *sweep(PyObject *self, PyObject *args)

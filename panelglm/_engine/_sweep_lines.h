@@ -11,29 +11,64 @@ typedef struct {
 } Buffers;
 
 /* ------------------------------------------------------------ line helpers */
-/* The operand at the current line and tile start; ``at`` is the line's
- * offset without the tile. */
-ALWAYS const double *at_line(const Operand *o, const int64_t *idx, int D, int64_t k0)
+/* An operand's element offset at the current line and tile start; ``at``
+ * is the line's offset without the tile. */
+ALWAYS int64_t offset_at(const Operand *o, const int64_t *idx, int D, int64_t k0)
 {
-    const double *p = o->p;
-    for (int d = 0; d < D - 1; d++) p += idx[d] * o->st[d];
-    return p + k0 * o->st[D - 1];
+    int64_t off = k0 * o->st[D - 1];
+    for (int d = 0; d < D - 1; d++) off += idx[d] * o->st[d];
+    return off;
 }
 
-/* A contiguous view of a tile that starts at p, with element stride s
- * along the line (gathered into scratch unless s is 1). */
-ALWAYS const double *tile_at(const double *p, int64_t s, int64_t n, double *scratch)
+/* An output (always float64) at the current line and tile start. */
+ALWAYS double *out_at(const Operand *o, const int64_t *idx, int D, int64_t k0)
 {
+    return (double *)o->p + offset_at(o, idx, D, k0);
+}
+
+/* An input's value at an element offset, as a double (float32 exactly so). */
+ALWAYS double value_at(const Operand *o, int64_t off)
+{
+    return o->f32 ? (double)((const float *)o->p)[off] : ((const double *)o->p)[off];
+}
+
+/* n float32 values from q at element stride s, as doubles in scratch. The
+ * pass reads stored float32 cells this way, a tile at a time while it is
+ * in cache, instead of a float64 copy of every chunk made beforehand; it
+ * asks for the values ahead itself, as the float64 loops do (see PREFETCH). */
+ALWAYS const double *widen_tile(const float *q, int64_t s, int64_t n, double *scratch)
+{
+    if (s != 1) {
+        for (int64_t k = 0; k < n; k++) scratch[k] = (double)q[k * s];
+        return scratch;
+    }
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) { /* one 64-byte line of floats per step */
+        PREFETCH(q + k + AHEAD);
+        for (int j = 0; j < 16; j++) scratch[k + j] = (double)q[k + j];
+    }
+    for (; k < n; k++) scratch[k] = (double)q[k];
+    return scratch;
+}
+
+/* A contiguous float64 view of n of an input's values from element offset
+ * off at stride s: the operand itself when it is float64 and contiguous,
+ * else gathered (and converted) into scratch. */
+ALWAYS const double *tile_from(const Operand *o, int64_t off, int64_t s, int64_t n,
+                               double *scratch)
+{
+    if (o->f32) return widen_tile((const float *)o->p + off, s, n, scratch);
+    const double *p = (const double *)o->p + off;
     if (s == 1) return p;
     for (int64_t k = 0; k < n; k++) scratch[k] = p[k * s];
     return scratch;
 }
 
-/* A contiguous view of an operand along a tile (gathered if strided). */
+/* A contiguous view of an input along a tile (see tile_from). */
 ALWAYS const double *tile_of(const Operand *o, const int64_t *idx, int D, int64_t k0, int64_t n,
                              double *scratch)
 {
-    return tile_at(at_line(o, idx, D, k0), o->st[D - 1], n, scratch);
+    return tile_from(o, offset_at(o, idx, D, k0), o->st[D - 1], n, scratch);
 }
 
 /* The op's operands on the NB lines of a block: line b is line 0 moved by
@@ -46,16 +81,16 @@ static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k
     L->base = op->base ? B->g : B->h;
     if (op->factor.p) {
         const Operand *o = &op->factor;
-        const double *p = at_line(o, idx, D, k0);
+        const int64_t off = offset_at(o, idx, D, k0);
         const int64_t sb = o->st[ax], s = o->st[D - 1];
         L->fk = s == 0 ? 2 : 1;
         if (L->fk == 2) {
-            for (int b = 0; b < NB; b++) L->fc[b] = p[b * sb];
-        } else if (s == 1) {
-            L->f = p;
+            for (int b = 0; b < NB; b++) L->fc[b] = value_at(o, off + b * sb);
+        } else if (s == 1 && !o->f32) {
+            L->f = (const double *)o->p + off;
             L->fs = sb;
         } else {
-            for (int b = 0; b < NB; b++) tile_at(p + b * sb, s, n, scratch + b * TILE);
+            for (int b = 0; b < NB; b++) tile_from(o, off + b * sb, s, n, scratch + b * TILE);
             L->f = scratch;
             L->fs = TILE;
         }
@@ -63,7 +98,7 @@ static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k
     L->nrs = L->nrp = L->nc = L->ns = 0;
     for (int j = 0; j < op->n_dest; j++) {
         const Dest *dst = &op->dest[j];
-        double *o = (double *)at_line(&dst->out, idx, D, k0);
+        double *o = out_at(&dst->out, idx, D, k0);
         const int64_t sb = dst->out.st[ax];
         if (dst->kind == DEST_ROW) {
             if (sb == 0) {
@@ -76,16 +111,17 @@ static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k
             L->sum_out[L->ns] = o;
             L->sos[L->ns++] = sb;
         } else {
-            const double *c = at_line(&dst->col, idx, D, k0);
-            const int64_t cb = dst->col.st[ax], cs = dst->col.st[D - 1];
+            const Operand *col = &dst->col;
+            const int64_t c = offset_at(col, idx, D, k0);
+            const int64_t cb = col->st[ax], cs = col->st[D - 1];
             L->dot_out[L->nc] = o;
             L->dos[L->nc] = sb;
-            if (cs == 1) {
-                L->cols[L->nc] = c;
+            if (cs == 1 && !col->f32) {
+                L->cols[L->nc] = (const double *)col->p + c;
                 L->cs[L->nc] = cb;
             } else {
                 double *t = scratch + (NB + L->nc * NB) * TILE;
-                for (int b = 0; b < NB; b++) tile_at(c + b * cb, cs, n, t + b * TILE);
+                for (int b = 0; b < NB; b++) tile_from(col, c + b * cb, cs, n, t + b * TILE);
                 L->cols[L->nc] = t;
                 L->cs[L->nc] = TILE;
             }
@@ -95,14 +131,16 @@ static void op_lines(const Sweep *S, const Op *op, const int64_t *idx, int64_t k
 }
 
 /* Whether op j can share a loop with op i: the same curvature row, a
- * factor of the same kind that needs no gathering, the same rows, and no
- * dot products. Each op's own running sums and rows; h is loaded once. */
+ * factor of the same kind that needs no gathering (nor converting), the
+ * same rows, and no dot products. Each op's own running sums and rows; h is
+ * loaded once. */
 static int fusable(const Sweep *S, const Op *a, const Op *b)
 {
     const int D = S->D, ax = D - 2;
     if (a->base != b->base || !a->factor.p || !b->factor.p) return 0;
     int64_t sa = a->factor.st[D - 1], sb = b->factor.st[D - 1];
     if (sa != sb || (sa != 0 && sa != 1) || a->n_dest != b->n_dest) return 0;
+    if (sa == 1 && (a->factor.f32 || b->factor.f32)) return 0;
     int nrp = 0;
     for (int j = 0; j < a->n_dest; j++) {
         const Dest *x = &a->dest[j], *y = &b->dest[j];

@@ -4,17 +4,19 @@
  * coefficient bits and indices into a sequence of operands; every read is
  * checked against its length and every index against the sequence. The
  * operands are objects with the buffer protocol (numpy arrays): each one
- * named is acquired once per call, checked (float64, aligned, one axis per
- * axis of the grid, each of the grid's size or 1, strides whole elements,
- * writable if written) and its element strides worked out here, so no
- * mistake on the Python side can make the sweep touch memory outside them.
+ * named is acquired once per call, checked (float64, or float32 if only
+ * read; aligned, one axis per axis of the grid, each of the grid's size or
+ * 1, strides whole elements, writable if written) and its element strides
+ * worked out here, so no mistake on the Python side can make the sweep
+ * touch memory outside them.
  * Included once, by panelglm/_engine/_sweep.c.
  */
 /* ---------------------------------------------------------------- reading */
 typedef struct {
-    const double *p; /* NULL: absent */
+    const void *p; /* NULL: absent */
     const int64_t *st; /* element strides, 0 along the axes it does not vary on */
     Py_ssize_t ix; /* index into the operands; -1: absent */
+    int f32; /* float32 elements (an input only), converted to double as read */
 } Operand;
 
 typedef struct {
@@ -37,7 +39,7 @@ static int64_t next(Reader *R)
 /* An operand's index: -1 for an absent one, else one of the sequence's. */
 static Operand operand(Reader *R)
 {
-    Operand o = {NULL, NULL, -1};
+    Operand o = {NULL, NULL, -1, 0};
     int64_t ix = next(R);
     if (ix < -1 || ix >= R->n_operands) {
         if (!R->bad) {
@@ -197,6 +199,7 @@ typedef struct {
     Py_ssize_t n;
     Py_buffer *view;
     int64_t *st; /* D element strides per operand */
+    unsigned char *f32; /* float32 elements */
     unsigned char *use; /* USE_READ | USE_WRITE; the views of those with a use are held */
     unsigned char *held;
 } Operands;
@@ -206,17 +209,19 @@ static void note(Operands *O, const Operand *o, int use)
     if (o->ix >= 0) O->use[o->ix] |= (unsigned char)use;
 }
 
-/* Whether a buffer's format is a native-size float64 ('d', optionally
- * with a byte-order character that means this machine's order). */
-static int is_float64(const char *f)
+/* Whether a buffer's format is the native-size type code ('d', 'f'),
+ * optionally after a byte-order character that means this machine's order. */
+static int is_format(const char *f, const char *code)
 {
     const uint16_t one = 1;
     const int little = *(const unsigned char *)&one == 1;
     if (!f) return 0; /* no format: unsigned bytes */
     if (*f == '@' || *f == '=' || (*f == '<' && little) || ((*f == '>' || *f == '!') && !little))
         f++;
-    return strcmp(f, "d") == 0;
+    return strcmp(f, code) == 0;
 }
+
+static int is_float64(const char *f) { return is_format(f, "d"); }
 
 /* A TypeError or ValueError about operand ix, the error that led to it (if
  * any) as its context. Returns -1. */
@@ -257,20 +262,26 @@ static int acquire_one(Operands *O, const Sweep *S, PyObject *seq, Py_ssize_t ix
                                    : "gives no strided buffer");
     O->held[ix] = 1;
     if (write && v->readonly) return operand_error(PyExc_ValueError, ix, "is written but read-only");
-    if (!is_float64(v->format) || v->itemsize != (Py_ssize_t)sizeof(double))
-        return operand_error(PyExc_ValueError, ix, "is not float64");
+    /* An input may be float32 (stored values that a pass reads as they are,
+     * without a float64 copy); every output is float64. */
+    const int f32 = !write && is_format(v->format, "f") && v->itemsize == (Py_ssize_t)sizeof(float);
+    if (!f32 && (!is_float64(v->format) || v->itemsize != (Py_ssize_t)sizeof(double)))
+        return operand_error(PyExc_ValueError, ix,
+                             write ? "is not float64" : "is neither float64 nor float32");
+    O->f32[ix] = (unsigned char)f32;
+    const Py_ssize_t size = v->itemsize;
     if (v->ndim != S->D || !v->shape || !v->strides)
         return operand_error(PyExc_ValueError, ix, "does not have one axis per axis of the grid");
-    if ((uintptr_t)v->buf % sizeof(double))
-        return operand_error(PyExc_ValueError, ix, "is not aligned to 8 bytes");
+    if ((uintptr_t)v->buf % (uintptr_t)size)
+        return operand_error(PyExc_ValueError, ix, "is not aligned to its element size");
     int64_t *st = O->st + ix * S->D;
     for (int d = 0; d < S->D; d++) {
         if (v->shape[d] != S->shape[d] && v->shape[d] != 1)
             return operand_error(PyExc_ValueError, ix,
                                  "has an axis of neither the grid's size nor 1");
-        if (v->strides[d] % (Py_ssize_t)sizeof(double))
+        if (v->strides[d] % size)
             return operand_error(PyExc_ValueError, ix, "has strides of part of an element");
-        st[d] = v->shape[d] == 1 ? 0 : (int64_t)(v->strides[d] / (Py_ssize_t)sizeof(double));
+        st[d] = v->shape[d] == 1 ? 0 : (int64_t)(v->strides[d] / size);
     }
     return 0;
 }
@@ -278,8 +289,9 @@ static int acquire_one(Operands *O, const Sweep *S, PyObject *seq, Py_ssize_t ix
 static void bind(const Operands *O, const Sweep *S, Operand *o)
 {
     if (o->ix < 0) return;
-    o->p = (const double *)O->view[o->ix].buf;
+    o->p = O->view[o->ix].buf;
     o->st = O->st + o->ix * S->D;
+    o->f32 = O->f32[o->ix];
 }
 
 /* Every operand S names, acquired and checked, and S's operands pointed at
@@ -292,7 +304,8 @@ static int acquire(Operands *O, Sweep *S, PyObject *seq)
     O->st = calloc((size_t)n * S->D + 1, sizeof(int64_t));
     O->use = calloc((size_t)n + 1, 1);
     O->held = calloc((size_t)n + 1, 1);
-    if (!O->view || !O->st || !O->use || !O->held) return -2;
+    O->f32 = calloc((size_t)n + 1, 1);
+    if (!O->view || !O->st || !O->use || !O->held || !O->f32) return -2;
     note(O, &S->y, USE_READ);
     note(O, &S->w, USE_READ);
     note(O, &S->m, USE_READ);
@@ -340,4 +353,5 @@ static void release_operands(Operands *O)
     free(O->st);
     free(O->use);
     free(O->held);
+    free(O->f32);
 }

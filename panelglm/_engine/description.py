@@ -3,8 +3,9 @@
 The compiled sweep (``_sweep.c``) is handed its work as a list of int64
 words (counts, kinds, coefficient bits) and a list of operands the words
 name by their index. :class:`Description` keeps the two together and checks
-each operand as it is added: float64, broadcastable to the grid, aligned and
-of whole-element strides (or read from a copy), writable if written. What the
+each operand as it is added: float64 (or a float32 input), broadcastable to
+the grid, aligned and of whole-element strides (or read from a copy),
+writable if written. What the
 words say is the compiled pass's business (:mod:`panelglm._engine.compiled`);
 how operands are indexed is kept here, apart from it.
 """
@@ -35,10 +36,12 @@ class Description:
     def index(self, arr: np.ndarray | None, *, output: bool = False) -> int:
         """The operand index of an array broadcastable to the grid (-1 for None).
 
-        The sweep reads aligned float64 elements at whole-element strides; a
-        float64 input that is not (a field of a packed record array) is read
-        from a copy, kept in :attr:`copies`. An ``output`` is written in
-        place, so it cannot be copied. An array given again has its index.
+        The sweep reads aligned float64 elements at whole-element strides,
+        and float32 inputs, which it converts as it reads them (a panel's
+        stored cells, read without a float64 copy). An input that is not
+        aligned (a field of a packed record array) is read from a copy, kept
+        in :attr:`copies`. An ``output`` is float64 and written in place, so
+        it cannot be copied. An array given again has its index.
         """
         if arr is None:
             return -1
@@ -46,9 +49,9 @@ class Description:
         if key in self._index:
             return self._index[key]
         given, arr = arr, np.asarray(arr)
-        if arr.dtype != np.float64:
-            raise ValueError("sweep operands are float64 arrays")
-        if not arr.flags.aligned or any(s % 8 for s in arr.strides):
+        if arr.dtype != np.float64 and (output or arr.dtype != np.float32):
+            raise ValueError("sweep operands are float64 arrays (inputs may be float32)")
+        if not arr.flags.aligned or any(s % arr.itemsize for s in arr.strides):
             if output:
                 raise ValueError(
                     "sweep outputs are aligned float64 arrays of whole-element strides"

@@ -49,7 +49,8 @@ class PassSpec:
     every : tuple of int
         All axes.
     y, w : ndarray or None
-        Response and weights on the grid, in ``dtype``.
+        Response and weights on the grid, in ``dtype`` (or as stored, see
+        :meth:`build`).
     m : float or ndarray
         Trials, broadcastable to the grid.
     offset_full : ndarray or None
@@ -73,7 +74,8 @@ class PassSpec:
     group_out : list of tuple of int
         Per group of the plan, the axes its result lives on.
     values : dict
-        Dense blocks' values in ``dtype``, by block index.
+        Dense blocks' values in ``dtype`` (the cell-level ones possibly as
+        stored, see :meth:`build`), by block index.
     spread_views : dict
         Spread blocks' values as views broadcastable to a chunk (columns last).
     slices : tuple of slice
@@ -115,8 +117,16 @@ class PassSpec:
         m: float | np.ndarray,
         offset: tuple[np.ndarray, Axes] | None,
         dtype: type | np.dtype = np.float64,
+        stored: bool = False,
     ) -> PassSpec:
-        """The description of the passes of ``design`` under ``plan`` for these inputs."""
+        """The description of the passes of ``design`` under ``plan`` for these inputs.
+
+        With ``stored``, the arrays over every cell (``y``, ``w``, an offset
+        over every axis, the cell-level blocks' values) that are float32 are
+        kept so, not converted to a float64 copy: for passes that the compiled
+        sweep alone runs, which converts each value exactly as it reads it. The
+        numpy passes need them in ``dtype``.
+        """
         dtype = np.dtype(dtype)
         shape = tuple(design.shape)
         every = tuple(range(design.ndim))
@@ -124,10 +134,15 @@ class PassSpec:
         def cast(arr):
             return np.asarray(arr, dtype=dtype)
 
+        def cast_cells(arr):
+            if stored and dtype == np.float64 and getattr(arr, "dtype", None) == np.float32:
+                return arr
+            return cast(arr)
+
         offset_full = offset_part = None
         if offset is not None:
             if tuple(offset[1]) == every:
-                offset_full = cast(offset[0])
+                offset_full = cast_cells(offset[0])
             else:
                 offset_part = offset
         mean_trick = bool(family.curvature_is_mean)
@@ -163,7 +178,9 @@ class PassSpec:
                     rows += range(r0, r1)
             local_row[t] = {g: k for k, g in enumerate(rows)}
         values = {
-            i: cast(b.values) for i, b in enumerate(design.blocks) if isinstance(b, DenseBlock)
+            i: (cast_cells if i in plan.full else cast)(b.values)
+            for i, b in enumerate(design.blocks)
+            if isinstance(b, DenseBlock)
         }
         spread_views = {
             i: values[i].reshape(
@@ -178,8 +195,8 @@ class PassSpec:
             dtype=dtype,
             shape=shape,
             every=every,
-            y=None if y is None else cast(y),
-            w=None if w is None else cast(w),
+            y=None if y is None else cast_cells(y),
+            w=None if w is None else cast_cells(w),
             m=cast(m) if isinstance(m, np.ndarray) else m,
             offset_full=offset_full,
             offset_part=offset_part,
