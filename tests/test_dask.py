@@ -8,105 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dask_helpers import CASES, DIMS, SHAPE, da, dask, fit_design, guard_cells, make_dataset, xr
 
 from panelglm import (
     PanelDesign,
-    PanelGammaRegressor,
-    PanelLinearRegressor,
-    PanelLogitRegressor,
     PanelNegativeBinomialRegressor,
     PanelPoissonRegressor,
 )
 
-xr = pytest.importorskip("xarray")
-da = pytest.importorskip("dask.array")
-dask = pytest.importorskip("dask")
-
-DIMS = ["customer", "product", "week"]
-SHAPE = (13, 4, 5)
-
 
 @pytest.fixture(autouse=True)
 def no_cells_on_the_client(monkeypatch):
-    """Fail if an array of the cells (flat, or over the grid) is computed onto the client.
-
-    (Accumulators and matrices, P x P or clusters x P, may be as large as this
-    small grid: they are told apart by shape.)
-    """
-    n_cells = int(np.prod(SHAPE))
-    computes = []
-
-    def checked(result):
-        if isinstance(result, tuple | list):
-            for r in result:
-                checked(r)
-        elif np.shape(result)[-3:] == SHAPE or np.shape(result) == (n_cells,):
-            raise AssertionError(f"an array of shape {np.shape(result)} reached the client")
-        return result
-
-    real_array, real_compute = da.Array.__array__, dask.base.compute
-
-    def array(self, *args, **kwargs):
-        return checked(real_array(self, *args, **kwargs))
-
-    def compute(*args, **kwargs):
-        computes.append(1)
-        return checked(real_compute(*args, **kwargs))
-
-    monkeypatch.setattr(da.Array, "__array__", array)
-    monkeypatch.setattr(dask.base, "compute", compute)
-    monkeypatch.setattr(dask, "compute", compute)
-    return computes
-
-
-def _dataset(seed=0, gaps=False):
-    rng = np.random.default_rng(seed)
-    c, p, w = SHAPE
-    cell = ("customer", "product", "week")
-    ds = xr.Dataset(
-        {
-            "income": (("customer",), rng.normal(size=c)),
-            "price": (("product", "week"), rng.normal(size=(p, w))),
-            "promo": (cell, rng.normal(size=SHAPE)),
-            "discount": (cell, rng.uniform(size=SHAPE)),
-            "exposure": (cell, rng.uniform(0.5, 2.0, size=SHAPE)),
-            "trials": (cell, rng.integers(1, 5, size=SHAPE).astype(float)),
-            "w": (cell, rng.uniform(0.5, 2.0, size=SHAPE)),
-        },
-        coords={"customer": np.arange(c) * 10, "product": list("abcd"), "week": np.arange(w)},
-    )
-    ds["log_exposure"] = np.log(ds.exposure)
-    eta = (0.3 * ds.income + 0.2 * ds.price - 0.3 * ds.promo + 0.2 * ds.discount).transpose(*DIMS)
-    mu = np.exp(eta.values + ds.log_exposure.values)
-    ds["count"] = (cell, rng.poisson(mu).astype(float))
-    ds["bought"] = (
-        cell,
-        rng.binomial(ds.trials.values.astype(int), 1 / (1 + np.exp(-eta.values))).astype(float),
-    )
-    ds["spend"] = (cell, eta.values + rng.normal(size=SHAPE))
-    ds["amount"] = (cell, rng.gamma(2.0, np.exp(eta.values) / 2.0))
-    if gaps:
-        for name in ("count", "bought", "spend", "amount"):
-            ds[name][0, 1, :2] = np.nan
-            ds[name][5, :, 4] = np.nan
-            ds[name][7] = np.nan  # a customer without data: not a level of the panel
-    return ds
-
-
-CASES = {
-    "poisson": (lambda **k: PanelPoissonRegressor(offset="log_exposure", **k), "count"),
-    "logit": (lambda **k: PanelLogitRegressor(trials="trials", **k), "bought"),
-    "linear": (lambda **k: PanelLinearRegressor(**k), "spend"),
-    "gamma": (lambda **k: PanelGammaRegressor(**k), "amount"),
-    "negbin": (lambda **k: PanelNegativeBinomialRegressor(theta=2.0, **k), "count"),
-}
-COVARIATES = ["income", "price", "promo", "discount"]
-
-
-def _fit(make, ds, target, weight, **params):
-    design = PanelDesign(dims=DIMS, covariates=COVARIATES, balanced=False)
-    data = design.fit_transform(ds, ds[target])
-    return make(**params).fit(data, ds[target], sample_weight=weight and ds[weight])
+    return guard_cells(monkeypatch)
 
 
 @pytest.mark.parametrize("family", list(CASES))
@@ -115,12 +28,12 @@ def test_a_dask_fit_equals_the_in_memory_fit(family, gaps, weight, no_cells_on_t
     """Coefficients, standard errors (cluster by customer and by product x week) and
     statistics equal the in-memory fit's to 1e-10, with offsets, weights and gaps."""
     make, target = CASES[family]
-    ds = _dataset(gaps=gaps)
+    ds = make_dataset(gaps=gaps)
     chunked = ds.chunk({"customer": 4})
     cluster = ["customer", ("product", "week")]
-    ref = _fit(make, ds, target, weight, cov_type="cluster", cluster=cluster)
+    ref = fit_design(make, ds, target, weight, cov_type="cluster", cluster=cluster)
     assert not no_cells_on_the_client  # the in-memory fit computes nothing lazily
-    est = _fit(make, chunked, target, weight, cov_type="cluster", cluster=cluster)
+    est = fit_design(make, chunked, target, weight, cov_type="cluster", cluster=cluster)
     assert no_cells_on_the_client  # the Dask fit ran its passes as tasks
     assert est.coef_names_ == ref.coef_names_
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
@@ -135,7 +48,7 @@ def test_fixed_effects_and_separated_levels(no_cells_on_the_client):
     """Indicator blocks, a categorical covariate and a separated level (a customer
     with no purchases) are found and dropped as in memory; a covariate collinear
     with the fixed effects is dropped with the same warning."""
-    ds = _dataset()
+    ds = make_dataset()
     ds["count"][2] = 0.0  # customer 20 never buys: its effect is separated
     ds["segment"] = (("product",), np.array(["n", "s", "s", "e"]))
     make = lambda: PanelPoissonRegressor(  # noqa: E731
@@ -157,7 +70,7 @@ def test_fixed_effects_and_separated_levels(no_cells_on_the_client):
 def test_predict_and_score_on_a_dask_dataset(monkeypatch):
     """predict gives a Dask-backed DataArray over the panel (computed only when
     asked) equal to the in-memory prediction; score equals the in-memory score."""
-    ds = _dataset()
+    ds = make_dataset()
     data = ds.drop_vars(["bought", "spend", "amount", "trials"])
     make = lambda: PanelPoissonRegressor(dims=DIMS, offset="log_exposure")  # noqa: E731
     ref = make().fit(data, "count")
@@ -174,7 +87,7 @@ def test_predict_and_score_on_a_dask_dataset(monkeypatch):
 def test_a_local_cluster_of_two_processes_gives_the_same_fit():
     """The passes run on a dask.distributed LocalCluster (two worker processes)."""
     distributed = pytest.importorskip("distributed")
-    ds = _dataset(gaps=True)
+    ds = make_dataset(gaps=True)
     data = ds.drop_vars(["bought", "spend", "amount", "trials"])
     make = lambda: PanelPoissonRegressor(  # noqa: E731
         dims=DIMS, offset="log_exposure", cov_type="cluster", cluster="product"
@@ -207,7 +120,9 @@ def test_models_without_a_dask_form_say_so_before_any_pass(make, match, monkeypa
 
     monkeypatch.setattr(dask_engine, "DaskEngine", None)  # no engine may be made
     data = (
-        _dataset().drop_vars(["bought", "spend", "amount", "trials", "w"]).chunk({"customer": 4})
+        make_dataset()
+        .drop_vars(["bought", "spend", "amount", "trials", "w"])
+        .chunk({"customer": 4})
     )
     with pytest.raises(ValueError, match=f"{match}.*Dask-backed data.*load"):
         make().fit(data, "count")
@@ -217,7 +132,7 @@ def test_the_exponential_model_equals_the_in_memory_fit():
     """Durations with censoring: log T enters every pass as an offset read slab by slab."""
     from panelglm import PanelExponentialRegressor
 
-    ds = _dataset(gaps=True)
+    ds = make_dataset(gaps=True)
     ds["event"] = (DIMS, (ds["count"].fillna(0).values > 0).astype(float))
     data = ds.drop_vars(["bought", "spend", "count", "trials"])
     make = lambda: PanelExponentialRegressor(  # noqa: E731
@@ -239,7 +154,7 @@ def test_separation_by_a_covariate_is_certified_and_dropped(no_cells_on_the_clie
     certificate runs on the slabs and drops the same cells as in memory."""
     from panelglm.exceptions import SeparationWarning
 
-    ds = _dataset()
+    ds = make_dataset()
     zeros = np.argwhere(ds["count"].values == 0)[:5]
     z = np.zeros(SHAPE)
     z[tuple(zeros.T)] = 1.0
@@ -261,7 +176,7 @@ def test_separation_by_a_covariate_is_certified_and_dropped(no_cells_on_the_clie
 def test_any_chunking_and_float32_give_the_same_fit(chunks):
     """Chunks along other dimensions are rechunked to slabs of the first; a
     float32 fit equals the in-memory float32 fit."""
-    data = _dataset().drop_vars(["bought", "spend", "amount", "trials", "w"])
+    data = make_dataset().drop_vars(["bought", "spend", "amount", "trials", "w"])
     for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-5)):
         params = {"dims": DIMS, "offset": "log_exposure", "dtype": dtype}
         ref = PanelPoissonRegressor(**params).fit(data, "count")
@@ -274,9 +189,9 @@ def test_any_chunking_and_float32_give_the_same_fit(chunks):
 def test_robust_standard_errors_equal_the_in_memory_ones(family):
     """The sandwich's meat over every cell (a pass with the squared scores as curvature)."""
     make, target = CASES[family]
-    ds = _dataset(gaps=True)
-    ref = _fit(make, ds, target, "w", cov_type="robust")
-    est = _fit(make, ds.chunk({"customer": 4}), target, "w", cov_type="robust")
+    ds = make_dataset(gaps=True)
+    ref = fit_design(make, ds, target, "w", cov_type="robust")
+    est = fit_design(make, ds.chunk({"customer": 4}), target, "w", cov_type="robust")
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est.bse_, ref.bse_, rtol=1e-10)
 
@@ -284,7 +199,7 @@ def test_robust_standard_errors_equal_the_in_memory_ones(family):
 def test_the_negative_binomial_with_theta_estimated():
     """theta's search takes its sums by passes over the slabs: the same theta,
     coefficients and standard errors as in memory."""
-    ds = _dataset(gaps=True)
+    ds = make_dataset(gaps=True)
     rng = np.random.default_rng(7)
     mu = np.exp(0.3 + 0.5 * ds["promo"].values)
     ds["visits"] = (DIMS, rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float))
@@ -332,10 +247,12 @@ def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cell
     real = dask_slabs.over_slabs
     monkeypatch.setattr(dask_slabs, "over_slabs", lambda *a: groups.append(len(a[3])) or real(*a))
     make, target = CASES["poisson"]
-    ds = _dataset(gaps=True)
+    ds = make_dataset(gaps=True)
     cluster = ["customer", ("product", "week")]
-    ref = _fit(make, ds, target, "w", cov_type="cluster", cluster=cluster)
-    est = _fit(make, ds.chunk({"customer": 1}), target, "w", cov_type="cluster", cluster=cluster)
+    ref = fit_design(make, ds, target, "w", cov_type="cluster", cluster=cluster)
+    est = fit_design(
+        make, ds.chunk({"customer": 1}), target, "w", cov_type="cluster", cluster=cluster
+    )
     n_slabs = SHAPE[0] - 1  # customer 7 has no data: not a level
     assert max(groups) == min(per_task, n_slabs) and sum(groups) % n_slabs == 0
     np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-10, atol=1e-12)
@@ -397,7 +314,7 @@ def test_slabs_share_parts_only_within_one_fit():
 def test_a_lazy_weight_broadcast_over_cells_gives_the_same_fit(no_cells_on_the_client):
     """A block that is not C-contiguous (a weight broadcast along the cells) reaches
     the slab engines as it is; the fit equals the in-memory one."""
-    ds = _dataset()
+    ds = make_dataset()
     by_customer = np.linspace(0.5, 2.0, SHAPE[0])
     w_mem = xr.DataArray(np.broadcast_to(by_customer[:, None, None], SHAPE), dims=DIMS)
     lazy_w = da.broadcast_to(da.from_array(by_customer, chunks=4)[:, None, None], SHAPE)
