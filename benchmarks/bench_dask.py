@@ -134,29 +134,30 @@ class _Memory:
 def _timed_passes() -> list:
     """Record the wall time of every pass of the Dask engine: (what, seconds).
 
-    A full pass (loss, gradient and Hessian) is ``"full"`` (the first also
-    gives ``X'(w y)``: ``"full+wy"``); ``"loss"`` a line search's; the others
+    A Newton step's pass (loss, gradient and Hessian, assembled) is
+    ``"loss_grad_hess"``, as the in-memory engine's (:func:`memory`); within
+    it, the tree of the slabs' tasks is ``"full"`` (the first also gives
+    ``X'(w y)``: ``"full+wy"``). ``"loss"`` is a line search's; the others
     are the statistics' and checks' sums.
     """
     from panelglm._engine import dask_engine
 
     passes: list = []
     engine = dask_engine.DaskEngine
-    real_sum, real_acc = engine._sum, engine._accumulate
 
-    def timed_sum(self, method, *args, **kwargs):
-        start = time.perf_counter()
-        out = real_sum(self, method, *args, **kwargs)
-        passes.append((method or "slab_sums", time.perf_counter() - start))
-        return out
+    def timed(name, real):
+        def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            out = real(self, *args, **kwargs)
+            label = name or (args[0] or "slab_sums")
+            passes.append((label, time.perf_counter() - start))
+            return out
 
-    def timed_acc(self, what, beta):
-        start = time.perf_counter()
-        out = real_acc(self, what, beta)
-        passes.append((what, time.perf_counter() - start))
-        return out
+        return wrapper
 
-    engine._sum, engine._accumulate = timed_sum, timed_acc
+    engine._sum = timed(None, engine._sum)
+    engine._assembled = timed(None, engine._assembled)
+    engine.loss_grad_hess = timed("loss_grad_hess", engine.loss_grad_hess)
     return passes
 
 
@@ -167,13 +168,14 @@ def _model():
 
 
 def _summary(passes: list) -> dict:
-    full = [t for m, t in passes if m.startswith("full") or m == "loss_grad_hess"]
+    steps = [t for m, t in passes if m == "loss_grad_hess"]
     return {
         "passes": [m for m, _ in passes],
-        "full_passes": len(full),
-        "full_pass_median_s": float(np.median(full)) if full else None,
-        "full_pass_min_s": float(np.min(full)) if full else None,
-        "pass_seconds_total": float(sum(t for _, t in passes)),
+        "steps": len(steps),
+        "step_s": [round(t, 3) for t in steps],
+        "step_median_s": float(np.median(steps)) if steps else None,
+        "step_min_s": float(np.min(steps)) if steps else None,
+        "pass_seconds_total": float(sum(t for m, t in passes if m != "loss_grad_hess")),
     }
 
 
@@ -210,7 +212,7 @@ def fit(
             processes=True,
             dashboard_address=":0",
         ) as cluster,
-        Client(cluster),
+        Client(cluster, direct_to_workers=True),
     ):
         ds = xr.open_zarr(store)
         if customers is not None:  # a quicker run on part of the store

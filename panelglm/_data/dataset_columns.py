@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import compute, is_lazy, where
+from .._util.lazy import as_float64, carry, compute, is_lazy, where
 from .columns import ColumnSpec, is_categorical_dtype, narrow, widen
 from .layout import Grid
 
@@ -289,8 +289,12 @@ class DatasetColumns:
         values = self.observed(name)
         if is_lazy(values):
             present = self._labels.present
-            values = values.astype(np.float64)
-            return values if present is None else where(present, values, fill)
+            values = as_float64(values)
+            if present is None:
+                return values
+            if np.float32(fill) == fill:  # float32 holds the fill: the stored values serve
+                return carry(lambda v: where(present, v, fill), values)
+            return where(present, values, fill)
         return self._placed(name, values, np.float64, fill)
 
     def rejoin(self, grid: Grid) -> DatasetColumns:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import is_lazy
+from .._util.lazy import carry, is_lazy
 from .layout import Grid
 
 
@@ -83,7 +83,7 @@ class PanelGeometry:
         ndarray of shape ``shape``
         """
         if is_lazy(values):  # a Dataset's Dask-backed cells: every cell a row, in C order
-            return values.reshape(self.shape)
+            return carry(lambda v: v.reshape(self.shape), values)
         return self.grid.to_grid(np.asarray(values), fill)
 
     @property

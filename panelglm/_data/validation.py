@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import compute, is_lazy, where
+from .._util.lazy import as_float64, carry, compute, is_lazy, where
 from .._util.warn import warn
 from ..exceptions import SparsePanelWarning
 from .layout import MIN_DENSITY, show_value
@@ -243,7 +243,7 @@ def lazy_values(values: Any, data: Any, what: str) -> Any:
     """
     if values.dtype.kind not in "fiub":
         raise TypeError(f"{what} has dtype {values.dtype}; a numeric one is needed.")
-    values = values.reshape(-1).astype(np.float64)
+    values = as_float64(values.reshape(-1))
     if values.shape != (data.n_rows,):
         raise ValueError(f"{what} must have {data.n_rows} values, got {values.shape[0]}.")
     present = data.present
@@ -251,7 +251,7 @@ def lazy_values(values: Any, data: Any, what: str) -> Any:
     if present is not None:
         present = present.reshape(-1)
         bad &= present
-        values = where(present, values, 0.0)
+        values = carry(lambda v: where(present, v, 0.0), values)
     (n_bad,) = compute(bad.sum())
     if n_bad:
         raise ValueError(f"{what} has {int(n_bad)} missing or infinite value(s).")

@@ -11,11 +11,13 @@ compiled sweep where it is built, else numpy) under the whole grid's plan.
 A full pass's slab leaves its *accumulators*, the small arrays the in-memory
 engines assemble into a gradient and a Hessian; tasks of fan-in ``FAN_IN``
 join them (side by side along the first axis where they span it, added
-elsewhere) and the client assembles the joined ones once. Assembling per slab
-would repeat, for every slab, the work on the levels of the other dimensions
-(a product x week block's), which does not shrink with the slab. Other
-passes (the loss, the statistics' sums) return their sums. Only those reach
-the client, where the Newton loop, the P x P solve and the line search stay.
+elsewhere) and the task after the last join assembles them once, where they
+are. Assembling per slab would repeat, for every slab, the work on the levels
+of the other dimensions (a product x week block's), which does not shrink with
+the slab; assembling on the client would send it the arrays over the first
+axis, which grow with the panel. Other passes (the loss, the statistics' sums)
+return their sums. Only the loss and P-sized results reach the client, where
+the Newton loop, the P x P solve and the line search stay.
 The tasks run on whatever scheduler is active: the threaded default, or a
 ``dask.distributed.Client``.
 
@@ -37,14 +39,11 @@ import numpy as np
 from .._model.blocks import DenseBlock
 from .._model.factored import FactoredDesign
 from .._model.families import Family
-from .._util.lazy import is_lazy
+from .._util.lazy import is_lazy, stored
 from .._util.threads import available_cores
 from . import dask_slabs as slabs
-from .assemble import Assembler
-from .pass_spec import PassSpec
 from .plan import make_plan
 from .problem import PanelProblem
-from .reductions import Accumulators
 
 # Partial sums added per task of the reduction: a tree of depth log_8(tasks).
 FAN_IN = 8
@@ -95,17 +94,20 @@ class DaskEngine:
         import dask
         import dask.array as da
 
+        # The tasks read the cells as stored (float32 ones too): the passes the
+        # compiled sweep runs take them so, the others convert them (see
+        # dask_slabs._slab_engine).
         lazy: dict[str, Any] = {}
         for f in slabs.cell_fields(problem):
             if is_lazy(getattr(problem, f)):
-                lazy[f] = da.broadcast_to(getattr(problem, f), problem.shape)
+                lazy[f] = da.broadcast_to(stored(getattr(problem, f)), problem.shape)
         if problem.offset is not None and is_lazy(problem.offset[0]):
             lazy["offset"] = da.broadcast_to(problem.offset_grid(), problem.shape)
         for i, blk in enumerate(design.blocks):
             if isinstance(blk, DenseBlock) and is_lazy(blk.values):
                 if blk.axes != tuple(range(len(problem.shape))):
                     raise ValueError("A Dask-backed block must vary along every panel dimension.")
-                lazy[f"block{i}"] = blk.values
+                lazy[f"block{i}"] = stored(blk.values)
         first = next(iter(lazy.values()))
         bounds = tuple(itertools.accumulate(first.chunks[0], initial=0))
         self.slabs = list(itertools.pairwise(bounds))
@@ -115,12 +117,15 @@ class DaskEngine:
         ]
         # Each slab's task reads its own cells (see Cells), so no chunk is
         # read by one worker and sent to another.
-        self._cells = [tuple(slabs.Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
+        cells = [tuple(slabs.Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
         per = _slabs_per_task([hi - lo for lo, hi in self.slabs], int(np.prod(problem.shape[1:])))
         n = len(self.slabs)
         self._groups = [range(k, min(k + per, n)) for k in range(0, n, per)]
+        # Each group's cells are sent once, not with every pass's graph.
+        self._group_cells = _shipped(
+            [tuple(cells[i] for i in group) for group in self._groups], "panelglm-cells"
+        )
         holes = tuple(lazy)
-        whole_design = design
         if "offset" in lazy:
             problem = dataclasses.replace(problem, offset=None)
         problem = dataclasses.replace(
@@ -143,27 +148,12 @@ class DaskEngine:
         )
         plan = make_plan(design) if problem.y is not None or "y" in lazy else None
         skeleton = slabs.Skeleton(design, problem, family, work, make_engine, plan, holes)
-        self._skeleton = _shipped(skeleton)
+        (self._skeleton,) = _shipped([skeleton], "panelglm-skeleton")
         self._dask = dask
-        self._assembler = self._spec = None
+        # The whole grid's description, for the joins' layout (the assembly
+        # runs in the tree's last task: dask_slabs.assembled).
+        self._spec = skeleton.assembly_spec() if plan is not None else None
         self._wy_grad: np.ndarray | None = None
-        if plan is not None:
-            # The whole grid's description, for the assembly alone: the cell-level
-            # blocks' values are stand-ins that the assembly never reads (their
-            # products with the curvature come from the slabs' dot products).
-            stand_in = FactoredDesign(
-                design.shape,
-                [
-                    dataclasses.replace(
-                        b, values=np.broadcast_to(np.zeros(()), (*design.shape, b.n_cols))
-                    )
-                    if f"block{i}" in lazy
-                    else b
-                    for i, b in enumerate(whole_design.blocks)
-                ],
-            )
-            self._spec = PassSpec.build(stand_in, plan, family, None, None, 1.0, None, dtype)
-            self._assembler = Assembler(self._spec)
 
     def _sum(
         self, method: str | None, *args: Any, combine: Callable[[list], Any] | None = None
@@ -172,94 +162,75 @@ class DaskEngine:
         add = slabs.add if combine is None else functools.partial(slabs.combined, combine)
         return self._tree(slabs.run_slab, add, method, args)
 
-    def _tree(self, task: Callable, join: Callable, *head: Any) -> Any:
+    def _tree(
+        self, task: Callable, join: Callable, *head: Any, finish: Callable | None = None
+    ) -> Any:
         """``task(skeleton, start, stop, *head, *cells)`` of every slab, joined in a tree.
 
         One Dask task runs a group of consecutive slabs (:func:`~dask_slabs.over_slabs`);
         the joins take ``FAN_IN`` consecutive results at a time, in the slabs'
-        order; only the last result is computed onto the client.
+        order; ``finish(skeleton, joined)``, if given, runs where the last join
+        did. Only its result (or the last join's) is computed onto the client.
         """
         delayed = self._dask.delayed
         run, join_task = delayed(slabs.over_slabs), delayed(join)
         parts = [
-            run(
-                task,
-                join,
-                self._skeleton,
-                [self.slabs[i] for i in group],
-                len(head),
-                *head,
-                *(c for i in group for c in self._cells[i]),
-            )
-            for group in self._groups
+            run(task, join, self._skeleton, [self.slabs[i] for i in group], cells, *head)
+            for group, cells in zip(self._groups, self._group_cells, strict=True)
         ]
         while len(parts) > 1:
             parts = [join_task(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
-        return self._dask.compute(parts[0])[0]
+        last = parts[0] if finish is None else delayed(finish)(self._skeleton, parts[0])
+        return self._dask.compute(last)[0]
 
-    def _accumulate(self, what: str, beta: np.ndarray | None) -> list[Accumulators]:
-        """The accumulators of the passes ``what`` over every slab, one per pass."""
+    def _assembled(self, what: str, beta: np.ndarray | None) -> tuple[float, list]:
+        """The loss and, per pass of ``what``, its results (:func:`~dask_slabs.assembled`)."""
         spec = self._spec
-        kinds = what.split("+")
         layout = (
             [1 if 0 in m else None for m in spec.plan.targets]
             + [0 if 0 in g else None for g in spec.group_out]
             + [None] * len(spec.plan.full)
         )
-        join = functools.partial(slabs.join, tuple(layout * len(kinds)))
-        lsum, arrays = self._tree(slabs.slab_accumulators, join, what, beta)
-        n_red, n_grp = len(spec.plan.targets), len(spec.group_out)
-        out = []
-        for k in range(len(kinds)):
-            own = arrays[k * len(layout) : (k + 1) * len(layout)]
-            acc = object.__new__(Accumulators)
-            acc.lsum = lsum
-            acc.red = dict(zip(spec.plan.targets, own[:n_red], strict=True))
-            acc.grp = own[n_red : n_red + n_grp]
-            acc.cell = own[n_red + n_grp :]
-            out.append(acc)
-        return out
+        join = functools.partial(slabs.join, tuple(layout * len(what.split("+"))))
+        finish = functools.partial(slabs.assembled, what=what)
+        return self._tree(slabs.slab_accumulators, join, what, beta, finish=finish)
 
-    def _full(self, beta: np.ndarray) -> Accumulators:
-        """A full pass's accumulators; the first also gives ``X'(w y)`` from the same read."""
+    def _full(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """A full pass's loss, Hessian and gradient; the first also gives ``X'(w y)``."""
         if self._spec.mean_trick and self._wy_grad is None:
-            acc, wy = self._accumulate("full+wy", beta)
-            self._wy_grad = self._assembler.row_gradient(wy, 0)
-            return acc
-        return self._accumulate("full", beta)[0]
-
-    def _gradient(self, acc: Accumulators) -> np.ndarray:
-        """``X' (w g)`` from a full pass's accumulators (as the in-memory engines)."""
-        if not self._spec.mean_trick:
-            return self._assembler.row_gradient(acc, 1)
-        return self._wy_grad - self._assembler.curvature_row(acc)
+            lsum, (full, self._wy_grad) = self._assembled("full+wy", beta)
+        else:
+            lsum, (full,) = self._assembled("full", beta)
+        hessian, row = full
+        gradient = self._wy_grad - row if self._spec.mean_trick else row
+        return lsum, gradient, hessian
 
     def loss(self, beta: np.ndarray) -> float:
         """``sum_c w_c f_c`` over every slab."""
         return float(self._sum("loss", beta))
 
     def loss_grad_hess(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Loss, score and information: the slabs' accumulators joined, assembled once."""
-        if self._assembler is None:
+        """Loss, score and information: the slabs' accumulators joined, assembled in the tree."""
+        if self._spec is None:
             total, score, info = self._sum("loss_grad_hess", beta)
             return float(total), score, info
-        acc = self._full(beta)
-        if not np.isfinite(acc.lsum):
+        lsum, gradient, hessian = self._full(beta)
+        if not np.isfinite(lsum):
             n = self._spec.design.n_coef
-            return acc.lsum, np.full(n, np.nan), np.full((n, n), np.nan)
-        return acc.lsum, self._gradient(acc), self._assembler.hessian(acc)
+            return lsum, np.full(n, np.nan), np.full((n, n), np.nan)
+        return lsum, gradient, hessian
 
     def information(self, beta: np.ndarray) -> np.ndarray:
-        """``X' diag(-w h) X``: the slabs' accumulators joined, assembled once."""
-        if self._assembler is None:
+        """``X' diag(-w h) X``: the slabs' accumulators joined and assembled in the tree."""
+        if self._spec is None:
             return self._sum("information", beta)
-        return self._assembler.hessian(self._full(beta))
+        return self._full(beta)[2]
 
     def score_outer(self, beta: np.ndarray) -> np.ndarray:
-        """``X' diag(u^2) X``: the slabs' accumulators joined, assembled once."""
-        if self._assembler is None:
+        """``X' diag(u^2) X``: the slabs' accumulators joined and assembled in the tree."""
+        if self._spec is None:
             return self._sum("score_outer", beta)
-        return self._assembler.hessian(self._accumulate("outer", beta)[0])
+        return self._assembled("outer", beta)[1][0]
 
     def chunk_sums(
         self, beta: np.ndarray, fn: Callable[[PanelProblem, np.ndarray], tuple[float, ...]]
@@ -316,17 +287,21 @@ def _active_client() -> Any:
         return None
 
 
-def _shipped(skeleton: slabs.Skeleton) -> Any:
-    """The skeleton as the tasks receive it: sent once to every worker of a cluster.
+def _shipped(objects: list, name: str) -> list:
+    """``objects`` as the tasks receive them: each sent once to every worker of a cluster.
 
-    On a ``dask.distributed`` client it is scattered once (a future), not
+    On a ``dask.distributed`` client they are scattered once (futures), not
     serialized into every pass's graph; on the local schedulers the tasks
-    share the object itself.
+    share the objects themselves.
     """
     client = _active_client()
     if client is None:
         import dask
 
-        # One key for the object itself: neither hashed nor traversed at each pass.
-        return dask.delayed(skeleton, name=f"panelglm-skeleton-{uuid.uuid4().hex}", traverse=False)
-    return client.scatter(skeleton, broadcast=True, hash=False)
+        # One key for each object itself: neither hashed nor traversed at each pass.
+        token = uuid.uuid4().hex
+        return [
+            dask.delayed(obj, name=f"{name}-{token}-{k}", traverse=False)
+            for k, obj in enumerate(objects)
+        ]
+    return client.scatter(objects, broadcast=True, hash=False)

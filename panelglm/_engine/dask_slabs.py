@@ -24,11 +24,13 @@ from .._model.blocks import _slab_of
 from .._model.factored import FactoredDesign
 from .._model.families import Family
 from . import compiled as _compiled
+from .assemble import Assembler
 from .compiled_engine import CompiledEngine
 from .kernels import NumpyEngine, squared_scores
 from .pass_spec import PassSpec
 from .plan import KernelPlan
 from .problem import PanelProblem
+from .reductions import Accumulators
 
 
 def cell_fields(problem: PanelProblem) -> list[str]:
@@ -69,6 +71,42 @@ class Skeleton:
             changes["offset"] = (given["offset"], tuple(range(len(shape))))
         return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
 
+    def assembly_spec(self) -> PassSpec:
+        """The whole grid's description, for the assembly of joined accumulators alone.
+
+        The cell-level blocks' values are stand-ins that the assembly never
+        reads (their products with the curvature come from the slabs' dot
+        products).
+        """
+        stand_in = FactoredDesign(
+            self.design.shape,
+            [
+                dataclasses.replace(
+                    b, values=np.broadcast_to(np.zeros(()), (*self.design.shape, len(b.names)))
+                )
+                if f"block{i}" in self.holes
+                else b
+                for i, b in enumerate(self.design.blocks)
+            ],
+        )
+        return PassSpec.build(stand_in, self.plan, self.family, None, None, 1.0, None, self.dtype)
+
+    @functools.cached_property
+    def assembler(self) -> Assembler:
+        """The assembly of the whole grid's passes, made where first used and kept there.
+
+        Its schedules and transposed blocks are worked out once per process.
+        """
+        return Assembler(self.assembly_spec())
+
+    def __getstate__(self) -> dict:
+        # The assembler is made anew where the skeleton arrives: its stand-ins
+        # are views that would be sent as full arrays of the grid.
+        return {k: v for k, v in self.__dict__.items() if k != "assembler"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
 
 class Cells:
     """One slab of a Dask array, read by the task that uses it.
@@ -81,10 +119,14 @@ class Cells:
     """
 
     def __init__(self, array: Any) -> None:
-        self.array = array
+        # The slab's graph culled and optimized once, here: a task reads it
+        # at every pass.
+        blocks = array.to_delayed().ravel()
+        self.array = array if len(blocks) > 1 else None
+        self.block = blocks[0] if len(blocks) == 1 else None
 
     def load(self) -> np.ndarray:
-        """The slab's values (read now, on the calling thread).
+        """The slab's values as stored (read now, on the calling thread).
 
         A slab of one chunk is computed as its block's own task: an array's
         ``compute`` would copy a single chunk before handing it over (a third
@@ -92,10 +134,9 @@ class Cells:
         caller's own memory (an array wrapped by ``dask.array.from_array``),
         so it is handed on read-only.
         """
-        blocks = self.array.to_delayed().ravel()
-        if len(blocks) > 1:
+        if self.block is None:
             return np.asarray(self.array.compute(scheduler="sync"))
-        values = np.asarray(blocks[0].compute(scheduler="sync")).view()
+        values = np.asarray(self.block.compute(scheduler="sync")).view()
         values.flags.writeable = False
         return values
 
@@ -123,17 +164,37 @@ def _shared_parts(skeleton: Skeleton) -> dict:
     return _SHARED.parts
 
 
-def _slab_engine(skeleton: Skeleton, start: int, stop: int, cells: tuple) -> Any:
-    """The in-memory engine of one slab, on one thread, under the whole grid's plan."""
-    design, problem = skeleton.slab(start, stop, tuple(c.load() for c in cells))
+def _float64(values: np.ndarray) -> np.ndarray:
+    """Stored values as the numpy passes and the statistics compute with them."""
+    return values if values.dtype == np.float64 else values.astype(np.float64)
+
+
+def _slab_engine(
+    skeleton: Skeleton, start: int, stop: int, cells: tuple, stored: bool = False
+) -> Any:
+    """The in-memory engine of one slab, on one thread, under the whole grid's plan.
+
+    With ``stored``, for passes the compiled sweep runs (the loss, a full
+    pass), float32 cells are handed to it as read: it converts each value
+    as it reads it, where a float64 copy of the slab would cost a write and
+    a read of twice its bytes. Every other pass gets them in float64.
+    """
+    arrays = tuple(c.load() for c in cells)
+    if not (stored and skeleton.plan is not None):
+        arrays = tuple(_float64(a) for a in arrays)
+    design, problem = skeleton.slab(start, stop, arrays)
     if skeleton.plan is None:
         return skeleton.make_engine(design, skeleton.family, problem, skeleton.dtype, n_threads=1)
     p = problem
     spec = PassSpec.build(
-        design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype
+        design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype, stored
     )
-    kind = CompiledEngine if _compiled.usable(spec) else NumpyEngine
-    engine = kind(spec, problem, n_threads=1)
+    if not _compiled.usable(spec):
+        if stored:  # numpy runs the passes: in float64, as every other pass
+            return _slab_engine(skeleton, start, stop, cells)
+        engine = NumpyEngine(spec, problem, n_threads=1)
+    else:
+        engine = CompiledEngine(spec, problem, n_threads=1)
     engine.part_cache = _shared_parts(skeleton)
     return engine
 
@@ -143,8 +204,8 @@ def run_slab(
 ) -> Any:
     """One slab's result of ``method`` (``None``: ``args[0](design, problem)``)."""
     if method is None:  # slab_sums: a function of the slab itself
-        return args[0](*skeleton.slab(start, stop, tuple(c.load() for c in arrays)))
-    engine = _slab_engine(skeleton, start, stop, arrays)
+        return args[0](*skeleton.slab(start, stop, tuple(_float64(c.load()) for c in arrays)))
+    engine = _slab_engine(skeleton, start, stop, arrays, stored=method == "loss")
     try:
         return getattr(engine, method)(*args)
     finally:
@@ -161,10 +222,11 @@ def slab_accumulators(
     (the row ``w y``); several share one read of the slab's cells. The loss
     is the full pass's.
     """
-    engine = _slab_engine(skeleton, start, stop, arrays)
+    kinds = what.split("+")
+    engine = _slab_engine(skeleton, start, stop, arrays, stored=kinds == ["full"])
     lsum, out = 0.0, []
     try:
-        for kind in what.split("+"):
+        for kind in kinds:
             if kind == "full":
                 acc = engine.full_pass(beta)
                 lsum = float(acc.lsum)
@@ -180,26 +242,56 @@ def slab_accumulators(
         engine.release()
 
 
+def assembled(skeleton: Skeleton, joined: tuple[float, list], what: str) -> tuple[float, list]:
+    """The joined accumulators of the passes ``what`` (see :func:`slab_accumulators`), assembled.
+
+    Run by the task after the tree's last join, where the accumulators are:
+    only the loss and P-sized results go on to the client, not the arrays
+    over the first axis (which grow with the panel). Per pass: ``"full"``
+    gives the Hessian and the gradient's row (``X' h`` where the family's
+    curvature is its mean, else ``X' w g``); ``"wy"`` gives ``X' w y``;
+    ``"outer"`` the Hessian of the squared scores.
+    """
+    plan, asm = skeleton.plan, skeleton.assembler
+    lsum, arrays = joined
+    n_red, n_grp = len(plan.targets), len(plan.groups)
+    size = n_red + n_grp + len(plan.full)
+    out = []
+    for k, kind in enumerate(what.split("+")):
+        own = arrays[k * size : (k + 1) * size]
+        acc = object.__new__(Accumulators)
+        acc.lsum = lsum
+        acc.red = dict(zip(plan.targets, own[:n_red], strict=True))
+        acc.grp = own[n_red : n_red + n_grp]
+        acc.cell = own[n_red + n_grp :]
+        if kind == "full":
+            mean = skeleton.family.curvature_is_mean
+            row = asm.curvature_row(acc) if mean else asm.row_gradient(acc, 1)
+            out.append((asm.hessian(acc), row))
+        elif kind == "wy":
+            out.append(asm.row_gradient(acc, 0))
+        else:
+            out.append(asm.hessian(acc))
+    return lsum, out
+
+
 def over_slabs(
     task: Callable,
     join: Callable,
     skeleton: Skeleton,
     bounds: list[tuple[int, int]],
-    n_head: int,
-    *args: Any,
+    cells: tuple[tuple[Cells, ...], ...],
+    *head: Any,
 ) -> Any:
-    """``task`` of each slab of one Dask task's group, read one after the other.
+    """``task(skeleton, start, stop, *head, *cells)`` of each slab of one Dask task's group.
 
-    ``args`` are the ``n_head`` arguments every slab's call receives, then
-    each slab's cells in turn. The results are joined as they come, with the
-    tree's own ``join`` (which keeps the slabs' order), so at most two are
-    held at a time.
+    The slabs (``bounds``, with their ``cells``) are read one after the
+    other; the results are joined as they come, with the tree's own
+    ``join`` (which keeps the slabs' order), so at most two are held at a time.
     """
-    head, cells = args[:n_head], args[n_head:]
-    n = len(cells) // len(bounds)
     out = None
-    for k, (lo, hi) in enumerate(bounds):
-        part = task(skeleton, lo, hi, *head, *cells[k * n : (k + 1) * n])
+    for (lo, hi), own in zip(bounds, cells, strict=True):
+        part = task(skeleton, lo, hi, *head, *own)
         out = part if out is None else join(out, part)
     return out
 

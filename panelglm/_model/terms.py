@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._data.layout import show_value
 from .._data.panel import PanelData
-from .._util.lazy import is_lazy
+from .._util.lazy import carry, is_lazy
 from .blocks import DenseBlock, IndicatorBlock
 from .conform import conform
 from .factored import FactoredDesign
@@ -252,7 +252,7 @@ def stack_columns(columns: list[np.ndarray]) -> np.ndarray:
     if is_lazy(first):  # Dask: the tasks lay each slab out for the kernels
         import dask.array as da
 
-        return da.stack(columns, axis=-1)
+        return carry(lambda *cols: da.stack(cols, axis=-1), *columns)
     if len(columns) == 1:  # one column: a view with a last axis of one
         view = first[..., np.newaxis]
         view.flags.writeable = False

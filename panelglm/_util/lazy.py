@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import functools
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Lazy float64 arrays converted from stored float32 values, by id: those values
+# (see stored). An entry goes with its array.
+_STORED: dict[int, Any] = {}
 
 
 def is_lazy(obj: Any) -> bool:
@@ -75,3 +80,47 @@ def dask_settings(method: F) -> F:
             return method(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _remember(wide: Any, narrow: Any) -> None:
+    key = id(wide)
+    if key not in _STORED:
+        weakref.finalize(wide, _STORED.pop, key, None)
+    _STORED[key] = narrow
+
+
+def as_float64(arr: Any) -> Any:
+    """A Dask array in float64 that remembers the float32 values it converts.
+
+    The layout, its checks and the statistics compute with the float64 array;
+    a pass that converts values itself as it reads them (the compiled sweep)
+    reads the stored ones instead (:func:`stored`): half the bytes, and no
+    converted copy of every chunk.
+    """
+    wide = arr.astype("float64")
+    if arr.dtype == "float32":
+        _remember(wide, arr)
+    return wide
+
+
+def stored(arr: Any) -> Any:
+    """The float32 values a lazy array was converted from (:func:`as_float64`), else ``arr``.
+
+    Converted to float64 they are ``arr``'s values exactly.
+    """
+    return _STORED.get(id(arr), arr)
+
+
+def carry(fn: Callable[..., Any], *arrays: Any) -> Any:
+    """``fn(*arrays)``, remembering ``fn`` of their stored values (:func:`stored`) as its own.
+
+    Only for an ``fn`` that moves values without changing them (a reshape,
+    a stack, a mask with a fill that float32 holds exactly): converting its
+    result from the stored values then gives its result.
+    """
+    out = fn(*arrays)
+    if any(id(a) in _STORED for a in arrays):
+        narrow = fn(*(stored(a) for a in arrays))
+        if narrow.dtype == "float32" and out.dtype == "float64" and narrow.shape == out.shape:
+            _remember(out, narrow)
+    return out
