@@ -212,7 +212,7 @@ def fit(
             processes=True,
             dashboard_address=":0",
         ) as cluster,
-        Client(cluster, direct_to_workers=True),
+        Client(cluster),
     ):
         ds = xr.open_zarr(store)
         if customers is not None:  # a quicker run on part of the store

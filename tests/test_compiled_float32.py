@@ -1,4 +1,4 @@
-"""The compiled sweep reading float32 inputs: the same bits as their float64 copies.
+"""The compiled pass as a Dask task runs it: float32 inputs, and sums added into a buffer.
 
 A panel's stored float32 cells (a Dask task's slab) are handed to the sweep
 as they are: it converts each value, exactly, as it reads a tile. Every
@@ -7,6 +7,8 @@ pass over float64 copies of the values, wherever the float32 array sits: the
 response, the weights, the trials, a term of the linear predictor, an op's
 factor and a dot product's column; contiguous, strided or constant along
 the lines; on grids that take the blocks of lines and the single lines.
+A task's slabs after the first add their sums over the other axes into the
+first one's buffer: slab by slab, the whole grid's accumulators.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import pytest
 from test_kernels import FAMILIES, random_design, random_response
 
 import panelglm._engine.compiled as compiled
+from panelglm._engine.buffers import PooledAccumulators
 from panelglm._engine.compiled_engine import CompiledEngine
 from panelglm._engine.objective import PanelProblem
 from panelglm._engine.pass_spec import PassSpec
 from panelglm._engine.plan import make_plan
+from panelglm._model.blocks import _slab_of
+from panelglm._model.factored import FactoredDesign
 
 needs_engine = pytest.mark.skipif(
     not compiled.enabled(), reason="compiled sweep not built or switched off"
@@ -64,8 +69,8 @@ def _float64(design, problem):
     return dataclasses.replace(design, blocks=blocks), dataclasses.replace(problem, **changes)
 
 
-def _engine(design, family, problem, stored):
-    p, plan = problem, make_plan(design)
+def _engine(design, family, problem, stored, plan=None):
+    p, plan = problem, plan or make_plan(design)
     spec = PassSpec.build(design, plan, family, p.y, p.w, p.m, None, np.float64, stored)
     return CompiledEngine(spec, problem, n_threads=1), spec
 
@@ -125,3 +130,33 @@ def test_a_float32_output_and_other_dtypes_are_refused():
         compiled._sweep.sweep(
             np.asarray(words, np.int64), [y, x, np.zeros((1, 1), np.float32)], 0, 3, True
         )
+
+
+@needs_engine
+def test_a_pass_adds_into_the_sums_of_the_slabs_before():
+    design, problem, beta = _float32_problem((7, 4, 6), "poisson", 3)
+    fam, plan = FAMILIES["poisson"], make_plan(design)
+    whole, spec = _engine(design, fam, problem, stored=True)
+    ref = whole.full_pass(beta)
+    accs, into = [], None
+    for lo, hi in [(0, 3), (3, 5), (5, 7)]:
+        sl = slice(lo, hi)
+        part = FactoredDesign(
+            (hi - lo, *design.shape[1:]), [_slab_of(b, sl) for b in design.blocks]
+        )
+        eng, _ = _engine(part, fam, problem.rows(lo, hi), stored=True, plan=plan)
+        acc = eng.full_pass(beta, into=into)
+        assert isinstance(acc, PooledAccumulators) == (into is None)  # nothing lent if into
+        into = acc.summed if into is None else into
+        accs.append(acc)
+    assert sum(a.lsum for a in accs) == pytest.approx(ref.lsum, rel=1e-13)
+    for m in spec.plan.targets:
+        got = np.concatenate([a.red[m] for a in accs], axis=1) if 0 in m else accs[-1].red[m]
+        np.testing.assert_allclose(got, ref.red[m], rtol=1e-12, atol=1e-12)
+    for k, g_out in enumerate(spec.group_out):
+        got = np.concatenate([a.grp[k] for a in accs]) if 0 in g_out else accs[-1].grp[k]
+        np.testing.assert_allclose(got, ref.grp[k], rtol=1e-12, atol=1e-12)
+    for x, z in zip(accs[-1].cell, ref.cell, strict=True):
+        np.testing.assert_allclose(x, z, rtol=1e-12)
+    with pytest.raises(ValueError, match="one part"):
+        eng.full_pass(beta, into=np.zeros(3))

@@ -244,8 +244,11 @@ def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cell
     monkeypatch.setattr(dask_engine, "TASKS_PER_WORKER", 1)
     monkeypatch.setattr(dask_engine, "_n_workers", lambda: 1)
     groups = []
-    real = dask_slabs.over_slabs
-    monkeypatch.setattr(dask_slabs, "over_slabs", lambda *a: groups.append(len(a[3])) or real(*a))
+    sums, accumulators = dask_slabs.over_slabs, dask_slabs.accumulate_slabs
+    monkeypatch.setattr(dask_slabs, "over_slabs", lambda *a: groups.append(len(a[3])) or sums(*a))
+    monkeypatch.setattr(
+        dask_slabs, "accumulate_slabs", lambda *a: groups.append(len(a[2])) or accumulators(*a)
+    )
     make, target = CASES["poisson"]
     ds = make_dataset(gaps=True)
     cluster = ["customer", ("product", "week")]
@@ -260,16 +263,19 @@ def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cell
     assert est.deviance_ == pytest.approx(ref.deviance_, rel=1e-10)
 
 
-def test_slabs_per_task(monkeypatch):
-    import panelglm._engine.dask_engine as dask_engine
-    from panelglm._engine.dask_engine import TASK_CELLS, _slabs_per_task
+def test_slabs_per_task():
+    from panelglm._engine.dask_engine import TASK_CELLS, _slabs_per_task, _task_groups
 
-    monkeypatch.setattr(dask_engine, "_n_workers", lambda: 2)
     # 125 slabs of 8e6 cells on 2 workers: 4 by size (2^25 cells), 15 by workers.
-    assert _slabs_per_task([8] * 125, 10**6) == TASK_CELLS // (8 * 10**6) == 4
-    assert _slabs_per_task([1] * 40, 10) == 40 // 8  # small slabs: by workers
-    assert _slabs_per_task([1] * 7, 10) == 1  # fewer slabs than 4 a worker
-    assert _slabs_per_task([100] * 500, 10**6) == 1  # slabs beyond TASK_CELLS
+    assert _slabs_per_task([8] * 125, 10**6, 2) == TASK_CELLS // (8 * 10**6) == 4
+    assert _slabs_per_task([1] * 40, 10, 2) == 40 // 8  # small slabs: by workers
+    assert _slabs_per_task([1] * 7, 10, 2) == 1  # fewer slabs than 4 a worker
+    assert _slabs_per_task([100] * 500, 10**6, 2) == 1  # slabs beyond TASK_CELLS
+    # Runs of 4, then the last 4 x 2 slabs one a task; every slab once, in order.
+    groups = _task_groups(125, 4, 2)
+    assert [len(g) for g in groups] == [4] * 29 + [1] * 9
+    assert [i for g in groups for i in g] == list(range(125))
+    assert [len(g) for g in _task_groups(12, 4, 2)] == [4, 4, 4]  # too few for a tail
 
 
 def test_joins_add_into_the_first_part_only():

@@ -83,6 +83,14 @@ class PooledAccumulators(Accumulators):
     _pool: BufferPool | None = None
     _slot: Slot | None = None
 
+    @property
+    def summed(self) -> np.ndarray | None:
+        """The flat buffer of the arrays summed over the first axis (None once released).
+
+        A later pass of one part may add into it (``CompiledPass.full``'s ``into``).
+        """
+        return None if self._slot is None else self._slot.summed
+
     def release(self) -> None:
         """Give the buffers back to the kernel's pool, for the next pass to reuse.
 

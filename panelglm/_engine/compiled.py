@@ -34,7 +34,7 @@ import numpy as np
 
 from .._model.blocks import DenseBlock
 from .._util.threads import resolve_threads, run_parts, threads_asked
-from .buffers import AccumulatorLayout, BufferPool
+from .buffers import AccumulatorLayout, BufferPool, Slot
 from .description import Description
 
 try:  # built by pip from _sweep.c; numpy serves where it could not be built
@@ -167,25 +167,34 @@ class CompiledPass:
         ]
         return float(sum(run_parts(jobs, self.n_workers)))
 
-    def full(self, kern: PassSpec, small, cell) -> Accumulators:
+    def full(self, kern: PassSpec, small, cell, into: np.ndarray | None = None) -> Accumulators:
         """Loss and every accumulator of a pass, as the numpy pass's ``full_pass`` gives them.
 
         The accumulators live in a pair of buffers taken from :attr:`pool`:
         later passes do not touch them until they are released
         (:meth:`~panelglm._engine.buffers.PooledAccumulators.release`).
+        ``into``, for a pass of one part, is a buffer of the arrays summed over
+        the first axis (a slot's ``summed``) that already holds sums, those of
+        a Dask task's slabs before this one: the pass adds into it, and its
+        accumulators over the other axes are views of it.
         """
         with self._lock:
-            return self._full(kern, small, cell)
+            return self._full(kern, small, cell, into)
 
     def release(self) -> None:
         """Let go of the buffers kept for the next pass (a solver calls it when done)."""
         self.pool.clear()
 
-    def _full(self, kern: PassSpec, small, cell) -> Accumulators:
+    def _full(self, kern: PassSpec, small, cell, into: np.ndarray | None = None) -> Accumulators:
         parts = self._parts(kern)
         fixed, idx = self._fixed_operands(kern)
         small = self._small(kern, small)
-        slot = self.pool.take()
+        if into is not None:
+            if len(parts) != 1 or into.shape != (self.layout.private,):
+                raise ValueError("a pass adds into a buffer of its sums only as one part")
+            slot = Slot(np.empty(self.layout.shared), into)
+        else:
+            slot = self.pool.take()
         if len(parts) == 1:
             # One part adds straight into the slot's sum: no buffer of its own
             # to zero and copy (a slab's pass in a Dask task, a small grid).
@@ -197,8 +206,9 @@ class CompiledPass:
         try:
             built = self._slot_ops(kern, slot, fixed, privs)
             slot.shared.fill(0.0)
-            for priv in privs:
-                priv.fill(0.0)
+            if into is None:
+                for priv in privs:
+                    priv.fill(0.0)
             calls = []
             for desc, ops_words in built:
                 n = len(desc.operands)
@@ -217,9 +227,12 @@ class CompiledPass:
                 for priv in privs[1:]:
                     summed += priv
         except BaseException:
-            self.pool.give(slot)  # not lent to anyone
+            if into is None:
+                self.pool.give(slot)  # not lent to anyone
             raise
-        acc = self.layout.views(slot.shared, summed, self.pool, slot)
+        # A pass into a caller's buffer lends nothing of the pool's.
+        pool = self.pool if into is None else None
+        acc = self.layout.views(slot.shared, summed, pool, slot if pool else None)
         acc.lsum = float(sum(losses))
         return acc
 

@@ -65,12 +65,17 @@ class CompiledEngine(NumpyEngine):
         small, cell = self.eta_parts(beta)
         return self.compiled.loss(self.spec, small, cell)
 
-    def full_pass(self, beta: np.ndarray, weight_fn=None) -> Accumulators:
-        """As :meth:`NumpyEngine.full_pass`; compiled unless ``weight_fn`` is given."""
+    def full_pass(
+        self, beta: np.ndarray, weight_fn=None, into: np.ndarray | None = None
+    ) -> Accumulators:
+        """As :meth:`NumpyEngine.full_pass`; compiled unless ``weight_fn`` is given.
+
+        ``into``: see :meth:`~panelglm._engine.compiled.CompiledPass.full`.
+        """
         if weight_fn is not None:  # other cell weights: no compiled form
             return super().full_pass(beta, weight_fn)
         small, cell = self.eta_parts(beta)
-        return self.compiled.full(self.spec, small, cell)
+        return self.compiled.full(self.spec, small, cell, into)
 
     def release(self) -> None:
         """Let go of the accumulators' buffers kept for the next sweep."""

@@ -118,9 +118,10 @@ class DaskEngine:
         # Each slab's task reads its own cells (see Cells), so no chunk is
         # read by one worker and sent to another.
         cells = [tuple(slabs.Cells(arr[lo:hi]) for arr in aligned) for lo, hi in self.slabs]
-        per = _slabs_per_task([hi - lo for lo, hi in self.slabs], int(np.prod(problem.shape[1:])))
-        n = len(self.slabs)
-        self._groups = [range(k, min(k + per, n)) for k in range(0, n, per)]
+        workers = _n_workers()
+        sizes = [hi - lo for lo, hi in self.slabs]
+        per = _slabs_per_task(sizes, int(np.prod(problem.shape[1:])), workers)
+        self._groups = _task_groups(len(sizes), per, workers)
         # Each group's cells are sent once, not with every pass's graph.
         self._group_cells = _shipped(
             [tuple(cells[i] for i in group) for group in self._groups], "panelglm-cells"
@@ -160,23 +161,25 @@ class DaskEngine:
     ) -> Any:
         """The slabs' results of ``method`` added (or ``combine``d, in the slabs' order)."""
         add = slabs.add if combine is None else functools.partial(slabs.combined, combine)
-        return self._tree(slabs.run_slab, add, method, args)
+        group = functools.partial(slabs.over_slabs, slabs.run_slab, add)
+        return self._tree(group, add, method, args)
 
     def _tree(
-        self, task: Callable, join: Callable, *head: Any, finish: Callable | None = None
+        self, group: Callable, join: Callable, *head: Any, finish: Callable | None = None
     ) -> Any:
-        """``task(skeleton, start, stop, *head, *cells)`` of every slab, joined in a tree.
+        """``group(skeleton, bounds, cells, *head)`` of each task's run of slabs, joined in a tree.
 
-        One Dask task runs a group of consecutive slabs (:func:`~dask_slabs.over_slabs`);
+        One Dask task runs a run of consecutive slabs (``group``:
+        :func:`~dask_slabs.over_slabs` or :func:`~dask_slabs.accumulate_slabs`);
         the joins take ``FAN_IN`` consecutive results at a time, in the slabs'
         order; ``finish(skeleton, joined)``, if given, runs where the last join
         did. Only its result (or the last join's) is computed onto the client.
         """
         delayed = self._dask.delayed
-        run, join_task = delayed(slabs.over_slabs), delayed(join)
+        run, join_task = delayed(group), delayed(join)
         parts = [
-            run(task, join, self._skeleton, [self.slabs[i] for i in group], cells, *head)
-            for group, cells in zip(self._groups, self._group_cells, strict=True)
+            run(self._skeleton, [self.slabs[i] for i in slabs_], cells, *head)
+            for slabs_, cells in zip(self._groups, self._group_cells, strict=True)
         ]
         while len(parts) > 1:
             parts = [join_task(*parts[k : k + FAN_IN]) for k in range(0, len(parts), FAN_IN)]
@@ -191,9 +194,10 @@ class DaskEngine:
             + [0 if 0 in g else None for g in spec.group_out]
             + [None] * len(spec.plan.full)
         )
-        join = functools.partial(slabs.join, tuple(layout * len(what.split("+"))))
+        axes = tuple(layout * len(what.split("+")))
+        group = functools.partial(slabs.accumulate_slabs, axes)
         finish = functools.partial(slabs.assembled, what=what)
-        return self._tree(slabs.slab_accumulators, join, what, beta, finish=finish)
+        return self._tree(group, functools.partial(slabs.join, axes), what, beta, finish=finish)
 
     def _full(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """A full pass's loss, Hessian and gradient; the first also gives ``X'(w y)``."""
@@ -255,18 +259,32 @@ class DaskEngine:
         """Nothing is kept on the client between passes."""
 
 
-def _slabs_per_task(sizes: list[int], row_cells: int) -> int:
+def _slabs_per_task(sizes: list[int], row_cells: int, workers: int) -> int:
     """How many consecutive slabs (of ``sizes`` rows of ``row_cells`` cells) one task runs.
 
-    Up to :data:`TASK_CELLS` cells a task, while every worker of the active
-    scheduler still gets :data:`TASKS_PER_WORKER` tasks. Decided once per
-    engine, with the workers connected then (an adaptive cluster that grows
-    later gets fewer, larger tasks); the order of the slabs' additions, and
-    so a fit's last bits, follow it.
+    Up to :data:`TASK_CELLS` cells a task, while each of the active
+    scheduler's ``workers`` (threads) still gets :data:`TASKS_PER_WORKER`
+    tasks. Decided once per engine, with the workers connected then (an
+    adaptive cluster that grows later gets fewer, larger tasks); the order of
+    the slabs' additions, and so a fit's last bits, follow it.
     """
     by_size = TASK_CELLS // max(1, max(sizes) * row_cells)
-    by_workers = len(sizes) // (TASKS_PER_WORKER * _n_workers())
+    by_workers = len(sizes) // (TASKS_PER_WORKER * workers)
     return max(1, min(by_size, by_workers))
+
+
+def _task_groups(n: int, per: int, workers: int) -> list[range]:
+    """The tasks' runs of consecutive slabs: ``per`` each, the last ``per x workers`` one each.
+
+    A pass ends when its last task does: single slabs at the end leave the
+    workers idle for at most a slab's time while the last ones finish, not a
+    run's. (Only where there are runs enough for every worker before them.)
+    """
+    tail = per * workers if per > 1 and n > 2 * per * workers else 0
+    head = n - tail
+    return [range(k, min(k + per, head)) for k in range(0, head, per)] + [
+        range(k, k + 1) for k in range(head, n)
+    ]
 
 
 def _n_workers() -> int:

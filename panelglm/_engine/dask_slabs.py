@@ -213,33 +213,71 @@ def run_slab(
 
 
 def slab_accumulators(
-    skeleton: Skeleton, start: int, stop: int, what: str, beta: np.ndarray, *arrays: Any
-) -> tuple[float, list[np.ndarray]]:
+    skeleton: Skeleton,
+    start: int,
+    stop: int,
+    what: str,
+    beta: np.ndarray,
+    cells: tuple,
+    into: np.ndarray | None = None,
+) -> tuple[float, list, np.ndarray | None]:
     """One slab's passes, left as their accumulators.
 
     ``what`` names the passes, joined by ``+``: ``"full"`` (loss and
     curvature), ``"outer"`` (the squared scores for curvature) or ``"wy"``
     (the row ``w y``); several share one read of the slab's cells. The loss
-    is the full pass's.
+    is the full pass's. A compiled full pass adds its sums over the other
+    axes into ``into`` if given (the slabs' before it): those accumulators
+    are then ``None``, already summed. Also returns the buffer that holds
+    them, for the next slab (``None`` where the pass was not compiled).
     """
     kinds = what.split("+")
-    engine = _slab_engine(skeleton, start, stop, arrays, stored=kinds == ["full"])
-    lsum, out = 0.0, []
+    engine = _slab_engine(skeleton, start, stop, cells, stored=kinds == ["full"])
+    compiled = engine.name == "compiled"  # its full pass can add into a given buffer
+    lsum, out, summed = 0.0, [], None
     try:
         for kind in kinds:
             if kind == "full":
-                acc = engine.full_pass(beta)
+                acc = engine.full_pass(beta, into=into) if compiled else engine.full_pass(beta)
                 lsum = float(acc.lsum)
+                if compiled:
+                    summed = acc.summed if into is None else into
             elif kind == "outer":
                 acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
             else:
                 acc = engine.response_rows()
             # Not given back to the engine's pool: no later pass writes into
             # them, and they leave with the task without a copy.
-            out += [*acc.red.values(), *acc.grp, *acc.cell]
-        return lsum, out
+            arrays = [*acc.red.values(), *acc.grp, *acc.cell]
+            if kind == "full" and into is not None and compiled:
+                arrays = [None if np.shares_memory(a, into) else a for a in arrays]
+            out += arrays
+        return lsum, out, summed
     finally:
         engine.release()
+
+
+def accumulate_slabs(
+    axes: tuple[int | None, ...],
+    skeleton: Skeleton,
+    bounds: list[tuple[int, int]],
+    cells: tuple[tuple[Cells, ...], ...],
+    what: str,
+    beta: np.ndarray,
+) -> tuple[float, list]:
+    """The accumulators of a Dask task's run of slabs (:func:`slab_accumulators`), joined.
+
+    A full pass's sums over the other axes (a product x week target's, the
+    same size for every slab) are added by each slab's sweep into the first
+    slab's buffer: none is zeroed, none added after. The arrays over the
+    first axis are placed side by side (:func:`join`, ``axes``).
+    """
+    out, into = None, None
+    for (lo, hi), own in zip(bounds, cells, strict=True):
+        lsum, arrays, summed = slab_accumulators(skeleton, lo, hi, what, beta, own, into)
+        into = summed
+        out = (lsum, arrays) if out is None else join(axes, out, (lsum, arrays))
+    return out
 
 
 def assembled(skeleton: Skeleton, joined: tuple[float, list], what: str) -> tuple[float, list]:
@@ -305,7 +343,9 @@ def join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[floa
     total = sum(p[0] for p in parts)
     out = []
     for k, axis in enumerate(axes):
-        pieces = [p[1][k] for p in parts]
+        # None: a part's array already added into the first part's (see
+        # accumulate_slabs).
+        pieces = [p[1][k] for p in parts if p[1][k] is not None]
         if axis is not None:
             out.append(np.concatenate(pieces, axis=axis))
             continue
