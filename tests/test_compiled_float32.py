@@ -33,13 +33,23 @@ needs_engine = pytest.mark.skipif(
 )
 
 
-def _float32_problem(shape, family, seed):
-    """A design whose cell-level block, and a problem whose y, w and m, are float32."""
+def _float32_problem(shape, family, seed, constant=False):
+    """A design whose cell-level block, and a problem whose y, w and m, are float32.
+
+    With ``constant``, the cell-level block is constant along the lines (a
+    view of stride 0 there): a term, a factor and a dot product's column the
+    sweep reads one value of per line, or gathers.
+    """
     rng = np.random.default_rng(seed)
     design = random_design(shape, rng, indicators=len(shape) > 1 and np.prod(shape) < 500)
     every = tuple(range(len(shape)))
+
+    def narrow(values):
+        values = values.astype(np.float32)
+        return np.broadcast_to(values[..., :1, :], values.shape) if constant else values
+
     blocks = [
-        dataclasses.replace(b, values=b.values.astype(np.float32)) if b.axes == every else b
+        dataclasses.replace(b, values=narrow(b.values)) if b.axes == every else b
         for b in design.blocks
     ]
     design = dataclasses.replace(design, blocks=blocks)
@@ -54,9 +64,17 @@ def _float32_problem(shape, family, seed):
     return design, PanelProblem(shape, y=y, m=m, w=w), beta
 
 
+def _widened(values):
+    """float64 copies laid out as the float32 values (constant along the lines too)."""
+    wide = values.astype(np.float64)
+    if values.ndim > 1 and values.strides[-2] == 0:
+        wide = np.broadcast_to(wide[..., :1, :], wide.shape)
+    return wide
+
+
 def _float64(design, problem):
     blocks = [
-        dataclasses.replace(b, values=np.asarray(b.values, np.float64))
+        dataclasses.replace(b, values=_widened(b.values))
         if getattr(b, "values", None) is not None and b.values.dtype == np.float32
         else b
         for b in design.blocks
@@ -80,14 +98,16 @@ def _engine(design, family, problem, stored, plan=None):
 # left over, and four axes; lines that are not a whole number of vectors.
 @pytest.mark.parametrize("shape", [(37,), (5, 1), (3, 9, 7), (2, 3, 5, 6), (2, 13, 600)])
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_float32_inputs_give_the_bits_of_their_float64_copies(shape, family):
-    design, problem, beta = _float32_problem(shape, family, len(shape))
+@pytest.mark.parametrize("constant", [False, True])
+def test_float32_inputs_give_the_bits_of_their_float64_copies(shape, family, constant):
+    design, problem, beta = _float32_problem(shape, family, len(shape), constant)
     fam = FAMILIES[family]
     eng32, spec32 = _engine(design, fam, problem, stored=True)
     design64, problem64 = _float64(design, problem)
     eng64, spec64 = _engine(design64, fam, problem64, stored=False)
     # The stored arrays reach the sweep as they are, the copies as float64.
     assert spec32.y.dtype == np.float32 and spec32.w.dtype == np.float32
+    assert family != "binomial" or spec32.m.dtype == np.float32  # trials, at a stride
     assert all(spec32.values[i].dtype == np.float32 for i in spec32.plan.full)
     assert spec64.y.dtype == np.float64
     assert eng32.loss(beta) == eng64.loss(beta)
@@ -99,7 +119,6 @@ def test_float32_inputs_give_the_bits_of_their_float64_copies(shape, family):
         np.testing.assert_array_equal(x, z)
 
 
-@needs_engine
 def test_without_stored_the_spec_converts_float32_cells():
     """The numpy passes compute with float64 cells: a spec built without ``stored``
     (every pass but the compiled loss and full pass) converts them."""

@@ -40,7 +40,8 @@ def test_a_converted_array_remembers_its_stored_values():
     # Nothing to carry: float64 values, or a result that is not float32.
     plain = as_float64(da.arange(4.0, chunks=2))
     assert stored(plain) is plain
-    assert stored(carry(lambda v: v + 0.1, plain)) is not None
+    moved = carry(lambda v: v.reshape(2, 2), plain)
+    assert stored(moved) is moved
     mixed = carry(lambda a, b: da.stack([a, b], axis=-1), wide, plain.repeat(6))
     assert stored(mixed) is mixed
     # An entry goes with its array.
@@ -50,6 +51,15 @@ def test_a_converted_array_remembers_its_stored_values():
     from panelglm._util import lazy
 
     assert key not in lazy._STORED
+
+
+def test_a_fill_is_carried_only_where_float32_holds_it():
+    from panelglm._data.dataset_columns import _float32_holds
+
+    assert _float32_holds(0.0) and _float32_holds(1.0) and _float32_holds(-0.5)
+    # numpy would say np.float32(0.1) == 0.1 (compared in float32); 1e40 overflows
+    assert not _float32_holds(0.1) and not _float32_holds(1e40)
+    assert not _float32_holds(float("nan"))
 
 
 def _float32(ds):
@@ -68,7 +78,8 @@ def test_float32_cells_give_the_in_memory_fit(family, monkeypatch):
 
     def engine(spec, *args, **kwargs):
         w32 = spec.w is None or spec.w.dtype == np.float32
-        read.append(spec.y.dtype == np.float32 and w32)
+        x32 = all(spec.values[i].dtype == np.float32 for i in spec.plan.full)
+        read.append(spec.y.dtype == np.float32 and w32 and x32)
         return real(spec, *args, **kwargs)
 
     monkeypatch.setattr(dask_slabs, "CompiledEngine", engine)

@@ -292,7 +292,7 @@ class DatasetColumns:
             values = as_float64(values)
             if present is None:
                 return values
-            if np.float32(fill) == fill:  # float32 holds the fill: the stored values serve
+            if _float32_holds(fill):  # the stored values, masked, then serve as well
                 return carry(lambda v: where(present, v, fill), values)
             return where(present, values, fill)
         return self._placed(name, values, np.float64, fill)
@@ -304,6 +304,15 @@ class DatasetColumns:
         observed = None if grid.is_balanced else _observed_cells(grid)
         labels = Labels(self._labels.dims, self._labels.coords, take, observed)
         return DatasetColumns(self._ds, labels)
+
+
+def _float32_holds(value: float) -> bool:
+    """Whether float32 holds ``value`` exactly.
+
+    Compared as Python floats: numpy compares a float32 with a float in float32.
+    """
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(value)) and float(np.float32(value)) == float(value)
 
 
 def _observed_cells(grid: Grid) -> np.ndarray:

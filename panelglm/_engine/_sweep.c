@@ -8,9 +8,8 @@
  * cells), every other index fixed. An operand is the start of an array's
  * buffer and D element strides, zero along the axes it does not vary on, so
  * any block layout is one loop. Along a line an operand is constant (stride 0), contiguous
- * (stride 1) or gathered into a scratch tile. An input may be float32 (a
- * panel's stored cells): its values are converted, exactly, as a tile is
- * gathered.
+ * (stride 1) or gathered into a scratch tile; a float32 input (stored cells) is converted,
+ * exactly, as it is gathered.
  *
  * Per tile: eta = sum of coef * term; then the family writes the curvature h
  * (and, for the Gaussian and binomial, the residual g) and adds the loss; then
@@ -262,8 +261,8 @@ PyDoc_STRVAR(sweep_doc,
              "Run the pass described by an int64 buffer over positions [s, e) of\n"
              "axis 0, on the arrays of the sequence ``operands`` (float64, or float32\n"
              "where only read; one axis per axis of the grid, each of its size or 1)\n"
-             "that the description names by index; returns the weighted\n"
-             "log-likelihood sum (see compiled.py). A description or operand the sweep cannot run raises\n"
+             "that the description names by index; returns the weighted log-likelihood\n"
+             "sum (see compiled.py). A description or operand it cannot run raises\n"
              "ValueError or TypeError.");
 
 static PyObject *sweep(PyObject *self, PyObject *args)

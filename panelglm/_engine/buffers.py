@@ -6,8 +6,10 @@ once per kernel (:class:`AccumulatorLayout`). The kernel owns a
 :class:`BufferPool` of such pairs: a pass takes a pair, and whoever consumes
 its accumulators (the objective, once it has the gradient and the Hessian)
 gives the pair back with :meth:`PooledAccumulators.release`. Only a pair given
-back is reused, so accumulators a caller still holds are never overwritten;
-ownership is stated, not inferred from reference counts. Reuse matters
+back is reused, so accumulators a caller still holds are never overwritten by
+another pass unasked (a pass may be asked to add into a buffer of sums it is
+given: ``CompiledPass.full``'s ``into``); ownership is stated, not inferred
+from reference counts. Reuse matters
 because fresh memory from the allocator costs a page fault per page, once per
 pass, when the heap has been trimmed since the last one (see
 ``benchmarks/PERF_NOTES.md``).

@@ -13,8 +13,9 @@ What the sweep computes is a list of *ops*: a row ``v = h * factor`` (or the
 residual ``g``), formed once per cell and added into every accumulator that
 needs it. The accumulators are the same :class:`~panelglm._engine.reductions.Accumulators`
 the numpy pass fills, so the assembly of the gradient and the Hessian is
-shared. Where a dtype or a pass has no compiled form (float32, the robust
-meat's weights), numpy runs the pass with the same results to rounding.
+shared. Where a pass has no compiled form (a float32 working precision, the
+robust meat's weights), numpy runs it with the same results to rounding; the
+sweep's inputs may be float32 (stored cells), its arithmetic is float64.
 
 The sweep is handed the arrays themselves, not their addresses: it acquires
 their buffers (the buffer protocol) and checks dtype, shape, strides,
@@ -72,14 +73,15 @@ def enabled() -> bool:
 def usable(kern: PassSpec) -> bool:
     """Whether the compiled sweep can run this kernel's passes.
 
-    It needs float64, a family with a sweep code and at most ``MAX_DIMS`` dimensions.
+    It needs float64 working precision (its inputs may be float32), a family
+    with a sweep code and at most ``MAX_DIMS`` dimensions.
     """
-    return (
-        enabled()
-        and kern.dtype == np.float64
-        and len(kern.shape) <= MAX_DIMS
-        and kern.family.sweep_code is not None
-    )
+    return usable_for(kern.dtype, len(kern.shape), kern.family)
+
+
+def usable_for(dtype: np.dtype, ndim: int, family) -> bool:
+    """:func:`usable` for passes of this working precision, dimensions and family."""
+    return enabled() and dtype == np.float64 and ndim <= MAX_DIMS and family.sweep_code is not None
 
 
 def grid(arr: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
@@ -136,7 +138,8 @@ class CompiledPass:
         # in every other family, which has none).
         m = kern.m
         one = not isinstance(m, np.ndarray) and float(m) == 1.0
-        self.trials = None if one else np.asarray(m, dtype=np.float64)
+        stored = isinstance(m, np.ndarray) and m.dtype == np.float32  # read as it is
+        self.trials = None if one else m if stored else np.asarray(m, dtype=np.float64)
         # The parts' private buffers, zeroed and summed by every full pass of
         # two or more parts (one part adds into the slot's sum): one pass at a
         # time (a caller's threads may share a kernel).

@@ -16,8 +16,9 @@ are. Assembling per slab would repeat, for every slab, the work on the levels
 of the other dimensions (a product x week block's), which does not shrink with
 the slab; assembling on the client would send it the arrays over the first
 axis, which grow with the panel. Other passes (the loss, the statistics' sums)
-return their sums. Only the loss and P-sized results reach the client, where
-the Newton loop, the P x P solve and the line search stay.
+return their sums. Only those results -- the loss, P-sized arrays, per-cluster
+sums -- reach the client, where the Newton loop, the P x P solve and the line
+search stay.
 The tasks run on whatever scheduler is active: the threaded default, or a
 ``dask.distributed.Client``.
 
@@ -122,9 +123,9 @@ class DaskEngine:
         sizes = [hi - lo for lo, hi in self.slabs]
         per = _slabs_per_task(sizes, int(np.prod(problem.shape[1:])), workers)
         self._groups = _task_groups(len(sizes), per, workers)
-        # Each group's cells are sent once, not with every pass's graph.
+        # Each group's cells are sent once, to one worker, not with every pass's graph.
         self._group_cells = _shipped(
-            [tuple(cells[i] for i in group) for group in self._groups], "panelglm-cells"
+            [tuple(cells[i] for i in group) for group in self._groups], "panelglm-cells", False
         )
         holes = tuple(lazy)
         if "offset" in lazy:
@@ -149,7 +150,7 @@ class DaskEngine:
         )
         plan = make_plan(design) if problem.y is not None or "y" in lazy else None
         skeleton = slabs.Skeleton(design, problem, family, work, make_engine, plan, holes)
-        (self._skeleton,) = _shipped([skeleton], "panelglm-skeleton")
+        (self._skeleton,) = _shipped([skeleton], "panelglm-skeleton", True)
         self._dask = dask
         # The whole grid's description, for the joins' layout (the assembly
         # runs in the tree's last task: dask_slabs.assembled).
@@ -205,6 +206,9 @@ class DaskEngine:
             lsum, (full, self._wy_grad) = self._assembled("full+wy", beta)
         else:
             lsum, (full,) = self._assembled("full", beta)
+        if full is None:  # a loss that is not finite: nothing assembled
+            n = self._spec.design.n_coef
+            return lsum, np.full(n, np.nan), np.full((n, n), np.nan)
         hessian, row = full
         gradient = self._wy_grad - row if self._spec.mean_trick else row
         return lsum, gradient, hessian
@@ -218,11 +222,7 @@ class DaskEngine:
         if self._spec is None:
             total, score, info = self._sum("loss_grad_hess", beta)
             return float(total), score, info
-        lsum, gradient, hessian = self._full(beta)
-        if not np.isfinite(lsum):
-            n = self._spec.design.n_coef
-            return lsum, np.full(n, np.nan), np.full((n, n), np.nan)
-        return lsum, gradient, hessian
+        return self._full(beta)
 
     def information(self, beta: np.ndarray) -> np.ndarray:
         """``X' diag(-w h) X``: the slabs' accumulators joined and assembled in the tree."""
@@ -305,12 +305,14 @@ def _active_client() -> Any:
         return None
 
 
-def _shipped(objects: list, name: str) -> list:
-    """``objects`` as the tasks receive them: each sent once to every worker of a cluster.
+def _shipped(objects: list, name: str, broadcast: bool) -> list:
+    """``objects`` as the tasks receive them: each sent once to a cluster's workers.
 
     On a ``dask.distributed`` client they are scattered once (futures), not
-    serialized into every pass's graph; on the local schedulers the tasks
-    share the objects themselves.
+    serialized into every pass's graph: to every worker if ``broadcast``
+    (what every task reads), else each to one (a group's cells, which may
+    hold data: a Dask array wrapping an in-memory one). On the local
+    schedulers the tasks share the objects themselves.
     """
     client = _active_client()
     if client is None:
@@ -322,4 +324,4 @@ def _shipped(objects: list, name: str) -> list:
             dask.delayed(obj, name=f"{name}-{token}-{k}", traverse=False)
             for k, obj in enumerate(objects)
         ]
-    return client.scatter(objects, broadcast=True, hash=False)
+    return client.scatter(objects, broadcast=broadcast, hash=False)

@@ -179,8 +179,11 @@ def _slab_engine(
     as it reads it, where a float64 copy of the slab would cost a write and
     a read of twice its bytes. Every other pass gets them in float64.
     """
+    compiled = skeleton.plan is not None and _compiled.usable_for(
+        skeleton.dtype, len(skeleton.design.shape), skeleton.family
+    )
     arrays = tuple(c.load() for c in cells)
-    if not (stored and skeleton.plan is not None):
+    if not (stored and compiled):  # numpy computes in float64 (or the fit's float32)
         arrays = tuple(_float64(a) for a in arrays)
     design, problem = skeleton.slab(start, stop, arrays)
     if skeleton.plan is None:
@@ -189,12 +192,8 @@ def _slab_engine(
     spec = PassSpec.build(
         design, skeleton.plan, skeleton.family, p.y, p.w, p.m, p.offset, skeleton.dtype, stored
     )
-    if not _compiled.usable(spec):
-        if stored:  # numpy runs the passes: in float64, as every other pass
-            return _slab_engine(skeleton, start, stop, cells)
-        engine = NumpyEngine(spec, problem, n_threads=1)
-    else:
-        engine = CompiledEngine(spec, problem, n_threads=1)
+    kind = CompiledEngine if compiled else NumpyEngine
+    engine = kind(spec, problem, n_threads=1)
     engine.part_cache = _shared_parts(skeleton)
     return engine
 
@@ -246,8 +245,9 @@ def slab_accumulators(
                 acc = engine.full_pass(beta, functools.partial(squared_scores, skeleton.family))
             else:
                 acc = engine.response_rows()
-            # Not given back to the engine's pool: no later pass writes into
-            # them, and they leave with the task without a copy.
+            # Not given back to the engine's pool: they leave with the task
+            # without a copy (the sums over the other axes added into, in
+            # place, by the run's later slabs: accumulate_slabs).
             arrays = [*acc.red.values(), *acc.grp, *acc.cell]
             if kind == "full" and into is not None and compiled:
                 arrays = [None if np.shares_memory(a, into) else a for a in arrays]
@@ -275,8 +275,10 @@ def accumulate_slabs(
     out, into = None, None
     for (lo, hi), own in zip(bounds, cells, strict=True):
         lsum, arrays, summed = slab_accumulators(skeleton, lo, hi, what, beta, own, into)
-        into = summed
-        out = (lsum, arrays) if out is None else join(axes, out, (lsum, arrays))
+        if out is None:  # the first slab's buffer, for the whole run (None: each its own)
+            out, into = (lsum, arrays), summed
+        else:
+            out = join(axes, out, (lsum, arrays))
     return out
 
 
@@ -302,7 +304,9 @@ def assembled(skeleton: Skeleton, joined: tuple[float, list], what: str) -> tupl
         acc.red = dict(zip(plan.targets, own[:n_red], strict=True))
         acc.grp = own[n_red : n_red + n_grp]
         acc.cell = own[n_red + n_grp :]
-        if kind == "full":
+        if kind == "full" and not np.isfinite(lsum):
+            out.append(None)  # the step is refused whatever its sums (DaskEngine._full)
+        elif kind == "full":
             mean = skeleton.family.curvature_is_mean
             row = asm.curvature_row(acc) if mean else asm.row_gradient(acc, 1)
             out.append((asm.hessian(acc), row))

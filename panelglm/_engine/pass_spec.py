@@ -6,7 +6,8 @@ curvature), and the curvature times each cell-level and each spread column.
 :class:`PassSpec` fixes once per fit what those rows are, which targets of the
 :class:`~panelglm._engine.plan.KernelPlan` hold which of them, and the arrays every
 pass reads (response, weights, trials, offset, the blocks' values) in the
-working precision. Engines, reductions, assembly and the compiled sweep's
+working precision, or, for the compiled sweep's passes alone, the cells as
+stored (see :meth:`PassSpec.build`). Engines, reductions, assembly and the compiled sweep's
 description all read it; none of them writes it.
 
 It imports only the design, the families and the plan.
@@ -52,9 +53,9 @@ class PassSpec:
         Response and weights on the grid, in ``dtype`` (or as stored, see
         :meth:`build`).
     m : float or ndarray
-        Trials, broadcastable to the grid.
+        Trials, broadcastable to the grid; as stored, like ``y``.
     offset_full : ndarray or None
-        An offset over every axis (added cell by cell).
+        An offset over every axis (added cell by cell); as stored, like ``y``.
     offset_part : (ndarray, axes) or None
         An offset over fewer axes (folded into the linear predictor's small parts).
     mean_trick : bool
@@ -121,8 +122,8 @@ class PassSpec:
     ) -> PassSpec:
         """The description of the passes of ``design`` under ``plan`` for these inputs.
 
-        With ``stored``, the arrays over every cell (``y``, ``w``, an offset
-        over every axis, the cell-level blocks' values) that are float32 are
+        With ``stored``, the arrays over every cell (``y``, ``w``, the trials,
+        an offset over every axis, the cell-level blocks' values) that are float32 are
         kept so, not converted to a float64 copy: for passes that the compiled
         sweep alone runs, which converts each value exactly as it reads it. The
         numpy passes need them in ``dtype``.
@@ -197,7 +198,7 @@ class PassSpec:
             every=every,
             y=None if y is None else cast_cells(y),
             w=None if w is None else cast_cells(w),
-            m=cast(m) if isinstance(m, np.ndarray) else m,
+            m=cast_cells(m) if isinstance(m, np.ndarray) else m,
             offset_full=offset_full,
             offset_part=offset_part,
             mean_trick=mean_trick,

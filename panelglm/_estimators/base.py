@@ -33,7 +33,7 @@ from .._model.shifts import shift_map, to_user
 from .._model.terms import ModelSpec, build_design, build_model_spec
 from .._solve.cd import prox_newton_solve
 from .._solve.newton import newton_solve
-from .._util.lazy import as_float64, broadcast_lazy, carry, dask_settings, is_lazy
+from .._util.lazy import broadcast_lazy, dask_settings, is_lazy, masked_weights
 from .._util.threads import blas_threads, fit_threads, resolve_threads
 from .prediction import Prediction
 
@@ -99,11 +99,7 @@ class PanelGLMBase(
         else:  # cells without a row (unbalanced panels) weigh nothing
             grid_w = data.to_grid(np.ones(data.n_rows) if w is None else w)
         if data.present is not None:  # a lazy target's cells without data, likewise
-            present = data.present
-            if grid_w is None:  # 0 and 1, stored as float32 for the passes' tasks
-                grid_w = as_float64(present.astype(np.float32))
-            else:
-                grid_w = carry(lambda v: present * v, grid_w)
+            grid_w = masked_weights(data.present, grid_w)
         return PanelProblem(
             shape=data.shape,
             y=None if y is None else data.to_grid(y),

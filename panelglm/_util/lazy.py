@@ -124,3 +124,14 @@ def carry(fn: Callable[..., Any], *arrays: Any) -> Any:
         if narrow.dtype == "float32" and out.dtype == "float64" and narrow.shape == out.shape:
             _remember(out, narrow)
     return out
+
+
+def masked_weights(present: Any, w: Any) -> Any:
+    """Lazy weights ``w`` (or 1) zero where ``present`` (lazy, bool) is False.
+
+    Ones and zeros where no weights are given, stored as float32 for the
+    passes' tasks (:func:`stored`); given weights keep theirs.
+    """
+    if w is None:
+        return as_float64(present.astype("float32"))
+    return carry(lambda v: present * v, w)
