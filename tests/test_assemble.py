@@ -52,3 +52,58 @@ def test_benchmark_like_design_matches_dense(engine):
         scale = 1.0 / np.prod(shape)
         np.testing.assert_allclose(g_obj, -scale * grad, rtol=1e-10, atol=1e-13)
         np.testing.assert_allclose(h_obj, -scale * hess, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
+def test_accumulators_split_in_two_add_up_to_the_whole(family):
+    """The assembly is linear and skips absent accumulators: the arrays over the
+    first axis contracted slab by slab (each with its slabs' design), the others
+    once, give the whole grid's gradient rows and Hessian (as a Dask pass does)."""
+    from test_kernels import FAMILIES, random_design
+
+    from panelglm._engine.assemble import Assembler
+    from panelglm._engine.kernels import NumpyEngine
+    from panelglm._engine.pass_spec import PassSpec
+    from panelglm._engine.plan import make_plan
+    from panelglm._engine.reductions import Accumulators
+    from panelglm._model.blocks import _slab_of
+
+    rng = np.random.default_rng(11)
+    shape = (6, 4, 5)
+    design = random_design(shape, rng)  # every axis subset, and fixed effects
+    fam, plan = FAMILIES[family], make_plan(design)
+    y = rng.poisson(1.0, size=shape).astype(float)
+    problem = PanelProblem(shape, y=y, w=rng.uniform(0.5, 2.0, size=shape))
+    beta = rng.normal(scale=0.1, size=design.n_coef)
+
+    def spec_of(d, p):
+        return PassSpec.build(d, plan, fam, p.y, p.w, p.m, None)
+
+    whole_spec = spec_of(design, problem)
+    whole = Assembler(whole_spec)
+    ref = NumpyEngine(whole_spec, problem, n_threads=1).full_pass(beta)
+    first = [0 in m for m in plan.targets] + [0 in g for g in whole_spec.group_out]
+
+    def split(acc, keep_first):
+        out = object.__new__(Accumulators)
+        arrays = [*acc.red.values(), *acc.grp]
+        kept = [a if f == keep_first else None for a, f in zip(arrays, first, strict=True)]
+        out.red = dict(zip(plan.targets, kept[: len(plan.targets)], strict=True))
+        out.grp = kept[len(plan.targets) :]
+        out.cell = [None if keep_first else c for c in acc.cell]
+        return out
+
+    def results(asm, acc):
+        return asm.hessian(acc), asm.row_gradient(acc, 1), asm.row_gradient(acc, 0, h_row=True)
+
+    total = [np.array(r) for r in results(whole, split(ref, False))]
+    for lo, hi in [(0, 2), (2, 3), (3, 6)]:
+        sl = slice(lo, hi)
+        part = FactoredDesign((hi - lo, *shape[1:]), [_slab_of(b, sl) for b in design.blocks])
+        sub = problem.rows(lo, hi)
+        spec = spec_of(part, sub)
+        acc = NumpyEngine(spec, sub, n_threads=1).full_pass(beta)
+        for t, r in zip(total, results(Assembler(spec), split(acc, True)), strict=True):
+            t += r
+    for got, want in zip(total, results(whole, ref), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)

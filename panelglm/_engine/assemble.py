@@ -23,16 +23,20 @@ from .sums import sum_axes
 
 
 class _Seeded:
-    """Sums of one row over axis subsets, served from the smallest cached superset."""
+    """Sums of one row over axis subsets, served from the smallest cached superset.
 
-    def __init__(self, seeds: dict[Axes, np.ndarray]) -> None:
+    A seed may be absent (None, see :class:`Assembler`): so is every sum served from it.
+    """
+
+    def __init__(self, seeds: dict[Axes, np.ndarray | None]) -> None:
         self._cache = dict(seeds)
 
-    def get(self, axes: Axes) -> np.ndarray:
+    def get(self, axes: Axes) -> np.ndarray | None:
         if axes not in self._cache:
             src = min((k for k in self._cache if set(axes) <= set(k)), key=len)
             drop = tuple(i for i, a in enumerate(src) if a not in axes)
-            self._cache[axes] = sum_axes(self._cache[src], drop)
+            seed = self._cache[src]
+            self._cache[axes] = None if seed is None else sum_axes(seed, drop)
         return self._cache[axes]
 
 
@@ -51,6 +55,16 @@ class Assembler:
     spec : PassSpec
         The description of the passes. The schedules and block layouts that
         depend on it alone are worked out on first use and kept.
+
+    Notes
+    -----
+    The results are linear in the accumulators. An accumulator may be absent
+    (None): every step that reads it is skipped, as if it were zero, and
+    each step reads one accumulator, chosen by axes alone (not by sizes that
+    differ between a slab and its grid). So the results from accumulators
+    split in two, each with the other's absent, add up to the whole's: a
+    Dask task contracts the arrays over the first axis of its slabs, the
+    last one the others (:mod:`panelglm._engine.dask_slabs`).
     """
 
     def __init__(self, spec: PassSpec) -> None:
@@ -64,9 +78,15 @@ class Assembler:
     def _seeded(self, acc: Accumulators, r: int) -> _Seeded:
         # A spread row is held only by the targets its partners need.
         local = self.local_row
-        seeds = {m: red[local[m][r]] for m, red in acc.red.items() if r in local[m]}
+        seeds = {
+            m: None if red is None else red[local[m][r]]
+            for m, red in acc.red.items()
+            if r in local[m]
+        }
         if r < self.n_all_rows:  # the first rows' sums to the blocks' axes: not summed twice
-            seeds.update((axes, t[r]) for axes, t in self._first_sums(acc).items())
+            seeds.update(
+                (axes, None if t is None else t[r]) for axes, t in self._first_sums(acc).items()
+            )
         return _Seeded(seeds)
 
     def _slices(self) -> list[slice]:
@@ -120,9 +140,12 @@ class Assembler:
         if acc.first_rows is None:
             design, sls = self.design, self._slices()
             out = np.zeros((self.n_rows, design.n_coef))
-            sums: dict[Axes, np.ndarray] = {}
+            sums: dict[Axes, np.ndarray | None] = {}
             for i, m, index, dest, n, drop in self._rows_plan():
                 blk = design.blocks[i]
+                if acc.red[m] is None:  # absent: these rows are the other part's
+                    sums[blk.axes] = None
+                    continue
                 t = sums[blk.axes] = sum_axes(acc.red[m][index], drop)
                 t = t.reshape(n, -1)
                 if isinstance(blk, DenseBlock):
@@ -151,19 +174,33 @@ class Assembler:
         """
         out = self._first_rows(acc)[r].copy()
         sls = self._slices()
+        totals = None
         if h_row and self.plan.full:
-            # Each row's total, from the smallest array that holds it. Every
-            # target holds the first rows at their own index (local_row[m][r]
-            # is r for r < n_all_rows: the kernel numbers them first).
+            # Each row's total, from the smallest array that holds it (one
+            # without the first axis if any: chosen alike for a slab and its
+            # grid). Every target holds the first rows at their own index
+            # (local_row[m][r] is r for r < n_all_rows: the kernel numbers them first).
             n_all = self.n_all_rows
-            held = [*self._first_sums(acc).values(), *acc.red.values()]
-            src = min((t[:n_all] for t in held), key=np.size)
-            totals = sum_axes(np.ascontiguousarray(src), tuple(range(1, src.ndim)))
+            held = [*self._first_sums(acc).items(), *acc.red.items()]
+            _, src = min(held, key=lambda kv: (0 in kv[0], self._size(kv[0])))
+            if src is not None:
+                src = src[:n_all]
+                totals = sum_axes(np.ascontiguousarray(src), tuple(range(1, src.ndim)))
         u = self.first_u
-        for i, cell in zip(self.plan.full, acc.cell, strict=True):
-            out[sls[i]] = totals[u : u + cell.shape[1]] if h_row else cell[r]
-            u += cell.shape[1]
+        for i, n in zip(self.plan.full, self._cell_widths(), strict=True):
+            if h_row:
+                out[sls[i]] = 0.0 if totals is None else totals[u : u + n]
+            else:
+                cell = acc.cell[self.plan.full.index(i)]
+                out[sls[i]] = 0.0 if cell is None else cell[r]
+            u += n
         return out
+
+    def _size(self, axes: Axes) -> int:
+        return int(np.prod([self.shape[a] for a in axes]))
+
+    def _cell_widths(self) -> list[int]:
+        return [self.design.blocks[i].n_cols for i in self.plan.full]
 
     def curvature_row(self, acc: Accumulators) -> np.ndarray:
         """``X' h`` for the curvature ``h`` of a full pass, worked out once per pass.
@@ -266,14 +303,17 @@ class Assembler:
         red = self._seeded(acc, 0) if plan.targets else None
         weighted: dict[int, np.ndarray] = {}  # X_top' * t, per top block
         for kind, ia, ib, via in self._pair_schedule():
+            src = acc.grp[via] if kind == "group" else red.get(via)
+            if src is None:  # absent: this block is the other part's
+                continue
             if kind == "group":  # a group's result, with partner ia
-                blk = self._partner(self.group_out[via], acc.grp[via], ia)
+                blk = self._partner(self.group_out[via], src, ia)
             elif kind == "top":
                 if ia not in weighted:
-                    weighted[ia] = self._rows_t(ia) * red.get(via).reshape(-1)
+                    weighted[ia] = self._rows_t(ia) * src.reshape(-1)
                 blk = self._top_pair(ia, ib, weighted[ia])
             else:
-                blk = design._pair(ia, ib, design.blocks[ia], design.blocks[ib], via, red.get(via))
+                blk = design._pair(ia, ib, design.blocks[ia], design.blocks[ib], via, src)
             out[sls[ia], sls[ib]] = blk
             out[sls[ib], sls[ia]] = blk.T
         for c in self._constant_blocks():
@@ -292,7 +332,7 @@ class Assembler:
             r, r1, cols = self.first_u, self.n_all_rows, self._cell_cols()
             rows = self._first_rows(acc)[r:r1].copy()
             for i2, cell in zip(plan.full, acc.cell, strict=True):
-                rows[:, sls[i2]] = cell[r:r1]
+                rows[:, sls[i2]] = 0.0 if cell is None else cell[r:r1]
             out[cols, :] = rows
             out[:, cols] = rows.T
         return out

@@ -198,7 +198,7 @@ class DaskEngine:
         axes = tuple(layout * len(what.split("+")))
         group = functools.partial(slabs.accumulate_slabs, axes)
         finish = functools.partial(slabs.assembled, what=what)
-        return self._tree(group, functools.partial(slabs.join, axes), what, beta, finish=finish)
+        return self._tree(group, slabs.join_contracted, what, beta, finish=finish)
 
     def _full(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """A full pass's loss, Hessian and gradient; the first also gives ``X'(w y)``."""

@@ -71,22 +71,32 @@ class Skeleton:
             changes["offset"] = (given["offset"], tuple(range(len(shape))))
         return FactoredDesign(shape, blocks), dataclasses.replace(sub, **changes)
 
-    def assembly_spec(self) -> PassSpec:
-        """The whole grid's description, for the assembly of joined accumulators alone.
+    def assembly_spec(self, start: int | None = None, stop: int | None = None) -> PassSpec:
+        """The description of the grid (or of its slabs ``start:stop``), for the assembly alone.
 
         The cell-level blocks' values are stand-ins that the assembly never
         reads (their products with the curvature come from the slabs' dot
         products).
         """
+        design = self.design
+        if start is not None:
+            sl = slice(start, stop)
+            design = FactoredDesign(
+                (stop - start, *design.shape[1:]),
+                [
+                    b if f"block{i}" in self.holes else _slab_of(b, sl)
+                    for i, b in enumerate(design.blocks)
+                ],
+            )
         stand_in = FactoredDesign(
-            self.design.shape,
+            design.shape,
             [
                 dataclasses.replace(
-                    b, values=np.broadcast_to(np.zeros(()), (*self.design.shape, len(b.names)))
+                    b, values=np.broadcast_to(np.zeros(()), (*design.shape, len(b.names)))
                 )
                 if f"block{i}" in self.holes
                 else b
-                for i, b in enumerate(self.design.blocks)
+                for i, b in enumerate(design.blocks)
             ],
         )
         return PassSpec.build(stand_in, self.plan, self.family, None, None, 1.0, None, self.dtype)
@@ -264,13 +274,14 @@ def accumulate_slabs(
     cells: tuple[tuple[Cells, ...], ...],
     what: str,
     beta: np.ndarray,
-) -> tuple[float, list]:
-    """The accumulators of a Dask task's run of slabs (:func:`slab_accumulators`), joined.
+) -> tuple[float, list, list]:
+    """The accumulators of a Dask task's run of slabs (:func:`slab_accumulators`), contracted.
 
     A full pass's sums over the other axes (a product x week target's, the
     same size for every slab) are added by each slab's sweep into the first
     slab's buffer: none is zeroed, none added after. The arrays over the
-    first axis are placed side by side (:func:`join`, ``axes``).
+    first axis are placed side by side (:func:`join`, ``axes``), then
+    contracted with the run's part of the design (:func:`_contracted`).
     """
     out, into = None, None
     for (lo, hi), own in zip(bounds, cells, strict=True):
@@ -279,21 +290,18 @@ def accumulate_slabs(
             out, into = (lsum, arrays), summed
         else:
             out = join(axes, out, (lsum, arrays))
-    return out
+    return _contracted(axes, skeleton, bounds[0][0], bounds[-1][1], what, out)
 
 
-def assembled(skeleton: Skeleton, joined: tuple[float, list], what: str) -> tuple[float, list]:
-    """The joined accumulators of the passes ``what`` (see :func:`slab_accumulators`), assembled.
+def _assemble(asm: Assembler, skeleton: Skeleton, what: str, lsum: float, arrays: list) -> list:
+    """Per pass of ``what``, its results from ``arrays`` (None where absent: see Assembler).
 
-    Run by the task after the tree's last join, where the accumulators are:
-    only the loss and P-sized results go on to the client, not the arrays
-    over the first axis (which grow with the panel). Per pass: ``"full"``
-    gives the Hessian and the gradient's row (``X' h`` where the family's
-    curvature is its mean, else ``X' w g``); ``"wy"`` gives ``X' w y``;
-    ``"outer"`` the Hessian of the squared scores.
+    ``"full"`` gives the Hessian and the gradient's row (``X' h`` where the
+    family's curvature is its mean, else ``X' w g``), or None for a loss
+    that is not finite; ``"wy"`` gives ``X' w y``; ``"outer"`` the Hessian of
+    the squared scores.
     """
-    plan, asm = skeleton.plan, skeleton.assembler
-    lsum, arrays = joined
+    plan = skeleton.plan
     n_red, n_grp = len(plan.targets), len(plan.groups)
     size = n_red + n_grp + len(plan.full)
     out = []
@@ -314,7 +322,67 @@ def assembled(skeleton: Skeleton, joined: tuple[float, list], what: str) -> tupl
             out.append(asm.row_gradient(acc, 0))
         else:
             out.append(asm.hessian(acc))
-    return lsum, out
+    return out
+
+
+def _contracted(
+    axes: tuple[int | None, ...], skeleton: Skeleton, lo: int, hi: int, what: str, joined: tuple
+) -> tuple[float, list, list]:
+    """A run's joined accumulators with those over the first axis contracted, here.
+
+    Their part of the results is a sum over the first axis's levels, so each
+    task takes its own (with the design of its slabs ``lo:hi``), and what
+    the joins move and the last task assembles does not grow with that axis.
+    Returns the loss, the other accumulators (None in place of those), and
+    the results so far (:func:`_assemble`).
+    """
+    lsum, arrays = joined
+    asm = Assembler(skeleton.assembly_spec(lo, hi))
+    first = [a if axis is not None else None for a, axis in zip(arrays, axes, strict=True)]
+    rest = [None if axis is not None else a for a, axis in zip(arrays, axes, strict=True)]
+    return lsum, rest, _assemble(asm, skeleton, what, lsum, first)
+
+
+def _added(a: Any, b: Any) -> Any:
+    """Two results of :func:`_assemble` added (None, a refused step, stays None)."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, tuple):
+        return tuple(x + y for x, y in zip(a, b, strict=True))
+    return a + b
+
+
+def join_contracted(*parts: tuple[float, list, list]) -> tuple[float, list, list]:
+    """Consecutive runs' contracted accumulators (:func:`_contracted`) as one.
+
+    The accumulators still held are summed, into the first part's arrays
+    (copied first if read-only: received from another process); the results
+    so far are added.
+    """
+    total = sum(p[0] for p in parts)
+    arrays = []
+    for k in range(len(parts[0][1])):
+        pieces = [p[1][k] for p in parts if p[1][k] is not None]
+        if pieces and not pieces[0].flags.writeable:
+            pieces[0] = pieces[0].copy()
+        for piece in pieces[1:]:
+            pieces[0] += piece
+        arrays.append(pieces[0] if pieces else None)
+    results = list(parts[0][2])
+    for p in parts[1:]:
+        results = [_added(a, b) for a, b in zip(results, p[2], strict=True)]
+    return total, arrays, results
+
+
+def assembled(skeleton: Skeleton, joined: tuple, what: str) -> tuple[float, list]:
+    """The tree's contracted accumulators of the passes ``what``, assembled (:func:`_assemble`).
+
+    Run by the task after the last join, where the accumulators are: only
+    the loss and P-sized results go on to the client.
+    """
+    lsum, arrays, results = joined
+    own = _assemble(skeleton.assembler, skeleton, what, lsum, arrays)
+    return lsum, [_added(a, b) for a, b in zip(own, results, strict=True)]
 
 
 def over_slabs(
