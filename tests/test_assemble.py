@@ -55,7 +55,13 @@ def test_benchmark_like_design_matches_dense(engine):
 
 
 @pytest.mark.parametrize("family", ["poisson", "binomial", "gaussian"])
-def test_accumulators_split_in_two_add_up_to_the_whole(family):
+@pytest.mark.parametrize(
+    ("shape", "cuts"),
+    # The second: a pair over the first two axes is formed one way on a slab of
+    # 3 x 256 cells and another on the whole grid (its size against COLUMN_CELLS).
+    [((6, 4, 5), (0, 2, 3, 6)), ((260, 256, 1), (0, 3, 100, 260))],
+)
+def test_accumulators_split_in_two_add_up_to_the_whole(family, shape, cuts):
     """The assembly is linear and skips absent accumulators: the arrays over the
     first axis contracted slab by slab (each with its slabs' design), the others
     once, give the whole grid's gradient rows and Hessian (as a Dask pass does)."""
@@ -69,8 +75,8 @@ def test_accumulators_split_in_two_add_up_to_the_whole(family):
     from panelglm._model.blocks import _slab_of
 
     rng = np.random.default_rng(11)
-    shape = (6, 4, 5)
-    design = random_design(shape, rng)  # every axis subset, and fixed effects
+    # Every axis subset, and fixed effects where the last axis has levels to drop.
+    design = random_design(shape, rng, indicators=shape[-1] > 1)
     fam, plan = FAMILIES[family], make_plan(design)
     y = rng.poisson(1.0, size=shape).astype(float)
     problem = PanelProblem(shape, y=y, w=rng.uniform(0.5, 2.0, size=shape))
@@ -97,7 +103,7 @@ def test_accumulators_split_in_two_add_up_to_the_whole(family):
         return asm.hessian(acc), asm.row_gradient(acc, 1), asm.row_gradient(acc, 0, h_row=True)
 
     total = [np.array(r) for r in results(whole, split(ref, False))]
-    for lo, hi in [(0, 2), (2, 3), (3, 6)]:
+    for lo, hi in zip(cuts, cuts[1:], strict=False):
         sl = slice(lo, hi)
         part = FactoredDesign((hi - lo, *shape[1:]), [_slab_of(b, sl) for b in design.blocks])
         sub = problem.rows(lo, hi)

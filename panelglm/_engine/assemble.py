@@ -60,8 +60,9 @@ class Assembler:
     -----
     The results are linear in the accumulators. An accumulator may be absent
     (None): every step that reads it is skipped, as if it were zero, and
-    each step reads one accumulator, chosen by axes alone (not by sizes that
-    differ between a slab and its grid). So the results from accumulators
+    each step reads one accumulator, chosen alike for a slab and its grid (by
+    axes; where by sizes, as in :meth:`row_gradient`, only among arrays whose
+    sizes keep their order when the first axis is cut). So the results from accumulators
     split in two, each with the other's absent, add up to the whole's: a
     Dask task contracts the arrays over the first axis of its slabs, the
     last one the others (:mod:`panelglm._engine.dask_slabs`).

@@ -9,13 +9,14 @@ the slab's cell arrays and runs the in-memory engine of the slab (the
 compiled sweep where it is built, else numpy) under the whole grid's plan.
 
 A full pass's slab leaves its *accumulators*, the small arrays the in-memory
-engines assemble into a gradient and a Hessian; tasks of fan-in ``FAN_IN``
-join them (side by side along the first axis where they span it, added
-elsewhere) and the task after the last join assembles them once, where they
-are. Assembling per slab would repeat, for every slab, the work on the levels
-of the other dimensions (a product x week block's), which does not shrink with
-the slab; assembling on the client would send it the arrays over the first
-axis, which grow with the panel. Other passes (the loss, the statistics' sums)
+engines assemble into a gradient and a Hessian. A task places those over the
+first axis of its slabs side by side and contracts them with its slabs' part
+of the design (their part of the results is a sum over the first axis's
+levels: what it hands on does not grow with that axis); tasks of fan-in
+``FAN_IN`` add up the rest, and the task after the last join assembles that
+once, where it is. Assembling it per slab would repeat, for every slab, the
+work on the levels of the other dimensions (a product x week block's), which
+does not shrink with the slab. Other passes (the loss, the statistics' sums)
 return their sums. Only those results -- the loss, P-sized arrays, per-cluster
 sums -- reach the client, where the Newton loop, the P x P solve and the line
 search stay.
@@ -152,8 +153,8 @@ class DaskEngine:
         skeleton = slabs.Skeleton(design, problem, family, work, make_engine, plan, holes)
         (self._skeleton,) = _shipped([skeleton], "panelglm-skeleton", True)
         self._dask = dask
-        # The whole grid's description, for the joins' layout (the assembly
-        # runs in the tree's last task: dask_slabs.assembled).
+        # The whole grid's description, for the accumulators' layout (the
+        # assembly runs in the tasks: dask_slabs._contracted and assembled).
         self._spec = skeleton.assembly_spec() if plan is not None else None
         self._wy_grad: np.ndarray | None = None
 

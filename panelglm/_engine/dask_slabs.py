@@ -76,9 +76,11 @@ class Skeleton:
 
         The cell-level blocks' values are stand-ins that the assembly never
         reads (their products with the curvature come from the slabs' dot
-        products).
+        products), views of one zero in the passes' precision.
         """
         design = self.design
+        if (start is None) != (stop is None):
+            raise ValueError("assembly_spec takes both start and stop, or neither")
         if start is not None:
             sl = slice(start, stop)
             design = FactoredDesign(
@@ -92,7 +94,10 @@ class Skeleton:
             design.shape,
             [
                 dataclasses.replace(
-                    b, values=np.broadcast_to(np.zeros(()), (*design.shape, len(b.names)))
+                    b,
+                    values=np.broadcast_to(
+                        np.zeros((), self.dtype), (*design.shape, len(b.names))
+                    ),
                 )
                 if f"block{i}" in self.holes
                 else b
