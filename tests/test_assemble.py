@@ -7,7 +7,7 @@ columns before the last axis, and a spread column.
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, pairwise
 
 import numpy as np
 import pytest
@@ -103,7 +103,7 @@ def test_accumulators_split_in_two_add_up_to_the_whole(family, shape, cuts):
         return asm.hessian(acc), asm.row_gradient(acc, 1), asm.row_gradient(acc, 0, h_row=True)
 
     total = [np.array(r) for r in results(whole, split(ref, False))]
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    for lo, hi in pairwise(cuts):
         sl = slice(lo, hi)
         part = FactoredDesign((hi - lo, *shape[1:]), [_slab_of(b, sl) for b in design.blocks])
         sub = problem.rows(lo, hi)
