@@ -78,33 +78,20 @@ class Skeleton:
         reads (their products with the curvature come from the slabs' dot
         products), views of one zero in the passes' precision.
         """
-        design = self.design
         if (start is None) != (stop is None):
             raise ValueError("assembly_spec takes both start and stop, or neither")
+        shape = self.design.shape
         if start is not None:
-            sl = slice(start, stop)
-            design = FactoredDesign(
-                (stop - start, *design.shape[1:]),
-                [
-                    b if f"block{i}" in self.holes else _slab_of(b, sl)
-                    for i, b in enumerate(design.blocks)
-                ],
-            )
-        stand_in = FactoredDesign(
-            design.shape,
-            [
-                dataclasses.replace(
-                    b,
-                    values=np.broadcast_to(
-                        np.zeros((), self.dtype), (*design.shape, len(b.names))
-                    ),
-                )
-                if f"block{i}" in self.holes
-                else b
-                for i, b in enumerate(design.blocks)
-            ],
-        )
-        return PassSpec.build(stand_in, self.plan, self.family, None, None, 1.0, None, self.dtype)
+            shape = (stop - start, *shape[1:])
+        zero = np.zeros((), self.dtype)
+
+        def block(i: int, b: Any) -> Any:
+            if f"block{i}" in self.holes:  # a lazy cell-level block: a stand-in
+                return dataclasses.replace(b, values=np.broadcast_to(zero, (*shape, len(b.names))))
+            return b if start is None else _slab_of(b, slice(start, stop))
+
+        design = FactoredDesign(shape, [block(i, b) for i, b in enumerate(self.design.blocks)])
+        return PassSpec.build(design, self.plan, self.family, None, None, 1.0, None, self.dtype)
 
     @functools.cached_property
     def assembler(self) -> Assembler:
@@ -350,29 +337,17 @@ def _contracted(
 
 def _added(a: Any, b: Any) -> Any:
     """Two results of :func:`_assemble` added (None, a refused step, stays None)."""
-    if a is None or b is None:
-        return None
-    if isinstance(a, tuple):
-        return tuple(x + y for x, y in zip(a, b, strict=True))
-    return a + b
+    return None if a is None or b is None else add(a, b)
 
 
 def join_contracted(*parts: tuple[float, list, list]) -> tuple[float, list, list]:
     """Consecutive runs' contracted accumulators (:func:`_contracted`) as one.
 
-    The accumulators still held are summed, into the first part's arrays
-    (copied first if read-only: received from another process); the results
-    so far are added.
+    The accumulators still held are summed as :func:`join` sums them; the
+    results so far are added.
     """
-    total = sum(p[0] for p in parts)
-    arrays = []
-    for k in range(len(parts[0][1])):
-        pieces = [p[1][k] for p in parts if p[1][k] is not None]
-        if pieces and not pieces[0].flags.writeable:
-            pieces[0] = pieces[0].copy()
-        for piece in pieces[1:]:
-            pieces[0] += piece
-        arrays.append(pieces[0] if pieces else None)
+    summed = (None,) * len(parts[0][1])  # none is over the first axis any more
+    total, arrays = join(summed, *((p[0], p[1]) for p in parts))
     results = list(parts[0][2])
     for p in parts[1:]:
         results = [_added(a, b) for a, b in zip(results, p[2], strict=True)]
@@ -415,16 +390,19 @@ def join(axes: tuple[int | None, ...], *parts: tuple[float, list]) -> tuple[floa
     """Consecutive slabs' accumulators as one.
 
     Arrays over the first axis are placed side by side along it (``axes``:
-    where that axis is, per array); the others are summed.
+    where that axis is, per array); the others are summed. A part's array
+    may be None: already added into another's (see accumulate_slabs), or
+    contracted (see _contracted); None where every part's is.
     """
     total = sum(p[0] for p in parts)
     out = []
     for k, axis in enumerate(axes):
-        # None: a part's array already added into the first part's (see
-        # accumulate_slabs).
         pieces = [p[1][k] for p in parts if p[1][k] is not None]
         if axis is not None:
             out.append(np.concatenate(pieces, axis=axis))
+            continue
+        if not pieces:
+            out.append(None)
             continue
         # Added into the first part's array: each part is one task's result,
         # read by this join alone (no copy of a large accumulator per join),
