@@ -237,6 +237,7 @@ def test_a_slab_of_one_chunk_is_read_without_a_copy_and_read_only():
 def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cells_on_the_client):
     """One task reads a group of slabs one after the other and joins their sums:
     one task for all 13 slabs, or groups of 3 (the last of one), then the tree."""
+    import panelglm._engine.dask_accumulators as dask_accumulators
     import panelglm._engine.dask_engine as dask_engine
     import panelglm._engine.dask_slabs as dask_slabs
 
@@ -244,10 +245,12 @@ def test_tasks_of_several_slabs_give_the_same_fit(per_task, monkeypatch, no_cell
     monkeypatch.setattr(dask_engine, "TASKS_PER_WORKER", 1)
     monkeypatch.setattr(dask_engine, "_n_workers", lambda: 1)
     groups = []
-    sums, accumulators = dask_slabs.over_slabs, dask_slabs.accumulate_slabs
+    sums, accumulators = dask_slabs.over_slabs, dask_accumulators.accumulate_slabs
     monkeypatch.setattr(dask_slabs, "over_slabs", lambda *a: groups.append(len(a[3])) or sums(*a))
     monkeypatch.setattr(
-        dask_slabs, "accumulate_slabs", lambda *a: groups.append(len(a[2])) or accumulators(*a)
+        dask_accumulators,
+        "accumulate_slabs",
+        lambda *a: groups.append(len(a[2])) or accumulators(*a),
     )
     make, target = CASES["poisson"]
     ds = make_dataset(gaps=True)
@@ -279,7 +282,7 @@ def test_slabs_per_task():
 
 
 def test_joins_add_into_the_first_part_only():
-    from panelglm._engine.dask_slabs import join
+    from panelglm._engine.dask_accumulators import join
 
     a, b, c = np.ones(3), np.full(3, 2.0), np.full(3, 4.0)
     c.flags.writeable = False  # as a part received from another process may be

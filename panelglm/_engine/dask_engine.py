@@ -43,6 +43,7 @@ from .._model.factored import FactoredDesign
 from .._model.families import Family
 from .._util.lazy import is_lazy, stored
 from .._util.threads import available_cores
+from . import dask_accumulators as accumulators
 from . import dask_slabs as slabs
 from .plan import make_plan
 from .problem import PanelProblem
@@ -154,7 +155,7 @@ class DaskEngine:
         (self._skeleton,) = _shipped([skeleton], "panelglm-skeleton", True)
         self._dask = dask
         # The whole grid's description, for the accumulators' layout (the
-        # assembly runs in the tasks: dask_slabs._contracted and assembled).
+        # assembly runs in the tasks: dask_accumulators).
         self._spec = skeleton.assembly_spec() if plan is not None else None
         self._wy_grad: np.ndarray | None = None
 
@@ -172,7 +173,7 @@ class DaskEngine:
         """``group(skeleton, bounds, cells, *head)`` of each task's run of slabs, joined in a tree.
 
         One Dask task runs a run of consecutive slabs (``group``:
-        :func:`~dask_slabs.over_slabs` or :func:`~dask_slabs.accumulate_slabs`);
+        :func:`~dask_slabs.over_slabs` or :func:`~dask_accumulators.accumulate_slabs`);
         the joins take ``FAN_IN`` consecutive results at a time, in the slabs'
         order; ``finish(skeleton, joined)``, if given, runs where the last join
         did. Only its result (or the last join's) is computed onto the client.
@@ -189,7 +190,7 @@ class DaskEngine:
         return self._dask.compute(last)[0]
 
     def _assembled(self, what: str, beta: np.ndarray | None) -> tuple[float, list]:
-        """The loss and, per pass of ``what``, its results (:func:`~dask_slabs.assembled`)."""
+        """The loss and, per pass of ``what``, its results (``dask_accumulators.assembled``)."""
         spec = self._spec
         layout = (
             [1 if 0 in m else None for m in spec.plan.targets]
@@ -197,9 +198,9 @@ class DaskEngine:
             + [None] * len(spec.plan.full)
         )
         axes = tuple(layout * len(what.split("+")))
-        group = functools.partial(slabs.accumulate_slabs, axes)
-        finish = functools.partial(slabs.assembled, what=what)
-        return self._tree(group, slabs.join_contracted, what, beta, finish=finish)
+        group = functools.partial(accumulators.accumulate_slabs, axes)
+        finish = functools.partial(accumulators.assembled, what=what)
+        return self._tree(group, accumulators.join_contracted, what, beta, finish=finish)
 
     def _full(self, beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         """A full pass's loss, Hessian and gradient; the first also gives ``X'(w y)``."""
