@@ -54,7 +54,7 @@ def test_a_converted_array_remembers_its_stored_values():
 
 
 def test_a_fill_is_carried_only_where_float32_holds_it():
-    from panelglm._data.dataset_columns import _float32_holds
+    from panelglm._util.lazy import _float32_holds
 
     assert _float32_holds(0.0) and _float32_holds(1.0) and _float32_holds(-0.5)
     # numpy would say np.float32(0.1) == 0.1 (compared in float32); 1e40 overflows

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import as_float64, carry, compute, is_lazy, where
+from .._util.lazy import as_float64, compute, is_lazy, masked
 from .columns import ColumnSpec, is_categorical_dtype, narrow, widen
 from .layout import Grid
 
@@ -290,11 +290,7 @@ class DatasetColumns:
         if is_lazy(values):
             present = self._labels.present
             values = as_float64(values)
-            if present is None:
-                return values
-            if _float32_holds(fill):  # the stored values, masked, then serve as well
-                return carry(lambda v: where(present, v, fill), values)
-            return where(present, values, fill)
+            return values if present is None else masked(values, present, fill)
         return self._placed(name, values, np.float64, fill)
 
     def rejoin(self, grid: Grid) -> DatasetColumns:
@@ -304,15 +300,6 @@ class DatasetColumns:
         observed = None if grid.is_balanced else _observed_cells(grid)
         labels = Labels(self._labels.dims, self._labels.coords, take, observed)
         return DatasetColumns(self._ds, labels)
-
-
-def _float32_holds(value: float) -> bool:
-    """Whether float32 holds ``value`` exactly.
-
-    Compared as Python floats: numpy compares a float32 with a float in float32.
-    """
-    with np.errstate(over="ignore"):
-        return bool(np.isfinite(value)) and float(np.float32(value)) == float(value)
 
 
 def _observed_cells(grid: Grid) -> np.ndarray:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util.lazy import as_float64, carry, compute, is_lazy, where
+from .._util.lazy import as_float64, compute, is_lazy, masked
 from .._util.warn import warn
 from ..exceptions import SparsePanelWarning
 from .layout import MIN_DENSITY, show_value
@@ -251,7 +251,7 @@ def lazy_values(values: Any, data: Any, what: str) -> Any:
     if present is not None:
         present = present.reshape(-1)
         bad &= present
-        values = carry(lambda v: where(present, v, 0.0), values)
+        values = masked(values, present, 0.0)
     (n_bad,) = compute(bad.sum())
     if n_bad:
         raise ValueError(f"{what} has {int(n_bad)} missing or infinite value(s).")

@@ -126,6 +126,28 @@ def carry(fn: Callable[..., Any], *arrays: Any) -> Any:
     return out
 
 
+def masked(values: Any, present: Any, fill: float) -> Any:
+    """``where(present, values, fill)`` of a Dask array, keeping its stored values.
+
+    The stored float32 values (:func:`stored`) are masked alike where float32
+    holds ``fill`` exactly; else the result is float64 only.
+    """
+    if not _float32_holds(fill):
+        return where(present, values, fill)
+    return carry(lambda v: where(present, v, fill), values)
+
+
+def _float32_holds(value: float) -> bool:
+    """Whether float32 holds ``value`` exactly.
+
+    Compared as Python floats: numpy compares a float32 with a float in float32.
+    """
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(value)) and float(np.float32(value)) == float(value)
+
+
 def masked_weights(present: Any, w: Any) -> Any:
     """Lazy weights ``w`` (or 1) zero where ``present`` (lazy, bool) is False.
 
